@@ -1,0 +1,259 @@
+//! The `connvault` binary: `serve` (the default) and the operator's commands.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use server::audit::Actor;
+use server::config::Config;
+use server::secret::SecretString;
+
+#[derive(Parser)]
+#[command(name = "connvault", version, about = "A connection and credential vault for integrations", long_about = None)]
+struct Cli {
+    /// Optional TOML configuration file (environment variables override it). Also CONNVAULT_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app and the API (the default).
+    Serve,
+    /// Re-seal every secret under a new master key, in one transaction.
+    RotateMasterKey {
+        /// Afterwards, remove the old keys from the key file (only once nothing uses them).
+        #[arg(long)]
+        retire_old: bool,
+    },
+    /// List, add, rename and reorder environments.
+    #[command(subcommand)]
+    Environment(EnvCommand),
+    /// Manage connections from the command line.
+    #[command(subcommand)]
+    Connection(ConnCommand),
+}
+
+#[derive(Subcommand)]
+enum EnvCommand {
+    /// The environments in promotion order.
+    List,
+    /// Add an environment (at the end of the order unless --position is given).
+    Add {
+        name: String,
+        /// 1-based place in the promotion order.
+        #[arg(long)]
+        position: Option<usize>,
+    },
+    /// Rename an environment; connections and secrets stay with it.
+    Rename { name: String, new_name: String },
+    /// Move an environment to a 1-based place in the promotion order.
+    Move {
+        name: String,
+        #[arg(long)]
+        position: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnCommand {
+    /// Create a connection. Secrets given as NAME=- are read from standard input.
+    Create {
+        #[arg(long = "env")]
+        environment: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        provider: String,
+        /// A non-secret setting, NAME=VALUE (repeat).
+        #[arg(long = "setting", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
+        /// A secret, NAME=VALUE or NAME=- to read it from standard input (repeat).
+        #[arg(long = "secret", value_name = "NAME=VALUE")]
+        secrets: Vec<String>,
+    },
+    /// List an environment's connections (no secret values, ever).
+    List {
+        #[arg(long = "env")]
+        environment: String,
+    },
+}
+
+fn split_pair(text: &str, what: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{what} {text:?} must look like NAME=VALUE")),
+    }
+}
+
+fn read_stdin_secret() -> Result<SecretString, String> {
+    if std::io::stdin().is_terminal() {
+        eprint!("Secret value (input is not echoed... type it and press Ctrl-D): ");
+    }
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the secret from standard input: {e}"))?;
+    let trimmed = s.trim_end_matches(['\n', '\r']).to_string();
+    s.clear();
+    Ok(SecretString::new(trimmed))
+}
+
+async fn run_command(config: Config, command: Command) -> Result<(), String> {
+    if let Command::RotateMasterKey { retire_old } = command {
+        let report = server::rotate::rotate_master_key(&config, retire_old).await.map_err(|e| e.to_string())?;
+        println!("Re-sealed {} secrets: master key {} → {}.", report.resealed, report.previous_key_id, report.new_key_id);
+        if report.retired.is_empty() {
+            println!("The old key stays in the keyring. Once every instance has been restarted (or has picked up the new key), retire it with `connvault rotate-master-key --retire-old`, then back up the key file again.");
+        } else {
+            println!("Retired keys: {}. Back up the key file again now.", report.retired.join(", "));
+        }
+        return Ok(());
+    }
+    let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
+    let (db, vault) = (&services.db, &services.vault);
+    let actor = Actor::operator();
+    let result = match command {
+        Command::Environment(EnvCommand::List) => server::environments::list(db).await.map(|envs| {
+            for e in envs {
+                println!("{}. {}", e.position, e.name);
+            }
+        }),
+        Command::Environment(EnvCommand::Add { name, position }) => {
+            server::environments::add(db, &actor, &name, position).await.map(|e| println!("Added {} at position {}.", e.name, e.position))
+        }
+        Command::Environment(EnvCommand::Rename { name, new_name }) => {
+            server::environments::rename(db, &actor, &name, &new_name).await.map(|e| println!("Renamed {name} to {}.", e.name))
+        }
+        Command::Environment(EnvCommand::Move { name, position }) => server::environments::move_to(db, &actor, &name, position).await.map(|envs| {
+            println!("Promotion order: {}", envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" → "));
+        }),
+        Command::Connection(ConnCommand::Create { environment, name, provider, settings, secrets }) => {
+            let def = server::providers::get(&provider);
+            let mut map = serde_json::Map::new();
+            for s in &settings {
+                let (k, v) = split_pair(s, "--setting")?;
+                let is_int = def.and_then(|d| d.field(&k)).is_some_and(|f| matches!(f.kind, server::providers::FieldKind::Integer));
+                let value = match v.parse::<i64>() {
+                    Ok(n) if is_int => serde_json::Value::from(n),
+                    _ => serde_json::Value::String(v),
+                };
+                map.insert(k, value);
+            }
+            let mut secret_map = std::collections::BTreeMap::new();
+            let mut stdin_used = false;
+            for s in &secrets {
+                let (k, v) = split_pair(s, "--secret")?;
+                let value = if v == "-" {
+                    if stdin_used {
+                        return Err("only one secret can be read from standard input".into());
+                    }
+                    stdin_used = true;
+                    read_stdin_secret()?
+                } else {
+                    SecretString::new(v)
+                };
+                secret_map.insert(k, value);
+            }
+            let input = server::connections::NewConnection { name, provider, settings: map, secrets: secret_map };
+            server::connections::create(db, vault, &actor, &environment, input).await.map(|c| println!("Created connection {} in {}.", c.name, c.environment))
+        }
+        Command::Connection(ConnCommand::List { environment }) => {
+            server::connections::list(db, &environment, &Default::default()).await.map(|page| {
+                for c in page.items {
+                    let secrets: Vec<String> = c.secrets_set.iter().map(|(f, at)| format!("{f} set {at}")).collect();
+                    println!("{}\t{}\t{}", c.name, c.provider, secrets.join(", "));
+                }
+            })
+        }
+        Command::Serve | Command::RotateMasterKey { .. } => unreachable!("handled elsewhere"),
+    };
+    services.db.close().await;
+    result.map_err(|e| match e {
+        server::Error::Validation(errors) => {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
+            format!("the input needs fixing:\n{}", lines.join("\n"))
+        }
+        other => other.public_message(),
+    })
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    use axum::Router;
+    use leptos::prelude::*;
+    use leptos_axum::{generate_route_list, LeptosRoutes};
+
+    let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
+    let conf = get_configuration(None).map_err(|e| format!("Leptos configuration: {e}"))?;
+    let mut options = conf.leptos_options;
+    if options.output_name.is_empty() {
+        options.output_name = "connvault".into();
+    }
+    options.site_addr = services.config.site_addr;
+    let addr = options.site_addr;
+    let routes = generate_route_list(app::app::App);
+    let context = {
+        let services = services.clone();
+        move || provide_context(services.clone())
+    };
+    let leptos_app = Router::new()
+        .leptos_routes_with_context(&options, routes, context, {
+            let options = options.clone();
+            move || app::app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(app::app::shell))
+        .with_state(options);
+    let router = server::api::router(services.clone()).merge(leptos_app).layer(tower_http::trace::TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}. Set LEPTOS_SITE_ADDR to a free address"))?;
+    tracing::info!("connvault listening on http://{addr} (public URL {})", services.config.public_url);
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    services.db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("connvault: configuration error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    server::logging::init(&config);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        other => run_command(config, other).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("connvault: {message}");
+            ExitCode::from(1)
+        }
+    }
+}

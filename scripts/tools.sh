@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs what building and testing connvault needs, skipping what is there.
+#
+#   scripts/tools.sh            Rust target, cargo-leptos, wasm-bindgen-cli,
+#                               end2end npm packages, chromium + postgresql
+#   scripts/tools.sh --release  the same plus binaryen (wasm-opt), which
+#                               `cargo leptos build --release` needs
+#
+# System packages are installed with apt-get only when running as root;
+# otherwise what is missing is reported and the rest goes on (scripts/test.sh
+# then skips what it cannot run, or fails under CI=true).
+set -euo pipefail
+
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$REPO_ROOT"
+
+CARGO_LEPTOS_VERSION=0.3.10
+WANT_RELEASE=0
+for arg in "$@"; do
+  case "$arg" in
+    --release) WANT_RELEASE=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "tools.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '[tools] %s\n' "$*"; }
+
+# --- system packages ---------------------------------------------------------
+missing_pkgs=()
+[ -x "$CHROMIUM_BIN" ] || missing_pkgs+=(chromium)
+[ -n "$(pg_bindir)" ] || missing_pkgs+=(postgresql)
+if [ "$WANT_RELEASE" = 1 ] && ! command -v wasm-opt >/dev/null 2>&1; then
+  missing_pkgs+=(binaryen)
+fi
+
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+  if is_root && command -v apt-get >/dev/null 2>&1; then
+    say "installing system packages: ${missing_pkgs[*]}"
+    if apt-get update \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing_pkgs[@]}"; then
+      say "system packages installed"
+    else
+      banner "apt-get could not install: ${missing_pkgs[*]}" \
+        "tests that need them will be skipped (and fail under CI=true)"
+    fi
+  else
+    banner "missing system packages: ${missing_pkgs[*]}" \
+      "install them as root: apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing_pkgs[*]}" \
+      "tests that need them will be skipped (and fail under CI=true)"
+  fi
+fi
+
+# --- Rust --------------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustup >/dev/null 2>&1; then
+  echo "[tools] cargo/rustup not found (looked in PATH and ~/.cargo/bin); install Rust via rustup first" >&2
+  exit 1
+fi
+
+if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "wasm32-unknown-unknown target: present"
+else
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if cargo leptos --version 2>/dev/null | grep -Eq "(^|[^0-9.])${CARGO_LEPTOS_VERSION//./\\.}([^0-9.]|$)"; then
+  say "cargo-leptos $CARGO_LEPTOS_VERSION: present"
+else
+  say "installing cargo-leptos $CARGO_LEPTOS_VERSION (no_downloads: tools come from PATH)"
+  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked --features no_downloads
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+if [ ! -f Cargo.lock ]; then
+  say "Cargo.lock missing: generating it"
+  cargo generate-lockfile
+fi
+wb_version="$(lock_wasm_bindgen_version)"
+if [ -z "$wb_version" ]; then
+  echo "[tools] no wasm-bindgen package in Cargo.lock" >&2
+  exit 1
+fi
+have_wb="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
+if [ "$have_wb" = "$wb_version" ]; then
+  say "wasm-bindgen-cli $wb_version: present"
+else
+  say "installing wasm-bindgen-cli $wb_version (have: ${have_wb:-none})"
+  cargo install wasm-bindgen-cli --version "$wb_version"
+fi
+
+# --- end2end npm packages ----------------------------------------------------
+# @playwright/test 1.x needs Node >= 20 (Debian 12's own nodejs is 18: too old).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "[tools] node/npm not found: Node.js >= 20 with npm is needed for end2end/" >&2
+  exit 1
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+  echo "[tools] Node.js $(node --version) is too old for end2end/ (@playwright/test needs >= 20)" >&2
+  exit 1
+fi
+if [ -d end2end/node_modules ]; then
+  say "end2end/node_modules: present"
+else
+  say "npm ci in end2end/"
+  (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+say "done"

@@ -1,0 +1,169 @@
+//! The audit trail. Events are written in the same transaction as the change they describe, so
+//! a change whose event cannot be written does not happen (fail closed). The table is
+//! append-only (database triggers refuse UPDATE and DELETE). Details carry field names, never
+//! secret values.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::db::{now, Db, Tx};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    User,
+    ApiKey,
+    Operator,
+    System,
+    Link,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::ApiKey => "api_key",
+            ActorKind::Operator => "operator",
+            ActorKind::System => "system",
+            ActorKind::Link => "link",
+        }
+    }
+}
+
+/// Who does something, and from where.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: Option<i64>,
+    pub label: String,
+    pub client_addr: Option<String>,
+}
+
+impl Actor {
+    /// The person at the server's command line.
+    pub fn operator() -> Actor {
+        let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        Actor { kind: ActorKind::Operator, id: None, label: format!("operator ({who}, command line)"), client_addr: None }
+    }
+
+    pub fn system(what: &str) -> Actor {
+        Actor { kind: ActorKind::System, id: None, label: format!("connvault ({what})"), client_addr: None }
+    }
+}
+
+/// One event to record.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub environment: Option<(i64, &'a str)>,
+    pub object_kind: Option<&'a str>,
+    pub object_name: Option<&'a str>,
+    pub detail: Value,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(action: &'a str) -> Event<'a> {
+        Event { action, outcome: "success", environment: None, object_kind: None, object_name: None, detail: Value::Object(Default::default()) }
+    }
+    pub fn environment(mut self, id: i64, name: &'a str) -> Self {
+        self.environment = Some((id, name));
+        self
+    }
+    pub fn object(mut self, kind: &'a str, name: &'a str) -> Self {
+        self.object_kind = Some(kind);
+        self.object_name = Some(name);
+        self
+    }
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+    pub fn outcome(mut self, outcome: &'a str) -> Self {
+        self.outcome = outcome;
+        self
+    }
+}
+
+/// Records `event` inside `tx`. If this fails the caller's transaction fails with it.
+pub async fn record(tx: &mut Tx<'_>, actor: &Actor, event: Event<'_>) -> Result<()> {
+    let t = now();
+    sqlx::query(
+        "INSERT INTO audit_events (actor_kind, actor_id, actor_label, action, outcome, environment_id, environment, \
+         object_kind, object_name, detail, client_addr, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+    )
+    .bind(actor.kind.as_str())
+    .bind(actor.id)
+    .bind(&actor.label)
+    .bind(event.action)
+    .bind(event.outcome)
+    .bind(event.environment.map(|e| e.0))
+    .bind(event.environment.map(|e| e.1))
+    .bind(event.object_kind)
+    .bind(event.object_name)
+    .bind(event.detail.to_string())
+    .bind(actor.client_addr.as_deref())
+    .bind(&t)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records an event in a transaction of its own (for events that accompany no change, such as a
+/// failed integrity check).
+pub async fn record_alone(db: &Db, actor: &Actor, event: Event<'_>) -> Result<()> {
+    let mut tx = db.begin().await?;
+    record(&mut tx, actor, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A stored event, as the audit page and `GET /api/v1/audit` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub actor_kind: String,
+    pub actor: String,
+    pub action: String,
+    pub outcome: String,
+    pub environment: Option<String>,
+    pub object_kind: Option<String>,
+    pub object_name: Option<String>,
+    pub detail: Value,
+    pub client_addr: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The most recent events, newest first.
+pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AuditEvent>> {
+    let rows = sqlx::query(
+        "SELECT id, actor_kind, actor_label, action, outcome, environment, object_kind, object_name, detail, client_addr, created_at, updated_at \
+         FROM audit_events ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let detail: String = r.try_get("detail")?;
+            Ok(AuditEvent {
+                id: r.try_get("id")?,
+                actor_kind: r.try_get("actor_kind")?,
+                actor: r.try_get("actor_label")?,
+                action: r.try_get("action")?,
+                outcome: r.try_get("outcome")?,
+                environment: r.try_get("environment")?,
+                object_kind: r.try_get("object_kind")?,
+                object_name: r.try_get("object_name")?,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                client_addr: r.try_get("client_addr")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,221 @@
+//! Configuration: environment variables, over an optional TOML file, over defaults.
+//! Every setting is documented in the README with its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::SecretString;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// `CONNVAULT_MASTER_KEY`: when set, the keyring comes from the environment, not a file.
+    pub master_key: Option<SecretString>,
+    /// `CONNVAULT_MASTER_KEY_PREVIOUS`: older keys that still open existing secrets.
+    pub master_key_previous: Option<SecretString>,
+    pub master_key_file: PathBuf,
+    pub public_url: String,
+    pub smtp_url: Option<SecretString>,
+    pub smtp_from: String,
+    pub allow_loopback: bool,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub db_max_connections: u32,
+    pub site_addr: SocketAddr,
+}
+
+/// The optional TOML file (`CONNVAULT_CONFIG` or `--config`). Keys are the environment
+/// variables' names without the `CONNVAULT_` prefix, in lower case. The master key itself is
+/// deliberately not accepted here: it lives in its own 0600 file or in the environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    master_key_file: Option<PathBuf>,
+    public_url: Option<String>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    allow_loopback: Option<bool>,
+    log_format: Option<String>,
+    log: Option<String>,
+    db_max_connections: Option<u32>,
+    site_addr: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the configuration file {path} is not valid: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{name}: {message}")]
+    Setting { name: &'static str, message: String },
+}
+
+fn setting(name: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Setting { name, message: message.into() }
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(setting(name, format!("expected 1/0, true/false, yes/no or on/off, got {other:?}"))),
+    }
+}
+
+impl Config {
+    /// Reads the process environment and the optional file.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::from_sources(file, |name| std::env::var(name).ok())
+    }
+
+    /// `env` looks a variable up; tests pass a map instead of the real environment.
+    pub fn from_sources(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let file_path = file.map(Path::to_path_buf).or_else(|| env("CONNVAULT_CONFIG").map(PathBuf::from));
+        let f: FileConfig = match &file_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File { path: path.clone(), message: e.message().to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+
+        let data_dir = env("CONNVAULT_DATA_DIR").map(PathBuf::from).or(f.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = env("DATABASE_URL")
+            .or(f.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("connvault.db").display()));
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(setting("DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
+        }
+        let master_key_file = env("CONNVAULT_MASTER_KEY_FILE")
+            .map(PathBuf::from)
+            .or(f.master_key_file)
+            .unwrap_or_else(|| data_dir.join("master.key"));
+
+        let site_addr_text = env("LEPTOS_SITE_ADDR").or(f.site_addr).unwrap_or_else(|| "127.0.0.1:3000".into());
+        let site_addr: SocketAddr = site_addr_text
+            .parse()
+            .map_err(|_| setting("LEPTOS_SITE_ADDR", format!("expected HOST:PORT such as 127.0.0.1:3000, got {site_addr_text:?}")))?;
+
+        let public_url = env("CONNVAULT_PUBLIC_URL").or(f.public_url).unwrap_or_else(|| format!("http://{site_addr}"));
+        let parsed = url::Url::parse(&public_url)
+            .map_err(|e| setting("CONNVAULT_PUBLIC_URL", format!("{e}; expected an absolute URL such as https://vault.example.com")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(setting("CONNVAULT_PUBLIC_URL", "must be an http:// or https:// URL"));
+        }
+
+        let smtp_url = env("CONNVAULT_SMTP_URL").or(f.smtp_url);
+        if let Some(u) = &smtp_url {
+            let parsed = url::Url::parse(u).map_err(|e| setting("CONNVAULT_SMTP_URL", format!("{e}; expected smtp://host:25 or smtps://user:pass@host:465")))?;
+            if !matches!(parsed.scheme(), "smtp" | "smtps") {
+                return Err(setting("CONNVAULT_SMTP_URL", "must start with smtp:// or smtps://"));
+            }
+        }
+
+        let allow_loopback = match env("CONNVAULT_ALLOW_LOOPBACK") {
+            Some(v) => parse_bool("CONNVAULT_ALLOW_LOOPBACK", &v)?,
+            None => f.allow_loopback.unwrap_or(false),
+        };
+        let log_format = match env("CONNVAULT_LOG_FORMAT").or(f.log_format).as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(setting("CONNVAULT_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+        };
+        let log_filter = env("RUST_LOG").or_else(|| env("CONNVAULT_LOG")).or(f.log).unwrap_or_else(|| "info".into());
+        let db_max_connections = match env("CONNVAULT_DB_MAX_CONNECTIONS") {
+            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| setting("CONNVAULT_DB_MAX_CONNECTIONS", "expected a number from 1 to 1000"))?,
+            None => f.db_max_connections.unwrap_or(10),
+        };
+
+        Ok(Config {
+            data_dir,
+            database_url,
+            master_key: env("CONNVAULT_MASTER_KEY").map(SecretString::new),
+            master_key_previous: env("CONNVAULT_MASTER_KEY_PREVIOUS").map(SecretString::new),
+            master_key_file,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            smtp_url: smtp_url.map(SecretString::new),
+            smtp_from: env("CONNVAULT_SMTP_FROM").or(f.smtp_from).unwrap_or_else(|| "connvault@localhost".into()),
+            allow_loopback,
+            log_format,
+            log_filter,
+            db_max_connections,
+            site_addr,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)], file: Option<&Path>) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_sources(file, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[], None).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url, "sqlite://./data/connvault.db?mode=rwc");
+        assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        assert!(!c.allow_loopback);
+        assert!(c.smtp_url.is_none());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("connvault.toml");
+        std::fs::write(&path, "data_dir = \"/srv/cv\"\npublic_url = \"https://file.example.com/\"\nallow_loopback = true\n").unwrap();
+        let c = load(&[("CONNVAULT_PUBLIC_URL", "https://env.example.com")], Some(&path)).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/cv"));
+        assert_eq!(c.master_key_file, PathBuf::from("/srv/cv/master.key"));
+        assert_eq!(c.public_url, "https://env.example.com");
+        assert!(c.allow_loopback);
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("CONNVAULT_ALLOW_LOOPBACK", "maybe")], "CONNVAULT_ALLOW_LOOPBACK"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("CONNVAULT_PUBLIC_URL", "ftp://x")], "CONNVAULT_PUBLIC_URL"),
+            (&[("LEPTOS_SITE_ADDR", "localhost")], "LEPTOS_SITE_ADDR"),
+            (&[("CONNVAULT_SMTP_URL", "http://mail")], "CONNVAULT_SMTP_URL"),
+        ];
+        for (vars, name) in cases {
+            let err = load(vars, None).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "master_key = \"abc\"\n").unwrap();
+        let err = load(&[], Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("master_key"), "{err}");
+    }
+}

@@ -1,0 +1,457 @@
+//! Connections: per-environment credentials for one provider. Non-secret settings are stored as
+//! JSON; each secret field is sealed on its own (see `seal`) in `connection_secrets`, bound to
+//! the connection's id, the field name and the environment. Every write is one transaction that
+//! includes its audit event: it happens completely or not at all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::audit::{self, Actor, Event};
+use crate::db::{now, Db, Tx};
+use crate::environments::{self, Environment};
+use crate::error::{Error, FieldError, Result};
+use crate::providers::{self, ProviderDef, MAX_SECRET_LEN};
+use crate::seal::{Place, Vault};
+use crate::secret::SecretString;
+
+pub const SECRETS_TABLE: &str = "connection_secrets";
+pub const MAX_NAME_LEN: usize = 100;
+
+/// A connection as every reader sees it: settings, and which secrets are set and when, never
+/// their values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connection {
+    pub id: i64,
+    pub environment: String,
+    pub name: String,
+    pub provider: String,
+    pub settings: Map<String, Value>,
+    /// Secret field → when it was last set (RFC 3339 UTC).
+    pub secrets_set: BTreeMap<String, String>,
+    /// Secret field → who set it.
+    pub secrets_set_by: BTreeMap<String, String>,
+    pub created_by: String,
+    pub updated_by: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewConnection {
+    pub name: String,
+    pub provider: String,
+    #[serde(default)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretString>,
+}
+
+/// A partial change: settings given replace (a `null` removes one), secrets given are replaced,
+/// a new `name` renames.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretString>,
+}
+
+/// Which connections to list.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub provider: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    /// Max rows (1..=1000; default 100).
+    pub limit: Option<i64>,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::field("name", format!("a connection name is 1 to {MAX_NAME_LEN} letters, digits, _ - or ., starting with a letter or digit (e.g. SF_Main)")))
+    }
+}
+
+fn provider(id: &str) -> Result<&'static ProviderDef> {
+    providers::get(id).ok_or_else(|| Error::field("provider", format!("unknown provider {id:?}; known providers: {}", providers::ids().join(", "))))
+}
+
+fn check_secret_values(secrets: &BTreeMap<String, SecretString>) -> Vec<FieldError> {
+    secrets
+        .iter()
+        .filter_map(|(name, value)| {
+            if value.expose_secret().trim().is_empty() {
+                Some(FieldError::new(format!("secrets.{name}"), "must not be empty"))
+            } else if value.len() > MAX_SECRET_LEN {
+                Some(FieldError::new(format!("secrets.{name}"), format!("is longer than {MAX_SECRET_LEN} bytes")))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn place<'a>(connection_id: i64, field: &'a str, environment_id: i64) -> Place<'a> {
+    Place { table: SECRETS_TABLE, row: connection_id, field, environment: environment_id }
+}
+
+async fn store_secret(tx: &mut Tx<'_>, vault: &Vault, env: &Environment, connection_id: i64, field: &str, value: &SecretString, actor: &Actor, t: &str) -> Result<()> {
+    let blob = vault.seal(&place(connection_id, field, env.id), value.expose_secret().as_bytes());
+    sqlx::query(
+        "INSERT INTO connection_secrets (connection_id, field, blob, key_id, set_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (connection_id, field) DO UPDATE SET blob = excluded.blob, key_id = excluded.key_id, set_by = excluded.set_by, updated_at = excluded.updated_at",
+    )
+    .bind(connection_id)
+    .bind(field)
+    .bind(blob)
+    .bind(vault.current_key_id().to_string())
+    .bind(&actor.label)
+    .bind(t)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn unique_conflict(env: &str, name: &str) -> Error {
+    Error::Conflict { code: "connection_exists", message: format!("a connection named {name} already exists in {env}; choose another name or edit that one") }
+}
+
+pub async fn create(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, input: NewConnection) -> Result<Connection> {
+    validate_name(&input.name)?;
+    let def = provider(&input.provider)?;
+    let mut errors = def.validate(&input.settings, &providers::names(&input.secrets));
+    errors.extend(check_secret_values(&input.secrets));
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let mut tx = db.begin().await?;
+    let env = environments::find_in(&mut tx, env_name).await?;
+    let exists = sqlx::query("SELECT id FROM connections WHERE environment_id = $1 AND name_key = $2")
+        .bind(env.id)
+        .bind(input.name.to_lowercase())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_some() {
+        return Err(unique_conflict(&env.name, &input.name));
+    }
+    let t = now();
+    let id: i64 = sqlx::query(
+        "INSERT INTO connections (environment_id, name, name_key, provider, settings, created_by, updated_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $7) RETURNING id",
+    )
+    .bind(env.id)
+    .bind(&input.name)
+    .bind(input.name.to_lowercase())
+    .bind(def.id)
+    .bind(Value::Object(input.settings.clone()).to_string())
+    .bind(&actor.label)
+    .bind(&t)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| map_unique(e.into(), &env.name, &input.name))?
+    .try_get("id")?;
+    for (field, value) in &input.secrets {
+        store_secret(&mut tx, vault, &env, id, field, value, actor, &t).await?;
+    }
+    let secret_names: Vec<&String> = input.secrets.keys().collect();
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("connection.create").environment(env.id, &env.name).object("connection", &input.name).detail(json!({"provider": def.id, "secrets_set": secret_names})),
+    )
+    .await?;
+    tx.commit().await?;
+    get(db, &env.name, &input.name).await
+}
+
+fn map_unique(e: Error, env: &str, name: &str) -> Error {
+    if e.is_unique_violation() {
+        unique_conflict(env, name)
+    } else {
+        e
+    }
+}
+
+const SELECT: &str = "SELECT c.id, c.name, c.provider, c.settings, c.created_by, c.updated_by, c.created_at, c.updated_at, c.name_key, \
+                      s.field AS secret_field, s.updated_at AS secret_at, s.set_by AS secret_by \
+                      FROM connections c LEFT JOIN connection_secrets s ON s.connection_id = c.id";
+
+/// Folds joined rows (one per secret field) into connections, keeping row order.
+fn fold(rows: Vec<sqlx::any::AnyRow>, env: &str) -> Result<Vec<(Connection, String)>> {
+    let mut out: Vec<(Connection, String)> = Vec::new();
+    for r in rows {
+        let id: i64 = r.try_get("id")?;
+        if out.last().is_none_or(|(c, _)| c.id != id) {
+            let settings: String = r.try_get("settings")?;
+            let settings = match serde_json::from_str(&settings) {
+                Ok(Value::Object(m)) => m,
+                _ => return Err(Error::Internal(format!("connection {id} has unreadable settings"))),
+            };
+            out.push((
+                Connection {
+                    id,
+                    environment: env.to_string(),
+                    name: r.try_get("name")?,
+                    provider: r.try_get("provider")?,
+                    settings,
+                    secrets_set: BTreeMap::new(),
+                    secrets_set_by: BTreeMap::new(),
+                    created_by: r.try_get("created_by")?,
+                    updated_by: r.try_get("updated_by")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                },
+                r.try_get("name_key")?,
+            ));
+        }
+        if let Some(field) = r.try_get::<Option<String>, _>("secret_field")? {
+            let (c, _) = out.last_mut().expect("pushed above");
+            c.secrets_set.insert(field.clone(), r.try_get("secret_at")?);
+            c.secrets_set_by.insert(field, r.try_get("secret_by")?);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn get(db: &Db, env_name: &str, name: &str) -> Result<Connection> {
+    let env = environments::find(db, env_name).await?;
+    let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.environment_id = $1 AND c.name_key = $2 ORDER BY c.id, s.field")))
+        .bind(env.id)
+        .bind(name.to_lowercase())
+        .fetch_all(db.pool())
+        .await?;
+    fold(rows, &env.name)?.into_iter().next().map(|(c, _)| c).ok_or_else(|| Error::NotFound(format!("No connection named {name} in {}", env.name)))
+}
+
+fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Lists an environment's connections by name, a page at a time.
+pub async fn list(db: &Db, env_name: &str, q: &ListQuery) -> Result<Page<Connection>> {
+    let env = environments::find(db, env_name).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::field("limit", "limit must be from 1 to 1000"));
+    }
+    let after = match &q.cursor {
+        Some(c) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Error::field("cursor", "the cursor is not one this server issued; start again without it"))?,
+        ),
+        None => None,
+    };
+    // Page over connection ids first (so LIMIT counts connections, not joined rows).
+    let mut sql = String::from("SELECT id FROM connections WHERE environment_id = $1");
+    let mut n = 1;
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(p) = &q.provider {
+        n += 1;
+        sql.push_str(&format!(" AND provider = ${n}"));
+        binds.push(p.clone());
+    }
+    if let Some(s) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        n += 1;
+        sql.push_str(&format!(" AND name_key LIKE ${n} ESCAPE '\\'"));
+        binds.push(like_pattern(s));
+    }
+    if let Some(a) = &after {
+        n += 1;
+        sql.push_str(&format!(" AND name_key > ${n}"));
+        binds.push(a.clone());
+    }
+    sql.push_str(&format!(" ORDER BY name_key LIMIT {}", limit + 1));
+    // `sql` holds only constant text and $N placeholders; every value is bound.
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(env.id);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let ids: Vec<i64> = query.fetch_all(db.pool()).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+    let has_more = ids.len() as i64 > limit;
+    let ids = &ids[..ids.len().min(limit as usize)];
+    if ids.is_empty() {
+        return Ok(Page { items: Vec::new(), next_cursor: None });
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // `list` is integers read from the database a moment ago.
+    let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.name_key, c.id, s.field"))).fetch_all(db.pool()).await?;
+    let folded = fold(rows, &env.name)?;
+    let next_cursor = if has_more { folded.last().map(|(_, key)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)) } else { None };
+    Ok(Page { items: folded.into_iter().map(|(c, _)| c).collect(), next_cursor })
+}
+
+struct Stored {
+    id: i64,
+    name: String,
+    provider: String,
+    settings: Map<String, Value>,
+    secret_fields: BTreeSet<String>,
+}
+
+async fn load_for_change(tx: &mut Tx<'_>, env: &Environment, name: &str) -> Result<Stored> {
+    let row = sqlx::query("SELECT id, name, provider, settings FROM connections WHERE environment_id = $1 AND name_key = $2")
+        .bind(env.id)
+        .bind(name.to_lowercase())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No connection named {name} in {}", env.name)))?;
+    let id: i64 = row.try_get("id")?;
+    let settings: String = row.try_get("settings")?;
+    let secret_fields = sqlx::query("SELECT field FROM connection_secrets WHERE connection_id = $1")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("field"))
+        .collect::<Result<_, _>>()?;
+    Ok(Stored {
+        id,
+        name: row.try_get("name")?,
+        provider: row.try_get("provider")?,
+        settings: serde_json::from_str(&settings).map_err(|_| Error::Internal(format!("connection {id} has unreadable settings")))?,
+        secret_fields,
+    })
+}
+
+pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name: &str, patch: ConnectionPatch) -> Result<Connection> {
+    if let Some(new_name) = &patch.name {
+        validate_name(new_name)?;
+    }
+    let mut tx = db.begin().await?;
+    let env = environments::find_in(&mut tx, env_name).await?;
+    let stored = load_for_change(&mut tx, &env, name).await?;
+    let def = provider(&stored.provider)?;
+
+    let mut settings = stored.settings.clone();
+    let mut changed_settings = Vec::new();
+    for (key, value) in &patch.settings {
+        if value.is_null() {
+            if settings.remove(key).is_some() {
+                changed_settings.push(key.clone());
+            }
+        } else if settings.get(key) != Some(value) {
+            settings.insert(key.clone(), value.clone());
+            changed_settings.push(key.clone());
+        }
+    }
+    let obsolete = def.obsolete_secrets(&settings, stored.secret_fields.iter());
+    let mut will_have: BTreeSet<String> = stored.secret_fields.iter().filter(|f| !obsolete.contains(f)).cloned().collect();
+    will_have.extend(patch.secrets.keys().cloned());
+    let mut errors = def.validate(&settings, &will_have);
+    errors.extend(check_secret_values(&patch.secrets));
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let new_name = patch.name.clone().unwrap_or_else(|| stored.name.clone());
+    if !new_name.eq_ignore_ascii_case(&stored.name) {
+        let taken = sqlx::query("SELECT id FROM connections WHERE environment_id = $1 AND name_key = $2").bind(env.id).bind(new_name.to_lowercase()).fetch_optional(&mut *tx).await?;
+        if taken.is_some() {
+            return Err(unique_conflict(&env.name, &new_name));
+        }
+    }
+    let t = now();
+    sqlx::query("UPDATE connections SET name = $1, name_key = $2, settings = $3, updated_by = $4, updated_at = $5 WHERE id = $6")
+        .bind(&new_name)
+        .bind(new_name.to_lowercase())
+        .bind(Value::Object(settings).to_string())
+        .bind(&actor.label)
+        .bind(&t)
+        .bind(stored.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_unique(e.into(), &env.name, &new_name))?;
+    for field in &obsolete {
+        sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND field = $2").bind(stored.id).bind(field).execute(&mut *tx).await?;
+    }
+    for (field, value) in &patch.secrets {
+        store_secret(&mut tx, vault, &env, stored.id, field, value, actor, &t).await?;
+    }
+    let replaced: Vec<&String> = patch.secrets.keys().collect();
+    let mut detail = json!({"changed_settings": changed_settings, "replaced_secrets": replaced, "removed_secrets": obsolete});
+    if new_name != stored.name {
+        detail["renamed_from"] = json!(stored.name);
+    }
+    audit::record(&mut tx, actor, Event::new("connection.update").environment(env.id, &env.name).object("connection", &new_name).detail(detail)).await?;
+    if !patch.secrets.is_empty() {
+        audit::record(
+            &mut tx,
+            actor,
+            Event::new("connection.secret_replace").environment(env.id, &env.name).object("connection", &new_name).detail(json!({"fields": replaced})),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    get(db, &env.name, &new_name).await
+}
+
+pub async fn delete(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let env = environments::find_in(&mut tx, env_name).await?;
+    let stored = load_for_change(&mut tx, &env, name).await?;
+    sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1").bind(stored.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM connections WHERE id = $1").bind(stored.id).execute(&mut *tx).await?;
+    audit::record(&mut tx, actor, Event::new("connection.delete").environment(env.id, &env.name).object("connection", &stored.name).detail(json!({"provider": stored.provider}))).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Opens one stored secret, for server-side use only (signing, the token broker, a live test).
+/// A blob that fails its integrity check is audited and reported, never guessed at.
+pub async fn open_secret(db: &Db, vault: &Vault, env_name: &str, name: &str, field: &str) -> Result<SecretString> {
+    let env = environments::find(db, env_name).await?;
+    let row = sqlx::query("SELECT c.id, s.blob FROM connections c JOIN connection_secrets s ON s.connection_id = c.id WHERE c.environment_id = $1 AND c.name_key = $2 AND s.field = $3")
+        .bind(env.id)
+        .bind(name.to_lowercase())
+        .bind(field)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("connection {name} in {} has no secret {field} set", env.name)))?;
+    let id: i64 = row.try_get("id")?;
+    let blob: Vec<u8> = row.try_get("blob")?;
+    match vault.open_text(&place(id, field, env.id), &blob) {
+        Ok(secret) => Ok(secret),
+        Err(e) => {
+            tracing::error!(environment = %env.name, connection = name, field, "stored secret failed to open: {e}");
+            audit::record_alone(
+                db,
+                &Actor::system("integrity check"),
+                Event::new("secret.integrity_failure").outcome("failure").environment(env.id, &env.name).object("connection", name).detail(json!({"field": field, "error": e.to_string()})),
+            )
+            .await?;
+            Err(Error::Seal(e))
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Database access: one repository layer over SQLite (embedded default) and PostgreSQL
+//! (shared by several instances), through sqlx's `Any` driver. Queries are written once, in the
+//! SQL both backends speak (`$N` parameters, `RETURNING`, text timestamps).
+
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
+
+use crate::error::{Error, Result};
+
+pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// The current time as stored: RFC 3339, UTC, microseconds, `Z` (fixed width, so it sorts).
+pub fn now() -> String {
+    format_time(chrono::Utc::now())
+}
+
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+fn install_drivers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// The key check value as stored, read before anything is written.
+#[derive(Debug, Clone)]
+pub struct CheckRecord {
+    pub key_id: String,
+    pub blob: Vec<u8>,
+}
+
+/// The path of an SQLite database URL (`sqlite://path?...`, `sqlite:path`).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+/// Reads the keyring check value without writing anything: SQLite is opened read-only (and not
+/// at all when the file does not exist); PostgreSQL only sees a SELECT.
+/// `Ok(None)` means a fresh database.
+pub async fn read_check(url: &str) -> Result<Option<CheckRecord>> {
+    install_drivers();
+    let mut conn: AnyConnection = match Backend::of_url(url) {
+        Backend::Sqlite => {
+            let Some(path) = sqlite_path(url) else { return Ok(None) };
+            if !path.exists() {
+                return Ok(None);
+            }
+            let ro = format!("sqlite://{}?mode=ro", path.display());
+            AnyConnection::connect(&ro).await?
+        }
+        Backend::Postgres => AnyConnection::connect(url).await?,
+    };
+    let exists_sql = match Backend::of_url(url) {
+        Backend::Sqlite => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'keyring_check'",
+        Backend::Postgres => "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'keyring_check'",
+    };
+    let n: i64 = conn.fetch_one(exists_sql).await?.try_get("n")?;
+    let record = if n == 0 {
+        None
+    } else {
+        conn.fetch_optional("SELECT key_id, check_blob FROM keyring_check ORDER BY id DESC LIMIT 1")
+            .await?
+            .map(|row| -> Result<CheckRecord> { Ok(CheckRecord { key_id: row.try_get("key_id")?, blob: row.try_get("check_blob")? }) })
+            .transpose()?
+    };
+    conn.close().await?;
+    Ok(record)
+}
+
+/// The check value through an open pool.
+pub async fn read_check_in(db: &Db) -> Result<Option<CheckRecord>> {
+    let row = sqlx::query("SELECT key_id, check_blob FROM keyring_check ORDER BY id DESC LIMIT 1").fetch_optional(db.pool()).await?;
+    Ok(match row {
+        Some(r) => Some(CheckRecord { key_id: r.try_get("key_id")?, blob: r.try_get("check_blob")? }),
+        None => None,
+    })
+}
+
+impl Db {
+    /// Connects (creating the SQLite file and its folder if needed) and applies migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        install_drivers();
+        let backend = Backend::of_url(url);
+        if backend == Backend::Sqlite {
+            if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| Error::Internal(format!("cannot create the data folder {}: {e}", dir.display())))?;
+                }
+            }
+        }
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),
+            _ => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { max_connections.min(8) } else { max_connections })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &MIGRATE_SQLITE,
+            Backend::Postgres => &MIGRATE_POSTGRES,
+        };
+        migrator.run(&self.pool).await.map_err(|e| Error::Internal(format!("database migration failed: {e}")))
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn begin(&self) -> Result<Tx<'static>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A cheap round trip, for `/health`.
+    pub async fn ping(&self) -> Result<()> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(sqlite_path("sqlite://./data/x.db?mode=rwc").unwrap(), std::path::PathBuf::from("./data/x.db"));
+        assert_eq!(sqlite_path("sqlite:data/x.db").unwrap(), std::path::PathBuf::from("data/x.db"));
+        assert_eq!(sqlite_path("sqlite://:memory:"), None);
+        assert_eq!(sqlite_path("postgres://x"), None);
+    }
+
+    #[test]
+    fn time_format_is_fixed_width_utc() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-24T07:43:00+02:00").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(format_time(t), "2026-11-24T05:43:00.000000Z");
+        assert_eq!(now().len(), 27);
+    }
+}

@@ -1,0 +1,125 @@
+//! The one error type of the server crate. Every error knows its HTTP status, a stable
+//! snake_case code, a message that says what is wrong and what to do, and optional details
+//! (for validation: one entry per field).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::seal::SealError;
+
+/// A problem with one input field: which field, and what to fix.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", validation_summary(.0))]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("a stored secret could not be opened: {0}")]
+    Seal(#[from] SealError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn validation_summary(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => format!("{}: {}", one.field, one.message),
+        _ => format!("{} fields need attention: {}", errors.len(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+impl Error {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation(_) => "validation_failed",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict { code, .. } => code,
+            Error::BadRequest(_) => "bad_request",
+            Error::Forbidden(_) => "forbidden",
+            Error::Seal(_) => "secret_integrity",
+            Error::Database(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The message shown to clients: internal details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Database(_) | Error::Internal(_) => {
+                "the server could not complete the request; nothing was changed. The details are in the server log".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub fn details(&self) -> Vec<FieldError> {
+        match self {
+            Error::Validation(errors) => errors.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether this is the database refusing a duplicate (unique constraint).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Error::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+    details: Vec<FieldError>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = Body { error: ErrorBody { code: self.code(), message: self.public_message(), details: self.details() } };
+        (status, axum::Json(body)).into_response()
+    }
+}

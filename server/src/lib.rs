@@ -1,0 +1,21 @@
+//! connvault's server side. Everything that runs only on the server lives here: configuration,
+//! storage, the sealing of secrets, providers, audit and the REST API. It knows nothing about
+//! the UI; the `app` crate calls into it.
+
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod connections;
+pub mod db;
+pub mod environments;
+pub mod error;
+pub mod keyring;
+pub mod logging;
+pub mod providers;
+pub mod rotate;
+pub mod seal;
+pub mod secret;
+pub mod startup;
+
+pub use error::{Error, Result};
+pub use startup::Services;

@@ -1,0 +1,194 @@
+//! The provider registry: which fields a connection of each provider has, which of them are
+//! secret, and how to validate them. Adding a provider means adding one file here and one line
+//! to [`REGISTRY`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::FieldError;
+
+pub mod http;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    Text,
+    Url,
+    Email,
+    Choice,
+    Integer,
+}
+
+/// One field of a provider's connection form.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+    pub kind: FieldKind,
+    /// For `Choice`: the allowed values.
+    pub choices: &'static [&'static str],
+    pub secret: bool,
+    /// `Some((setting, values))`: the field is required (and only allowed) when `setting` has one
+    /// of `values`. `None`: always applicable.
+    pub when: Option<(&'static str, &'static [&'static str])>,
+    /// Whether the field must be present when it applies.
+    pub required: bool,
+}
+
+impl FieldSpec {
+    pub fn applies(&self, settings: &Map<String, Value>) -> bool {
+        match self.when {
+            None => true,
+            Some((setting, values)) => settings.get(setting).and_then(Value::as_str).is_some_and(|v| values.contains(&v)),
+        }
+    }
+}
+
+/// What a provider is: its id, its fields, and its own checks beyond the field specs.
+#[derive(Debug)]
+pub struct ProviderDef {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub fields: &'static [FieldSpec],
+    /// Extra checks on settings that are already well-typed (e.g. URL shape rules).
+    pub check: fn(&Map<String, Value>) -> Vec<FieldError>,
+}
+
+pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP];
+
+pub fn get(id: &str) -> Option<&'static ProviderDef> {
+    REGISTRY.iter().copied().find(|p| p.id == id)
+}
+
+pub fn ids() -> Vec<&'static str> {
+    REGISTRY.iter().map(|p| p.id).collect()
+}
+
+pub const MAX_SETTING_LEN: usize = 2048;
+pub const MAX_SECRET_LEN: usize = 64 * 1024;
+
+impl ProviderDef {
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Validates a complete connection: `settings` as they will be stored, `secret_fields` the
+    /// names of secret fields that will be set (already stored or supplied now).
+    pub fn validate(&self, settings: &Map<String, Value>, secret_fields: &BTreeSet<String>) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let names = || self.fields.iter().filter(|f| !f.secret).map(|f| f.name).collect::<Vec<_>>().join(", ");
+        for (key, value) in settings {
+            let Some(spec) = self.field(key) else {
+                errors.push(FieldError::new(format!("settings.{key}"), format!("{} connections have no setting {key:?}; known settings: {}", self.label, names())));
+                continue;
+            };
+            if spec.secret {
+                errors.push(FieldError::new(format!("settings.{key}"), format!("{key} is a secret: send it in secrets, not in settings")));
+                continue;
+            }
+            if !spec.applies(settings) {
+                let (s, vals) = spec.when.expect("conditional field");
+                errors.push(FieldError::new(format!("settings.{key}"), format!("{key} only applies when {s} is {}; remove it", vals.join(" or "))));
+                continue;
+            }
+            if let Some(message) = check_value(spec, value) {
+                errors.push(FieldError::new(format!("settings.{key}"), message));
+            }
+        }
+        for spec in self.fields.iter().filter(|f| f.required && f.applies(settings)) {
+            if spec.secret {
+                if !secret_fields.contains(spec.name) {
+                    errors.push(FieldError::new(format!("secrets.{}", spec.name), format!("{} is required{}", spec.label, when_text(spec))));
+                }
+            } else if !settings.contains_key(spec.name) {
+                errors.push(FieldError::new(format!("settings.{}", spec.name), format!("{} is required{}", spec.label, when_text(spec))));
+            }
+        }
+        for name in secret_fields {
+            match self.field(name) {
+                Some(spec) if spec.secret && spec.applies(settings) => {}
+                Some(spec) if spec.secret => {
+                    let (s, vals) = spec.when.expect("conditional field");
+                    errors.push(FieldError::new(format!("secrets.{name}"), format!("{name} only applies when {s} is {}; remove it", vals.join(" or "))));
+                }
+                Some(_) => errors.push(FieldError::new(format!("secrets.{name}"), format!("{name} is not secret: send it in settings"))),
+                None => {
+                    let known: Vec<_> = self.fields.iter().filter(|f| f.secret).map(|f| f.name).collect();
+                    errors.push(FieldError::new(format!("secrets.{name}"), format!("{} connections have no secret {name:?}; known secrets: {}", self.label, known.join(", "))));
+                }
+            }
+        }
+        if errors.is_empty() {
+            errors = (self.check)(settings);
+        }
+        errors
+    }
+
+    /// Secret fields that no longer apply to `settings` (e.g. `token` after switching to basic
+    /// auth): an update removes them.
+    pub fn obsolete_secrets<'a>(&self, settings: &Map<String, Value>, stored: impl Iterator<Item = &'a String>) -> Vec<String> {
+        stored.filter(|name| !self.field(name).is_some_and(|s| s.secret && s.applies(settings))).cloned().collect()
+    }
+}
+
+fn when_text(spec: &FieldSpec) -> String {
+    match spec.when {
+        Some((s, vals)) => format!(" when {s} is {}", vals.join(" or ")),
+        None => String::new(),
+    }
+}
+
+fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
+    match spec.kind {
+        FieldKind::Integer => match value.as_i64() {
+            Some(_) => None,
+            None => Some(format!("{} must be a whole number", spec.label)),
+        },
+        _ => {
+            let Some(text) = value.as_str() else { return Some(format!("{} must be text", spec.label)) };
+            if text.trim().is_empty() {
+                return Some(format!("{} must not be empty", spec.label));
+            }
+            if text.len() > MAX_SETTING_LEN {
+                return Some(format!("{} is longer than {MAX_SETTING_LEN} characters", spec.label));
+            }
+            if text.chars().any(char::is_control) {
+                return Some(format!("{} must not contain control characters", spec.label));
+            }
+            match spec.kind {
+                FieldKind::Choice if !spec.choices.contains(&text) => Some(format!("{} must be one of: {}", spec.label, spec.choices.join(", "))),
+                FieldKind::Url => check_url(text).err(),
+                FieldKind::Email if !looks_like_email(text) => Some(format!("{} must be an email address such as admin@example.com", spec.label)),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// An absolute http(s) URL without embedded credentials.
+pub fn check_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a valid URL ({e}); expected e.g. https://api.example.com"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("must start with https:// (or http://), not {}://", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host, e.g. https://api.example.com".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password: put credentials in the secret fields".into());
+    }
+    Ok(url)
+}
+
+fn looks_like_email(text: &str) -> bool {
+    let Some((local, domain)) = text.rsplit_once('@') else { return false };
+    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.chars().any(char::is_whitespace)
+}
+
+/// The secret fields supplied in a request, as a set of names (values stay where they are).
+pub fn names<T>(secrets: &BTreeMap<String, T>) -> BTreeSet<String> {
+    secrets.keys().cloned().collect()
+}
