@@ -44,7 +44,7 @@ pub struct Actor {
 impl Actor {
     /// The person at the server's command line.
     pub fn operator() -> Actor {
-        let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let who = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
         Actor { kind: ActorKind::Operator, id: None, label: format!("operator ({who}, command line)"), client_addr: None }
     }
 
