@@ -32,7 +32,11 @@ const binary = './target/debug/connvault';
 // One connection is seeded with the CLI before the server starts (the
 // webServer starts before any globalSetup would run, so seeding is done here).
 // `--secret token=-` makes the CLI read the secret's value from stdin.
+// Accounts: an owner, and a developer with a role in DEV only (passwords from stdin).
 const seedAndServe = [
+  `printf '%s\\n' "$E2E_OWNER_PASSWORD" | ${binary} user create --email owner@example.com --owner`,
+  `printf '%s\\n' "$E2E_DEV_PASSWORD" | ${binary} user create --email dev@example.com`,
+  `${binary} user role --email dev@example.com --env DEV --role developer`,
   `printf %s "$E2E_SECRET" | ${binary} connection create` +
     ' --env DEV --name Billing_API --provider http' +
     ' --setting base_url=https://billing.example.com/v1' +
@@ -85,6 +89,8 @@ export default defineConfig({
       CONNVAULT_ALLOW_LOOPBACK: '1',
       RUST_LOG: 'info',
       E2E_SECRET,
+      E2E_OWNER_PASSWORD: 'owner password for e2e',
+      E2E_DEV_PASSWORD: 'developer password for e2e',
     },
     url: `${baseURL}/health`,
     reuseExistingServer: false,

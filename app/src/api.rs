@@ -35,31 +35,134 @@ pub struct ConnectionList {
     pub more: bool,
 }
 
-#[cfg(feature = "ssr")]
-fn services() -> Result<server::Services, ServerFnError> {
-    use_context::<server::Services>().ok_or_else(|| ServerFnError::new("server state is missing"))
+/// The signed-in person, as the pages need to know them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub owner: bool,
 }
 
+/// The message every page shows (and redirects on) when nobody is signed in.
+pub const SIGN_IN_REQUIRED: &str = "sign in required";
+
 #[cfg(feature = "ssr")]
-fn fail(e: server::Error) -> ServerFnError {
-    ServerFnError::new(e.public_message())
+mod ssr {
+    use leptos::prelude::*;
+
+    pub fn services() -> Result<server::Services, ServerFnError> {
+        use_context::<server::Services>().ok_or_else(|| ServerFnError::new("server state is missing"))
+    }
+
+    pub fn fail(e: server::Error) -> ServerFnError {
+        if let server::Error::TooManyRequests { retry_after_secs } = &e {
+            if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
+                r.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
+                r.insert_header(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
+            }
+        }
+        ServerFnError::new(e.public_message())
+    }
+
+    pub async fn client_addr() -> Option<std::net::IpAddr> {
+        leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>().await.ok().map(|c| c.0.ip())
+    }
+
+    pub async fn session_token() -> Option<String> {
+        let headers: axum::http::HeaderMap = leptos_axum::extract().await.ok()?;
+        headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| server::sessions::token_from_cookie_header(v).map(str::to_string))
+    }
+
+    /// The signed-in user, or the error every page turns into a redirect to /sign-in.
+    pub async fn require_user() -> Result<(server::Services, server::users::User), ServerFnError> {
+        let s = services()?;
+        let Some(token) = session_token().await else { return Err(ServerFnError::new(super::SIGN_IN_REQUIRED)) };
+        match server::sessions::user_for(&s.db, &token).await.map_err(fail)? {
+            Some(user) => Ok((s, user)),
+            None => Err(ServerFnError::new(super::SIGN_IN_REQUIRED)),
+        }
+    }
+
+    pub fn set_cookie(value: String) {
+        if let (Some(r), Ok(v)) = (use_context::<leptos_axum::ResponseOptions>(), axum::http::HeaderValue::from_str(&value)) {
+            r.append_header(axum::http::header::SET_COOKIE, v);
+        }
+    }
+
+    pub fn secure(s: &server::Services) -> bool {
+        s.config.public_url.starts_with("https://")
+    }
+}
+#[cfg(feature = "ssr")]
+use ssr::*;
+
+/// Who is signed in, if anyone.
+#[server(prefix = "/rpc", endpoint = "whoami")]
+pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
+    match require_user().await {
+        Ok((_, u)) => Ok(Some(Me { email: u.email, owner: u.is_owner })),
+        Err(_) => Ok(None),
+    }
 }
 
-/// The environments in promotion order.
-#[server(prefix = "/rpc")]
-pub async fn list_environments() -> Result<Vec<EnvironmentItem>, ServerFnError> {
+/// Signs in; on success the session cookie is set and the browser goes to `next` (or home).
+#[server(prefix = "/rpc", endpoint = "sign_in")]
+pub async fn sign_in(email: String, password: String) -> Result<(), ServerFnError> {
     let s = services()?;
+    let password = server::secret::SecretString::new(password);
+    let (_, token) = server::sessions::sign_in(&s, &email, &password, client_addr().await).await.map_err(fail)?;
+    set_cookie(server::sessions::cookie(&token, secure(&s)));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+#[server(prefix = "/rpc", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    let s = services()?;
+    if let Some(token) = session_token().await {
+        server::sessions::sign_out(&s.db, &token).await.map_err(fail)?;
+    }
+    set_cookie(server::sessions::clear_cookie(secure(&s)));
+    leptos_axum::redirect("/sign-in");
+    Ok(())
+}
+
+/// First-run setup through the one-time link: creates the owner account and signs it in.
+#[server(prefix = "/rpc", endpoint = "complete_setup")]
+pub async fn complete_setup(token: String, email: String, password: String, confirm: String) -> Result<(), ServerFnError> {
+    let s = services()?;
+    if password != confirm {
+        return Err(ServerFnError::new("the two passwords differ; type the same password twice"));
+    }
+    let password = server::secret::SecretString::new(password);
+    let (_, session) = server::sessions::complete_setup(&s, &token, &email, &password, client_addr().await).await.map_err(fail)?;
+    set_cookie(server::sessions::cookie(&session, secure(&s)));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// The environments the signed-in user has a role in (owners: all), in promotion order.
+#[server(prefix = "/rpc", endpoint = "list_environments")]
+pub async fn list_environments() -> Result<Vec<EnvironmentItem>, ServerFnError> {
+    let (s, user) = require_user().await?;
     let envs = server::environments::list(&s.db).await.map_err(fail)?;
-    Ok(envs.into_iter().map(|e| EnvironmentItem { name: e.name, position: e.position }).collect())
+    Ok(envs.into_iter().filter(|e| user.role_in(&e.name).is_some()).map(|e| EnvironmentItem { name: e.name, position: e.position }).collect())
 }
 
 /// One page of an environment's connections; secrets appear only as "set on DATE by WHO".
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "list_connections")]
 pub async fn list_connections(environment: String, search: String) -> Result<ConnectionList, ServerFnError> {
-    let s = services()?;
+    let (s, user) = require_user().await?;
+    let env = server::environments::find(&s.db, &environment).await.map_err(fail)?;
+    if !server::access::user_allows(&user, &env.name, env.allow_dev_api_keys, server::access::Resource::Connections, server::access::Access::Read) {
+        return Err(ServerFnError::new(format!("you have no role in {}; ask an administrator of {} for access", env.name, env.name)));
+    }
     let query = server::connections::ListQuery { search: Some(search), limit: Some(200), ..Default::default() };
-    let page = server::connections::list(&s.db, &environment, &query).await.map_err(fail)?;
-    let environment = server::environments::find(&s.db, &environment).await.map_err(fail)?.name;
+    let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
+    let environment = env.name;
     let items = page
         .items
         .into_iter()

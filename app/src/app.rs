@@ -1,9 +1,11 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::hooks::use_location;
 use leptos_router::path;
 
-use crate::api::list_environments;
+use crate::api::{list_environments, whoami, SignOut};
+use crate::pages::auth::{SetupPage, SignInPage};
 use crate::pages::{connections::ConnectionsPage, home::HomePage};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -42,10 +44,13 @@ pub fn App() -> impl IntoView {
             <header class="topbar">
                 <A href="/" attr:class="brand">"connvault"</A>
                 <EnvironmentSwitcher/>
+                <UserMenu/>
             </header>
             <main id="main">
                 <Routes fallback=|| view! { <section class="panel"><h1>"Page not found"</h1><p><a href="/">"Back to the start page"</a></p></section> }>
                     <Route path=path!("/") view=HomePage/>
+                    <Route path=path!("/sign-in") view=SignInPage/>
+                    <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage/>
                 </Routes>
             </main>
@@ -56,7 +61,9 @@ pub fn App() -> impl IntoView {
 /// The environment switcher, always visible: one link per environment, in promotion order.
 #[component]
 fn EnvironmentSwitcher() -> impl IntoView {
-    let envs = Resource::new(|| (), |_| list_environments());
+    // Refetched on every navigation: signing in or out, or a changed role, shows at once.
+    let location = use_location();
+    let envs = Resource::new(move || location.pathname.get(), |_| list_environments());
     view! {
         <nav aria-label="Environments" class="envs">
             <Suspense fallback=|| view! { <span class="muted">"…"</span> }>
@@ -70,10 +77,34 @@ fn EnvironmentSwitcher() -> impl IntoView {
                             })
                             .collect_view()
                             .into_any(),
-                        Err(e) => view! { <span class="error">{crate::api::error_text(&e)}</span> }.into_any(),
+                        // Signed out: the page itself says what to do.
+                        Err(_) => ().into_any(),
                     }
                 })}
             </Suspense>
         </nav>
+    }
+}
+
+/// Who is signed in, and the sign-out button (a plain form before hydration).
+#[component]
+fn UserMenu() -> impl IntoView {
+    let location = use_location();
+    let me = Resource::new(move || location.pathname.get(), |_| whoami());
+    let sign_out = ServerAction::<SignOut>::new();
+    view! {
+        <div class="user">
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match me.await {
+                        Ok(Some(me)) => view! {
+                            <span class="who" data-testid="signed-in-as">{me.email}</span>
+                            <ActionForm action=sign_out><button type="submit" class="quiet">"Sign out"</button></ActionForm>
+                        }.into_any(),
+                        _ => view! { <A href="/sign-in" attr:class="quiet-link">"Sign in"</A> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </div>
     }
 }

@@ -35,6 +35,31 @@ enum Command {
     /// Manage connections from the command line.
     #[command(subcommand)]
     Connection(ConnCommand),
+    /// Create accounts and set roles from the command line.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from the terminal, or from standard input when it
+    /// is not a terminal.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The account manages people and environments, and is an administrator everywhere.
+        #[arg(long)]
+        owner: bool,
+    },
+    /// Give a user a role in an environment (administrator, developer, viewer, or none).
+    Role {
+        #[arg(long)]
+        email: String,
+        #[arg(long = "env")]
+        environment: String,
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,15 +114,51 @@ fn split_pair(text: &str, what: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A password from the terminal (twice, not echoed) or, when stdin is not a terminal, one line.
+fn read_password() -> Result<SecretString, String> {
+    if std::io::stdin().is_terminal() {
+        let first = prompt_hidden("Password (at least 12 characters): ")?;
+        let second = prompt_hidden("Password again: ")?;
+        if !first.ct_eq(&second) {
+            return Err("the two passwords differ".into());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = SecretString::new(line.trim_end_matches(['\n', '\r']).to_string());
+    zeroize_string(&mut line);
+    Ok(password)
+}
+
+fn zeroize_string(s: &mut String) {
+    // Overwrite before freeing: the buffer held a secret.
+    zeroize::Zeroize::zeroize(s);
+}
+
+/// Reads a line with terminal echo switched off (`stty -echo`).
+fn prompt_hidden(prompt: &str) -> Result<SecretString, String> {
+    eprint!("{prompt}");
+    let _ = std::process::Command::new("stty").arg("-echo").stdin(std::process::Stdio::inherit()).status();
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    let _ = std::process::Command::new("stty").arg("echo").stdin(std::process::Stdio::inherit()).status();
+    eprintln!();
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = SecretString::new(line.trim_end_matches(['\n', '\r']).to_string());
+    zeroize_string(&mut line);
+    Ok(password)
+}
+
 fn read_stdin_secret() -> Result<SecretString, String> {
     if std::io::stdin().is_terminal() {
-        eprint!("Secret value (input is not echoed... type it and press Ctrl-D): ");
+        return prompt_hidden("Secret value: ");
     }
     let mut s = String::new();
     std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the secret from standard input: {e}"))?;
-    let trimmed = s.trim_end_matches(['\n', '\r']).to_string();
-    s.clear();
-    Ok(SecretString::new(trimmed))
+    let secret = SecretString::new(s.trim_end_matches(['\n', '\r']).to_string());
+    zeroize_string(&mut s);
+    Ok(secret)
 }
 
 async fn run_command(config: Config, command: Command) -> Result<(), String> {
@@ -159,13 +220,34 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
             let input = server::connections::NewConnection { name, provider, settings: map, secrets: secret_map };
             server::connections::create(db, vault, &actor, &environment, input).await.map(|c| println!("Created connection {} in {}.", c.name, c.environment))
         }
-        Command::Connection(ConnCommand::List { environment }) => {
-            server::connections::list(db, &environment, &Default::default()).await.map(|page| {
-                for c in page.items {
-                    let secrets: Vec<String> = c.secrets_set.iter().map(|(f, at)| format!("{f} set {at}")).collect();
-                    println!("{}\t{}\t{}", c.name, c.provider, secrets.join(", "));
+        Command::Connection(ConnCommand::List { environment }) => server::connections::list(db, &environment, &Default::default()).await.map(|page| {
+            for c in page.items {
+                let secrets: Vec<String> = c.secrets_set.iter().map(|(f, at)| format!("{f} set {at}")).collect();
+                println!("{}\t{}\t{}", c.name, c.provider, secrets.join(", "));
+            }
+        }),
+        Command::User(UserCommand::Create { email, owner }) => match read_password() {
+            Ok(password) => server::users::create(db, &actor, &email, &password, owner)
+                .await
+                .map(|u| println!("Created {}{}.", u.email, if u.is_owner { " (owner)" } else { "" })),
+            Err(e) => return Err(e),
+        },
+        Command::User(UserCommand::Role { email, environment, role }) => {
+            let role = match role.as_str() {
+                "none" => None,
+                other => {
+                    Some(server::users::Role::parse(other).ok_or_else(|| format!("--role must be administrator, developer, viewer or none, not {other:?}"))?)
                 }
-            })
+            };
+            match server::users::list(db).await {
+                Ok(users) => match users.into_iter().find(|u| u.email.eq_ignore_ascii_case(&email)) {
+                    Some(u) => server::users::set_role(db, &actor, u.id, &environment, role).await.map(|u| {
+                        println!("{} now has: {}", u.email, u.roles.iter().map(|(e, r)| format!("{e} {}", r.as_str())).collect::<Vec<_>>().join(", "))
+                    }),
+                    None => Err(server::Error::NotFound(format!("no account for {email}"))),
+                },
+                Err(e) => Err(e),
+            }
         }
         Command::Serve | Command::RotateMasterKey { .. } => unreachable!("handled elsewhere"),
     };
@@ -204,11 +286,17 @@ async fn serve(config: Config) -> Result<(), String> {
         })
         .fallback(leptos_axum::file_and_error_handler(app::app::shell))
         .with_state(options);
-    let router = server::api::router(services.clone()).merge(leptos_app).layer(tower_http::trace::TraceLayer::new_for_http());
+    let public_url = std::sync::Arc::new(services.config.public_url.clone());
+    let router = server::api::router(services.clone())
+        .merge(leptos_app)
+        .layer(axum::middleware::from_fn_with_state(public_url, server::api::csrf_guard))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    if let Some(link) = server::sessions::setup_link_if_needed(&services).await.map_err(|e| e.public_message())? {
+        let bar = "!".repeat(link.len().min(100) + 4);
+        eprintln!("\n{bar}\n! No account exists yet. Open this one-time link to create the owner account\n! (it works once and expires in {} hours):\n!\n! {link}\n{bar}\n", server::sessions::SETUP_LINK_HOURS);
+    }
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}. Set LEPTOS_SITE_ADDR to a free address"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}. Set LEPTOS_SITE_ADDR to a free address"))?;
     tracing::info!("connvault listening on http://{addr} (public URL {})", services.config.public_url);
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

@@ -37,15 +37,33 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.1 GET on loopback: (status, body).
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let (status, _, body) = request(port, "GET", path, &[], "")?;
+    Some((status, body))
+}
+
+/// A minimal HTTP/1.1 request on loopback: (status, raw header block, body).
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Some((status, body))
+    let (head, body) = buf.split_once("\r\n\r\n").map(|(h, b)| (h.to_string(), b.to_string())).unwrap_or_default();
+    Some((status, head, body))
 }
+
+fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines().filter_map(|l| l.split_once(':')).filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()).collect()
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 struct Server(Child);
 
@@ -57,7 +75,12 @@ impl Drop for Server {
 }
 
 fn serve(data: &Path, port: u16) -> Server {
+    serve_with(data, port, &[])
+}
+
+fn serve_with(data: &Path, port: u16, vars: &[(&str, &str)]) -> Server {
     let mut c = cmd(data);
+    c.envs(vars.iter().copied());
     c.arg("serve").env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}")).stdout(Stdio::null()).stderr(Stdio::piped());
     let server = Server(c.spawn().unwrap());
     let start = Instant::now();
@@ -152,7 +175,25 @@ fn operators_manage_environments_and_connections_from_the_command_line() {
     assert_eq!(ok(&["environment", "list"], ""), "1. DEV\n2. QA\n3. PROD\n4. Staging\n");
 
     let secret = "cli-secret-from-stdin-4242";
-    ok(&["connection", "create", "--env", "dev", "--name", "Billing", "--provider", "http", "--setting", "base_url=https://billing.example.com", "--setting", "auth=bearer", "--secret", "token=-"], &format!("{secret}\n"));
+    ok(
+        &[
+            "connection",
+            "create",
+            "--env",
+            "dev",
+            "--name",
+            "Billing",
+            "--provider",
+            "http",
+            "--setting",
+            "base_url=https://billing.example.com",
+            "--setting",
+            "auth=bearer",
+            "--secret",
+            "token=-",
+        ],
+        &format!("{secret}\n"),
+    );
     let listed = ok(&["connection", "list", "--env", "DEV"], "");
     assert!(listed.starts_with("Billing\thttp\ttoken set "), "{listed}");
     assert!(!listed.contains(secret));
@@ -164,4 +205,101 @@ fn operators_manage_environments_and_connections_from_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("settings.base_url") && err.contains("secrets.token"), "{err}");
+}
+
+fn setup_link(stderr: &mut impl Read) -> String {
+    // The banner is printed before the server starts listening; read until it appears.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let n = stderr.read(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(i) = seen.find("/setup?token=") {
+            let rest = &seen[i..];
+            if let Some(end) = rest.find(char::is_whitespace) {
+                return rest[..end].to_string();
+            }
+        }
+    }
+    panic!("no setup link printed: {seen}");
+}
+
+#[test]
+fn setup_link_sign_in_cookies_csrf_and_rate_limit_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    let origin = format!("http://127.0.0.1:{port}");
+    let path = setup_link(server.0.stderr.as_mut().unwrap());
+    let token = path.split("token=").nth(1).unwrap();
+
+    // The setup link creates the owner and signs them in (cookie flags: promise 14).
+    let body = format!("token={token}&email=owner%40example.com&password=correct+horse+battery&confirm=correct+horse+battery");
+    let (status, head, _) = request(port, "POST", "/rpc/complete_setup", &[FORM, ("Origin", &origin)], &body).unwrap();
+    assert!(status < 400, "{status} {head}");
+    let cookie = header(&head, "set-cookie").into_iter().find(|c| c.starts_with("cv_session=")).expect("a session cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && !cookie.contains("Secure"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    // Used once: a second use is refused (promise 16).
+    let (status, _, body2) = request(port, "POST", "/rpc/complete_setup", &[FORM, ("Origin", &origin)], &body.replace("owner%40", "second%40")).unwrap();
+    assert!(status >= 400, "{status} {body2}");
+
+    // The session works…
+    let (status, _, me) = request(port, "POST", "/rpc/whoami", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains("owner@example.com"), "{me}");
+    // …but not from another site: a state-changing request with a foreign Origin (or none) is refused.
+    for headers in [vec![FORM, ("Origin", "https://evil.example"), ("Cookie", &session)], vec![FORM, ("Cookie", &session)]] {
+        let (status, _, body) = request(port, "POST", "/rpc/sign_out", &headers, "").unwrap();
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("cross-site"), "{body}");
+    }
+    let (status, _, me) = request(port, "POST", "/rpc/whoami", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
+    assert!(status == 200 && me.contains("owner@example.com"), "still signed in: {me}");
+
+    // Promise 10 over HTTP: the 11th bad sign-in gets 429 with Retry-After.
+    let bad = "email=owner%40example.com&password=not+the+password";
+    for i in 0..10 {
+        let (status, _, _) = request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", &origin)], bad).unwrap();
+        assert!(status >= 400 && status != 429, "attempt {}: {status}", i + 1);
+    }
+    let (status, head, _) = request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", &origin)], bad).unwrap();
+    assert_eq!(status, 429, "{head}");
+    assert!(!header(&head, "retry-after").is_empty(), "{head}");
+
+    // Sign-out ends the session.
+    let (status, _, _) = request(port, "POST", "/rpc/sign_out", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
+    assert!(status < 400);
+    let (_, _, me) = request(port, "POST", "/rpc/whoami", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
+    assert!(!me.contains("owner@example.com"), "{me}");
+}
+
+#[test]
+fn session_cookies_are_secure_behind_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(dir.path());
+    c.args(["user", "create", "--email", "o@example.com", "--owner"]);
+    let out = run(c, "owner password 123\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let port = free_port();
+    let _server = serve_with(dir.path(), port, &[("CONNVAULT_PUBLIC_URL", "https://vault.example.com")]);
+    let (status, head, body) =
+        request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", "https://vault.example.com")], "email=o%40example.com&password=owner+password+123").unwrap();
+    assert!(status < 400, "{status} {body}");
+    let cookie = header(&head, "set-cookie").into_iter().find(|c| c.starts_with("cv_session=")).expect("cookie").to_string();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[test]
+fn pages_and_server_functions_require_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = serve(dir.path(), port);
+    let origin = format!("http://127.0.0.1:{port}");
+    let (_, _, body) = request(port, "POST", "/rpc/list_connections", &[FORM, ("Origin", &origin)], "environment=DEV&search=").unwrap();
+    assert!(body.contains("sign in required"), "{body}");
+    let (_, _, body) = request(port, "POST", "/rpc/list_environments", &[FORM, ("Origin", &origin)], "").unwrap();
+    assert!(body.contains("sign in required"), "{body}");
 }

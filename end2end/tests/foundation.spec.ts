@@ -18,6 +18,18 @@ async function waitForHydration(page: Page) {
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
 }
 
+// Accounts seeded by the webServer command in playwright.config.ts.
+const OWNER = { email: 'owner@example.com', password: 'owner password for e2e' };
+const DEVELOPER = { email: 'dev@example.com', password: 'developer password for e2e' };
+
+async function signIn(page: Page, who = OWNER) {
+  await page.goto('/sign-in');
+  await page.getByLabel('Email').fill(who.email);
+  await page.getByLabel('Password').fill(who.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByTestId('signed-in-as')).toHaveText(who.email);
+}
+
 function connectionsTable(page: Page) {
   return page.locator('table[data-testid="connections"]');
 }
@@ -33,8 +45,41 @@ test('GET /health answers {"status":"ok"}', async ({ request }) => {
   expect(await res.json()).toEqual({ status: 'ok' });
 });
 
+test('a visitor who is not signed in is sent to the sign-in page and sees no data', async ({ page }) => {
+  const errors = trackPageErrors(page);
+  await page.goto('/env/DEV/connections');
+  await expect(page).toHaveURL(/\/sign-in$/);
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
+  expect(await page.content()).not.toContain('Billing_API');
+  await waitForHydration(page);
+  expect(errors).toEqual([]);
+});
+
+test('a wrong password is explained and nothing opens', async ({ page }) => {
+  await page.goto('/sign-in');
+  await waitForHydration(page);
+  await page.getByLabel('Email').fill(OWNER.email);
+  await page.getByLabel('Password').fill('not the password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toContainText('email or password is not right');
+  await expect(page.getByTestId('signed-in-as')).toHaveCount(0);
+});
+
+test('a developer sees only the environments they have a role in', async ({ page }) => {
+  await signIn(page, DEVELOPER);
+  const nav = page.getByRole('navigation', { name: 'Environments' });
+  await expect(nav.getByRole('link')).toHaveText(['DEV']);
+  await page.goto('/env/QA/connections');
+  await expect(page.getByRole('alert')).toContainText('you have no role in QA');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page).toHaveURL(/\/sign-in$/);
+  await page.goto('/env/DEV/connections');
+  await expect(page).toHaveURL(/\/sign-in$/);
+});
+
 test('home page names the app and lists DEV, QA, PROD in order', async ({ page }) => {
   const errors = trackPageErrors(page);
+  await signIn(page);
   await page.goto('/');
   await expect(page.getByRole('heading', { name: /connvault/i }).first()).toBeVisible();
 
@@ -57,6 +102,7 @@ test('DEV link leads to its connections; the secret never reaches the page', asy
     bodies.push(res.text().catch(() => ''));
   });
 
+  await signIn(page);
   await page.goto('/');
   await waitForHydration(page);
   await page
@@ -80,7 +126,13 @@ test('DEV link leads to its connections; the secret never reaches the page', asy
   expect(errors).toEqual([]);
 });
 
-test('server-rendered connections page does not carry the secret', async ({ request }) => {
+test('server-rendered connections page does not carry the secret', async ({ request, baseURL }) => {
+  const signIn = await request.post('/rpc/sign_in', {
+    form: { email: OWNER.email, password: OWNER.password },
+    headers: { Origin: baseURL! },
+    maxRedirects: 0,
+  });
+  expect(signIn.status()).toBeLessThan(400);
   const res = await request.get('/env/DEV/connections');
   expect(res.status()).toBe(200);
   const html = await res.text();
@@ -90,6 +142,7 @@ test('server-rendered connections page does not carry the secret', async ({ requ
 
 test('search filters connections through a server function', async ({ page }) => {
   const errors = trackPageErrors(page);
+  await signIn(page);
   await page.goto('/env/DEV/connections');
   await waitForHydration(page);
   await expect(billingRow(page)).toHaveCount(1);
@@ -115,6 +168,7 @@ test('search filters connections through a server function', async ({ page }) =>
 });
 
 test('unknown environment is reported', async ({ page }) => {
+  await signIn(page);
   await page.goto('/env/NOPE/connections');
   await expect(page.getByText('No environment named NOPE')).toBeVisible();
 });

@@ -93,21 +93,15 @@ impl Config {
         };
 
         let data_dir = env("CONNVAULT_DATA_DIR").map(PathBuf::from).or(f.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
-        let database_url = env("DATABASE_URL")
-            .or(f.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("connvault.db").display()));
+        let database_url = env("DATABASE_URL").or(f.database_url).unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("connvault.db").display()));
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(setting("DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
         }
-        let master_key_file = env("CONNVAULT_MASTER_KEY_FILE")
-            .map(PathBuf::from)
-            .or(f.master_key_file)
-            .unwrap_or_else(|| data_dir.join("master.key"));
+        let master_key_file = env("CONNVAULT_MASTER_KEY_FILE").map(PathBuf::from).or(f.master_key_file).unwrap_or_else(|| data_dir.join("master.key"));
 
         let site_addr_text = env("LEPTOS_SITE_ADDR").or(f.site_addr).unwrap_or_else(|| "127.0.0.1:3000".into());
-        let site_addr: SocketAddr = site_addr_text
-            .parse()
-            .map_err(|_| setting("LEPTOS_SITE_ADDR", format!("expected HOST:PORT such as 127.0.0.1:3000, got {site_addr_text:?}")))?;
+        let site_addr: SocketAddr =
+            site_addr_text.parse().map_err(|_| setting("LEPTOS_SITE_ADDR", format!("expected HOST:PORT such as 127.0.0.1:3000, got {site_addr_text:?}")))?;
 
         let public_url = env("CONNVAULT_PUBLIC_URL").or(f.public_url).unwrap_or_else(|| format!("http://{site_addr}"));
         let parsed = url::Url::parse(&public_url)
@@ -118,7 +112,8 @@ impl Config {
 
         let smtp_url = env("CONNVAULT_SMTP_URL").or(f.smtp_url);
         if let Some(u) = &smtp_url {
-            let parsed = url::Url::parse(u).map_err(|e| setting("CONNVAULT_SMTP_URL", format!("{e}; expected smtp://host:25 or smtps://user:pass@host:465")))?;
+            let parsed =
+                url::Url::parse(u).map_err(|e| setting("CONNVAULT_SMTP_URL", format!("{e}; expected smtp://host:25 or smtps://user:pass@host:465")))?;
             if !matches!(parsed.scheme(), "smtp" | "smtps") {
                 return Err(setting("CONNVAULT_SMTP_URL", "must start with smtp:// or smtps://"));
             }
@@ -135,7 +130,9 @@ impl Config {
         };
         let log_filter = env("RUST_LOG").or_else(|| env("CONNVAULT_LOG")).or(f.log).unwrap_or_else(|| "info".into());
         let db_max_connections = match env("CONNVAULT_DB_MAX_CONNECTIONS") {
-            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| setting("CONNVAULT_DB_MAX_CONNECTIONS", "expected a number from 1 to 1000"))?,
+            Some(v) => {
+                v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| setting("CONNVAULT_DB_MAX_CONNECTIONS", "expected a number from 1 to 1000"))?
+            }
             None => f.db_max_connections.unwrap_or(10),
         };
 

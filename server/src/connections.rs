@@ -117,7 +117,21 @@ fn place<'a>(connection_id: i64, field: &'a str, environment_id: i64) -> Place<'
     Place { table: SECRETS_TABLE, row: connection_id, field, environment: environment_id }
 }
 
-async fn store_secret(tx: &mut Tx<'_>, vault: &Vault, env: &Environment, connection_id: i64, field: &str, value: &SecretString, actor: &Actor, t: &str) -> Result<()> {
+/// Who wrote something, and when.
+struct Stamp<'a> {
+    by: &'a str,
+    at: &'a str,
+}
+
+async fn store_secret(
+    tx: &mut Tx<'_>,
+    vault: &Vault,
+    env: &Environment,
+    connection_id: i64,
+    field: &str,
+    value: &SecretString,
+    stamp: &Stamp<'_>,
+) -> Result<()> {
     let blob = vault.seal(&place(connection_id, field, env.id), value.expose_secret().as_bytes());
     sqlx::query(
         "INSERT INTO connection_secrets (connection_id, field, blob, key_id, set_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
@@ -127,8 +141,8 @@ async fn store_secret(tx: &mut Tx<'_>, vault: &Vault, env: &Environment, connect
     .bind(field)
     .bind(blob)
     .bind(vault.current_key_id().to_string())
-    .bind(&actor.label)
-    .bind(t)
+    .bind(stamp.by)
+    .bind(stamp.at)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -173,13 +187,16 @@ pub async fn create(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, input
     .map_err(|e| map_unique(e.into(), &env.name, &input.name))?
     .try_get("id")?;
     for (field, value) in &input.secrets {
-        store_secret(&mut tx, vault, &env, id, field, value, actor, &t).await?;
+        store_secret(&mut tx, vault, &env, id, field, value, &Stamp { by: &actor.label, at: &t }).await?;
     }
     let secret_names: Vec<&String> = input.secrets.keys().collect();
     audit::record(
         &mut tx,
         actor,
-        Event::new("connection.create").environment(env.id, &env.name).object("connection", &input.name).detail(json!({"provider": def.id, "secrets_set": secret_names})),
+        Event::new("connection.create")
+            .environment(env.id, &env.name)
+            .object("connection", &input.name)
+            .detail(json!({"provider": def.id, "secrets_set": secret_names})),
     )
     .await?;
     tx.commit().await?;
@@ -377,7 +394,11 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
     }
     let new_name = patch.name.clone().unwrap_or_else(|| stored.name.clone());
     if !new_name.eq_ignore_ascii_case(&stored.name) {
-        let taken = sqlx::query("SELECT id FROM connections WHERE environment_id = $1 AND name_key = $2").bind(env.id).bind(new_name.to_lowercase()).fetch_optional(&mut *tx).await?;
+        let taken = sqlx::query("SELECT id FROM connections WHERE environment_id = $1 AND name_key = $2")
+            .bind(env.id)
+            .bind(new_name.to_lowercase())
+            .fetch_optional(&mut *tx)
+            .await?;
         if taken.is_some() {
             return Err(unique_conflict(&env.name, &new_name));
         }
@@ -397,7 +418,7 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND field = $2").bind(stored.id).bind(field).execute(&mut *tx).await?;
     }
     for (field, value) in &patch.secrets {
-        store_secret(&mut tx, vault, &env, stored.id, field, value, actor, &t).await?;
+        store_secret(&mut tx, vault, &env, stored.id, field, value, &Stamp { by: &actor.label, at: &t }).await?;
     }
     let replaced: Vec<&String> = patch.secrets.keys().collect();
     let mut detail = json!({"changed_settings": changed_settings, "replaced_secrets": replaced, "removed_secrets": obsolete});
@@ -423,7 +444,12 @@ pub async fn delete(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Resul
     let stored = load_for_change(&mut tx, &env, name).await?;
     sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1").bind(stored.id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM connections WHERE id = $1").bind(stored.id).execute(&mut *tx).await?;
-    audit::record(&mut tx, actor, Event::new("connection.delete").environment(env.id, &env.name).object("connection", &stored.name).detail(json!({"provider": stored.provider}))).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("connection.delete").environment(env.id, &env.name).object("connection", &stored.name).detail(json!({"provider": stored.provider})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -448,7 +474,11 @@ pub async fn open_secret(db: &Db, vault: &Vault, env_name: &str, name: &str, fie
             audit::record_alone(
                 db,
                 &Actor::system("integrity check"),
-                Event::new("secret.integrity_failure").outcome("failure").environment(env.id, &env.name).object("connection", name).detail(json!({"field": field, "error": e.to_string()})),
+                Event::new("secret.integrity_failure")
+                    .outcome("failure")
+                    .environment(env.id, &env.name)
+                    .object("connection", name)
+                    .detail(json!({"field": field, "error": e.to_string()})),
             )
             .await?;
             Err(Error::Seal(e))

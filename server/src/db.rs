@@ -118,8 +118,7 @@ impl Db {
         if backend == Backend::Sqlite {
             if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
                 if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| Error::Internal(format!("cannot create the data folder {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("cannot create the data folder {}: {e}", dir.display())))?;
                 }
             }
         }

@@ -154,8 +154,19 @@ pub async fn rename(db: &Db, actor: &Actor, old: &str, new: &str) -> Result<Envi
         return Err(conflict(new));
     }
     let t = now();
-    sqlx::query("UPDATE environments SET name = $1, name_key = $2, updated_at = $3 WHERE id = $4").bind(new).bind(new.to_lowercase()).bind(&t).bind(env.id).execute(&mut *tx).await?;
-    audit::record(&mut tx, actor, Event::new("environment.rename").environment(env.id, new).object("environment", new).detail(json!({"from": env.name, "to": new}))).await?;
+    sqlx::query("UPDATE environments SET name = $1, name_key = $2, updated_at = $3 WHERE id = $4")
+        .bind(new)
+        .bind(new.to_lowercase())
+        .bind(&t)
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("environment.rename").environment(env.id, new).object("environment", new).detail(json!({"from": env.name, "to": new})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Environment { name: new.to_string(), updated_at: t, ..env })
 }
@@ -172,7 +183,12 @@ pub async fn move_to(db: &Db, actor: &Actor, name: &str, position: usize) -> Res
     let moved = envs.remove(from);
     envs.insert(position - 1, moved);
     write_order(&mut tx, &envs).await?;
-    audit::record(&mut tx, actor, Event::new("environment.reorder").environment(env.id, &env.name).object("environment", &env.name).detail(json!({"from": from + 1, "to": position}))).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("environment.reorder").environment(env.id, &env.name).object("environment", &env.name).detail(json!({"from": from + 1, "to": position})),
+    )
+    .await?;
     tx.commit().await?;
     list(db).await
 }

@@ -32,7 +32,11 @@ pub enum Error {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     Forbidden(String),
+    #[error("too many failed attempts from this address; try again in {retry_after_secs} seconds")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("a stored secret could not be opened: {0}")]
     Seal(#[from] SealError),
     #[error("database error: {0}")]
@@ -61,7 +65,9 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,7 +78,9 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } => code,
             Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
+            Error::TooManyRequests { .. } => "too_many_requests",
             Error::Seal(_) => "secret_integrity",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
@@ -119,7 +127,15 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
+        let retry_after = match &self {
+            Error::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let body = Body { error: ErrorBody { code: self.code(), message: self.public_message(), details: self.details() } };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

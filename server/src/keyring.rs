@@ -100,20 +100,14 @@ impl MasterKey {
         if text.is_empty() {
             return Err(KeyParseError::Empty);
         }
-        let decoded: Option<Zeroizing<Vec<u8>>> = if text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let decoded: Option<Zeroizing<Vec<u8>>> = if text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).ok().map(Zeroizing::new)
         } else {
             use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-                .iter()
-                .find_map(|engine| engine.decode(text).ok())
-                .map(Zeroizing::new)
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|engine| engine.decode(text).ok()).map(Zeroizing::new)
         };
         let decoded = decoded.ok_or(KeyParseError::NotEncoded { chars: text.chars().count() })?;
-        let bytes: [u8; KEY_LEN] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyParseError::WrongLength { bytes: decoded.len() })?;
+        let bytes: [u8; KEY_LEN] = decoded.as_slice().try_into().map_err(|_| KeyParseError::WrongLength { bytes: decoded.len() })?;
         Ok(MasterKey::from_bytes(bytes))
     }
 
@@ -197,37 +191,23 @@ impl Keyring {
     /// From `CONNVAULT_MASTER_KEY` and the optional `CONNVAULT_MASTER_KEY_PREVIOUS`
     /// (keys separated by commas or white space).
     pub fn from_env_values(current: &str, previous: Option<&str>) -> Result<Keyring, KeyringError> {
-        let mut keys = vec![MasterKey::parse(current)
-            .map_err(|source| KeyringError::Parse { what: "CONNVAULT_MASTER_KEY".into(), source })?];
-        for (i, item) in previous
-            .unwrap_or("")
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .enumerate()
-        {
-            keys.push(MasterKey::parse(item).map_err(|source| KeyringError::Parse {
-                what: format!("CONNVAULT_MASTER_KEY_PREVIOUS (key {})", i + 1),
-                source,
-            })?);
+        let mut keys = vec![MasterKey::parse(current).map_err(|source| KeyringError::Parse { what: "CONNVAULT_MASTER_KEY".into(), source })?];
+        for (i, item) in previous.unwrap_or("").split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).enumerate() {
+            keys.push(MasterKey::parse(item).map_err(|source| KeyringError::Parse { what: format!("CONNVAULT_MASTER_KEY_PREVIOUS (key {})", i + 1), source })?);
         }
         Keyring::new(keys, KeySource::Environment)
     }
 
     /// Reads a key file: one key per line, current first; `#` starts a comment.
     pub fn read_file(path: &Path) -> Result<Keyring, KeyringError> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| KeyringError::Read { path: path.into(), source })?,
-        );
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyringError::Read { path: path.into(), source })?);
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            keys.push(MasterKey::parse(line).map_err(|source| KeyringError::Parse {
-                what: format!("{} line {}", path.display(), n + 1),
-                source,
-            })?);
+            keys.push(MasterKey::parse(line).map_err(|source| KeyringError::Parse { what: format!("{} line {}", path.display(), n + 1), source })?);
         }
         if keys.is_empty() {
             return Err(KeyringError::EmptyFile { path: path.into() });
@@ -306,10 +286,10 @@ mod tests {
         let reference = MasterKey::parse(B64).unwrap().id();
         let accepted = [
             B64,
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",  // no padding
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", // no padding
             HEX,
             "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F", // upper-case hex
-            "  AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", // surrounding white space
+            "  AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",                 // surrounding white space
         ];
         for text in accepted {
             assert_eq!(MasterKey::parse(text).unwrap().id(), reference, "{text:?} should parse");
@@ -367,9 +347,6 @@ mod tests {
         assert_eq!(ring.ids(), vec![a.id(), b.id()]);
         let err = Keyring::from_env_values(&a.to_base64(), Some("bogus")).unwrap_err().to_string();
         assert!(err.contains("CONNVAULT_MASTER_KEY_PREVIOUS (key 1)"), "{err}");
-        assert!(matches!(
-            Keyring::from_env_values(&a.to_base64(), Some(&a.to_base64())),
-            Err(KeyringError::Duplicate(_))
-        ));
+        assert!(matches!(Keyring::from_env_values(&a.to_base64(), Some(&a.to_base64())), Err(KeyringError::Duplicate(_))));
     }
 }

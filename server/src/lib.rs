@@ -2,6 +2,7 @@
 //! storage, the sealing of secrets, providers, audit and the REST API. It knows nothing about
 //! the UI; the `app` crate calls into it.
 
+pub mod access;
 pub mod api;
 pub mod audit;
 pub mod config;
@@ -12,10 +13,14 @@ pub mod error;
 pub mod keyring;
 pub mod logging;
 pub mod providers;
+pub mod ratelimit;
 pub mod rotate;
 pub mod seal;
 pub mod secret;
+pub mod sessions;
 pub mod startup;
+pub mod tokens;
+pub mod users;
 
 pub use error::{Error, Result};
 pub use startup::Services;

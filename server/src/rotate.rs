@@ -30,7 +30,9 @@ pub struct RotationReport {
 
 /// Rotates (or finishes an interrupted rotation), then optionally retires old keys.
 pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<RotationReport, StartupError> {
-    let check = db::read_check(&config.database_url).await?.ok_or_else(|| StartupError::Other("this database has never been started: there is nothing to rotate".into()))?;
+    let check = db::read_check(&config.database_url)
+        .await?
+        .ok_or_else(|| StartupError::Other("this database has never been started: there is nothing to rotate".into()))?;
     let keyring = startup::load_keyring(config, Some(&check))?;
     startup::verify_check(&keyring, &check)?;
     let previous = check.key_id.clone();
@@ -77,7 +79,9 @@ pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<Rota
 async fn reseal_all(db: &Db, keyring: &Keyring, previous: &str) -> Result<usize, StartupError> {
     let target = keyring.current();
     let mut tx = db.begin().await?;
-    let rows = sqlx::query("SELECT s.id, s.connection_id, s.field, s.blob, c.environment_id FROM connection_secrets s JOIN connections c ON c.id = s.connection_id ORDER BY s.id")
+    let rows = sqlx::query(
+        "SELECT s.id, s.connection_id, s.field, s.blob, c.environment_id FROM connection_secrets s JOIN connections c ON c.id = s.connection_id ORDER BY s.id",
+    )
     .fetch_all(&mut *tx)
     .await?;
     let t = now();
@@ -107,7 +111,12 @@ async fn reseal_all(db: &Db, keyring: &Keyring, previous: &str) -> Result<usize,
         .bind(&t)
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut tx, &Actor::operator(), Event::new("vault.rotate_master_key").detail(json!({"from": previous, "to": target.id().to_string(), "resealed": n}))).await?;
+    audit::record(
+        &mut tx,
+        &Actor::operator(),
+        Event::new("vault.rotate_master_key").detail(json!({"from": previous, "to": target.id().to_string(), "resealed": n})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -117,11 +126,8 @@ async fn retire(db: &Db, keyring: &Keyring, target: KeyId) -> Result<Vec<String>
     let KeySource::File(path) = keyring.source() else {
         return Err(StartupError::Other("keys from the environment are retired by removing them from CONNVAULT_MASTER_KEY_PREVIOUS".into()));
     };
-    let still: i64 = sqlx::query("SELECT COUNT(*) AS n FROM connection_secrets WHERE key_id <> $1")
-        .bind(target.to_string())
-        .fetch_one(db.pool())
-        .await?
-        .try_get("n")?;
+    let still: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM connection_secrets WHERE key_id <> $1").bind(target.to_string()).fetch_one(db.pool()).await?.try_get("n")?;
     if still > 0 {
         return Err(StartupError::Other(format!("{still} secrets are still sealed with an older key; run rotate-master-key again before retiring")));
     }

@@ -97,9 +97,7 @@ pub fn seal_with(key: &MasterKey, place: &Place<'_>, plaintext: &[u8]) -> Vec<u8
     let aad = associated_data(&blob, place);
     let mut body = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
     body.extend_from_slice(plaintext);
-    key.cipher()
-        .encrypt_in_place(&Nonce::<Aes256Gcm>::from(nonce), &aad, &mut *body)
-        .expect("AES-GCM encryption of a bounded message cannot fail");
+    key.cipher().encrypt_in_place(&Nonce::<Aes256Gcm>::from(nonce), &aad, &mut *body).expect("AES-GCM encryption of a bounded message cannot fail");
     blob.extend_from_slice(&body);
     blob
 }
@@ -110,9 +108,7 @@ pub fn open_with(keyring: &Keyring, place: &Place<'_>, blob: &[u8]) -> Result<Ze
     let key = keyring.get(header.key_id).ok_or(SealError::UnknownKey(header.key_id))?;
     let aad = associated_data(&blob[..HEADER_LEN], place);
     let mut body = Zeroizing::new(blob[HEADER_LEN..].to_vec());
-    key.cipher()
-        .decrypt_in_place(&Nonce::<Aes256Gcm>::from(header.nonce), &aad, &mut *body)
-        .map_err(|_| SealError::Integrity)?;
+    key.cipher().decrypt_in_place(&Nonce::<Aes256Gcm>::from(header.nonce), &aad, &mut *body).map_err(|_| SealError::Integrity)?;
     Ok(body)
 }
 
@@ -229,12 +225,9 @@ mod tests {
         let keyring = ring(vec![MasterKey::generate()]);
         let here = place(7);
         let blob = seal_with(keyring.current(), &here, b"s3cret");
-        for elsewhere in [
-            Place { row: 8, ..here },
-            Place { field: "password", ..here },
-            Place { environment: 2, ..here },
-            Place { table: "other_table", ..here },
-        ] {
+        for elsewhere in
+            [Place { row: 8, ..here }, Place { field: "password", ..here }, Place { environment: 2, ..here }, Place { table: "other_table", ..here }]
+        {
             assert_eq!(open_with(&keyring, &elsewhere, &blob).unwrap_err(), SealError::Integrity, "{elsewhere:?}");
         }
     }

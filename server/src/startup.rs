@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::{self, now, CheckRecord, Db};
 use crate::environments;
 use crate::keyring::{is_too_open, KeyId, Keyring, KeyringError, MasterKey};
+use crate::ratelimit::Limiter;
 use crate::seal::{self, Place, Vault};
 
 /// The check value's place: one per database.
@@ -24,6 +25,8 @@ pub struct Services {
     pub config: Arc<Config>,
     pub db: Db,
     pub vault: Vault,
+    /// Failed sign-ins and API-key authentications per client address.
+    pub limiter: Limiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +137,7 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), "vault open");
-    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring) })
+    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default() })
 }
 
 async fn initialize(db: &Db, keyring: &Keyring) -> Result<(), StartupError> {
@@ -158,7 +161,12 @@ async fn initialize(db: &Db, keyring: &Keyring) -> Result<(), StartupError> {
     if envs == 0 {
         environments::seed_defaults(&mut tx).await?;
     }
-    audit::record(&mut tx, &Actor::system("first start"), Event::new("vault.initialize").detail(json!({"key_id": key.id().to_string(), "environments": environments::DEFAULTS}))).await?;
+    audit::record(
+        &mut tx,
+        &Actor::system("first start"),
+        Event::new("vault.initialize").detail(json!({"key_id": key.id().to_string(), "environments": environments::DEFAULTS})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -72,7 +72,15 @@ async fn administrators_add_rename_and_reorder_environments() {
         assert!(bad_pos.to_string().contains("position must be from 1 to 5"), "{bad_pos}");
 
         // A secret stays readable when its environment is renamed (the seal binds the id).
-        connections::create(&s.db, &s.vault, &actor, "UAT", new("Svc", json!({"base_url": "https://u.example.com", "auth": "bearer"}), &[("token", "uat-token")])).await.unwrap();
+        connections::create(
+            &s.db,
+            &s.vault,
+            &actor,
+            "UAT",
+            new("Svc", json!({"base_url": "https://u.example.com", "auth": "bearer"}), &[("token", "uat-token")]),
+        )
+        .await
+        .unwrap();
         environments::rename(&s.db, &actor, "uat", "Staging").await.unwrap();
         assert_eq!(connections::open_secret(&s.db, &s.vault, "STAGING", "svc", "token").await.unwrap().expose_secret(), "uat-token");
         let renamed_to_existing = environments::rename(&s.db, &actor, "Staging", "qa").await.unwrap_err();
@@ -111,9 +119,16 @@ async fn connection_lifecycle_never_returns_secrets() {
         assert!(!text.contains("pw-MARKER-1"), "{text}");
 
         // Switch to bearer: the password no longer applies and is removed; a token is required.
-        let missing = connections::update(&s.db, &s.vault, &actor, "DEV", "billing", ConnectionPatch { settings: obj(json!({"auth": "bearer", "username": null})), ..Default::default() })
-            .await
-            .unwrap_err();
+        let missing = connections::update(
+            &s.db,
+            &s.vault,
+            &actor,
+            "DEV",
+            "billing",
+            ConnectionPatch { settings: obj(json!({"auth": "bearer", "username": null})), ..Default::default() },
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(&missing, Error::Validation(f) if f.iter().any(|e| e.field == "secrets.token")), "{missing:?}");
         let c2 = connections::update(
             &s.db,
@@ -121,7 +136,11 @@ async fn connection_lifecycle_never_returns_secrets() {
             &actor,
             "DEV",
             "billing",
-            ConnectionPatch { settings: obj(json!({"auth": "bearer", "username": null})), secrets: secrets(&[("token", "tok-MARKER-2")]), ..Default::default() },
+            ConnectionPatch {
+                settings: obj(json!({"auth": "bearer", "username": null})),
+                secrets: secrets(&[("token", "tok-MARKER-2")]),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -132,7 +151,9 @@ async fn connection_lifecycle_never_returns_secrets() {
         assert!(connections::open_secret(&s.db, &s.vault, "DEV", "Billing", "password").await.is_err());
 
         // Rename, then delete.
-        let c3 = connections::update(&s.db, &s.vault, &actor, "DEV", "Billing", ConnectionPatch { name: Some("Billing_v2".into()), ..Default::default() }).await.unwrap();
+        let c3 = connections::update(&s.db, &s.vault, &actor, "DEV", "Billing", ConnectionPatch { name: Some("Billing_v2".into()), ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(c3.name, "Billing_v2");
         assert_eq!(connections::open_secret(&s.db, &s.vault, "DEV", "Billing_v2", "token").await.unwrap().expose_secret(), "tok-MARKER-2");
         connections::delete(&s.db, &actor, "DEV", "billing_v2").await.unwrap();
@@ -142,7 +163,10 @@ async fn connection_lifecycle_never_returns_secrets() {
         // Audit trail: every change, never a value.
         let events = server::audit::recent(&s.db, 50).await.unwrap();
         let actions: Vec<&str> = events.iter().rev().map(|e| e.action.as_str()).collect();
-        assert_eq!(actions, ["vault.initialize", "connection.create", "connection.update", "connection.secret_replace", "connection.update", "connection.delete"]);
+        assert_eq!(
+            actions,
+            ["vault.initialize", "connection.create", "connection.update", "connection.secret_replace", "connection.update", "connection.delete"]
+        );
         assert!(!serde_json::to_string(&events).unwrap().contains("MARKER"));
     }
 }
@@ -185,11 +209,16 @@ async fn a_failed_write_leaves_nothing_half_written() {
     for db in backends().await {
         let s = db.open().await;
         let actor = Actor::operator();
-        connections::create(&s.db, &s.vault, &actor, "DEV", new("Stay", json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[("token", "old")])).await.unwrap();
+        connections::create(&s.db, &s.vault, &actor, "DEV", new("Stay", json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[("token", "old")]))
+            .await
+            .unwrap();
         db.exec("ALTER TABLE audit_events RENAME TO audit_events_gone").await;
-        let err = connections::create(&s.db, &s.vault, &actor, "DEV", new("Half", json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[("token", "t")])).await;
+        let err =
+            connections::create(&s.db, &s.vault, &actor, "DEV", new("Half", json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[("token", "t")]))
+                .await;
         assert!(err.is_err());
-        let err = connections::update(&s.db, &s.vault, &actor, "DEV", "Stay", ConnectionPatch { secrets: secrets(&[("token", "new")]), ..Default::default() }).await;
+        let err =
+            connections::update(&s.db, &s.vault, &actor, "DEV", "Stay", ConnectionPatch { secrets: secrets(&[("token", "new")]), ..Default::default() }).await;
         assert!(err.is_err());
         let err = connections::delete(&s.db, &actor, "DEV", "Stay").await;
         assert!(err.is_err());
@@ -219,7 +248,9 @@ async fn listing_pages_filters_and_searches() {
         let actor = Actor::operator();
         for i in 0..250 {
             let name = format!("svc_{i:03}");
-            connections::create(&s.db, &s.vault, &actor, "QA", new(&name, json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[("token", "t")])).await.unwrap();
+            connections::create(&s.db, &s.vault, &actor, "QA", new(&name, json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[("token", "t")]))
+                .await
+                .unwrap();
         }
         let mut names = Vec::new();
         let mut cursor = None;

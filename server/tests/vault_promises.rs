@@ -121,7 +121,10 @@ async fn promise_3_tampering_is_detected_and_no_plaintext_reaches_disk() {
             &actor,
             "QA",
             "Tamper",
-            connections::ConnectionPatch { secrets: BTreeMap::from([("token".to_string(), SecretString::from(format!("{MARKER}-v2").as_str()))]), ..Default::default() },
+            connections::ConnectionPatch {
+                secrets: BTreeMap::from([("token".to_string(), SecretString::from(format!("{MARKER}-v2").as_str()))]),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{error_text, list_connections, ConnectionItem};
+use crate::api::{list_connections, ConnectionItem};
 
 /// An environment's connections. The search box works without JavaScript (a GET form) and,
 /// once hydrated, filters as you type through a server function.
@@ -33,7 +33,7 @@ pub fn ConnectionsPage() -> impl IntoView {
                             <p class="empty">"No connections match \u{201c}" {search.get_untracked()} "\u{201d}."</p>
                         }.into_any(),
                         Ok(list) => view! { <ConnectionTable items=list.items more=list.more/> }.into_any(),
-                        Err(e) => view! { <p class="error" role="alert">{error_text(&e)}</p> }.into_any(),
+                        Err(e) => crate::pages::auth::error_view(&e),
                     }
                 })}
             </Transition>

@@ -23,7 +23,7 @@ pub fn HomePage() -> impl IntoView {
                                 }).collect_view()}
                             </ol>
                         }.into_any(),
-                        Err(e) => view! { <p class="error">{crate::api::error_text(&e)}</p> }.into_any(),
+                        Err(e) => crate::pages::auth::error_view(&e),
                     }
                 })}
             </Suspense>

@@ -12,10 +12,7 @@ use crate::startup::Services;
 
 /// Routes that do not need a session: `/health` and the API's JSON 404.
 pub fn router(services: Services) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .nest("/api/v1", Router::new().fallback(api_not_found))
-        .with_state(services)
+    Router::new().route("/health", get(health)).nest("/api/v1", Router::new().fallback(api_not_found)).with_state(services)
 }
 
 /// 200 `{"status":"ok"}` once the database answers and the keyring is open; 503 otherwise.
@@ -31,4 +28,37 @@ async fn health(State(s): State<Services>) -> Response {
 
 async fn api_not_found() -> Error {
     Error::NotFound("no such API route; see /api/v1/openapi.json".into())
+}
+
+/// CSRF protection for everything a browser session can change: a state-changing request
+/// (anything but GET, HEAD, OPTIONS) that carries the session cookie must come from this
+/// site, as its `Origin` (or, failing that, `Referer`) header shows. API-key requests carry no
+/// cookie and are not affected.
+pub async fn csrf_guard(State(public_url): State<std::sync::Arc<String>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{header, Method};
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let has_session =
+        req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|v| crate::sessions::token_from_cookie_header(v).is_some());
+    if changes && has_session {
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .or_else(|| req.headers().get(header::REFERER))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| url::Url::parse(v).ok());
+        let same_site = origin.is_some_and(|o| {
+            let authority = match o.port() {
+                Some(p) => format!("{}:{p}", o.host_str().unwrap_or("")),
+                None => o.host_str().unwrap_or("").to_string(),
+            };
+            authority.eq_ignore_ascii_case(host) || o.origin().ascii_serialization().eq_ignore_ascii_case(public_url.trim_end_matches('/'))
+        });
+        if !same_site {
+            tracing::warn!(method = %req.method(), path = %req.uri().path(), "refused a cross-site request carrying a session cookie");
+            return Error::Forbidden("this request did not come from connvault's own pages (cross-site request refused); reload the page and try again".into())
+                .into_response();
+        }
+    }
+    next.run(req).await
 }

@@ -82,7 +82,10 @@ impl ProviderDef {
         let names = || self.fields.iter().filter(|f| !f.secret).map(|f| f.name).collect::<Vec<_>>().join(", ");
         for (key, value) in settings {
             let Some(spec) = self.field(key) else {
-                errors.push(FieldError::new(format!("settings.{key}"), format!("{} connections have no setting {key:?}; known settings: {}", self.label, names())));
+                errors.push(FieldError::new(
+                    format!("settings.{key}"),
+                    format!("{} connections have no setting {key:?}; known settings: {}", self.label, names()),
+                ));
                 continue;
             };
             if spec.secret {
@@ -117,7 +120,10 @@ impl ProviderDef {
                 Some(_) => errors.push(FieldError::new(format!("secrets.{name}"), format!("{name} is not secret: send it in settings"))),
                 None => {
                     let known: Vec<_> = self.fields.iter().filter(|f| f.secret).map(|f| f.name).collect();
-                    errors.push(FieldError::new(format!("secrets.{name}"), format!("{} connections have no secret {name:?}; known secrets: {}", self.label, known.join(", "))));
+                    errors.push(FieldError::new(
+                        format!("secrets.{name}"),
+                        format!("{} connections have no secret {name:?}; known secrets: {}", self.label, known.join(", ")),
+                    ));
                 }
             }
         }

@@ -73,7 +73,9 @@ impl TestDb {
         let mut hasher = sha2::Sha256::new();
         for t in tables {
             let sql = match self.kind {
-                Kind::Sqlite => format!("SELECT quote(t.rowid) || ':' || (SELECT group_concat(x, '|') FROM (SELECT * FROM \"{t}\" WHERE rowid = t.rowid) x) AS r FROM \"{t}\" t"),
+                Kind::Sqlite => format!(
+                    "SELECT quote(t.rowid) || ':' || (SELECT group_concat(x, '|') FROM (SELECT * FROM \"{t}\" WHERE rowid = t.rowid) x) AS r FROM \"{t}\" t"
+                ),
                 Kind::Postgres => format!("SELECT t::text AS r FROM \"{t}\" t ORDER BY 1"),
             };
             // SQLite cannot concatenate a whole row generically; dump each row as its text form.
@@ -97,7 +99,8 @@ impl TestDb {
         let mut out = String::new();
         match self.kind {
             Kind::Sqlite => {
-                let tables: Vec<String> = conn.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'").await.unwrap().iter().map(|r| r.get("name")).collect();
+                let tables: Vec<String> =
+                    conn.fetch_all("SELECT name FROM sqlite_master WHERE type = 'table'").await.unwrap().iter().map(|r| r.get("name")).collect();
                 for t in tables {
                     out.push_str(&dump_sqlite_table(&mut conn, &t).await.join("\n"));
                 }
@@ -132,12 +135,23 @@ impl TestDb {
 }
 
 async fn dump_sqlite_table(conn: &mut AnyConnection, table: &str) -> Vec<String> {
-    let cols: Vec<String> = conn.fetch_all(sqlx::query(AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))).await.unwrap().iter().map(|r| r.get("name")).collect();
+    let cols: Vec<String> = conn
+        .fetch_all(sqlx::query(AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')"))))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("name"))
+        .collect();
     if cols.is_empty() {
         return Vec::new();
     }
     let expr = cols.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
-    conn.fetch_all(sqlx::query(AssertSqlSafe(format!("SELECT {expr} AS r FROM \"{table}\" ORDER BY rowid")))).await.unwrap().iter().map(|r| r.get::<String, _>("r")).collect()
+    conn.fetch_all(sqlx::query(AssertSqlSafe(format!("SELECT {expr} AS r FROM \"{table}\" ORDER BY rowid"))))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("r"))
+        .collect()
 }
 
 fn random_suffix() -> String {

@@ -1,0 +1,63 @@
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::{error_text, CompleteSetup, SignIn, SIGN_IN_REQUIRED};
+
+/// Renders a server function's error, or a redirect to /sign-in when nobody is signed in.
+pub fn error_view(e: &ServerFnError) -> AnyView {
+    let text = error_text(e);
+    if text == SIGN_IN_REQUIRED {
+        view! { <Redirect path="/sign-in"/> }.into_any()
+    } else {
+        view! { <p class="error" role="alert">{text}</p> }.into_any()
+    }
+}
+
+fn action_error(value: impl Get<Value = Option<Result<(), ServerFnError>>> + Send + Sync + 'static) -> impl IntoView {
+    move || value.get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{error_text(&e)}</p> })
+}
+
+/// Email and password. Works as a plain form before hydration.
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let action = ServerAction::<SignIn>::new();
+    view! {
+        <section class="panel narrow">
+            <h1>"Sign in"</h1>
+            <ActionForm action=action attr:class="stack">
+                <label for="email">"Email"</label>
+                <input id="email" name="email" type="email" autocomplete="username" required/>
+                <label for="password">"Password"</label>
+                <input id="password" name="password" type="password" autocomplete="current-password" required/>
+                <button type="submit" disabled=move || action.pending().get()>"Sign in"</button>
+            </ActionForm>
+            {action_error(action.value())}
+        </section>
+    }
+}
+
+/// First run: the one-time setup link leads here to create the owner account.
+#[component]
+pub fn SetupPage() -> impl IntoView {
+    let action = ServerAction::<CompleteSetup>::new();
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    view! {
+        <section class="panel narrow">
+            <h1>"Set up connvault"</h1>
+            <p class="muted">"Create the owner account. The owner manages people and environments; this link works once."</p>
+            <ActionForm action=action attr:class="stack">
+                <input type="hidden" name="token" prop:value=token/>
+                <label for="email">"Email"</label>
+                <input id="email" name="email" type="email" autocomplete="username" required/>
+                <label for="password">"Password (at least 12 characters)"</label>
+                <input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required/>
+                <label for="confirm">"Password again"</label>
+                <input id="confirm" name="confirm" type="password" autocomplete="new-password" minlength="12" required/>
+                <button type="submit" disabled=move || action.pending().get()>"Create the owner account"</button>
+            </ActionForm>
+            {action_error(action.value())}
+        </section>
+    }
+}

@@ -1,0 +1,181 @@
+//! Sign-in, sessions and the one-time setup link.
+//!
+//! A session is a random 256-bit token in an HttpOnly, SameSite=Lax cookie (Secure when the
+//! public URL is https); the database keeps only its SHA-256. Sign-in failures are rate limited
+//! per client address and audited, successes too.
+
+use std::net::IpAddr;
+
+use chrono::Duration;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit::{self, Actor, ActorKind, Event};
+use crate::db::{format_time, now, Db, Tx};
+use crate::error::{Error, Result};
+use crate::secret::SecretString;
+use crate::startup::Services;
+use crate::tokens;
+use crate::users::{self, User};
+
+pub const COOKIE: &str = "cv_session";
+pub const LIFETIME_HOURS: i64 = 12;
+pub const SETUP_LINK_HOURS: i64 = 24;
+
+fn anonymous(addr: Option<IpAddr>, label: &str) -> Actor {
+    Actor { kind: ActorKind::User, id: None, label: label.to_string(), client_addr: addr.map(|a| a.to_string()) }
+}
+
+async fn start_session(tx: &mut Tx<'_>, user_id: i64, addr: Option<IpAddr>) -> Result<SecretString> {
+    let token = tokens::generate();
+    let t = now();
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, client_addr, expires_at, last_seen_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5, $5)",
+    )
+    .bind(tokens::digest(token.expose_secret()))
+    .bind(user_id)
+    .bind(addr.map(|a| a.to_string()))
+    .bind(format_time(chrono::Utc::now() + Duration::hours(LIFETIME_HOURS)))
+    .bind(&t)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE users SET last_sign_in_at = $1, updated_at = $1 WHERE id = $2").bind(&t).bind(user_id).execute(&mut **tx).await?;
+    Ok(token)
+}
+
+/// Signs in with email and password. Returns the user and the session token for the cookie.
+pub async fn sign_in(s: &Services, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+    if let Some(ip) = addr {
+        s.limiter.check(ip).map_err(|d| Error::TooManyRequests { retry_after_secs: d.as_secs().max(1) })?;
+    }
+    let email = email.trim();
+    match users::check_password(&s.db, email, password).await? {
+        Some(user) => {
+            let mut tx = s.db.begin().await?;
+            let token = start_session(&mut tx, user.id, addr).await?;
+            audit::record(&mut tx, &user.actor(addr.map(|a| a.to_string())), Event::new("auth.sign_in").object("user", &user.email)).await?;
+            tx.commit().await?;
+            Ok((user, token))
+        }
+        None => {
+            if let Some(ip) = addr {
+                s.limiter.record_failure(ip);
+            }
+            audit::record_alone(
+                &s.db,
+                &anonymous(addr, email),
+                Event::new("auth.sign_in")
+                    .outcome("failure")
+                    .object("user", email)
+                    .detail(json!({"reason": "wrong email or password, or account deactivated"})),
+            )
+            .await?;
+            Err(Error::Unauthorized("the email or password is not right".into()))
+        }
+    }
+}
+
+/// The signed-in user behind a session token, if the session is current and the account active.
+pub async fn user_for(db: &Db, token: &str) -> Result<Option<User>> {
+    let row =
+        sqlx::query("SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.status = 'active'")
+            .bind(tokens::digest(token))
+            .bind(now())
+            .fetch_optional(db.pool())
+            .await?;
+    match row {
+        Some(r) => Ok(Some(users::get(db, r.try_get("user_id")?).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn sign_out(db: &Db, token: &str) -> Result<()> {
+    let user = user_for(db, token).await?;
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(tokens::digest(token)).execute(&mut *tx).await?;
+    if let Some(u) = user {
+        audit::record(&mut tx, &u.actor(None), Event::new("auth.sign_out").object("user", &u.email)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The `Set-Cookie` value for a new session.
+pub fn cookie(token: &SecretString, secure: bool) -> String {
+    format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", token.expose_secret(), LIFETIME_HOURS * 3600, if secure { "; Secure" } else { "" })
+}
+
+pub fn clear_cookie(secure: bool) -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", if secure { "; Secure" } else { "" })
+}
+
+/// The session token from a `Cookie` header.
+pub fn token_from_cookie_header(header: &str) -> Option<&str> {
+    header.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(COOKIE).and_then(|rest| rest.strip_prefix('='))).filter(|v| !v.is_empty())
+}
+
+/// On a server with no accounts: a fresh one-time setup link (older unused ones stop working).
+pub async fn setup_link_if_needed(s: &Services) -> Result<Option<String>> {
+    if users::count(&s.db).await? > 0 {
+        return Ok(None);
+    }
+    let token = tokens::generate();
+    let mut tx = s.db.begin().await?;
+    sqlx::query("DELETE FROM one_time_links WHERE purpose = 'setup' AND used_at IS NULL").execute(&mut *tx).await?;
+    let t = now();
+    sqlx::query("INSERT INTO one_time_links (purpose, token_hash, expires_at, created_by, created_at, updated_at) VALUES ('setup', $1, $2, 'connvault (first start)', $3, $3)")
+        .bind(tokens::digest(token.expose_secret()))
+        .bind(format_time(chrono::Utc::now() + Duration::hours(SETUP_LINK_HOURS)))
+        .bind(&t)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(format!("{}/setup?token={}", s.config.public_url, token.expose_secret())))
+}
+
+/// Uses a one-time link inside `tx`: it must exist, serve `purpose` (and `target`, if given),
+/// be unused and unexpired. Marks it used, so a second use fails.
+pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, target: Option<(&str, i64)>) -> Result<()> {
+    let t = now();
+    let row = sqlx::query("SELECT id, purpose, target_kind, target_id, expires_at, used_at FROM one_time_links WHERE token_hash = $1")
+        .bind(tokens::digest(token))
+        .fetch_optional(&mut **tx)
+        .await?;
+    let invalid =
+        || Error::Forbidden("this link is not valid: it may have been used already, have expired, or belong to something else. Ask for a new one".into());
+    let Some(row) = row else { return Err(invalid()) };
+    let id: i64 = row.try_get("id")?;
+    let ok_purpose = row.try_get::<String, _>("purpose")? == purpose;
+    let ok_target = match target {
+        None => true,
+        Some((kind, tid)) => {
+            row.try_get::<Option<String>, _>("target_kind")?.as_deref() == Some(kind) && row.try_get::<Option<i64>, _>("target_id")? == Some(tid)
+        }
+    };
+    let unused = row.try_get::<Option<String>, _>("used_at")?.is_none();
+    let current = row.try_get::<String, _>("expires_at")? > t;
+    if !(ok_purpose && ok_target && unused && current) {
+        return Err(invalid());
+    }
+    let done =
+        sqlx::query("UPDATE one_time_links SET used_at = $1, updated_at = $1 WHERE id = $2 AND used_at IS NULL").bind(&t).bind(id).execute(&mut **tx).await?;
+    if done.rows_affected() != 1 {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+/// Completes first-run setup: the link is used, the owner account created and signed in.
+pub async fn complete_setup(s: &Services, token: &str, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+    let mut tx = s.db.begin().await?;
+    consume_link(&mut tx, "setup", token, None).await?;
+    let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&mut *tx).await?.try_get("n")?;
+    if existing > 0 {
+        return Err(Error::Forbidden("setup is already complete; sign in instead".into()));
+    }
+    let actor = anonymous(addr, "setup link");
+    let id = users::insert(&mut tx, &actor, email.trim(), password, true).await?;
+    let session = start_session(&mut tx, id, addr).await?;
+    tx.commit().await?;
+    Ok((users::get(&s.db, id).await?, session))
+}
