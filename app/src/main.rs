@@ -38,6 +38,26 @@ enum Command {
     /// Create accounts and set roles from the command line.
     #[command(subcommand)]
     User(UserCommand),
+    /// Create API keys from the command line (the key is printed once).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key: --grant ENV:RESOURCE:ACCESS (ENV and RESOURCE may be *, ACCESS read, write or rw).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "grant", value_name = "ENV:RESOURCE:ACCESS", required = true)]
+        grants: Vec<String>,
+        /// Only from these addresses or CIDR ranges (repeat).
+        #[arg(long = "allow-from", value_name = "CIDR")]
+        allowed: Vec<String>,
+        /// RFC 3339 expiry, e.g. 2027-06-30T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -249,6 +269,20 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
                 Err(e) => Err(e),
             }
         }
+        Command::ApiKey(ApiKeyCommand::Create { name, grants, allowed, expires_at }) => {
+            let mut parsed = Vec::new();
+            for g in &grants {
+                match server::api_keys::parse_grant(g) {
+                    Ok(mut v) => parsed.append(&mut v),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            let input = server::api_keys::NewApiKey { name, grants: parsed, allowed_addresses: allowed, expires_at };
+            server::api_keys::create(db, &actor, server::api_keys::Creator::Operator, input).await.map(|(key, value)| {
+                eprintln!("Created API key {} ({}). It is shown once; store it now:", key.name, key.prefix);
+                println!("{}", value.expose_secret());
+            })
+        }
         Command::Serve | Command::RotateMasterKey { .. } => unreachable!("handled elsewhere"),
     };
     services.db.close().await;
@@ -286,10 +320,7 @@ async fn serve(config: Config) -> Result<(), String> {
         })
         .fallback(leptos_axum::file_and_error_handler(app::app::shell))
         .with_state(options);
-    let public_url = std::sync::Arc::new(services.config.public_url.clone());
-    let router = server::api::router(services.clone())
-        .merge(leptos_app)
-        .layer(axum::middleware::from_fn_with_state(public_url, server::api::csrf_guard))
+    let router = server::api::with_csrf_guard(server::api::router(services.clone()).merge(leptos_app), &services.config.public_url)
         .layer(tower_http::trace::TraceLayer::new_for_http());
     if let Some(link) = server::sessions::setup_link_if_needed(&services).await.map_err(|e| e.public_message())? {
         let bar = "!".repeat(link.len().min(100) + 4);

@@ -10,9 +10,12 @@ use serde_json::json;
 use crate::error::Error;
 use crate::startup::Services;
 
+pub mod principal;
+pub mod v1;
+
 /// Routes that do not need a session: `/health` and the API's JSON 404.
 pub fn router(services: Services) -> Router {
-    Router::new().route("/health", get(health)).nest("/api/v1", Router::new().fallback(api_not_found)).with_state(services)
+    Router::new().route("/health", get(health)).nest("/api/v1", v1::router().fallback(api_not_found)).with_state(services)
 }
 
 /// 200 `{"status":"ok"}` once the database answers and the keyring is open; 503 otherwise.
@@ -28,6 +31,11 @@ async fn health(State(s): State<Services>) -> Response {
 
 async fn api_not_found() -> Error {
     Error::NotFound("no such API route; see /api/v1/openapi.json".into())
+}
+
+/// Wraps `router` (the REST API and the app's pages and server functions) in the CSRF guard.
+pub fn with_csrf_guard(router: Router, public_url: &str) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(public_url.to_string()), csrf_guard))
 }
 
 /// CSRF protection for everything a browser session can change: a state-changing request

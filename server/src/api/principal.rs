@@ -1,0 +1,88 @@
+//! Who is calling the REST API: an API key (`Authorization: Bearer cvk_…`) or a signed-in
+//! browser session (whose state-changing requests the CSRF guard has already checked).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::access::{self, Access, Resource};
+use crate::api_keys::{self, ApiKey};
+use crate::audit::Actor;
+use crate::environments::Environment;
+use crate::error::Error;
+use crate::sessions;
+use crate::startup::Services;
+use crate::users::User;
+
+pub enum Principal {
+    User(User, Option<IpAddr>),
+    Key(ApiKey, Option<IpAddr>),
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::User(u, addr) => u.actor(addr.map(|a| a.to_string())),
+            Principal::Key(k, addr) => k.actor(*addr),
+        }
+    }
+
+    pub fn allows(&self, env: &Environment, resource: Resource, access: Access) -> bool {
+        match self {
+            Principal::User(u, _) => access::user_allows(u, &env.name, env.allow_dev_api_keys, resource, access),
+            Principal::Key(k, _) => k.allows(&env.name, resource, access),
+        }
+    }
+
+    /// `allows`, or a 403 that says what is missing.
+    pub fn require(&self, env: &Environment, resource: Resource, access: Access) -> Result<(), Error> {
+        if self.allows(env, resource, access) {
+            Ok(())
+        } else {
+            let what = match access {
+                Access::Read => "read",
+                Access::Write => "change",
+            };
+            Err(Error::Forbidden(format!("you may not {what} {} in {}", resource.as_str(), env.name)))
+        }
+    }
+
+    /// For resources that span environments (API keys, users, the whole audit trail): an owner,
+    /// or a key granted the resource on every environment (`*`).
+    pub fn require_global(&self, resource: Resource, access: Access) -> Result<(), Error> {
+        let ok = match self {
+            Principal::User(u, _) => u.is_owner,
+            Principal::Key(k, _) => {
+                k.grants.iter().any(|g| g.environment == "*" && (g.resource == "*" || g.resource == resource.as_str()) && g.access == access)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("{} across all environments needs an owner, or an API key granted it on *", resource.as_str())))
+        }
+    }
+}
+
+impl FromRequestParts<Services> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
+        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+            let auth = auth.to_str().map_err(|_| Error::Unauthorized("the Authorization header is not readable".into()))?;
+            let key = auth.strip_prefix("Bearer ").ok_or_else(|| Error::Unauthorized("use Authorization: Bearer <API key>".into()))?;
+            return Ok(Principal::Key(api_keys::authenticate(s, key.trim(), addr).await?, addr));
+        }
+        let token =
+            parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(sessions::token_from_cookie_header).map(str::to_string);
+        if let Some(token) = token {
+            if let Some(user) = sessions::user_for(&s.db, &token).await? {
+                return Ok(Principal::User(user, addr));
+            }
+        }
+        Err(Error::Unauthorized("authentication required: send Authorization: Bearer <API key>".into()))
+    }
+}

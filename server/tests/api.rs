@@ -1,0 +1,323 @@
+//! The REST API through the real router, on every backend: promises 6, 7, 8, 10 (API keys),
+//! 11 (audit of changes) and the error format.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use common::backends;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use server::api_keys::{self, Creator, NewApiKey};
+use server::audit::Actor;
+use server::secret::SecretString;
+use server::startup::Services;
+use server::users::{self, Role};
+use tower::ServiceExt;
+
+const MARKER: &str = "MARKER-api-6f2b-never-in-a-response";
+const ORIGIN: &str = "http://127.0.0.1:3000";
+
+#[derive(Clone, Copy, Debug)]
+enum Who<'a> {
+    Nobody,
+    Session(&'a str),
+    Key(&'a str),
+}
+
+struct Api {
+    s: Services,
+    router: axum::Router,
+}
+
+impl Api {
+    fn new(s: Services) -> Api {
+        let router = server::api::with_csrf_guard(server::api::router(s.clone()), &s.config.public_url);
+        Api { s, router }
+    }
+
+    async fn call(&self, who: Who<'_>, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value, String) {
+        self.call_from(who, method, path, body, "192.0.2.1:5000").await
+    }
+
+    async fn call_from(&self, who: Who<'_>, method: &str, path: &str, body: Option<Value>, addr: &str) -> (StatusCode, Value, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        match who {
+            Who::Nobody => {}
+            Who::Session(token) => req = req.header("Cookie", format!("cv_session={token}")).header("Origin", ORIGIN),
+            Who::Key(key) => req = req.header("Authorization", format!("Bearer {key}")),
+        }
+        let req = match body {
+            Some(b) => req.header("Content-Type", "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        };
+        let mut req = req.unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    }
+}
+
+async fn session(s: &Services, email: &str, role: Option<(&str, Role)>, owner: bool) -> String {
+    let op = Actor::operator();
+    let u = users::create(&s.db, &op, email, &SecretString::from("a long enough password"), owner).await.unwrap();
+    if let Some((env, r)) = role {
+        users::set_role(&s.db, &op, u.id, env, Some(r)).await.unwrap();
+    }
+    let (_, token) = server::sessions::sign_in(s, email, &SecretString::from("a long enough password"), None).await.unwrap();
+    token.expose_secret().to_string()
+}
+
+async fn key(s: &Services, grants: &[&str]) -> String {
+    let grants = grants.iter().flat_map(|g| api_keys::parse_grant(g).unwrap()).collect();
+    let (_, value) =
+        api_keys::create(&s.db, &Actor::operator(), Creator::Operator, NewApiKey { name: "test".into(), grants, allowed_addresses: vec![], expires_at: None })
+            .await
+            .unwrap();
+    value.expose_secret().to_string()
+}
+
+fn conn(name: &str) -> Value {
+    json!({"name": name, "provider": "http", "settings": {"base_url": "https://x.example.com", "auth": "bearer"}, "secrets": {"token": MARKER}})
+}
+
+/// Promise 8: deny by default, per environment and resource, for sessions and keys alike.
+#[tokio::test]
+async fn promise_8_role_and_grant_by_resource_by_method_table() {
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let s = &api.s;
+        let owner = session(s, "owner@example.com", None, true).await;
+        let admin = session(s, "admin@example.com", Some(("DEV", Role::Administrator)), false).await;
+        let dev = session(s, "dev@example.com", Some(("DEV", Role::Developer)), false).await;
+        let viewer = session(s, "viewer@example.com", Some(("DEV", Role::Viewer)), false).await;
+        let qa_dev = session(s, "qa@example.com", Some(("QA", Role::Developer)), false).await;
+        let k_read = key(s, &["DEV:connections:read"]).await;
+        let k_write = key(s, &["DEV:connections:write"]).await;
+        let k_all = key(s, &["*:*:rw"]).await;
+        let k_tokens = key(s, &["DEV:tokens:read"]).await;
+
+        // (who, GET list, POST create, GET one, PATCH, DELETE) on DEV connections.
+        type Row<'a> = (&'a str, Who<'a>, [u16; 5]);
+        let table: Vec<Row> = vec![
+            ("nobody", Who::Nobody, [401, 401, 401, 401, 401]),
+            ("owner", Who::Session(&owner), [200, 201, 200, 200, 204]),
+            ("DEV administrator", Who::Session(&admin), [200, 201, 200, 200, 204]),
+            ("DEV developer", Who::Session(&dev), [200, 201, 200, 200, 204]),
+            ("DEV viewer", Who::Session(&viewer), [200, 403, 200, 403, 403]),
+            ("QA developer", Who::Session(&qa_dev), [403, 403, 403, 403, 403]),
+            ("key DEV:connections:read", Who::Key(&k_read), [200, 403, 200, 403, 403]),
+            ("key DEV:connections:write (no read)", Who::Key(&k_write), [403, 201, 403, 200, 204]),
+            ("key *:*:rw", Who::Key(&k_all), [200, 201, 200, 200, 204]),
+            ("key DEV:tokens:read", Who::Key(&k_tokens), [403, 403, 403, 403, 403]),
+            ("forged key", Who::Key("cvk_00000000_forged"), [401, 401, 401, 401, 401]),
+        ];
+        for (i, (label, who, expected)) in table.into_iter().enumerate() {
+            // A connection each row may read, change and delete.
+            let name = format!("Row{i}");
+            let (st, _, body) = api.call(Who::Session(&owner), "POST", "/api/v1/environments/DEV/connections", Some(conn(&name))).await;
+            assert_eq!(st, 201, "{body}");
+            let got = [
+                api.call(who, "GET", "/api/v1/environments/dev/connections", None).await.0.as_u16(),
+                api.call(who, "POST", "/api/v1/environments/DEV/connections", Some(conn(&format!("New{i}")))).await.0.as_u16(),
+                api.call(who, "GET", &format!("/api/v1/environments/DEV/connections/{name}"), None).await.0.as_u16(),
+                api.call(
+                    who,
+                    "PATCH",
+                    &format!("/api/v1/environments/DEV/connections/{name}"),
+                    Some(json!({"settings": {"base_url": "https://y.example.com"}})),
+                )
+                .await
+                .0
+                .as_u16(),
+                api.call(who, "DELETE", &format!("/api/v1/environments/DEV/connections/{name}"), None).await.0.as_u16(),
+            ];
+            assert_eq!(got, expected, "{:?} {label}", db.kind);
+        }
+        // QA is closed to DEV-only people; global resources need an owner or a * key.
+        assert_eq!(api.call(Who::Session(&dev), "GET", "/api/v1/environments/QA/connections", None).await.0, 403);
+        for path in ["/api/v1/users", "/api/v1/api-keys", "/api/v1/audit"] {
+            assert_eq!(api.call(Who::Session(&admin), "GET", path, None).await.0, 403, "{path}");
+            assert_eq!(api.call(Who::Session(&owner), "GET", path, None).await.0, 200, "{path}");
+            assert_eq!(api.call(Who::Key(&k_all), "GET", path, None).await.0, 200, "{path}");
+        }
+        let (st, body, _) = api.call(Who::Session(&dev), "GET", "/api/v1/environments", None).await;
+        assert_eq!(st, 200);
+        assert_eq!(body["items"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect::<Vec<_>>(), ["DEV"]);
+        let (_, body, _) = api.call(Who::Session(&dev), "GET", "/api/v1/audit?environment=DEV", None).await;
+        assert!(body["items"].as_array().unwrap().iter().any(|e| e["action"] == "connection.create"), "{body}");
+    }
+}
+
+/// Promise 8: nobody mints a key wider than their own rights.
+#[tokio::test]
+async fn promise_8_no_key_wider_than_its_creator() {
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let s = &api.s;
+        let admin = session(s, "admin@example.com", Some(("DEV", Role::Administrator)), false).await;
+        let dev = session(s, "dev@example.com", Some(("DEV", Role::Developer)), false).await;
+        let body = |env: &str, res: &str, access: &str| json!({"name": "k", "grants": [{"environment": env, "resource": res, "access": access}]});
+        assert_eq!(api.call(Who::Session(&admin), "POST", "/api/v1/api-keys", Some(body("DEV", "tokens", "read"))).await.0, 201);
+        assert_eq!(api.call(Who::Session(&admin), "POST", "/api/v1/api-keys", Some(body("QA", "tokens", "read"))).await.0, 403, "no role in QA");
+        assert_eq!(api.call(Who::Session(&admin), "POST", "/api/v1/api-keys", Some(body("*", "connections", "read"))).await.0, 403, "* covers QA and PROD");
+        assert_eq!(
+            api.call(Who::Session(&dev), "POST", "/api/v1/api-keys", Some(body("DEV", "connections", "read"))).await.0,
+            403,
+            "developers do not manage keys by default"
+        );
+        let k = key(s, &["DEV:connections:read", "*:api_keys:write"]).await;
+        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/api-keys", Some(body("DEV", "connections", "write"))).await.0, 403, "a key cannot mint a wider key");
+        // Read-only resources offer only read; bad grants are explained with their path.
+        let (st, b, _) = api.call(Who::Session(&admin), "POST", "/api/v1/api-keys", Some(body("DEV", "audit", "write"))).await;
+        assert_eq!(st, 422);
+        assert_eq!(b["error"]["details"][0]["field"], "grants[0].access");
+    }
+}
+
+/// Promise 7: keys are random, stored only as a hash with a short prefix, shown exactly once.
+/// Promise 10 (API keys): the 11th bad key from one address gets 429.
+#[tokio::test]
+async fn promise_7_and_10_api_keys() {
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let owner = session(&api.s, "owner@example.com", None, true).await;
+        let (st, body, _) = api
+            .call(
+                Who::Session(&owner),
+                "POST",
+                "/api/v1/api-keys",
+                Some(json!({"name": "release tool", "grants": [{"environment": "DEV", "resource": "connections", "access": "read"}]})),
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+        let value = body["key"].as_str().unwrap().to_string();
+        let prefix = body["prefix"].as_str().unwrap();
+        assert!(value.starts_with(prefix) && prefix.starts_with("cvk_") && prefix.len() == 12, "{value}");
+        assert!(value.len() >= prefix.len() + 1 + 43, "256 random bits");
+        // Works; then never shown again, nor stored.
+        assert_eq!(api.call(Who::Key(&value), "GET", "/api/v1/environments/DEV/connections", None).await.0, 200);
+        let (_, _, listed) = api.call(Who::Session(&owner), "GET", "/api/v1/api-keys", None).await;
+        assert!(listed.contains(prefix) && !listed.contains(&value), "{listed}");
+        assert!(!db.all_text().await.contains(&value[prefix.len() + 1..]), "the key is stored");
+        let (_, _, audit) = api.call(Who::Session(&owner), "GET", "/api/v1/audit", None).await;
+        assert!(!audit.contains(&value));
+        // Revoked at once.
+        let id = body["id"].as_i64().unwrap();
+        assert_eq!(api.call(Who::Session(&owner), "DELETE", &format!("/api/v1/api-keys/{id}"), None).await.0, 204);
+        assert_eq!(api.call(Who::Key(&value), "GET", "/api/v1/environments/DEV/connections", None).await.0, 401);
+
+        // Address limits.
+        let (_, limited, _) = api
+            .call(
+                Who::Session(&owner),
+                "POST",
+                "/api/v1/api-keys",
+                Some(
+                    json!({"name": "ci", "grants": [{"environment": "DEV", "resource": "connections", "access": "read"}], "allowed_addresses": ["10.0.0.0/8"]}),
+                ),
+            )
+            .await;
+        let limited = limited["key"].as_str().unwrap();
+        assert_eq!(api.call_from(Who::Key(limited), "GET", "/api/v1/environments/DEV/connections", None, "10.9.8.7:1").await.0, 200);
+        assert_eq!(api.call_from(Who::Key(limited), "GET", "/api/v1/environments/DEV/connections", None, "192.0.2.9:1").await.0, 403);
+
+        // Rate limit per address.
+        for i in 0..10 {
+            let st = api.call_from(Who::Key("cvk_deadbeef_guess"), "GET", "/api/v1/environments", None, "203.0.113.5:1").await.0;
+            assert_eq!(st, 401, "attempt {}", i + 1);
+        }
+        let (st, body, _) = api.call_from(Who::Key("cvk_deadbeef_guess"), "GET", "/api/v1/environments", None, "203.0.113.5:1").await;
+        assert_eq!(st, 429, "{body}");
+        assert_eq!(body["error"]["code"], "too_many_requests");
+        assert_eq!(api.call_from(Who::Key(limited), "GET", "/api/v1/environments", None, "10.1.1.1:1").await.0, 200, "other clients unaffected");
+    }
+}
+
+/// Promise 6: a seeded secret never comes back from any GET route. Promise 11: every change
+/// is audited without the value. Plus the error format.
+#[tokio::test]
+async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let owner = session(&api.s, "owner@example.com", None, true).await;
+        let k = key(&api.s, &["*:*:rw"]).await;
+        assert_eq!(api.call(Who::Session(&owner), "POST", "/api/v1/environments/DEV/connections", Some(conn("Marked"))).await.0, 201);
+        let (st, _, _) =
+            api.call(Who::Key(&k), "PATCH", "/api/v1/environments/DEV/connections/Marked", Some(json!({"secrets": {"token": format!("{MARKER}-2")}}))).await;
+        assert_eq!(st, 200);
+        for who in [Who::Session(&owner), Who::Key(&k)] {
+            for path in [
+                "/api/v1/environments",
+                "/api/v1/environments/DEV/connections",
+                "/api/v1/environments/DEV/connections?provider=http",
+                "/api/v1/environments/DEV/connections/Marked",
+                "/api/v1/api-keys",
+                "/api/v1/audit",
+                "/api/v1/audit?environment=DEV",
+                "/api/v1/users",
+                "/health",
+            ] {
+                let (st, _, text) = api.call(who, "GET", path, None).await;
+                assert_eq!(st, 200, "{path}: {text}");
+                assert!(!text.contains("MARKER-api-6f2b"), "{path} returned the secret");
+            }
+        }
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/dev/connections/marked", None).await;
+        assert!(one["secrets_set"]["token"].as_str().unwrap().ends_with('Z'), "{one}");
+        assert!(one["id"].as_i64().is_some() && one["created_at"].is_string() && one["updated_at"].is_string());
+        let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
+        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(&actions[..3], ["connection.secret_replace", "connection.update", "connection.create"]);
+        assert!(audit["items"][0]["actor"].as_str().unwrap().starts_with("API key test (cvk_"));
+
+        // Errors: the format, the status, what to fix.
+        let (st, b, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(conn("Marked"))).await;
+        assert_eq!((st.as_u16(), b["error"]["code"].as_str()), (409, Some("connection_exists")));
+        let (st, b, _) = api
+            .call(
+                Who::Key(&k),
+                "POST",
+                "/api/v1/environments/DEV/connections",
+                Some(json!({"name": "Bad", "provider": "http", "settings": {"auth": "bearer"}})),
+            )
+            .await;
+        assert_eq!(st, 422);
+        let fields: Vec<&str> = b["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["settings.base_url", "secrets.token"]);
+        let (st, b, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/NOPE/connections", None).await;
+        assert_eq!((st.as_u16(), b["error"]["code"].as_str()), (404, Some("not_found")));
+        let (st, b, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(json!({"name": 5}))).await;
+        assert_eq!(st, 422, "{b}");
+        let (st, b, _) = api.call(Who::Nobody, "GET", "/api/v1/environments", None).await;
+        assert_eq!((st.as_u16(), b["error"]["code"].as_str()), (401, Some("unauthorized")));
+        let (st, _, _) = api.call(Who::Key(&k), "GET", "/api/v1/nothing", None).await;
+        assert_eq!(st, 404);
+    }
+}
+
+/// Promise 14: a state-changing REST call made with a session cookie from another site fails.
+#[tokio::test]
+async fn promise_14_cross_site_requests_with_a_session_are_refused() {
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let owner = session(&api.s, "owner@example.com", None, true).await;
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/environments/DEV/connections")
+            .header("Cookie", format!("cv_session={owner}"))
+            .header("Origin", "https://attacker.example")
+            .header("Content-Type", "application/json")
+            .body(Body::from(conn("Evil").to_string()))
+            .unwrap();
+        let res = api.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 403);
+        assert_eq!(api.call(Who::Session(&owner), "GET", "/api/v1/environments/DEV/connections/Evil", None).await.0, 404, "nothing was created");
+    }
+}
