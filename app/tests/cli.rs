@@ -116,7 +116,10 @@ fn serve_creates_a_private_key_file_and_answers_health() {
     let key = dir.path().join("master.key");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(dir.path().join("connvault.db").exists());
+    for file in ["connvault.db", "connvault.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} must be private");
+    }
 
     // SIGTERM: a clean shutdown.
     Command::new("kill").arg("-TERM").arg(server.0.id().to_string()).status().unwrap();

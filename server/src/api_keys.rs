@@ -36,6 +36,13 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// Whether this grant gives at least everything `other` gives.
+    pub fn includes(&self, other: &Grant) -> bool {
+        (self.environment == "*" || self.environment.eq_ignore_ascii_case(&other.environment))
+            && (self.resource == "*" || self.resource == other.resource)
+            && self.access == other.access
+    }
+
     fn covers(&self, environment: &str, resource: Resource, access: Access) -> bool {
         (self.environment == "*" || self.environment.eq_ignore_ascii_case(environment))
             && (self.resource == "*" || self.resource == resource.as_str())

@@ -115,12 +115,12 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         install_drivers();
         let backend = Backend::of_url(url);
-        if backend == Backend::Sqlite {
-            if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("cannot create the data folder {}: {e}", dir.display())))?;
-                }
+        if let Some(path) = sqlite_path(url).filter(|_| backend == Backend::Sqlite) {
+            // The folder 0700 and the file 0600 (SQLite gives its WAL the file's permissions).
+            if let Some(dir) = path.parent() {
+                crate::keyring::create_private_dir(dir).map_err(|e| Error::Internal(format!("cannot create the data folder {}: {e}", dir.display())))?;
             }
+            crate::keyring::create_private_file(&path).map_err(|e| Error::Internal(format!("cannot create the database file {}: {e}", path.display())))?;
         }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' }),

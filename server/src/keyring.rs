@@ -228,9 +228,7 @@ impl Keyring {
             text.push('\n');
         }
         if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(err)?;
-            }
+            create_private_dir(dir).map_err(err)?;
         }
         let tmp = path.with_extension("key.tmp");
         let _ = std::fs::remove_file(&tmp);
@@ -246,6 +244,30 @@ impl Keyring {
             }
         }
         Ok(())
+    }
+}
+
+/// Creates a folder (and its parents) readable only by this user, if it does not exist yet.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates an empty file readable only by this user, if it does not exist yet.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    match open_private(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

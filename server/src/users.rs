@@ -188,16 +188,20 @@ pub async fn create(db: &Db, actor: &Actor, email: &str, password: &SecretString
     get(db, id).await
 }
 
+async fn email_of(tx: &mut Tx<'_>, user_id: i64) -> Result<String> {
+    Ok(sqlx::query("SELECT email FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no user with id {user_id}")))?
+        .try_get("email")?)
+}
+
 /// Sets (or, with `None`, removes) a user's role in an environment.
 pub async fn set_role(db: &Db, actor: &Actor, user_id: i64, environment: &str, role: Option<Role>) -> Result<User> {
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, environment).await?;
-    let email: String = sqlx::query("SELECT email FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no user with id {user_id}")))?
-        .try_get("email")?;
+    let email = email_of(&mut tx, user_id).await?;
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND environment_id = $2").bind(user_id).bind(env.id).execute(&mut *tx).await?;
     if let Some(role) = role {
         let t = now();
@@ -263,12 +267,7 @@ pub async fn change_password(db: &Db, user: &User, current: &SecretString, new: 
 /// Deactivates an account: its sessions end at once.
 pub async fn deactivate(db: &Db, actor: &Actor, user_id: i64) -> Result<()> {
     let mut tx = db.begin().await?;
-    let email: String = sqlx::query("SELECT email FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no user with id {user_id}")))?
-        .try_get("email")?;
+    let email = email_of(&mut tx, user_id).await?;
     sqlx::query("UPDATE users SET status = 'deactivated', updated_at = $1 WHERE id = $2").bind(now()).bind(user_id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     audit::record(&mut tx, actor, Event::new("user.deactivate").object("user", &email)).await?;

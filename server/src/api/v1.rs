@@ -128,11 +128,7 @@ async fn create_key(State(s): State<Services>, p: Principal, Body(input): Body<N
         Principal::Key(k, _) => {
             p.require_global(Resource::ApiKeys, Access::Write)?;
             for g in &input.grants {
-                let covered = k.grants.iter().any(|own| {
-                    (own.environment == "*" || own.environment.eq_ignore_ascii_case(&g.environment))
-                        && (own.resource == "*" || own.resource == g.resource)
-                        && own.access == g.access
-                });
+                let covered = k.grants.iter().any(|own| own.includes(g));
                 if !covered {
                     return Err(Error::Forbidden("a key cannot create a key wider than itself".into()));
                 }
