@@ -321,3 +321,31 @@ async fn promise_14_cross_site_requests_with_a_session_are_refused() {
         assert_eq!(api.call(Who::Session(&owner), "GET", "/api/v1/environments/DEV/connections/Evil", None).await.0, 404, "nothing was created");
     }
 }
+
+/// Every path and method in the OpenAPI document exists in the router (none falls through to
+/// the API's 404 or answers 405), and the document is served.
+#[tokio::test]
+async fn the_openapi_document_matches_the_router() {
+    let db = backends().await.into_iter().next().unwrap();
+    let api = Api::new(db.open().await);
+    let k = key(&api.s, &["*:*:rw"]).await;
+    let (st, served, _) = api.call(Who::Nobody, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(served["openapi"], "3.1.0");
+    let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{env}", "DEV").replace("{name}", "nothing-here").replace("{id}", "999999");
+        for method in ["get", "post", "patch", "put", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let body = matches!(method, "post" | "patch" | "put").then(|| json!({}));
+            let (st, _, text) = api.call(Who::Key(&k), &method.to_uppercase(), &concrete, body).await;
+            assert_ne!(st, 405, "{method} {path} is documented but not routed");
+            assert!(!text.contains("no such API route"), "{method} {path} is documented but not routed");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 13);
+}

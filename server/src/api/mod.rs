@@ -15,7 +15,7 @@ pub mod v1;
 
 /// Routes that do not need a session: `/health` and the API's JSON 404.
 pub fn router(services: Services) -> Router {
-    Router::new().route("/health", get(health)).nest("/api/v1", v1::router().fallback(api_not_found)).with_state(services)
+    Router::new().route("/health", get(health)).nest("/api/v1", v1::router().route("/openapi.json", get(openapi)).fallback(api_not_found)).with_state(services)
 }
 
 /// 200 `{"status":"ok"}` once the database answers and the keyring is open; 503 otherwise.
@@ -27,6 +27,14 @@ async fn health(State(s): State<Services>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": "database unreachable"}))).into_response()
         }
     }
+}
+
+/// The OpenAPI 3.1 document of everything under `/api/v1` (kept beside the handlers; a test
+/// checks that every route is in it).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn api_not_found() -> Error {
