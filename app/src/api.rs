@@ -53,12 +53,19 @@ mod ssr {
         use_context::<server::Services>().ok_or_else(|| ServerFnError::new("server state is missing"))
     }
 
+    /// The error for the browser, with the HTTP status the REST API would give (401, 403, 404,
+    /// 409, 422, 429 with Retry-After, 500), so logs and proxies see what happened.
     pub fn fail(e: server::Error) -> ServerFnError {
-        if let server::Error::TooManyRequests { retry_after_secs } = &e {
-            if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
-                r.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
+        // Only for calls over HTTP: during server-side rendering the response is the page's.
+        let over_http = use_context::<axum::http::request::Parts>().is_some_and(|p| p.uri.path().starts_with("/rpc/"));
+        if let Some(r) = use_context::<leptos_axum::ResponseOptions>().filter(|_| over_http) {
+            r.set_status(e.status());
+            if let server::Error::TooManyRequests { retry_after_secs } = &e {
                 r.insert_header(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
             }
+        }
+        if e.status().is_server_error() {
+            tracing::error!(error = %e, "server function failed");
         }
         ServerFnError::new(e.public_message())
     }
@@ -76,14 +83,16 @@ mod ssr {
             .find_map(|v| server::sessions::token_from_cookie_header(v).map(str::to_string))
     }
 
-    /// The signed-in user, or the error every page turns into a redirect to /sign-in.
-    pub async fn require_user() -> Result<(server::Services, server::users::User), ServerFnError> {
+    /// The signed-in user, if any.
+    pub async fn current_user() -> Result<Option<(server::Services, server::users::User)>, ServerFnError> {
         let s = services()?;
-        let Some(token) = session_token().await else { return Err(ServerFnError::new(super::SIGN_IN_REQUIRED)) };
-        match server::sessions::user_for(&s.db, &token).await.map_err(fail)? {
-            Some(user) => Ok((s, user)),
-            None => Err(ServerFnError::new(super::SIGN_IN_REQUIRED)),
-        }
+        let Some(token) = session_token().await else { return Ok(None) };
+        Ok(server::sessions::user_for(&s.db, &token).await.map_err(fail)?.map(|user| (s, user)))
+    }
+
+    /// The signed-in user, or the error (401) every page turns into a redirect to /sign-in.
+    pub async fn require_user() -> Result<(server::Services, server::users::User), ServerFnError> {
+        current_user().await?.ok_or_else(|| fail(server::Error::Unauthorized(super::SIGN_IN_REQUIRED.into())))
     }
 
     pub fn set_cookie(value: String) {
@@ -102,10 +111,7 @@ use ssr::*;
 /// Who is signed in, if anyone.
 #[server(prefix = "/rpc", endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<Me>, ServerFnError> {
-    match require_user().await {
-        Ok((_, u)) => Ok(Some(Me { email: u.email, owner: u.is_owner })),
-        Err(_) => Ok(None),
-    }
+    Ok(current_user().await?.map(|(_, u)| Me { email: u.email, owner: u.is_owner }))
 }
 
 /// Signs in; on success the session cookie is set and the browser goes to `next` (or home).

@@ -262,11 +262,16 @@ fn setup_link_sign_in_cookies_csrf_and_rate_limit_over_http() {
     let (status, _, me) = request(port, "POST", "/rpc/whoami", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
     assert!(status == 200 && me.contains("owner@example.com"), "still signed in: {me}");
 
+    // Login CSRF: a sign-in posted from another site is refused, cookie or not.
+    let (status, _, _) =
+        request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", "https://evil.example")], "email=owner%40example.com&password=correct+horse+battery").unwrap();
+    assert_eq!(status, 403);
+
     // Promise 10 over HTTP: the 11th bad sign-in gets 429 with Retry-After.
     let bad = "email=owner%40example.com&password=not+the+password";
     for i in 0..10 {
         let (status, _, _) = request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", &origin)], bad).unwrap();
-        assert!(status >= 400 && status != 429, "attempt {}: {status}", i + 1);
+        assert_eq!(status, 401, "attempt {}", i + 1);
     }
     let (status, head, _) = request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", &origin)], bad).unwrap();
     assert_eq!(status, 429, "{head}");
@@ -275,7 +280,8 @@ fn setup_link_sign_in_cookies_csrf_and_rate_limit_over_http() {
     // Sign-out ends the session.
     let (status, _, _) = request(port, "POST", "/rpc/sign_out", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
     assert!(status < 400);
-    let (_, _, me) = request(port, "POST", "/rpc/whoami", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
+    let (status, _, me) = request(port, "POST", "/rpc/whoami", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
+    assert_eq!(status, 200, "asking who is signed in is not an error");
     assert!(!me.contains("owner@example.com"), "{me}");
 }
 
@@ -301,8 +307,11 @@ fn pages_and_server_functions_require_a_session() {
     let port = free_port();
     let _server = serve(dir.path(), port);
     let origin = format!("http://127.0.0.1:{port}");
-    let (_, _, body) = request(port, "POST", "/rpc/list_connections", &[FORM, ("Origin", &origin)], "environment=DEV&search=").unwrap();
+    let (status, _, body) = request(port, "POST", "/rpc/list_connections", &[FORM, ("Origin", &origin)], "environment=DEV&search=").unwrap();
+    assert_eq!(status, 401);
     assert!(body.contains("sign in required"), "{body}");
+    let (status, _, page) = request(port, "GET", "/sign-in", &[], "").unwrap();
+    assert_eq!(status, 200, "the sign-in page itself is not an error: {page}");
     let (_, _, body) = request(port, "POST", "/rpc/list_environments", &[FORM, ("Origin", &origin)], "").unwrap();
     assert!(body.contains("sign in required"), "{body}");
 }

@@ -46,16 +46,18 @@ pub fn with_csrf_guard(router: Router, public_url: &str) -> Router {
     router.layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(public_url.to_string()), csrf_guard))
 }
 
-/// CSRF protection for everything a browser session can change: a state-changing request
-/// (anything but GET, HEAD, OPTIONS) that carries the session cookie must come from this
-/// site, as its `Origin` (or, failing that, `Referer`) header shows. API-key requests carry no
-/// cookie and are not affected.
+/// CSRF protection for everything a browser can change: a state-changing request (anything but
+/// GET, HEAD, OPTIONS) that carries the session cookie, or that calls a server function under
+/// `/rpc/` (sign-in included, against login CSRF), must come from this site, as its `Origin`
+/// (or, failing that, `Referer`) header shows. API-key requests carry no cookie and are not
+/// affected.
 pub async fn csrf_guard(State(public_url): State<std::sync::Arc<String>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use axum::http::{header, Method};
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let has_session =
         req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|v| crate::sessions::token_from_cookie_header(v).is_some());
-    if changes && has_session {
+    let server_function = req.uri().path().starts_with("/rpc/");
+    if changes && (has_session || server_function) {
         let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
         let origin = req
             .headers()
