@@ -28,7 +28,8 @@ pub struct RotationReport {
     pub retired: Vec<String>,
 }
 
-/// Rotates (or finishes an interrupted rotation), then optionally retires old keys.
+/// Rotates to a new key (or finishes an interrupted rotation). With `retire_old`, no new key is
+/// made: stragglers are re-sealed under the current key and every older key leaves the file.
 pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<RotationReport, StartupError> {
     let check = db::read_check(&config.database_url)
         .await?
@@ -39,7 +40,7 @@ pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<Rota
 
     // Decide the target key; with a key file a fresh key is written before anything else.
     let keyring = match keyring.source().clone() {
-        KeySource::File(path) if keyring.current().id().to_string() == check.key_id => {
+        KeySource::File(path) if keyring.current().id().to_string() == check.key_id && !retire_old => {
             let new = MasterKey::generate();
             let mut keys: Vec<&MasterKey> = vec![&new];
             keys.extend(keyring.keys());
@@ -47,7 +48,7 @@ pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<Rota
             tracing::info!(new_key = %new.id(), "new master key written to {}", path.display());
             Keyring::read_file(&path)?
         }
-        KeySource::Environment if keyring.current().id().to_string() == check.key_id => {
+        KeySource::Environment if keyring.current().id().to_string() == check.key_id && !retire_old => {
             return Err(StartupError::Other(
                 "the master key comes from CONNVAULT_MASTER_KEY and everything is already sealed with it. To rotate, \
                  generate a new key (openssl rand -base64 32), set CONNVAULT_MASTER_KEY to it and \
@@ -55,7 +56,9 @@ pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<Rota
                     .into(),
             ));
         }
-        _ => keyring, // an unfinished rotation: re-seal under the current key
+        // An unfinished rotation, or --retire-old after one: re-seal whatever is not yet under
+        // the current key (e.g. written by an instance that had not restarted yet).
+        _ => keyring,
     };
 
     let db = Db::connect(&config.database_url, 2).await?;

@@ -255,14 +255,28 @@ async fn promise_5_master_key_rotation_keeps_everything_readable() {
         assert_eq!(connections::open_secret(&s.db, &s.vault, "DEV", "After", "token").await.unwrap().expose_secret(), "written-after");
         s.db.close().await;
 
-        // Retire the old key: a second rotation run with --retire-old re-seals nothing new under
-        // the old key and leaves only the newest key in the file.
+        // An instance that had not restarted yet wrote a secret with the old key meanwhile.
+        let old_key = MasterKey::parse(&old_b64).unwrap();
+        let (secret_row, _) = blob_of(&db, "DEV", "After").await;
+        let mut c = AnyConnection::connect(&db.url).await.unwrap();
+        let r = c
+            .fetch_one(
+                sqlx::query("SELECT s.connection_id, c.environment_id FROM connection_secrets s JOIN connections c ON c.id = s.connection_id WHERE s.id = $1")
+                    .bind(secret_row),
+            )
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+        let place = seal::Place { table: "connection_secrets", row: r.get("connection_id"), field: "token", environment: r.get("environment_id") };
+        set_blob(&db, secret_row, &seal::seal_with(&old_key, &place, b"straggler")).await;
+        // Retire: stragglers re-sealed under the current key, the old key leaves the file.
         let report = server::rotate::rotate_master_key(&db.config(), true).await.unwrap();
-        let newest = KeyId::parse(&report.new_key_id).unwrap();
-        assert_eq!(Keyring::read_file(&db.config().master_key_file).unwrap().ids(), vec![newest]);
-        assert_eq!(report.retired.len(), 2);
+        assert_eq!(report.new_key_id, new_id.to_string(), "retiring makes no new key");
+        assert_eq!(Keyring::read_file(&db.config().master_key_file).unwrap().ids(), vec![new_id]);
+        assert_eq!(report.retired, vec![old_id.to_string()]);
+        assert_eq!(report.resealed, 1, "the straggler");
         let s = db.open().await;
-        for (env, name, value) in [("DEV", "Before", "written-before"), ("DEV", "After", "written-after"), ("PROD", "BeforeProd", "written-before-prod")] {
+        for (env, name, value) in [("DEV", "Before", "written-before"), ("DEV", "After", "straggler"), ("PROD", "BeforeProd", "written-before-prod")] {
             assert_eq!(connections::open_secret(&s.db, &s.vault, env, name, "token").await.unwrap().expose_secret(), value);
         }
         // The old key alone no longer opens this database.
