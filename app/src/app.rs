@@ -6,7 +6,7 @@ use leptos_router::path;
 
 use crate::api::{list_environments, whoami, SignOut};
 use crate::pages::auth::{SetupPage, SignInPage};
-use crate::pages::{connections::ConnectionsPage, home::HomePage};
+use crate::pages::{audit::AuditPage, connections::ConnectionsPage, home::HomePage};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -50,6 +50,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <section class="panel"><h1>"Page not found"</h1><p><a href="/">"Back to the start page"</a></p></section> }>
                     <Route path=path!("/") view=HomePage/>
                     <Route path=path!("/sign-in") view=SignInPage/>
+                    <Route path=path!("/audit") view=AuditPage/>
                     <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage/>
                 </Routes>
@@ -98,6 +99,7 @@ fn UserMenu() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match me.await {
                         Ok(Some(me)) => view! {
+                            <A href="/audit" attr:class="quiet-link">"Audit"</A>
                             <span class="who" data-testid="signed-in-as">{me.email}</span>
                             <ActionForm action=sign_out><button type="submit" class="quiet">"Sign out"</button></ActionForm>
                         }.into_any(),

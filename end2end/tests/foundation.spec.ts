@@ -191,3 +191,27 @@ test('the data directory does not hold the secret in clear', async () => {
     expect(fs.readFileSync(f).includes(needle), `${f} contains the secret in clear`).toBe(false);
   }
 });
+
+test('the audit trail shows who changed what, scoped by role', async ({ page }) => {
+  const errors = trackPageErrors(page);
+  await signIn(page, DEVELOPER);
+  await page.goto('/env/DEV/connections');
+  await page.getByRole('link', { name: 'Audit trail of DEV' }).click();
+  await expect(page).toHaveURL(/\/audit\?environment=DEV$/);
+  const row = page.locator('table[data-testid="audit"] tr', { hasText: 'connection.create' });
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText('connection Billing_API');
+  await expect(row).toContainText('operator');
+  expect(await page.content()).not.toContain(SECRET);
+
+  // All environments (and sign-ins) are for owners only; QA is not the developer's.
+  await page.goto('/audit');
+  await expect(page.getByRole('alert')).toContainText('for owners');
+  await page.goto('/audit?environment=QA');
+  await expect(page.getByRole('alert')).toContainText('no role in QA');
+
+  await signIn(page, OWNER);
+  await page.goto('/audit');
+  await expect(page.locator('table[data-testid="audit"] tr', { hasText: 'auth.sign_in' }).first()).toBeVisible();
+  expect(errors).toEqual([]);
+});

@@ -140,17 +140,18 @@ pub struct AuditEvent {
 
 /// The most recent events, newest first.
 pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AuditEvent>> {
-    recent_in(db, None, limit).await
+    recent_in(db, None, None, limit).await
 }
 
 /// The most recent events of one environment (by id, so renames do not hide history), newest
-/// first; all events when `environment_id` is `None`.
-pub async fn recent_in(db: &Db, environment_id: Option<i64>, limit: i64) -> Result<Vec<AuditEvent>> {
+/// first; all events when `environment_id` is `None`. `before_id` pages back in time.
+pub async fn recent_in(db: &Db, environment_id: Option<i64>, before_id: Option<i64>, limit: i64) -> Result<Vec<AuditEvent>> {
     let rows = sqlx::query(
         "SELECT id, actor_kind, actor_label, action, outcome, environment, object_kind, object_name, detail, client_addr, created_at, updated_at \
-         FROM audit_events WHERE ($1 IS NULL OR environment_id = $1) ORDER BY id DESC LIMIT $2",
+         FROM audit_events WHERE ($1 IS NULL OR environment_id = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
     )
     .bind(environment_id)
+    .bind(before_id)
     .bind(limit)
     .fetch_all(db.pool())
     .await?;

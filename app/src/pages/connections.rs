@@ -16,6 +16,7 @@ pub fn ConnectionsPage() -> impl IntoView {
     view! {
         <section class="panel">
             <h1>"Connections in " {env}</h1>
+            <p><a href=move || format!("/audit?environment={}", env())>"Audit trail of " {env}</a></p>
             <form method="get" class="toolbar" role="search" on:submit=|ev| ev.prevent_default()>
                 <label for="q">"Search"</label>
                 <input id="q" name="q" type="search" placeholder="Name contains…" autocomplete="off"

@@ -166,7 +166,7 @@ async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<Aud
     let events = match &q.environment {
         Some(name) => {
             let env = env_for(&s, &p, name, Resource::Audit, Access::Read).await?;
-            audit::recent_in(&s.db, Some(env.id), limit).await?
+            audit::recent_in(&s.db, Some(env.id), None, limit).await?
         }
         None => {
             p.require_global(Resource::Audit, Access::Read)?;
