@@ -136,6 +136,18 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// Changes the signed-in user's password; their other sessions end.
+#[server(prefix = "/rpc", endpoint = "change_password")]
+pub async fn change_password(current: String, new: String, confirm: String) -> Result<(), ServerFnError> {
+    let (s, user) = require_user().await?;
+    if new != confirm {
+        return Err(fail(server::Error::field("confirm", "the two new passwords differ")));
+    }
+    let token = session_token().await;
+    let (current, new) = (server::secret::SecretString::new(current), server::secret::SecretString::new(new));
+    server::users::change_password(&s.db, &user, &current, &new, token.as_deref()).await.map_err(fail)
+}
+
 /// First-run setup through the one-time link: creates the owner account and signs it in.
 #[server(prefix = "/rpc", endpoint = "complete_setup")]
 pub async fn complete_setup(token: String, email: String, password: String, confirm: String) -> Result<(), ServerFnError> {

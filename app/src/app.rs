@@ -5,7 +5,7 @@ use leptos_router::hooks::use_location;
 use leptos_router::path;
 
 use crate::api::{list_environments, whoami, SignOut};
-use crate::pages::auth::{SetupPage, SignInPage};
+use crate::pages::auth::{AccountPage, SetupPage, SignInPage};
 use crate::pages::{audit::AuditPage, connections::ConnectionsPage, home::HomePage};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -51,6 +51,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=HomePage/>
                     <Route path=path!("/sign-in") view=SignInPage/>
                     <Route path=path!("/audit") view=AuditPage/>
+                    <Route path=path!("/account") view=AccountPage/>
                     <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage/>
                 </Routes>
@@ -100,7 +101,7 @@ fn UserMenu() -> impl IntoView {
                     match me.await {
                         Ok(Some(me)) => view! {
                             <A href="/audit" attr:class="quiet-link">"Audit"</A>
-                            <span class="who" data-testid="signed-in-as">{me.email}</span>
+                            <A href="/account" attr:class="quiet-link"><span class="who" data-testid="signed-in-as">{me.email}</span></A>
                             <ActionForm action=sign_out><button type="submit" class="quiet">"Sign out"</button></ActionForm>
                         }.into_any(),
                         _ => view! { <A href="/sign-in" attr:class="quiet-link">"Sign in"</A> }.into_any(),

@@ -277,6 +277,26 @@ fn setup_link_sign_in_cookies_csrf_and_rate_limit_over_http() {
     assert_eq!(status, 429, "{head}");
     assert!(!header(&head, "retry-after").is_empty(), "{head}");
 
+    // Changing the password: the current one is checked; this session survives, the password moves.
+    let (status, _, body) = request(
+        port,
+        "POST",
+        "/rpc/change_password",
+        &[FORM, ("Origin", &origin), ("Cookie", &session)],
+        "current=wrong+wrong+wrong&new=a+new+long+password&confirm=a+new+long+password",
+    )
+    .unwrap();
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = request(
+        port,
+        "POST",
+        "/rpc/change_password",
+        &[FORM, ("Origin", &origin), ("Cookie", &session)],
+        "current=correct+horse+battery&new=a+new+long+password&confirm=a+new+long+password",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+
     // Sign-out ends the session.
     let (status, _, _) = request(port, "POST", "/rpc/sign_out", &[FORM, ("Origin", &origin), ("Cookie", &session)], "").unwrap();
     assert!(status < 400);

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{error_text, CompleteSetup, SignIn, SIGN_IN_REQUIRED};
+use crate::api::{error_text, ChangePassword, CompleteSetup, SignIn, SIGN_IN_REQUIRED};
 
 /// Renders a server function's error, or a redirect to /sign-in when nobody is signed in.
 pub fn error_view(e: &ServerFnError) -> AnyView {
@@ -58,6 +58,30 @@ pub fn SetupPage() -> impl IntoView {
                 <button type="submit" disabled=move || action.pending().get()>"Create the owner account"</button>
             </ActionForm>
             {action_error(action.value())}
+        </section>
+    }
+}
+
+/// Change the signed-in user's password (other sessions end).
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    let action = ServerAction::<ChangePassword>::new();
+    let done = move || matches!(action.value().get(), Some(Ok(())));
+    view! {
+        <section class="panel narrow">
+            <h1>"Your account"</h1>
+            <h2>"Change password"</h2>
+            <ActionForm action=action attr:class="stack">
+                <label for="current">"Current password"</label>
+                <input id="current" name="current" type="password" autocomplete="current-password" required/>
+                <label for="new">"New password (at least 12 characters)"</label>
+                <input id="new" name="new" type="password" autocomplete="new-password" minlength="12" required/>
+                <label for="confirm">"New password again"</label>
+                <input id="confirm" name="confirm" type="password" autocomplete="new-password" minlength="12" required/>
+                <button type="submit" disabled=move || action.pending().get()>"Change password"</button>
+            </ActionForm>
+            {action_error(action.value())}
+            {move || done().then(|| view! { <p class="ok" role="status">"Password changed. Your other sessions have ended."</p> })}
         </section>
     }
 }
