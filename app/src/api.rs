@@ -76,11 +76,7 @@ mod ssr {
 
     pub async fn session_token() -> Option<String> {
         let headers: axum::http::HeaderMap = leptos_axum::extract().await.ok()?;
-        headers
-            .get_all(axum::http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| server::sessions::token_from_cookie_header(v).map(str::to_string))
+        server::sessions::token_from_headers(&headers).map(str::to_string)
     }
 
     /// The signed-in user, if any.

@@ -305,9 +305,7 @@ pub async fn revoke(db: &Db, actor: &Actor, id: i64) -> Result<()> {
 
 /// Checks a presented key. Failures count against the client address (429 after 10).
 pub async fn authenticate(s: &Services, presented: &str, addr: Option<IpAddr>) -> Result<ApiKey> {
-    if let Some(ip) = addr {
-        s.limiter.check(ip).map_err(|d| Error::TooManyRequests { retry_after_secs: d.as_secs().max(1) })?;
-    }
+    s.limiter.guard(addr)?;
     let fail = |why: &str| {
         if let Some(ip) = addr {
             s.limiter.record_failure(ip);

@@ -25,6 +25,14 @@ impl Limiter {
         self.check_at(addr, Instant::now())
     }
 
+    /// `check` for an optional address, as the API's 429 error.
+    pub fn guard(&self, addr: Option<IpAddr>) -> Result<(), crate::error::Error> {
+        match addr.map(|ip| self.check(ip)) {
+            Some(Err(d)) => Err(crate::error::Error::TooManyRequests { retry_after_secs: d.as_secs().max(1) }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn record_failure(&self, addr: IpAddr) {
         self.record_failure_at(addr, Instant::now())
     }

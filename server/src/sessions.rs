@@ -45,9 +45,7 @@ async fn start_session(tx: &mut Tx<'_>, user_id: i64, addr: Option<IpAddr>) -> R
 
 /// Signs in with email and password. Returns the user and the session token for the cookie.
 pub async fn sign_in(s: &Services, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
-    if let Some(ip) = addr {
-        s.limiter.check(ip).map_err(|d| Error::TooManyRequests { retry_after_secs: d.as_secs().max(1) })?;
-    }
+    s.limiter.guard(addr)?;
     let email = email.trim();
     match users::check_password(&s.db, email, password).await? {
         Some(user) => {
@@ -112,6 +110,11 @@ pub fn clear_cookie(secure: bool) -> String {
 /// The session token from a `Cookie` header.
 pub fn token_from_cookie_header(header: &str) -> Option<&str> {
     header.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(COOKIE).and_then(|rest| rest.strip_prefix('='))).filter(|v| !v.is_empty())
+}
+
+/// The session token from a request's `Cookie` headers.
+pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(token_from_cookie_header)
 }
 
 /// On a server with no accounts: a fresh one-time setup link (older unused ones stop working).

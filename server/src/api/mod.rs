@@ -54,8 +54,7 @@ pub fn with_csrf_guard(router: Router, public_url: &str) -> Router {
 pub async fn csrf_guard(State(public_url): State<std::sync::Arc<String>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use axum::http::{header, Method};
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let has_session =
-        req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|v| crate::sessions::token_from_cookie_header(v).is_some());
+    let has_session = crate::sessions::token_from_headers(req.headers()).is_some();
     let server_function = req.uri().path().starts_with("/rpc/");
     if changes && (has_session || server_function) {
         let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -76,8 +76,7 @@ impl FromRequestParts<Services> for Principal {
             let key = auth.strip_prefix("Bearer ").ok_or_else(|| Error::Unauthorized("use Authorization: Bearer <API key>".into()))?;
             return Ok(Principal::Key(api_keys::authenticate(s, key.trim(), addr).await?, addr));
         }
-        let token =
-            parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(sessions::token_from_cookie_header).map(str::to_string);
+        let token = sessions::token_from_headers(&parts.headers).map(str::to_string);
         if let Some(token) = token {
             if let Some(user) = sessions::user_for(&s.db, &token).await? {
                 return Ok(Principal::User(user, addr));
