@@ -5,8 +5,9 @@ use leptos_router::hooks::use_location;
 use leptos_router::path;
 
 use crate::api::{list_environments, whoami, SignOut};
-use crate::pages::auth::{AccountPage, SetupPage, SignInPage};
-use crate::pages::{audit::AuditPage, connections::ConnectionsPage, home::HomePage};
+use crate::pages::auth::{AccountPage, SetupPage, SignInPage, WelcomePage};
+use crate::pages::connections::{ConnectionPage, ConnectionsPage};
+use crate::pages::{audit::AuditPage, environments::EnvironmentsPage, home::HomePage, keys::ApiKeysPage, people::PeoplePage};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -53,7 +54,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/audit") view=AuditPage/>
                     <Route path=path!("/account") view=AccountPage/>
                     <Route path=path!("/setup") view=SetupPage/>
+                    <Route path=path!("/welcome") view=WelcomePage/>
+                    <Route path=path!("/users") view=PeoplePage/>
+                    <Route path=path!("/environments") view=EnvironmentsPage/>
+                    <Route path=path!("/api-keys") view=ApiKeysPage/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage/>
+                    <Route path=path!("/env/:env/connections/:name") view=ConnectionPage/>
                 </Routes>
             </main>
         </Router>
@@ -100,7 +106,14 @@ fn UserMenu() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match me.await {
                         Ok(Some(me)) => view! {
-                            <A href="/audit" attr:class="quiet-link">"Audit"</A>
+                            <nav aria-label="Administration" class="admin-links">
+                                {me.owner.then(|| view! {
+                                    <A href="/users" attr:class="quiet-link">"People"</A>
+                                    <A href="/environments" attr:class="quiet-link">"Environments"</A>
+                                })}
+                                <A href="/api-keys" attr:class="quiet-link">"API keys"</A>
+                                <A href="/audit" attr:class="quiet-link">"Audit"</A>
+                            </nav>
                             <A href="/account" attr:class="quiet-link"><span class="who" data-testid="signed-in-as">{me.email}</span></A>
                             <ActionForm action=sign_out><button type="submit" class="quiet">"Sign out"</button></ActionForm>
                         }.into_any(),

@@ -348,6 +348,20 @@ pub async fn authenticate(s: &Services, presented: &str, addr: Option<IpAddr>) -
     Ok(key)
 }
 
+/// Whether a signed-in person may revoke `key`: they created it, or they may manage API keys in
+/// every environment the key reaches (all of them, for a `*` grant).
+pub fn user_may_revoke(user: &User, key: &ApiKey, envs: &[Environment]) -> bool {
+    let manages = |env: &Environment| access::user_allows(user, &env.name, env.allow_dev_api_keys, Resource::ApiKeys, Access::Write);
+    key.created_by.eq_ignore_ascii_case(&user.email)
+        || key.grants.iter().all(|g| {
+            if g.environment == "*" {
+                envs.iter().all(manages)
+            } else {
+                envs.iter().filter(|e| e.name.eq_ignore_ascii_case(&g.environment)).all(manages)
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

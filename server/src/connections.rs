@@ -438,10 +438,46 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
     get(db, &env.name, &new_name).await
 }
 
-pub async fn delete(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
+/// Deletes a connection. While integrations are bound to it the delete is refused (409, naming
+/// them) unless `force`: then they are unbound first, each unbinding audited, and will show as
+/// needing a connection.
+pub async fn delete(db: &Db, actor: &Actor, env_name: &str, name: &str, force: bool) -> Result<()> {
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, env_name).await?;
     let stored = load_for_change(&mut tx, &env, name).await?;
+    let bound: Vec<String> = sqlx::query("SELECT name FROM integrations WHERE connection_id = $1 ORDER BY name_key")
+        .bind(stored.id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("name"))
+        .collect::<Result<_, _>>()?;
+    if !bound.is_empty() && !force {
+        return Err(Error::Conflict {
+            code: "connection_in_use",
+            message: format!(
+                "{} is bound to {} in {}: {}. Bind those to another connection first, or delete with force (they will then need a connection)",
+                stored.name,
+                if bound.len() == 1 { "an integration".to_string() } else { format!("{} integrations", bound.len()) },
+                env.name,
+                bound.join(", ")
+            ),
+        });
+    }
+    if !bound.is_empty() {
+        sqlx::query(
+            "UPDATE integrations SET connection_id = NULL, bound_by = NULL, bound_at = NULL, updated_by = $1, updated_at = $2 WHERE connection_id = $3",
+        )
+        .bind(&actor.label)
+        .bind(now())
+        .bind(stored.id)
+        .execute(&mut *tx)
+        .await?;
+        for integration in &bound {
+            let event = Event::new("binding.remove").environment(env.id, &env.name).object("integration", integration);
+            audit::record(&mut tx, actor, event.detail(json!({"connection": stored.name, "reason": "connection deleted with force"}))).await?;
+        }
+    }
     sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1").bind(stored.id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM connections WHERE id = $1").bind(stored.id).execute(&mut *tx).await?;
     audit::record(

@@ -39,6 +39,11 @@ pub fn now() -> String {
     format_time(chrono::Utc::now())
 }
 
+/// The stored form of the time `days` days from now.
+pub fn days_from_now(days: i64) -> String {
+    format_time(chrono::Utc::now() + chrono::Duration::days(days))
+}
+
 pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }

@@ -215,3 +215,27 @@ pub async fn reorder(db: &Db, actor: &Actor, names: &[String]) -> Result<Vec<Env
     tx.commit().await?;
     list(db).await
 }
+
+/// Turns the environment's "Allow developers to manage API keys" setting on or off.
+pub async fn set_allow_dev_api_keys(db: &Db, actor: &Actor, name: &str, allow: bool) -> Result<Environment> {
+    let mut tx = db.begin().await?;
+    let env = find_in(&mut tx, name).await?;
+    let t = now();
+    sqlx::query("UPDATE environments SET allow_dev_api_keys = $1, updated_at = $2 WHERE id = $3")
+        .bind(allow as i64)
+        .bind(&t)
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("environment.setting_change")
+            .environment(env.id, &env.name)
+            .object("environment", &env.name)
+            .detail(json!({"allow_developers_to_manage_api_keys": allow})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Environment { allow_dev_api_keys: allow, updated_at: t, ..env })
+}

@@ -117,28 +117,48 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(token_from_cookie_header)
 }
 
+/// Makes a one-time link token for `purpose` (and `target`, if given) valid for `hours`; older
+/// unused links for the same purpose and target stop working. Only the token's digest is kept.
+async fn create_link(tx: &mut Tx<'_>, purpose: &str, target: Option<(&str, i64)>, hours: i64, created_by: &str) -> Result<SecretString> {
+    let token = tokens::generate();
+    let (kind, id) = target.unzip();
+    sqlx::query("DELETE FROM one_time_links WHERE purpose = $1 AND used_at IS NULL AND COALESCE(target_kind, '') = $2 AND COALESCE(target_id, 0) = $3")
+        .bind(purpose)
+        .bind(kind.unwrap_or(""))
+        .bind(id.unwrap_or(0))
+        .execute(&mut **tx)
+        .await?;
+    let t = now();
+    sqlx::query(
+        "INSERT INTO one_time_links (purpose, token_hash, target_kind, target_id, expires_at, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(purpose)
+    .bind(tokens::digest(token.expose_secret()))
+    .bind(kind)
+    .bind(id)
+    .bind(format_time(chrono::Utc::now() + Duration::hours(hours)))
+    .bind(created_by)
+    .bind(&t)
+    .execute(&mut **tx)
+    .await?;
+    Ok(token)
+}
+
 /// On a server with no accounts: a fresh one-time setup link (older unused ones stop working).
 pub async fn setup_link_if_needed(s: &Services) -> Result<Option<String>> {
     if users::count(&s.db).await? > 0 {
         return Ok(None);
     }
-    let token = tokens::generate();
     let mut tx = s.db.begin().await?;
-    sqlx::query("DELETE FROM one_time_links WHERE purpose = 'setup' AND used_at IS NULL").execute(&mut *tx).await?;
-    let t = now();
-    sqlx::query("INSERT INTO one_time_links (purpose, token_hash, expires_at, created_by, created_at, updated_at) VALUES ('setup', $1, $2, 'connvault (first start)', $3, $3)")
-        .bind(tokens::digest(token.expose_secret()))
-        .bind(format_time(chrono::Utc::now() + Duration::hours(SETUP_LINK_HOURS)))
-        .bind(&t)
-        .execute(&mut *tx)
-        .await?;
+    let token = create_link(&mut tx, "setup", None, SETUP_LINK_HOURS, "connvault (first start)").await?;
     tx.commit().await?;
     Ok(Some(format!("{}/setup?token={}", s.config.public_url, token.expose_secret())))
 }
 
 /// Uses a one-time link inside `tx`: it must exist, serve `purpose` (and `target`, if given),
 /// be unused and unexpired. Marks it used, so a second use fails.
-pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, target: Option<(&str, i64)>) -> Result<()> {
+/// Returns the link's target id, if it has one.
+pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, target: Option<(&str, i64)>) -> Result<Option<i64>> {
     let t = now();
     let row = sqlx::query("SELECT id, purpose, target_kind, target_id, expires_at, used_at FROM one_time_links WHERE token_hash = $1")
         .bind(tokens::digest(token))
@@ -165,7 +185,7 @@ pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, ta
     if done.rows_affected() != 1 {
         return Err(invalid());
     }
-    Ok(())
+    Ok(row.try_get("target_id")?)
 }
 
 /// Completes first-run setup: the link is used, the owner account created and signed in.
@@ -177,7 +197,51 @@ pub async fn complete_setup(s: &Services, token: &str, email: &str, password: &S
         return Err(Error::Forbidden("setup is already complete; sign in instead".into()));
     }
     let actor = anonymous(addr, "setup link");
-    let id = users::insert(&mut tx, &actor, email.trim(), password, true).await?;
+    let id = users::insert(&mut tx, &actor, email.trim(), Some(password), true).await?;
+    let session = start_session(&mut tx, id, addr).await?;
+    tx.commit().await?;
+    Ok((users::get(&s.db, id).await?, session))
+}
+
+pub const INVITE_LINK_HOURS: i64 = 72;
+
+/// Invites someone: an account without a password (status `invited`) and a one-time link,
+/// valid for 72 hours, with which they choose their password and are signed in. Roles are set
+/// separately. Returns the account and the link (shown once to whoever invited them).
+pub async fn invite(s: &Services, actor: &Actor, email: &str) -> Result<(User, String)> {
+    let mut tx = s.db.begin().await?;
+    let id = users::insert(&mut tx, actor, email.trim(), None, false).await?;
+    let token = create_link(&mut tx, "invite", Some(("user", id)), INVITE_LINK_HOURS, &actor.label).await?;
+    tx.commit().await?;
+    Ok((users::get(&s.db, id).await?, invite_url(s, &token)))
+}
+
+/// A fresh invitation link for an account that has not chosen a password yet (the older link
+/// stops working).
+pub async fn reinvite(s: &Services, actor: &Actor, user_id: i64) -> Result<String> {
+    let user = users::get(&s.db, user_id).await?;
+    if user.status != "invited" {
+        return Err(Error::Conflict { code: "not_invited", message: format!("{} has already chosen a password; they sign in as usual", user.email) });
+    }
+    let mut tx = s.db.begin().await?;
+    let token = create_link(&mut tx, "invite", Some(("user", user_id)), INVITE_LINK_HOURS, &actor.label).await?;
+    audit::record(&mut tx, actor, Event::new("user.reinvite").object("user", &user.email)).await?;
+    tx.commit().await?;
+    Ok(invite_url(s, &token))
+}
+
+fn invite_url(s: &Services, token: &SecretString) -> String {
+    format!("{}/welcome?token={}", s.config.public_url, token.expose_secret())
+}
+
+/// Accepts an invitation: the link is used, the password set, and the person signed in.
+pub async fn accept_invite(s: &Services, token: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+    users::validate_password("password", password)?;
+    let mut tx = s.db.begin().await?;
+    let id = consume_link(&mut tx, "invite", token, None).await?.ok_or_else(|| Error::Internal("an invitation link without its account".into()))?;
+    let email = users::set_first_password(&mut tx, id, password).await?;
+    let actor = Actor { kind: ActorKind::User, id: Some(id), label: email.clone(), client_addr: addr.map(|a| a.to_string()) };
+    audit::record(&mut tx, &actor, Event::new("user.invite_accept").object("user", &email)).await?;
     let session = start_session(&mut tx, id, addr).await?;
     tx.commit().await?;
     Ok((users::get(&s.db, id).await?, session))

@@ -107,7 +107,9 @@ fn verify_hash(hash: &str, password: &SecretString) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok())
 }
 
-const COLUMNS: &str = "id, email, is_owner, status, last_sign_in_at, created_at, updated_at";
+/// `status` is `active`, `invited` (no password chosen yet) or `deactivated`.
+const COLUMNS: &str =
+    "id, email, is_owner, CASE WHEN status = 'active' AND password_hash IS NULL THEN 'invited' ELSE status END AS status, last_sign_in_at, created_at, updated_at";
 
 async fn from_row(db: &Db, r: &AnyRow) -> Result<User> {
     let id: i64 = r.try_get("id")?;
@@ -158,10 +160,13 @@ pub async fn list(db: &Db) -> Result<Vec<User>> {
     Ok(out)
 }
 
-/// Creates an account inside `tx` (used by setup, the command line and the users page).
-pub(crate) async fn insert(tx: &mut Tx<'_>, actor: &Actor, email: &str, password: &SecretString, owner: bool) -> Result<i64> {
+/// Creates an account inside `tx` (used by setup, the command line and invitations). Without a
+/// password the account is `invited`: nobody can sign in to it until its invitation is used.
+pub(crate) async fn insert(tx: &mut Tx<'_>, actor: &Actor, email: &str, password: Option<&SecretString>, owner: bool) -> Result<i64> {
     validate_email(email)?;
-    validate_password("password", password)?;
+    if let Some(p) = password {
+        validate_password("password", p)?;
+    }
     let taken = sqlx::query("SELECT id FROM users WHERE email_key = $1").bind(email.to_lowercase()).fetch_optional(&mut **tx).await?;
     if taken.is_some() {
         return Err(Error::Conflict { code: "user_exists", message: format!("an account for {email} already exists") });
@@ -171,7 +176,7 @@ pub(crate) async fn insert(tx: &mut Tx<'_>, actor: &Actor, email: &str, password
         sqlx::query("INSERT INTO users (email, email_key, password_hash, is_owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id")
             .bind(email)
             .bind(email.to_lowercase())
-            .bind(hash_password(password)?)
+            .bind(password.map(hash_password).transpose()?)
             .bind(owner as i64)
             .bind(&t)
             .fetch_one(&mut **tx)
@@ -183,7 +188,7 @@ pub(crate) async fn insert(tx: &mut Tx<'_>, actor: &Actor, email: &str, password
 
 pub async fn create(db: &Db, actor: &Actor, email: &str, password: &SecretString, owner: bool) -> Result<User> {
     let mut tx = db.begin().await?;
-    let id = insert(&mut tx, actor, email, password, owner).await?;
+    let id = insert(&mut tx, actor, email, Some(password), owner).await?;
     tx.commit().await?;
     get(db, id).await
 }
@@ -264,13 +269,50 @@ pub async fn change_password(db: &Db, user: &User, current: &SecretString, new: 
     Ok(())
 }
 
-/// Deactivates an account: its sessions end at once.
+/// Sets the password of an invited account inside `tx` (its invitation link was just used).
+pub(crate) async fn set_first_password(tx: &mut Tx<'_>, user_id: i64, password: &SecretString) -> Result<String> {
+    validate_password("password", password)?;
+    let email = email_of(tx, user_id).await?;
+    let done = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash IS NULL AND status = 'active'")
+        .bind(hash_password(password)?)
+        .bind(now())
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(Error::Forbidden(format!("the invitation for {email} was already accepted or the account is deactivated; sign in instead")));
+    }
+    Ok(email)
+}
+
+/// Deactivates an account: its sessions end at once. The last active owner cannot be
+/// deactivated (nobody could manage people and environments any more).
 pub async fn deactivate(db: &Db, actor: &Actor, user_id: i64) -> Result<()> {
     let mut tx = db.begin().await?;
     let email = email_of(&mut tx, user_id).await?;
+    let row = sqlx::query("SELECT is_owner, (SELECT COUNT(*) FROM users WHERE is_owner = 1 AND status = 'active') AS owners FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if row.try_get::<i64, _>("is_owner")? != 0 && row.try_get::<i64, _>("owners")? <= 1 {
+        return Err(Error::Conflict {
+            code: "last_owner",
+            message: format!("{email} is the only active owner; make someone else an owner before deactivating this account"),
+        });
+    }
     sqlx::query("UPDATE users SET status = 'deactivated', updated_at = $1 WHERE id = $2").bind(now()).bind(user_id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     audit::record(&mut tx, actor, Event::new("user.deactivate").object("user", &email)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Lets a deactivated account sign in again (with its old password; sessions start fresh).
+pub async fn reactivate(db: &Db, actor: &Actor, user_id: i64) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let email = email_of(&mut tx, user_id).await?;
+    sqlx::query("UPDATE users SET status = 'active', updated_at = $1 WHERE id = $2").bind(now()).bind(user_id).execute(&mut *tx).await?;
+    audit::record(&mut tx, actor, Event::new("user.reactivate").object("user", &email)).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -156,7 +156,7 @@ async fn connection_lifecycle_never_returns_secrets() {
             .unwrap();
         assert_eq!(c3.name, "Billing_v2");
         assert_eq!(connections::open_secret(&s.db, &s.vault, "DEV", "Billing_v2", "token").await.unwrap().expose_secret(), "tok-MARKER-2");
-        connections::delete(&s.db, &actor, "DEV", "billing_v2").await.unwrap();
+        connections::delete(&s.db, &actor, "DEV", "billing_v2", false).await.unwrap();
         assert!(matches!(connections::get(&s.db, "DEV", "Billing_v2").await.unwrap_err(), Error::NotFound(_)));
         assert_eq!(count(&db.url, "SELECT COUNT(*) AS n FROM connection_secrets").await, 0);
 
@@ -220,7 +220,7 @@ async fn a_failed_write_leaves_nothing_half_written() {
         let err =
             connections::update(&s.db, &s.vault, &actor, "DEV", "Stay", ConnectionPatch { secrets: secrets(&[("token", "new")]), ..Default::default() }).await;
         assert!(err.is_err());
-        let err = connections::delete(&s.db, &actor, "DEV", "Stay").await;
+        let err = connections::delete(&s.db, &actor, "DEV", "Stay", false).await;
         assert!(err.is_err());
         db.exec("ALTER TABLE audit_events_gone RENAME TO audit_events").await;
         assert_eq!(count(&db.url, "SELECT COUNT(*) AS n FROM connections").await, 1);

@@ -2,10 +2,10 @@ use leptos::prelude::*;
 use leptos_router::components::Redirect;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{error_text, ChangePassword, CompleteSetup, SignIn, SIGN_IN_REQUIRED};
+use crate::api::{error_text, AcceptInvite, AppError, ChangePassword, CompleteSetup, SignIn, SIGN_IN_REQUIRED};
 
 /// Renders a server function's error, or a redirect to /sign-in when nobody is signed in.
-pub fn error_view(e: &ServerFnError) -> AnyView {
+pub fn error_view(e: &AppError) -> AnyView {
     let text = error_text(e);
     if text == SIGN_IN_REQUIRED {
         view! { <Redirect path="/sign-in"/> }.into_any()
@@ -14,7 +14,7 @@ pub fn error_view(e: &ServerFnError) -> AnyView {
     }
 }
 
-fn action_error(value: impl Get<Value = Option<Result<(), ServerFnError>>> + Send + Sync + 'static) -> impl IntoView {
+pub fn action_error<T: Send + Sync + 'static>(value: impl Get<Value = Option<Result<T, AppError>>> + Send + Sync + 'static) -> impl IntoView {
     move || value.get().and_then(|r| r.err()).map(|e| view! { <p class="error" role="alert">{error_text(&e)}</p> })
 }
 
@@ -82,6 +82,29 @@ pub fn AccountPage() -> impl IntoView {
             </ActionForm>
             {action_error(action.value())}
             {move || done().then(|| view! { <p class="ok" role="status">"Password changed. Your other sessions have ended."</p> })}
+        </section>
+    }
+}
+
+/// An invitation link leads here: the invited person chooses a password and is signed in.
+#[component]
+pub fn WelcomePage() -> impl IntoView {
+    let action = ServerAction::<AcceptInvite>::new();
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    view! {
+        <section class="panel narrow">
+            <h1>"Welcome to connvault"</h1>
+            <p class="muted">"You were invited. Choose your password; this link works once."</p>
+            <ActionForm action=action attr:class="stack">
+                <input type="hidden" name="token" prop:value=token/>
+                <label for="password">"Password (at least 12 characters)"</label>
+                <input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required/>
+                <label for="confirm">"Password again"</label>
+                <input id="confirm" name="confirm" type="password" autocomplete="new-password" minlength="12" required/>
+                <button type="submit" disabled=move || action.pending().get()>"Set password and sign in"</button>
+            </ActionForm>
+            {action_error(action.value())}
         </section>
     }
 }

@@ -1,40 +1,140 @@
+use std::collections::HashMap;
+
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{list_connections, ConnectionItem};
+use crate::api::{
+    connection_form, list_connections, urlencode, AppError, ConnectionDetail, ConnectionFormData, ConnectionItem, DeleteConnection, ProviderForm,
+    SaveConnection,
+};
+use crate::pages::auth::{action_error, error_view};
+use crate::pages::{hydrated, short_time};
 
-/// An environment's connections. The search box works without JavaScript (a GET form) and,
-/// once hydrated, filters as you type through a server function.
+/// An environment's connections: search, provider filter, paging. The filters are a GET form
+/// (they work before hydration); once hydrated, the search filters as you type.
 #[component]
 pub fn ConnectionsPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let env = move || params.read().get("env").unwrap_or_default();
     let search = RwSignal::new(query.read_untracked().get("q").unwrap_or_default());
-    let list = Resource::new(move || (env(), search.get()), |(env, q)| list_connections(env, q));
+    let provider = move || query.read().get("provider").unwrap_or_default();
+    let cursor = move || query.read().get("cursor").unwrap_or_default();
+    let list = Resource::new(move || (env(), search.get(), provider(), cursor()), |(env, q, p, c)| list_connections(env, q, p, c));
 
     view! {
         <section class="panel">
-            <h1>"Connections in " {env}</h1>
+            <div class="title-row">
+                <h1>"Connections in " {env}</h1>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        list.await.ok().filter(|l| l.can_write).map(|l| view! {
+                            <a class="button" href=format!("/env/{}/connections/new", l.environment)>"New connection"</a>
+                        })
+                    })}
+                </Transition>
+            </div>
             <p><a href=move || format!("/audit?environment={}", env())>"Audit trail of " {env}</a></p>
-            <form method="get" class="toolbar" role="search" on:submit=|ev| ev.prevent_default()>
+            <form method="get" class="toolbar" role="search">
                 <label for="q">"Search"</label>
                 <input id="q" name="q" type="search" placeholder="Name contains…" autocomplete="off"
                     prop:value=move || search.get()
                     on:input=move |ev| search.set(event_target_value(&ev))/>
-                <noscript><button type="submit">"Search"</button></noscript>
+                <label for="provider">"Provider"</label>
+                <select id="provider" name="provider">
+                    <option value="" selected=move || provider().is_empty()>"All"</option>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            list.await.map(|l| l.providers).unwrap_or_default().into_iter().map(|(id, label)| {
+                                let selected = provider() == id;
+                                view! { <option value=id.clone() selected=selected>{label}</option> }
+                            }).collect_view()
+                        })}
+                    </Transition>
+                </select>
+                <button type="submit">"Filter"</button>
             </form>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match list.await {
-                        Ok(list) if list.items.is_empty() && search.get_untracked().trim().is_empty() => view! {
+                        Ok(list) if list.items.is_empty() && search.get_untracked().trim().is_empty() && provider().is_empty() => view! {
                             <p class="empty">"No connections in " {list.environment} " yet."</p>
                         }.into_any(),
-                        Ok(list) if list.items.is_empty() => view! {
-                            <p class="empty">"No connections match \u{201c}" {search.get_untracked()} "\u{201d}."</p>
-                        }.into_any(),
-                        Ok(list) => view! { <ConnectionTable items=list.items more=list.more/> }.into_any(),
-                        Err(e) => crate::pages::auth::error_view(&e),
+                        Ok(list) if list.items.is_empty() => view! { <p class="empty">"No connections match these filters."</p> }.into_any(),
+                        Ok(list) => {
+                            let next = list.next_cursor.clone().map(|c| format!("?q={}&provider={}&cursor={}", urlencode(&search.get_untracked()), urlencode(&provider()), c));
+                            let first = (!cursor().is_empty()).then(|| format!("?q={}&provider={}", urlencode(&search.get_untracked()), urlencode(&provider())));
+                            view! {
+                                <ConnectionTable environment=list.environment items=list.items/>
+                                <nav class="pager" aria-label="Pages">
+                                    {first.map(|href| view! { <a href=href>"First page"</a> })}
+                                    {next.map(|href| view! { <a href=href rel="next">"Next page"</a> })}
+                                </nav>
+                            }.into_any()
+                        }
+                        Err(e) => error_view(&e),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// "set on DATE by WHO" for each secret that is set: the value itself never reaches the page.
+fn secret_line(s: &crate::api::SecretState) -> String {
+    format!("{}: set on {} by {}", s.field, s.set_at.get(..10).unwrap_or_default(), s.set_by)
+}
+
+#[component]
+fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table data-testid="connections">
+                <thead>
+                    <tr><th scope="col">"Name"</th><th scope="col">"Provider"</th><th scope="col">"Target"</th><th scope="col">"Secrets"</th><th scope="col">"Updated"</th></tr>
+                </thead>
+                <tbody>
+                    {items.into_iter().map(|c| {
+                        let href = format!("/env/{}/connections/{}", environment, urlencode(&c.name));
+                        view! {
+                            <tr>
+                                <th scope="row"><a href=href>{c.name}</a></th>
+                                <td><span class="tag">{c.provider}</span></td>
+                                <td class="mono">{c.target}</td>
+                                <td>
+                                    {if c.secrets.is_empty() {
+                                        view! { <span class="muted">"none set"</span> }.into_any()
+                                    } else {
+                                        c.secrets.iter().map(|s| view! { <div class="secret">{secret_line(s)}</div> }).collect_view().into_any()
+                                    }}
+                                </td>
+                                <td><time datetime=c.updated_at.clone()>{short_time(&c.updated_at)}</time>" by " {c.updated_by}</td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+/// Create (`/env/:env/connections/new`) or edit (`/env/:env/connections/:name`) a connection.
+#[component]
+pub fn ConnectionPage() -> impl IntoView {
+    let params = use_params_map();
+    let env = move || params.read().get("env").unwrap_or_default();
+    let name = move || params.read().get("name").filter(|n| n != "new").unwrap_or_default();
+    // Owned here, so that after a save the connection is read again and the page shows what
+    // is stored now ("set on DATE by WHO", last changed).
+    let save = ServerAction::<SaveConnection>::new();
+    let data = Resource::new(move || (env(), name(), save.version().get()), |(env, name, _)| connection_form(env, name));
+    view! {
+        <section class="panel">
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Ok(d) => view! { <ConnectionEditor data=d save=save/> }.into_any(),
+                        Err(e) => error_view(&e),
                     }
                 })}
             </Transition>
@@ -43,36 +143,194 @@ pub fn ConnectionsPage() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionTable(items: Vec<ConnectionItem>, more: bool) -> impl IntoView {
+fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>) -> impl IntoView {
+    let query = use_query_map();
+    let saved = move || match save.value().get() {
+        Some(result) => result.is_ok(),
+        None => query.read().get("saved").is_some(),
+    };
+    let ConnectionFormData { environment, can_write, providers, connection } = data;
+    let existing = connection.clone();
+    let provider_id = RwSignal::new(connection.as_ref().map(|c| c.provider.clone()).or_else(|| providers.first().map(|p| p.id.clone())).unwrap_or_default());
+    let error = move || save.value().get().and_then(|r| r.err());
+    let field_error = move |name: &str| error().and_then(|e| e.field(name));
+    let title = match &connection {
+        Some(c) => format!("{} in {}", c.name, environment),
+        None => format!("New connection in {environment}"),
+    };
+    let list_href = format!("/env/{environment}/connections");
+    let providers_for_select = providers.clone();
+    let fields_env = environment.clone();
+    let original = connection.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+    let for_fields = connection.clone();
+    let (original_in_form, name_in_form) = (original.clone(), original.clone());
     view! {
-        <div class="table-wrap">
-            <table data-testid="connections">
-                <thead>
-                    <tr><th scope="col">"Name"</th><th scope="col">"Provider"</th><th scope="col">"Target"</th><th scope="col">"Secrets"</th><th scope="col">"Updated"</th></tr>
-                </thead>
-                <tbody>
-                    {items.into_iter().map(|c| view! {
-                        <tr>
-                            <th scope="row">{c.name}</th>
-                            <td><span class="tag">{c.provider}</span></td>
-                            <td class="mono">{c.target}</td>
-                            <td>
-                                {if c.secrets.is_empty() {
-                                    view! { <span class="muted">"none set"</span> }.into_any()
-                                } else {
-                                    c.secrets.into_iter().map(|s| view! {
-                                        <div class="secret">
-                                            <span class="mono">{s.field}</span> ": set on " {s.set_at.get(..10).unwrap_or_default().to_string()} " by " {s.set_by}
-                                        </div>
-                                    }).collect_view().into_any()
-                                }}
-                            </td>
-                            <td><time datetime=c.updated_at.clone()>{c.updated_at.get(..16).unwrap_or_default().replace('T', " ")}</time></td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </div>
-        {more.then(|| view! { <p class="muted">"Showing the first 200; refine the search to see others."</p> })}
+        <p><a href=list_href.clone()>"← Connections in " {environment.clone()}</a></p>
+        <h1>{title}</h1>
+        {move || saved().then(|| view! { <p class="ok" role="status">"Saved."</p> })}
+        {existing.as_ref().map(|c| view! {
+            <p class="muted">"Created " {short_time(&c.created_at)} " by " {c.created_by.clone()} "; last changed " {short_time(&c.updated_at)} " by " {c.updated_by.clone()} "."</p>
+        })}
+        {(!can_write).then(|| view! { <p class="notice">"Your role in " {environment.clone()} " can look but not change connections."</p> })}
+        <ActionForm action=save attr:class="stack form" attr:novalidate=true>
+            <input type="hidden" name="environment" value=environment.clone()/>
+            <input type="hidden" name="original" value=original_in_form/>
+            <label for="f-name">"Name"</label>
+            <input id="f-name" name="name" required maxlength="100" value=name_in_form
+                disabled=!can_write aria-invalid=move || field_error("name").is_some().to_string() aria-describedby="e-name"/>
+            <FieldMessage id="e-name" message=Signal::derive(move || field_error("name"))/>
+            <label for="f-provider">"Provider"</label>
+            {match &connection {
+                Some(c) => view! {
+                    <input type="hidden" name="provider" value=c.provider.clone()/>
+                    <p id="f-provider" class="mono">{providers.iter().find(|p| p.id == c.provider).map(|p| p.label.clone()).unwrap_or_else(|| c.provider.clone())}</p>
+                }.into_any(),
+                None => view! {
+                    <select id="f-provider" name="provider" disabled=!can_write on:change=move |ev| provider_id.set(event_target_value(&ev))>
+                        {providers_for_select.iter().map(|p| view! { <option value=p.id.clone()>{p.label.clone()}</option> }).collect_view()}
+                    </select>
+                    <noscript><p class="muted">"Without JavaScript every provider's fields are listed; fill in those of the provider you chose."</p></noscript>
+                }.into_any(),
+            }}
+            <FieldMessage id="e-provider" message=Signal::derive(move || field_error("provider"))/>
+            {move || {
+                let id = provider_id.get();
+                // Before hydration the provider cannot be switched, so show the chosen one's fields.
+                providers.iter().find(|p| p.id == id).cloned().map(|p| view! {
+                    <ProviderFields provider=p connection=for_fields.clone() can_write=can_write error=Signal::derive(error)/>
+                })
+            }}
+            {can_write.then(|| view! { <button type="submit" disabled=move || save.pending().get()>{if existing.is_some() { "Save changes" } else { "Create connection" }}</button> })}
+        </ActionForm>
+        {move || error().filter(|e| e.fields.is_empty()).map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
+        {move || error().filter(|e| !e.fields.is_empty()).map(|_| view! { <p class="error" role="alert">"Fix the fields marked above."</p> })}
+        {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}
+    }
+}
+
+#[component]
+fn FieldMessage(id: &'static str, message: Signal<Option<String>>) -> impl IntoView {
+    view! { <span id=id class="field-error" role=move || message.get().map(|_| "alert")>{move || message.get()}</span> }
+}
+
+/// The settings and secret fields of one provider. Fields that apply only to some choices
+/// (e.g. the user name for basic authentication) hide when they do not apply, once hydrated.
+#[component]
+fn ProviderFields(provider: ProviderForm, connection: Option<ConnectionDetail>, can_write: bool, error: Signal<Option<AppError>>) -> impl IntoView {
+    let initial: HashMap<String, String> = provider
+        .fields
+        .iter()
+        .filter(|f| f.kind == "choice")
+        .map(|f| {
+            (
+                f.name.clone(),
+                connection.as_ref().map(|c| c.setting(&f.name)).filter(|v| !v.is_empty()).unwrap_or_else(|| f.choices.first().cloned().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let choices = RwSignal::new(initial);
+    let hydrated = hydrated();
+    provider
+        .fields
+        .into_iter()
+        .map(|f| {
+            let shown = {
+                let f = f.clone();
+                move || !hydrated.get() || f.applies(|k| choices.with(|c| c.get(k).cloned().unwrap_or_default()))
+            };
+            let key = format!("{}.{}", if f.secret { "secrets" } else { "settings" }, f.name);
+            let input_name = format!("{}[{}]", if f.secret { "secrets" } else { "settings" }, f.name);
+            let id = format!("f-{}", f.name);
+            let err_id = format!("e-{}", f.name);
+            let message = {
+                let key = key.clone();
+                Signal::derive(move || error.get().and_then(|e| e.field(&key)))
+            };
+            let hint = match &f.when {
+                Some((setting, values)) => format!("{} (only when {} is {})", f.help, setting, values.join(" or ")),
+                None => f.help.clone(),
+            };
+            let value = connection.as_ref().map(|c| c.setting(&f.name)).unwrap_or_default();
+            let secret_state = connection.as_ref().and_then(|c| c.secrets.iter().find(|s| s.field == f.name).cloned());
+            let control = if f.secret {
+                view! { <SecretInput id=id.clone() name=input_name err_id=err_id.clone() state=secret_state can_write=can_write invalid=message/> }.into_any()
+            } else if f.kind == "choice" {
+                let current = choices.with_untracked(|c| c.get(&f.name).cloned().unwrap_or_default());
+                let fname = f.name.clone();
+                view! {
+                    <select id=id.clone() name=input_name disabled=!can_write aria-describedby=err_id.clone()
+                        on:change=move |ev| { let v = event_target_value(&ev); choices.update(|c| { c.insert(fname.clone(), v); }); }>
+                        {f.choices.iter().map(|c| view! { <option value=c.clone() selected=*c == current>{c.clone()}</option> }).collect_view()}
+                    </select>
+                }
+                .into_any()
+            } else {
+                let kind = match f.kind.as_str() {
+                    "url" => "url",
+                    "email" => "email",
+                    "integer" => "number",
+                    _ => "text",
+                };
+                view! {
+                    <input id=id.clone() name=input_name type=kind value=value disabled=!can_write autocomplete="off" spellcheck="false"
+                        aria-invalid=move || message.get().is_some().to_string() aria-describedby=err_id.clone()/>
+                }
+                .into_any()
+            };
+            view! {
+                <div class="field" class:hidden=move || !shown()>
+                    <label for=id>{f.label.clone()}{f.required.then_some(" *")}</label>
+                    {control}
+                    <span class="hint">{hint}</span>
+                    <span id=err_id class="field-error" role=move || message.get().map(|_| "alert")>{move || message.get()}</span>
+                </div>
+            }
+        })
+        .collect_view()
+}
+
+/// A write-only secret: shown as "set on DATE by WHO" with Replace; the stored value never
+/// comes to the page. Empty means keep.
+#[component]
+fn SecretInput(
+    id: String,
+    name: String,
+    err_id: String,
+    state: Option<crate::api::SecretState>,
+    can_write: bool,
+    invalid: Signal<Option<String>>,
+) -> impl IntoView {
+    let hydrated = hydrated();
+    let replacing = RwSignal::new(false);
+    let is_set = state.is_some();
+    let input_shown = move || can_write && (!is_set || !hydrated.get() || replacing.get());
+    view! {
+        {state.as_ref().map(|s| view! { <p class="secret-state" data-testid="secret-state">{format!("Set on {} by {}", s.set_at.get(..10).unwrap_or_default(), s.set_by)}</p> })}
+        {(!is_set).then(|| view! { <p class="secret-state muted">"Not set"</p> })}
+        {(is_set && can_write).then(|| view! {
+            <button type="button" class="secondary" class:hidden=move || !hydrated.get() || replacing.get() on:click=move |_| replacing.set(true)>"Replace"</button>
+        })}
+        <input id=id name=name type="password" autocomplete="new-password" class:hidden=move || !input_shown()
+            placeholder=if is_set { "Leave empty to keep the stored value" } else { "" }
+            aria-invalid=move || invalid.get().is_some().to_string() aria-describedby=err_id/>
+    }
+}
+
+/// Delete, with a confirmation; while integrations are bound, only with "unbind them".
+#[component]
+fn DeleteConnectionForm(environment: String, name: String) -> impl IntoView {
+    let delete = ServerAction::<DeleteConnection>::new();
+    view! {
+        <details class="danger">
+            <summary>"Delete this connection"</summary>
+            <ActionForm action=delete attr:class="stack">
+                <input type="hidden" name="environment" value=environment/>
+                <input type="hidden" name="name" value=name.clone()/>
+                <p>"Apps that use " {name} " through an integration stop getting credentials."</p>
+                <label class="check"><input type="checkbox" name="force" value="yes"/>" Also unbind integrations that use it (they will need a connection)"</label>
+                <button type="submit" class="danger" disabled=move || delete.pending().get()>"Delete"</button>
+            </ActionForm>
+            {action_error(delete.value())}
+        </details>
     }
 }

@@ -109,9 +109,20 @@ async fn update_connection(
     Ok(Json(connections::update(&s.db, &s.vault, &p.actor(), &env.name, &name, patch).await?))
 }
 
-async fn delete_connection(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<StatusCode> {
+#[derive(Deserialize)]
+struct DeleteParams {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_connection(
+    State(s): State<Services>,
+    p: Principal,
+    Path((env, name)): Path<(String, String)>,
+    Query(q): Query<DeleteParams>,
+) -> Result<StatusCode> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    connections::delete(&s.db, &p.actor(), &env.name, &name).await?;
+    connections::delete(&s.db, &p.actor(), &env.name, &name, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -144,9 +155,13 @@ async fn create_key(State(s): State<Services>, p: Principal, Body(input): Body<N
 
 async fn revoke_key(State(s): State<Services>, p: Principal, Path(id): Path<i64>) -> Result<StatusCode> {
     let key = api_keys::get(&s.db, id).await?;
-    let owns = matches!(&p, Principal::User(u, _) if key.created_by == u.email);
-    if !owns {
-        p.require_global(Resource::ApiKeys, Access::Write)?;
+    match &p {
+        Principal::User(u, _) => {
+            if !api_keys::user_may_revoke(u, &key, &environments::list(&s.db).await?) {
+                return Err(Error::Forbidden("you may revoke keys you created, or keys whose environments you manage API keys in".into()));
+            }
+        }
+        Principal::Key(..) => p.require_global(Resource::ApiKeys, Access::Write)?,
     }
     api_keys::revoke(&s.db, &p.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -132,6 +132,15 @@ impl TestDb {
         conn.execute(sqlx::query(AssertSqlSafe(sql.to_string()))).await.unwrap();
         conn.close().await.unwrap();
     }
+
+    /// Like `exec`, but returns the database's answer (for statements it must refuse).
+    pub async fn try_exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect(&self.url).await?;
+        let result = conn.execute(sqlx::query(AssertSqlSafe(sql.to_string()))).await.map(|_| ());
+        conn.close().await?;
+        result
+    }
 }
 
 async fn dump_sqlite_table(conn: &mut AnyConnection, table: &str) -> Vec<String> {

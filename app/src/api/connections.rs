@@ -1,0 +1,280 @@
+//! Connections in the browser: the list, the create/edit form (field-level messages), delete.
+//! Secrets are write-only: the page learns only which are set, when and by whom.
+
+use std::collections::HashMap;
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+use super::ssr::*;
+use super::Fallible;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretState {
+    pub field: String,
+    pub set_at: String,
+    pub set_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionItem {
+    pub name: String,
+    pub provider: String,
+    /// The setting that identifies the target system (e.g. the base URL).
+    pub target: String,
+    pub secrets: Vec<SecretState>,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionList {
+    pub environment: String,
+    pub items: Vec<ConnectionItem>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+    pub providers: Vec<(String, String)>,
+    pub can_write: bool,
+}
+
+/// One field of a provider's form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormField {
+    pub name: String,
+    pub label: String,
+    pub help: String,
+    /// `text`, `url`, `email`, `choice` or `integer`.
+    pub kind: String,
+    pub choices: Vec<String>,
+    pub secret: bool,
+    /// The field applies only when setting `.0` is one of `.1`.
+    pub when: Option<(String, Vec<String>)>,
+    pub required: bool,
+}
+
+impl FormField {
+    pub fn applies(&self, value_of: impl Fn(&str) -> String) -> bool {
+        self.when.as_ref().is_none_or(|(setting, values)| values.contains(&value_of(setting)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderForm {
+    pub id: String,
+    pub label: String,
+    pub fields: Vec<FormField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionDetail {
+    pub name: String,
+    pub provider: String,
+    pub settings: Vec<(String, String)>,
+    pub secrets: Vec<SecretState>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+impl ConnectionDetail {
+    pub fn setting(&self, name: &str) -> String {
+        self.settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionFormData {
+    pub environment: String,
+    pub can_write: bool,
+    pub providers: Vec<ProviderForm>,
+    pub connection: Option<ConnectionDetail>,
+}
+
+#[cfg(feature = "ssr")]
+fn secret_states(c: &server::connections::Connection) -> Vec<SecretState> {
+    c.secrets_set
+        .iter()
+        .map(|(field, at)| SecretState { field: field.clone(), set_at: at.clone(), set_by: c.secrets_set_by.get(field).cloned().unwrap_or_default() })
+        .collect()
+}
+
+#[cfg(feature = "ssr")]
+fn provider_forms() -> Vec<ProviderForm> {
+    use server::providers::{FieldKind, REGISTRY};
+    REGISTRY
+        .iter()
+        .map(|p| ProviderForm {
+            id: p.id.into(),
+            label: p.label.into(),
+            fields: p
+                .fields
+                .iter()
+                .map(|f| FormField {
+                    name: f.name.into(),
+                    label: f.label.into(),
+                    help: f.help.into(),
+                    kind: match f.kind {
+                        FieldKind::Text => "text",
+                        FieldKind::Url => "url",
+                        FieldKind::Email => "email",
+                        FieldKind::Choice => "choice",
+                        FieldKind::Integer => "integer",
+                    }
+                    .into(),
+                    choices: f.choices.iter().map(|c| c.to_string()).collect(),
+                    secret: f.secret,
+                    when: f.when.map(|(s, v)| (s.to_string(), v.iter().map(|x| x.to_string()).collect())),
+                    required: f.required,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// One page of an environment's connections; secrets appear only as "set on DATE by WHO".
+#[server(prefix = "/rpc", endpoint = "list_connections")]
+pub async fn list_connections(
+    environment: String,
+    #[server(default)] search: String,
+    #[server(default)] provider: String,
+    #[server(default)] cursor: String,
+) -> Fallible<ConnectionList> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
+    let query = server::connections::ListQuery {
+        search: Some(search),
+        provider: Some(provider).filter(|p| !p.is_empty()),
+        cursor: Some(cursor).filter(|c| !c.is_empty()),
+        limit: Some(50),
+    };
+    let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|c| ConnectionItem {
+            target: ["base_url", "login_url"].iter().find_map(|k| c.settings.get(*k).and_then(|v| v.as_str())).unwrap_or("").to_string(),
+            secrets: secret_states(&c),
+            name: c.name,
+            provider: c.provider,
+            updated_at: c.updated_at,
+            updated_by: c.updated_by,
+        })
+        .collect();
+    Ok(ConnectionList {
+        can_write: server::access::user_allows(&user, &env.name, env.allow_dev_api_keys, Resource::Connections, Access::Write),
+        environment: env.name,
+        items,
+        next_cursor: page.next_cursor,
+        providers: server::providers::REGISTRY.iter().map(|p| (p.id.to_string(), p.label.to_string())).collect(),
+    })
+}
+
+/// What the create/edit page needs: the providers' fields and, for `name`, the connection.
+#[server(prefix = "/rpc", endpoint = "connection_form")]
+pub async fn connection_form(environment: String, #[server(default)] name: String) -> Fallible<ConnectionFormData> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
+    let connection = if name.is_empty() {
+        None
+    } else {
+        let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
+        Some(ConnectionDetail {
+            settings: c.settings.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
+            secrets: secret_states(&c),
+            name: c.name,
+            provider: c.provider,
+            created_by: c.created_by,
+            created_at: c.created_at,
+            updated_by: c.updated_by,
+            updated_at: c.updated_at,
+        })
+    };
+    Ok(ConnectionFormData {
+        can_write: server::access::user_allows(&user, &env.name, env.allow_dev_api_keys, Resource::Connections, Access::Write),
+        environment: env.name,
+        providers: provider_forms(),
+        connection,
+    })
+}
+
+/// Creates (`original` empty) or changes a connection. Settings that do not apply to the chosen
+/// options are dropped (the form shows every field before it hydrates); an empty secret field
+/// keeps the stored secret. On success the browser goes to the connection's page.
+#[server(prefix = "/rpc", endpoint = "save_connection")]
+pub async fn save_connection(
+    environment: String,
+    #[server(default)] original: String,
+    name: String,
+    provider: String,
+    #[server(default)] settings: HashMap<String, String>,
+    #[server(default)] secrets: HashMap<String, String>,
+) -> Fallible<()> {
+    use serde_json::{Map, Value};
+    use server::access::{Access, Resource};
+    use server::secret::SecretString;
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    let def = server::providers::get(&provider)
+        .ok_or_else(|| fail(server::Error::field("provider", format!("choose a provider: {}", server::providers::ids().join(", ")))))?;
+    let mut given = Map::new();
+    for (k, v) in &settings {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        let value = match def.field(k).map(|f| f.kind) {
+            Some(server::providers::FieldKind::Integer) => v.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(v)),
+            _ => Value::from(v),
+        };
+        given.insert(k.clone(), value);
+    }
+    let applies = |name: &str, all: &Map<String, Value>| def.field(name).is_none_or(|f| f.applies(all));
+    let kept: Map<String, Value> = given.iter().filter(|(k, _)| applies(k, &given)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let secrets: std::collections::BTreeMap<String, SecretString> =
+        secrets.into_iter().filter(|(k, v)| !v.is_empty() && applies(k, &kept)).map(|(k, v)| (k, SecretString::new(v))).collect();
+    let actor = actor_of(&user).await;
+    let saved = if original.is_empty() {
+        let input = server::connections::NewConnection { name: name.trim().to_string(), provider, settings: kept, secrets };
+        server::connections::create(&s.db, &s.vault, &actor, &env.name, input).await.map_err(fail)?
+    } else {
+        let current = server::connections::get(&s.db, &env.name, &original).await.map_err(fail)?;
+        if current.provider != provider {
+            return Err(fail(server::Error::field("provider", "a connection's provider cannot change; create a new connection instead")));
+        }
+        // Settings left empty are removed; the others replace the stored ones.
+        let mut patch_settings = kept;
+        for k in current.settings.keys() {
+            patch_settings.entry(k.clone()).or_insert(Value::Null);
+        }
+        let rename = Some(name.trim().to_string()).filter(|n| *n != current.name);
+        let patch = server::connections::ConnectionPatch { name: rename, settings: patch_settings, secrets };
+        server::connections::update(&s.db, &s.vault, &actor, &env.name, &original, patch).await.map_err(fail)?
+    };
+    leptos_axum::redirect(&format!("/env/{}/connections/{}?saved=1", saved.environment, urlencode(&saved.name)));
+    Ok(())
+}
+
+/// Deletes a connection; while integrations are bound to it, only with `force` = "yes".
+#[server(prefix = "/rpc", endpoint = "delete_connection")]
+pub async fn delete_connection(environment: String, name: String, #[server(default)] force: String) -> Fallible<()> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    server::connections::delete(&s.db, &actor_of(&user).await, &env.name, &name, force == "yes").await.map_err(fail)?;
+    leptos_axum::redirect(&format!("/env/{}/connections", env.name));
+    Ok(())
+}
+
+/// Percent-encodes a path segment.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

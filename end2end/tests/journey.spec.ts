@@ -1,0 +1,283 @@
+import { test, expect, type Browser, type Page } from '@playwright/test';
+import { spawn, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+// The whole first-day journey on a brand-new vault of its own (a second server on another
+// port, with an empty data directory): setup link → owner → invite a Developer → they sign in
+// → create a connection in DEV → it is listed with its secret masked → edit it → the audit
+// trail shows both; a Viewer can change nothing, not even by calling the server directly.
+
+const PORT = 3211;
+const BASE = `http://127.0.0.1:${PORT}`;
+const repoRoot = path.resolve(__dirname, '..', '..');
+const TOKEN = 'journey-secret-token-4b1d9e';
+const NEW_TOKEN = 'journey-replaced-token-c0ffee';
+
+let server: ChildProcess;
+let setupLink = '';
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'connvault-journey-'));
+  server = spawn('./target/debug/connvault', ['serve'], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      LEPTOS_SITE_ROOT: 'target/site',
+      LEPTOS_SITE_PKG_DIR: 'pkg',
+      LEPTOS_OUTPUT_NAME: 'connvault',
+      LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
+      CONNVAULT_DATA_DIR: dataDir,
+      CONNVAULT_PUBLIC_URL: BASE,
+      RUST_LOG: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const found = new Promise<string>((resolve, reject) => {
+    const look = (chunk: Buffer) => {
+      output += chunk.toString();
+      const m = output.match(/(http:\/\/\S+\/setup\?token=[A-Za-z0-9_-]+)/);
+      if (m) resolve(m[1]);
+    };
+    server.stdout!.on('data', look);
+    server.stderr!.on('data', look);
+    server.on('exit', (code) => reject(new Error(`server exited (${code}): ${output}`)));
+    setTimeout(() => reject(new Error(`no setup link within 60 s: ${output}`)), 60_000);
+  });
+  setupLink = await found;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${BASE}/health`)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error('the journey server never became healthy');
+});
+
+test.afterAll(async () => {
+  server?.kill('SIGTERM');
+});
+
+async function hydrated(page: Page) {
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+}
+
+async function freshPage(browser: Browser): Promise<Page> {
+  const context = await browser.newContext({ baseURL: BASE });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => {
+    throw err;
+  });
+  return page;
+}
+
+/// As the owner: invites someone with one role in DEV and returns their one-time link.
+async function invite(owner: Page, email: string, role: string): Promise<string> {
+  await owner.goto('/users');
+  await hydrated(owner);
+  await owner.getByLabel('Email').fill(email);
+  await owner.getByLabel('DEV', { exact: true }).selectOption(role);
+  await owner.getByRole('button', { name: 'Invite' }).click();
+  const dialog = owner.getByTestId('once-dialog');
+  await expect(dialog).toContainText(`Invitation for ${email}`);
+  const link = await dialog.getByTestId('once-value').inputValue();
+  expect(link).toMatch(new RegExp(`^${BASE}/welcome\\?token=[A-Za-z0-9_-]{43}$`));
+  return link;
+}
+
+async function accept(page: Page, link: string, email: string, password: string) {
+  await page.goto(link);
+  await page.getByLabel('Password (at least 12 characters)').fill(password);
+  await page.getByLabel('Password again').fill(password);
+  await page.getByRole('button', { name: 'Set password and sign in' }).click();
+  await expect(page.getByTestId('signed-in-as')).toHaveText(email);
+}
+
+let owner: Page;
+let developer: Page;
+
+test('the setup link creates the owner, who is signed in; the link then stops working', async ({ browser }) => {
+  owner = await freshPage(browser);
+  await owner.goto(setupLink);
+  await owner.getByLabel('Email').fill('boss@example.com');
+  await owner.getByLabel('Password (at least 12 characters)').fill('journey owner password');
+  await owner.getByLabel('Password again').fill('journey owner password');
+  await owner.getByRole('button', { name: 'Create the owner account' }).click();
+  await expect(owner.getByTestId('signed-in-as')).toHaveText('boss@example.com');
+  await expect(owner.getByRole('link', { name: 'People' })).toBeVisible();
+
+  const again = await freshPage(browser);
+  await again.goto(setupLink);
+  await again.getByLabel('Email').fill('intruder@example.com');
+  await again.getByLabel('Password (at least 12 characters)').fill('intruder password 1');
+  await again.getByLabel('Password again').fill('intruder password 1');
+  await again.getByRole('button', { name: 'Create the owner account' }).click();
+  await expect(again.getByRole('alert')).toContainText('this link is not valid');
+});
+
+test('the owner invites a Developer, who chooses a password and signs in', async ({ browser }) => {
+  const link = await invite(owner, 'dana@example.com', 'developer');
+  await expect(owner.locator('tr[data-email="dana@example.com"]')).toContainText('invited');
+  developer = await freshPage(browser);
+  await accept(developer, link, 'dana@example.com', 'dana developer password');
+  // Only DEV in the switcher, and no People link for a non-owner.
+  await expect(developer.getByRole('navigation', { name: 'Environments' }).getByRole('link')).toHaveText(['DEV']);
+  await expect(developer.getByRole('link', { name: 'People' })).toHaveCount(0);
+  // The link worked once.
+  const other = await freshPage(browser);
+  await other.goto(link);
+  await other.getByLabel('Password (at least 12 characters)').fill('someone else entirely');
+  await other.getByLabel('Password again').fill('someone else entirely');
+  await other.getByRole('button', { name: 'Set password and sign in' }).click();
+  await expect(other.getByRole('alert')).toContainText('this link is not valid');
+});
+
+test('the developer creates a connection in DEV; bad input is explained field by field', async () => {
+  await developer.goto('/env/DEV/connections');
+  await hydrated(developer);
+  await developer.getByRole('link', { name: 'New connection' }).click();
+  await expect(developer.getByRole('heading', { name: 'New connection in DEV' })).toBeVisible();
+  await hydrated(developer);
+  // Basic-auth fields stay hidden while the authentication is bearer.
+  await expect(developer.getByLabel('User name *')).toBeHidden();
+  await developer.getByLabel('Name', { exact: true }).fill('Payments');
+  await developer.getByLabel('Base URL *').fill('not a url');
+  await developer.getByRole('button', { name: 'Create connection' }).click();
+  await expect(developer.locator('#e-base_url')).not.toBeEmpty();
+  await expect(developer.locator('#e-token')).toContainText('required');
+  await expect(developer.getByLabel('Base URL *')).toHaveAttribute('aria-invalid', 'true');
+
+  await developer.getByLabel('Base URL *').fill('https://payments.example.com/api');
+  await developer.getByLabel('Token *').fill(TOKEN);
+  await developer.getByRole('button', { name: 'Create connection' }).click();
+  await expect(developer).toHaveURL(/\/env\/DEV\/connections\/Payments\?saved=1$/);
+  await expect(developer.getByRole('status')).toHaveText('Saved.');
+  await expect(developer.getByTestId('secret-state')).toContainText('by dana@example.com');
+
+  await developer.goto('/env/DEV/connections');
+  const row = developer.locator('table[data-testid="connections"] tr', { hasText: 'Payments' });
+  await expect(row).toContainText('token: set on');
+  await expect(row).toContainText('dana@example.com');
+  expect(await developer.content()).not.toContain(TOKEN);
+
+  // A duplicate name is a clear conflict.
+  await developer.goto('/env/DEV/connections/new');
+  await hydrated(developer);
+  await developer.getByLabel('Name', { exact: true }).fill('payments');
+  await developer.getByLabel('Base URL *').fill('https://other.example.com');
+  await developer.getByLabel('Token *').fill('another-token-value');
+  await developer.getByRole('button', { name: 'Create connection' }).click();
+  await expect(developer.getByRole('alert').first()).toContainText('already');
+});
+
+test('the developer edits it and replaces the secret; the secret never comes back', async () => {
+  await developer.goto('/env/DEV/connections/Payments');
+  await hydrated(developer);
+  await developer.getByLabel('Base URL *').fill('https://payments.example.com/api/v2');
+  await developer.getByRole('button', { name: 'Replace' }).click();
+  await developer.getByLabel('Token *').fill(NEW_TOKEN);
+  await developer.getByRole('button', { name: 'Save changes' }).click();
+  await expect(developer.getByRole('status')).toHaveText('Saved.');
+  await expect(developer.getByLabel('Base URL *')).toHaveValue('https://payments.example.com/api/v2');
+  const html = await developer.content();
+  expect(html).not.toContain(TOKEN);
+  expect(html).not.toContain(NEW_TOKEN);
+});
+
+test('the audit trail of DEV shows the creation and the change, by the developer', async () => {
+  await owner.goto('/audit?environment=DEV');
+  const table = owner.locator('table[data-testid="audit"]');
+  const create = table.locator('tr', { hasText: 'connection.create' });
+  const update = table.locator('tr', { hasText: 'connection.update' });
+  await expect(create).toContainText('dana@example.com');
+  await expect(create).toContainText('Payments');
+  await expect(update.first()).toContainText('dana@example.com');
+  expect(await owner.content()).not.toContain(NEW_TOKEN);
+});
+
+test('a Viewer sees the connection but cannot change anything, even by calling the server', async ({ browser }) => {
+  const link = await invite(owner, 'vic@example.com', 'viewer');
+  const viewer = await freshPage(browser);
+  await accept(viewer, link, 'vic@example.com', 'vic viewer password 1');
+  await viewer.goto('/env/DEV/connections');
+  await hydrated(viewer);
+  await expect(viewer.getByRole('link', { name: 'New connection' })).toHaveCount(0);
+  await viewer.getByRole('link', { name: 'Payments' }).click();
+  await expect(viewer.getByText('can look but not change')).toBeVisible();
+  await expect(viewer.getByRole('button', { name: 'Save changes' })).toHaveCount(0);
+  await expect(viewer.getByRole('button', { name: 'Replace' })).toHaveCount(0);
+  await expect(viewer.getByText('Delete this connection')).toHaveCount(0);
+
+  // The hidden button is not the check: the server function refuses a direct call.
+  const status = await viewer.evaluate(async () => {
+    const body = new URLSearchParams({
+      environment: 'DEV',
+      original: 'Payments',
+      name: 'Payments',
+      provider: 'http',
+      'settings[base_url]': 'https://evil.example.com',
+      'settings[auth]': 'bearer',
+    });
+    const r = await fetch('/rpc/save_connection', { method: 'POST', body, headers: { Accept: 'application/json' } });
+    return r.status;
+  });
+  expect(status).toBe(403);
+  const del = await viewer.evaluate(async () => {
+    const r = await fetch('/rpc/delete_connection', {
+      method: 'POST',
+      body: new URLSearchParams({ environment: 'DEV', name: 'Payments' }),
+      headers: { Accept: 'application/json' },
+    });
+    return r.status;
+  });
+  expect(del).toBe(403);
+  await viewer.reload();
+  await expect(viewer.getByLabel('Base URL *')).toHaveValue('https://payments.example.com/api/v2');
+  // No People or API-key creation for a viewer.
+  await viewer.goto('/users');
+  await expect(viewer.getByRole('alert')).toContainText('only owners');
+  await viewer.goto('/api-keys');
+  await expect(viewer.getByText('You cannot create keys')).toBeVisible();
+});
+
+test('a Developer deactivated by the owner is signed out at once', async () => {
+  await owner.goto('/users');
+  await hydrated(owner);
+  const row = owner.locator('tr[data-email="dana@example.com"]');
+  await row.getByRole('button', { name: 'Deactivate' }).click();
+  await expect(owner.locator('tr[data-email="dana@example.com"]')).toContainText('deactivated');
+  await developer.goto('/env/DEV/connections');
+  await expect(developer).toHaveURL(/\/sign-in$/);
+});
+
+test('an API key is shown once, with Read/Write, and can be revoked', async () => {
+  await owner.goto('/api-keys');
+  await hydrated(owner);
+  await owner.getByLabel('Name', { exact: true }).fill('release pipeline');
+  await owner.getByLabel('QA').check();
+  await owner.getByLabel('promotion').selectOption('rw');
+  await owner.getByLabel('environments').selectOption('read');
+  await owner.getByRole('button', { name: 'Create key' }).click();
+  const dialog = owner.getByTestId('once-dialog');
+  await expect(dialog).toContainText('release pipeline');
+  const key = await dialog.getByTestId('once-value').inputValue();
+  expect(key).toMatch(/^cvk_[A-Za-z0-9_-]{40,}$/);
+  const row = owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' });
+  await expect(row).toContainText('QA promotion read');
+  await expect(row).toContainText('QA promotion write');
+  // The key works over the API, is never shown again, and stops at once when revoked.
+  const ok = await fetch(`${BASE}/api/v1/environments`, { headers: { Authorization: `Bearer ${key}` } });
+  expect(ok.status).toBe(200);
+  await owner.reload();
+  expect(await owner.content()).not.toContain(key);
+  await owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' }).getByRole('button', { name: 'Revoke' }).click();
+  await expect(owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' })).toContainText('revoked');
+  const after = await fetch(`${BASE}/api/v1/environments`, { headers: { Authorization: `Bearer ${key}` } });
+  expect(after.status).toBe(401);
+});
