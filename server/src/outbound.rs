@@ -118,6 +118,9 @@ pub fn classify(ip: IpAddr) -> AddressClass {
     if let Some((_, _, what)) = RANGES.iter().find(|(net, prefix, _)| v6_in(ip, *net, *prefix)) {
         return Internal(what);
     }
+    if v6_in(ip, [0, 0, 0, 0, 0xffff, 0, 0, 0], 96) {
+        return embedded(low32, "IPv4-translated form of an internal IPv4 address (::ffff:0:0:0/96)");
+    }
     if v6_in(ip, [0x0064, 0xff9b, 0, 0, 0, 0, 0, 0], 96) {
         return embedded(low32, "NAT64 form of an internal IPv4 address (64:ff9b::/96)");
     }
@@ -142,8 +145,9 @@ pub enum OutboundError {
     #[error("the URL contains a user name or password; credentials belong in the connection's secret fields")]
     Userinfo,
     #[error(
-        "this address is internal ({addr}, {range}); outbound calls to internal addresses are refused; an operator can allow loopback for local testing \
-         with CONNVAULT_ALLOW_LOOPBACK=1"
+        "this address is internal ({}, {range}); outbound calls to internal addresses are refused; an operator can allow loopback for local testing \
+         with CONNVAULT_ALLOW_LOOPBACK=1",
+        where_is(host, addr)
     )]
     Internal { host: String, addr: IpAddr, range: String },
     #[error("the host {host} could not be found (DNS lookup failed: {message})")]
@@ -154,8 +158,8 @@ pub enum OutboundError {
     Connect { host: String, message: String },
     #[error("the secure (TLS) connection to {host} failed ({message})")]
     Tls { host: String, message: String },
-    #[error("{host} did not answer in time (connvault waits {connect_secs} s to connect and {total_secs} s in all)")]
-    Timeout { host: String, connect_secs: u64, total_secs: u64 },
+    #[error("{host} did not answer in time (connvault waits {} s to connect and {} s in all)", seconds(*connect_ms), seconds(*total_ms))]
+    Timeout { host: String, connect_ms: u64, total_ms: u64 },
     #[error("the server redirected more than {0} times")]
     TooManyRedirects(usize),
     #[error("the answer is larger than {0} bytes")]
@@ -164,6 +168,20 @@ pub enum OutboundError {
     BadAnswer(String),
     #[error("the call failed ({0})")]
     Other(String),
+}
+
+/// 5000 → "5", 1500 → "1.5".
+fn seconds(ms: u64) -> String {
+    format!("{}", ms as f64 / 1000.0)
+}
+
+/// `10.0.0.1`, or `intranet.example.com resolves to 10.0.0.1`.
+fn where_is(host: &str, addr: &IpAddr) -> String {
+    if host.trim_matches(['[', ']']) == addr.to_string() {
+        addr.to_string()
+    } else {
+        format!("{host} resolves to {addr}")
+    }
 }
 
 impl OutboundError {
@@ -408,8 +426,8 @@ impl Outbound {
         if timed_out {
             return OutboundError::Timeout {
                 host: host.into(),
-                connect_secs: self.options.connect_timeout.as_secs(),
-                total_secs: self.options.total_timeout.as_secs(),
+                connect_ms: self.options.connect_timeout.as_millis() as u64,
+                total_ms: self.options.total_timeout.as_millis() as u64,
             };
         }
         if e.is_connect() {
@@ -514,6 +532,8 @@ mod tests {
             "2002:a9fe:a9fe::1",
             "2001::1",
             "2001:db8::1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a00:1",
         ];
         for text in refused {
             let ip: IpAddr = text.parse().unwrap();
@@ -591,6 +611,8 @@ mod tests {
         assert!(text.starts_with("this address is internal (169.254.169.254"), "{text}");
         assert!(text.contains("CONNVAULT_ALLOW_LOOPBACK=1"), "{text}");
         assert!(err.advice().unwrap().contains("always refused"));
+        let named = check_ip("intranet.example.com", "10.1.2.3".parse().unwrap(), false).unwrap_err().to_string();
+        assert!(named.starts_with("this address is internal (intranet.example.com resolves to 10.1.2.3, private (10.0.0.0/8))"), "{named}");
         assert!(parse_url("http://127.0.0.1/", false).unwrap_err().advice().unwrap().contains("CONNVAULT_ALLOW_LOOPBACK=1"));
     }
 

@@ -207,7 +207,7 @@ async fn each_failure_has_its_own_detail_and_advice() {
             ("Missing", fake.url("/missing"), "404 Not Found", "base URL's path"),
             ("Broken", fake.url("/broken"), "remote server is failing (500", "test again later"),
             ("Closed", format!("http://{closed}/"), "refused the connection", "port"),
-            ("Silent", silent.url("/"), "did not answer in time", "reachable"),
+            ("Silent", silent.url("/"), "did not answer in time (connvault waits 1 s to connect and 1.5 s in all)", "reachable"),
             ("NoTls", format!("https://{}/api", fake.addr), "secure (TLS) connection", "https://"),
         ];
         for (name, url, detail, advice) in cases {
