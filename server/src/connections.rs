@@ -14,7 +14,8 @@ use crate::audit::{self, Actor, Event};
 use crate::db::{now, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
-use crate::providers::{self, ProviderDef, MAX_SECRET_LEN};
+use crate::outbound::Outbound;
+use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
 use crate::seal::{Place, Vault};
 use crate::secret::SecretString;
 
@@ -520,4 +521,39 @@ pub async fn open_secret(db: &Db, vault: &Vault, env_name: &str, name: &str, fie
             Err(Error::Seal(e))
         }
     }
+}
+
+/// "Test connection": runs the provider's live check with the stored settings and secrets, and
+/// audits it (`connection.test`, outcome `ok` or `failed`). The secrets are opened only in
+/// memory; the result and the audit record are scrubbed of them. A check that ran and failed
+/// is `Ok` with `ok: false`; an unknown connection is `NotFound`. If the audit record cannot be
+/// written, the result is withheld and this fails (fail closed).
+pub async fn test(db: &Db, vault: &Vault, outbound: &Outbound, actor: &Actor, env_name: &str, name: &str) -> Result<TestResult> {
+    let env = environments::find(db, env_name).await?;
+    let c = get(db, &env.name, name).await?;
+    let def = provider(&c.provider)?;
+    let mut secrets = Secrets::new();
+    let result = match def.test {
+        Some(check) => {
+            for field in c.secrets_set.keys().filter(|f| def.field(f).is_some_and(|s| s.secret && s.applies(&c.settings))) {
+                secrets.insert(field.clone(), open_secret(db, vault, &env.name, &c.name, field).await?);
+            }
+            check(outbound, &c.settings, &secrets).await
+        }
+        None => TestResult { ok: false, detail: format!("{} connections have no live check yet", def.label), advice: None },
+    };
+    let values: Vec<&str> = secrets.values().map(SecretString::expose_secret).collect();
+    let result = result.scrubbed(&values);
+    let used: Vec<&String> = secrets.keys().collect();
+    audit::record_alone(
+        db,
+        actor,
+        Event::new("connection.test")
+            .outcome(if result.ok { "ok" } else { "failed" })
+            .environment(env.id, &env.name)
+            .object("connection", &c.name)
+            .detail(json!({"provider": def.id, "ok": result.ok, "detail": result.detail, "secrets_used": used})),
+    )
+    .await?;
+    Ok(result)
 }

@@ -13,6 +13,7 @@ pub mod environments;
 pub mod error;
 pub mod keyring;
 pub mod logging;
+pub mod outbound;
 pub mod providers;
 pub mod ratelimit;
 pub mod rotate;

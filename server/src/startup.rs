@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::{self, now, CheckRecord, Db};
 use crate::environments;
 use crate::keyring::{is_too_open, KeyId, Keyring, KeyringError, MasterKey};
+use crate::outbound::Outbound;
 use crate::ratelimit::Limiter;
 use crate::seal::{self, Place, Vault};
 
@@ -27,6 +28,8 @@ pub struct Services {
     pub vault: Vault,
     /// Failed sign-ins and API-key authentications per client address.
     pub limiter: Limiter,
+    /// The only way to make outbound calls on a user's behalf (see `outbound`).
+    pub outbound: Outbound,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,12 +135,13 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
             );
         }
     }
+    let outbound = Outbound::new(&config).map_err(|e| StartupError::Other(format!("outbound calls: {e}")))?;
     let db = Db::connect(&config.database_url, config.db_max_connections).await?;
     if check.is_none() {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), "vault open");
-    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default() })
+    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound })
 }
 
 async fn initialize(db: &Db, keyring: &Keyring) -> Result<(), StartupError> {

@@ -4,7 +4,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -43,6 +43,7 @@ pub fn router() -> Router<Services> {
         .route("/api-keys/{id}", delete(revoke_key))
         .route("/audit", get(list_audit))
         .route("/users", get(list_users))
+        .route("/environments/{env}/connections/{name}/test", post(test_connection))
 }
 
 async fn env_for(s: &Services, p: &Principal, name: &str, resource: Resource, access: Access) -> Result<Environment> {
@@ -199,4 +200,10 @@ async fn list_users(State(s): State<Services>, p: Principal) -> Result<Json<serd
         .map(|u| json!({"id": u.id, "email": u.email, "status": u.status, "owner": u.is_owner, "last_sign_in_at": u.last_sign_in_at, "roles": u.roles, "created_at": u.created_at, "updated_at": u.updated_at}))
         .collect();
     Ok(Json(json!({"items": items, "next_cursor": null})))
+}
+
+/// A live check with the stored credentials: 200 `{ok, detail, advice}` whether or not it worked.
+async fn test_connection(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<crate::providers::TestResult>> {
+    let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
+    Ok(Json(connections::test(&s.db, &s.vault, &s.outbound, &p.actor(), &env.name, &name).await?))
 }

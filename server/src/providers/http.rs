@@ -1,10 +1,15 @@
 //! The generic `http` provider: a base URL plus a bearer token, basic auth, or an API key
 //! sent in a header of the caller's choosing.
 
+use base64::Engine;
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
-use super::{FieldKind, FieldSpec, ProviderDef};
+use super::{FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
 use crate::error::FieldError;
+use crate::outbound::{self, Outbound, OutboundResponse};
 
 const AUTH: &[&str] = &["bearer", "basic", "header"];
 
@@ -74,6 +79,7 @@ pub static HTTP: ProviderDef = ProviderDef {
         },
     ],
     check,
+    test: Some(test),
 };
 
 /// Headers that a credential must not replace: they would break or hijack the request.
@@ -95,6 +101,105 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
         }
     }
     errors
+}
+
+/// How much of an error answer's body a test result may quote.
+const SNIPPET_CHARS: usize = 200;
+
+fn test<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Secrets) -> TestFuture<'a> {
+    Box::pin(run_test(out, settings, secrets))
+}
+
+/// GET `base_url` with the configured credentials, and say in plain words what the answer means.
+async fn run_test(out: &Outbound, settings: &Map<String, Value>, secrets: &Secrets) -> TestResult {
+    let setting = |name: &str| settings.get(name).and_then(Value::as_str).unwrap_or_default();
+    let base = setting("base_url");
+    let url = match out.parse_url(base) {
+        Ok(url) => url,
+        Err(e) => return e.into(),
+    };
+    let auth = setting("auth");
+    let field = if auth == "basic" { "password" } else { "token" };
+    let Some(secret) = secrets.get(field) else {
+        return TestResult::failed(format!("the {field} is not set"), format!("set the {field} on this connection, then test again"));
+    };
+    let secret = secret.expose_secret();
+    // The header value carries the secret: it lives in zeroized memory and is marked sensitive.
+    let (name, value): (HeaderName, Zeroizing<String>) = match auth {
+        "bearer" => (reqwest::header::AUTHORIZATION, Zeroizing::new(format!("Bearer {secret}"))),
+        "basic" => {
+            let pair = Zeroizing::new(format!("{}:{secret}", setting("username")));
+            (reqwest::header::AUTHORIZATION, Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))))
+        }
+        "header" => match HeaderName::from_bytes(setting("header_name").as_bytes()) {
+            Ok(name) => (name, Zeroizing::new(secret.to_string())),
+            Err(_) => return TestResult::failed("the header name is not a valid HTTP header name", "set the header name to e.g. X-API-Key"),
+        },
+        other => return TestResult::failed(format!("unknown authentication {other:?}"), "set auth to bearer, basic or header"),
+    };
+    let Ok(mut header) = HeaderValue::from_str(&value) else {
+        return TestResult::failed(
+            format!("the {field} contains characters that cannot be sent in an HTTP header"),
+            format!("replace the {field}: it must be printable text on one line"),
+        );
+    };
+    header.set_sensitive(true);
+    let mut request = reqwest::Request::new(Method::GET, url);
+    request.headers_mut().insert(name, header);
+    let sensitive = [secret, value.as_str(), value.trim_start_matches("Basic ").trim_start_matches("Bearer ")];
+    match out.send(request).await {
+        Ok(response) => explain_status(base, auth, setting("header_name"), &response, &sensitive),
+        Err(e) => e.into(),
+    }
+}
+
+fn explain_status(base: &str, auth: &str, header_name: &str, response: &OutboundResponse, secrets: &[&str]) -> TestResult {
+    let status = response.status;
+    let looks_like_html = response.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    let quote =
+        if response.body.is_empty() || looks_like_html { String::new() } else { format!(": {}", outbound::snippet(&response.body, SNIPPET_CHARS, secrets)) };
+    if status.is_success() {
+        return TestResult::passed(format!("{base} answered {status} with these credentials"));
+    }
+    if status.is_redirection() {
+        let Some(target) = response.location() else {
+            return TestResult::passed(format!("{base} answered {status} with these credentials"));
+        };
+        let origin = target.origin().ascii_serialization();
+        return TestResult {
+            ok: true,
+            detail: format!(
+                "{base} answered {status}, redirecting to {origin}; connvault does not follow redirects to another address, so the credentials \
+                 were sent only to the one configured"
+            ),
+            advice: Some(format!("if the API lives at {origin}, change the base URL to that address")),
+        };
+    }
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            let advice = match auth {
+                "basic" => "check the user name and replace the password with the current one".to_string(),
+                "header" => format!(
+                    "replace the token with a valid one (it may be wrong, expired or revoked), and check that {header_name} is the header this API expects"
+                ),
+                _ => "replace the token with a valid one (it may be wrong, expired or revoked) that grants access to this API".to_string(),
+            };
+            TestResult::failed(format!("the server refused the credentials ({status}){quote}"), advice)
+        }
+        StatusCode::NOT_FOUND => TestResult::failed(
+            format!("{base} answered {status}: there is nothing at that address{quote}"),
+            "check the base URL's path (for example a missing or extra /v1)",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => TestResult::failed(format!("the server is limiting requests ({status}){quote}"), "wait a little, then test again"),
+        s if s.is_server_error() => TestResult::failed(
+            format!("the remote server is failing ({status}){quote}"),
+            "the credentials could not be checked: test again later, or ask the service's operators",
+        ),
+        _ => TestResult::failed(
+            format!("the server did not accept the request ({status}){quote}"),
+            "check the base URL: the server was reached, but it does not accept a GET of that address",
+        ),
+    }
 }
 
 #[cfg(test)]

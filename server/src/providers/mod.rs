@@ -3,11 +3,15 @@
 //! to [`REGISTRY`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::FieldError;
+use crate::outbound::{self, Outbound, OutboundError};
+use crate::secret::SecretString;
 
 pub mod http;
 
@@ -55,7 +59,46 @@ pub struct ProviderDef {
     pub fields: &'static [FieldSpec],
     /// Extra checks on settings that are already well-typed (e.g. URL shape rules).
     pub check: fn(&Map<String, Value>) -> Vec<FieldError>,
+    /// The live check behind "test connection", if the provider has one. It gets the stored
+    /// settings, the opened secrets that apply to them, and the outbound client (the only way
+    /// to call out). The caller scrubs secret values from the result and audits it.
+    pub test: Option<TestFn>,
 }
+
+/// The outcome of a live check: whether it worked, what happened, and what to fix. A check that
+/// ran and failed is a result (`ok: false`), not an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub ok: bool,
+    pub detail: String,
+    pub advice: Option<String>,
+}
+
+impl TestResult {
+    pub fn passed(detail: impl Into<String>) -> TestResult {
+        TestResult { ok: true, detail: detail.into(), advice: None }
+    }
+
+    pub fn failed(detail: impl Into<String>, advice: impl Into<String>) -> TestResult {
+        TestResult { ok: false, detail: detail.into(), advice: Some(advice.into()) }
+    }
+
+    /// The same result with every secret (and its usual encodings) removed from the text.
+    pub fn scrubbed(self, secrets: &[&str]) -> TestResult {
+        TestResult { ok: self.ok, detail: outbound::scrub(&self.detail, secrets), advice: self.advice.map(|a| outbound::scrub(&a, secrets)) }
+    }
+}
+
+impl From<OutboundError> for TestResult {
+    fn from(e: OutboundError) -> TestResult {
+        TestResult { ok: false, detail: e.to_string(), advice: e.advice() }
+    }
+}
+
+/// Opened secret fields of one connection, by field name.
+pub type Secrets = BTreeMap<String, SecretString>;
+pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
+pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
 pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP];
 
