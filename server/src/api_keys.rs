@@ -292,8 +292,7 @@ pub async fn get(db: &Db, id: i64) -> Result<ApiKey> {
 /// API keys a page at a time: by id, or as a change feed.
 pub async fn page(db: &Db, feed: &Feed, limit: Option<i64>) -> Result<Page<ApiKey>> {
     const LISTING: Listing = Listing { name: "api_keys", columns: COLUMNS, table: "api_keys", order: SortKey::Id, descending: false };
-    let page = feed::page(db, &LISTING, Filter::new(), feed, limit).await?;
-    Ok(Page { items: page.items.iter().map(from_row).collect::<Result<_>>()?, next_cursor: page.next_cursor })
+    feed::page(db, &LISTING, Filter::new(), feed, limit).await?.try_map(|r| from_row(&r))
 }
 
 pub async fn revoke(db: &Db, actor: &Actor, id: i64) -> Result<()> {

@@ -193,8 +193,7 @@ pub async fn search(db: &Db, q: &AuditQuery) -> Result<Page<AuditEvent>> {
     if let Some(to) = q.to {
         filter.and("created_at < ?", [format_time(to).into()]);
     }
-    let page = feed::page(db, &LISTING, filter, &q.feed, q.limit).await?;
-    Ok(Page { items: page.items.iter().map(from_row).collect::<Result<_>>()?, next_cursor: page.next_cursor })
+    feed::page(db, &LISTING, filter, &q.feed, q.limit).await?.try_map(|r| from_row(&r))
 }
 
 /// The distinct action names recorded so far, alphabetically (for a filter).

@@ -63,8 +63,7 @@ pub async fn page(db: &Db, only: Option<&[i64]>, feed: &Feed, limit: Option<i64>
     if let Some(ids) = only {
         filter.and_in("id", ids);
     }
-    let page = feed::page(db, &LISTING, filter, feed, limit).await?;
-    Ok(Page { items: page.items.iter().map(from_row).collect::<Result<_>>()?, next_cursor: page.next_cursor })
+    feed::page(db, &LISTING, filter, feed, limit).await?.try_map(|r| from_row(&r))
 }
 
 async fn list_in(tx: &mut Tx<'_>) -> Result<Vec<Environment>> {

@@ -42,6 +42,18 @@ pub enum Feed {
     UpdatedSince { since: DateTime<Utc>, cursor: Option<String> },
 }
 
+impl<T> Page<T> {
+    /// The same page with each item converted.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page { items: self.items.into_iter().map(f).collect(), next_cursor: self.next_cursor }
+    }
+
+    /// The same page with each item converted, or the first failure.
+    pub fn try_map<U>(self, f: impl FnMut(T) -> Result<U>) -> Result<Page<U>> {
+        Ok(Page { items: self.items.into_iter().map(f).collect::<Result<_>>()?, next_cursor: self.next_cursor })
+    }
+}
+
 impl Default for Feed {
     fn default() -> Self {
         Feed::Default { cursor: None }

@@ -66,12 +66,7 @@ async fn list_environments(State(s): State<Services>, p: Principal, Query(q): Qu
     let (feed, limit) = q.parse()?;
     let readable: Vec<i64> = environments::list(&s.db).await?.into_iter().filter(|e| p.allows(e, Resource::Environments, Access::Read)).map(|e| e.id).collect();
     let page = environments::page(&s.db, Some(&readable), &feed, limit).await?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|e| EnvironmentItem { id: e.id, name: e.name, position: e.position, created_at: e.created_at, updated_at: e.updated_at })
-        .collect();
-    Ok(Json(Page { items, next_cursor: page.next_cursor }))
+    Ok(Json(page.map(|e| EnvironmentItem { id: e.id, name: e.name, position: e.position, created_at: e.created_at, updated_at: e.updated_at })))
 }
 
 #[derive(Deserialize)]
@@ -194,10 +189,7 @@ async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<Fee
     let (feed, limit) = q.parse()?;
     p.require_global(Resource::Users, Access::Read)?;
     let page = users::page(&s.db, &feed, limit).await?;
-    let items = page
-        .items
-        .into_iter()
-        .map(|u| json!({"id": u.id, "email": u.email, "status": u.status, "owner": u.is_owner, "last_sign_in_at": u.last_sign_in_at, "roles": u.roles, "created_at": u.created_at, "updated_at": u.updated_at}))
-        .collect();
-    Ok(Json(Page { items, next_cursor: page.next_cursor }))
+    Ok(Json(page.map(|u| {
+        json!({"id": u.id, "email": u.email, "status": u.status, "owner": u.is_owner, "last_sign_in_at": u.last_sign_in_at, "roles": u.roles, "created_at": u.created_at, "updated_at": u.updated_at})
+    })))
 }
