@@ -246,6 +246,20 @@ test('a Viewer sees the connection but cannot change anything, even by calling t
   await expect(viewer.getByText('You cannot create keys')).toBeVisible();
 });
 
+test('testing a connection explains what to fix and never shows the secret', async () => {
+  await developer.goto('/env/DEV/connections/Payments');
+  await hydrated(developer);
+  await developer.getByLabel('Base URL *').fill('http://127.0.0.1:9/api');
+  await developer.getByRole('button', { name: 'Save changes' }).click();
+  await expect(developer.getByRole('status')).toHaveText('Saved.');
+  await developer.getByRole('button', { name: 'Test connection' }).click();
+  const result = developer.getByTestId('test-result');
+  await expect(result).toContainText('Does not work');
+  // This server does not allow loopback: the call is refused before anything is sent.
+  await expect(result).toContainText('CONNVAULT_ALLOW_LOOPBACK');
+  expect(await developer.content()).not.toContain(NEW_TOKEN);
+});
+
 test('a Developer deactivated by the owner is signed out at once', async () => {
   await owner.goto('/users');
   await hydrated(owner);

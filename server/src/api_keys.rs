@@ -19,6 +19,7 @@ use crate::audit::{self, Actor, ActorKind, Event};
 use crate::db::{now, Db};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
+use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
 use crate::secret::SecretString;
 use crate::startup::Services;
 use crate::tokens;
@@ -288,9 +289,10 @@ pub async fn get(db: &Db, id: i64) -> Result<ApiKey> {
     from_row(&row)
 }
 
-pub async fn list(db: &Db) -> Result<Vec<ApiKey>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys ORDER BY id"))).fetch_all(db.pool()).await?;
-    rows.iter().map(from_row).collect()
+/// API keys a page at a time: by id, or as a change feed.
+pub async fn page(db: &Db, feed: &Feed, limit: Option<i64>) -> Result<Page<ApiKey>> {
+    const LISTING: Listing = Listing { name: "api_keys", columns: COLUMNS, table: "api_keys", order: SortKey::Id, descending: false };
+    feed::page(db, &LISTING, Filter::new(), feed, limit).await?.try_map(|r| from_row(&r))
 }
 
 pub async fn revoke(db: &Db, actor: &Actor, id: i64) -> Result<()> {

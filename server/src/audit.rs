@@ -3,12 +3,15 @@
 //! append-only (database triggers refuse UPDATE and DELETE). Details carry field names, never
 //! secret values.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{now, Db, Tx};
-use crate::error::Result;
+use crate::db::{format_time, now, Db, Tx};
+use crate::error::{Error, Result};
+use crate::feed::{self, contains_pattern, Feed, Filter, Listing, Page, SortKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,7 +124,8 @@ pub async fn record_alone(db: &Db, actor: &Actor, event: Event<'_>) -> Result<()
     Ok(())
 }
 
-/// A stored event, as the audit page and `GET /api/v1/audit` show it.
+/// A stored event, as the audit page and `GET /api/v1/audit` show it. Events never change:
+/// `updated_at` is always `created_at`.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
     pub id: i64,
@@ -138,6 +142,66 @@ pub struct AuditEvent {
     pub updated_at: String,
 }
 
+/// Which audit events to show (`GET /api/v1/audit` and the audit page).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Events of this environment (by id, so renames do not hide history); all when `None`.
+    pub environment_id: Option<i64>,
+    /// Case-insensitive substring of the actor label: a person's email, `API key NAME (cvk_…)`,
+    /// `operator (…)` or `connvault (…)`.
+    pub actor: Option<String>,
+    /// Exact action name, e.g. `connection.create` (see [`actions`]).
+    pub action: Option<String>,
+    /// Events at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Events before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Newest first (the default), or a change feed in id / time order; with a cursor.
+    pub feed: Feed,
+    /// 1..=1000, default 100.
+    pub limit: Option<i64>,
+}
+
+const LISTING: Listing = Listing {
+    name: "audit",
+    columns: "id, actor_kind, actor_label, action, outcome, environment, object_kind, object_name, detail, client_addr, created_at, updated_at",
+    table: "audit_events",
+    order: SortKey::Id,
+    descending: true,
+};
+
+/// One page of audit events matching `q`.
+pub async fn search(db: &Db, q: &AuditQuery) -> Result<Page<AuditEvent>> {
+    let mut filter = Filter::new();
+    if let Some(id) = q.environment_id {
+        filter.and("environment_id = ?", [id.into()]);
+    }
+    if let Some(actor) = q.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        filter.and("LOWER(actor_label) LIKE ? ESCAPE '\\'", [contains_pattern(actor).into()]);
+    }
+    if let Some(action) = q.action.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        filter.and("action = ?", [action.into()]);
+    }
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from >= to {
+            return Err(Error::field("to", "to must be later than from (from is inclusive, to is exclusive)"));
+        }
+    }
+    if let Some(from) = q.from {
+        filter.and("created_at >= ?", [format_time(from).into()]);
+    }
+    if let Some(to) = q.to {
+        filter.and("created_at < ?", [format_time(to).into()]);
+    }
+    feed::page(db, &LISTING, filter, &q.feed, q.limit).await?.try_map(|r| from_row(&r))
+}
+
+/// The distinct action names recorded so far, alphabetically (for a filter).
+pub async fn actions(db: &Db) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT DISTINCT action FROM audit_events ORDER BY action").fetch_all(db.pool()).await?;
+    Ok(rows.iter().map(|r| r.try_get("action")).collect::<Result<_, _>>()?)
+}
+
 /// The most recent events, newest first.
 pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AuditEvent>> {
     recent_in(db, None, None, limit).await
@@ -146,32 +210,24 @@ pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AuditEvent>> {
 /// The most recent events of one environment (by id, so renames do not hide history), newest
 /// first; all events when `environment_id` is `None`. `before_id` pages back in time.
 pub async fn recent_in(db: &Db, environment_id: Option<i64>, before_id: Option<i64>, limit: i64) -> Result<Vec<AuditEvent>> {
-    let rows = sqlx::query(
-        "SELECT id, actor_kind, actor_label, action, outcome, environment, object_kind, object_name, detail, client_addr, created_at, updated_at \
-         FROM audit_events WHERE ($1 IS NULL OR environment_id = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-    )
-    .bind(environment_id)
-    .bind(before_id)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            let detail: String = r.try_get("detail")?;
-            Ok(AuditEvent {
-                id: r.try_get("id")?,
-                actor_kind: r.try_get("actor_kind")?,
-                actor: r.try_get("actor_label")?,
-                action: r.try_get("action")?,
-                outcome: r.try_get("outcome")?,
-                environment: r.try_get("environment")?,
-                object_kind: r.try_get("object_kind")?,
-                object_name: r.try_get("object_name")?,
-                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
-                client_addr: r.try_get("client_addr")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-            })
-        })
-        .collect()
+    let feed = Feed::Default { cursor: before_id.map(|id| feed::default_cursor_after(&LISTING, id)) };
+    Ok(search(db, &AuditQuery { environment_id, feed, limit: Some(limit), ..Default::default() }).await?.items)
+}
+
+fn from_row(r: &AnyRow) -> Result<AuditEvent> {
+    let detail: String = r.try_get("detail")?;
+    Ok(AuditEvent {
+        id: r.try_get("id")?,
+        actor_kind: r.try_get("actor_kind")?,
+        actor: r.try_get("actor_label")?,
+        action: r.try_get("action")?,
+        outcome: r.try_get("outcome")?,
+        environment: r.try_get("environment")?,
+        object_kind: r.try_get("object_kind")?,
+        object_name: r.try_get("object_name")?,
+        detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+        client_addr: r.try_get("client_addr")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }

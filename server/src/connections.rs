@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sqlx::{AssertSqlSafe, Row};
@@ -14,6 +13,8 @@ use crate::audit::{self, Actor, Event};
 use crate::db::{now, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
+pub use crate::feed::Page;
+use crate::feed::{self, contains_pattern, Feed, Filter, Listing, SortKey};
 use crate::outbound::Outbound;
 use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
 use crate::seal::{Place, Vault};
@@ -73,14 +74,8 @@ pub struct ListQuery {
     pub search: Option<String>,
     /// Max rows (1..=1000; default 100).
     pub limit: Option<i64>,
-    /// Opaque cursor from a previous page.
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
+    /// By name (the default), or a change feed; with the cursor of a previous page.
+    pub feed: Feed,
 }
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -212,40 +207,37 @@ fn map_unique(e: Error, env: &str, name: &str) -> Error {
     }
 }
 
-const SELECT: &str = "SELECT c.id, c.name, c.provider, c.settings, c.created_by, c.updated_by, c.created_at, c.updated_at, c.name_key, \
+const SELECT: &str = "SELECT c.id, c.name, c.provider, c.settings, c.created_by, c.updated_by, c.created_at, c.updated_at, \
                       s.field AS secret_field, s.updated_at AS secret_at, s.set_by AS secret_by \
                       FROM connections c LEFT JOIN connection_secrets s ON s.connection_id = c.id";
 
 /// Folds joined rows (one per secret field) into connections, keeping row order.
-fn fold(rows: Vec<sqlx::any::AnyRow>, env: &str) -> Result<Vec<(Connection, String)>> {
-    let mut out: Vec<(Connection, String)> = Vec::new();
+fn fold(rows: Vec<sqlx::any::AnyRow>, env: &str) -> Result<Vec<Connection>> {
+    let mut out: Vec<Connection> = Vec::new();
     for r in rows {
         let id: i64 = r.try_get("id")?;
-        if out.last().is_none_or(|(c, _)| c.id != id) {
+        if out.last().is_none_or(|c| c.id != id) {
             let settings: String = r.try_get("settings")?;
             let settings = match serde_json::from_str(&settings) {
                 Ok(Value::Object(m)) => m,
                 _ => return Err(Error::Internal(format!("connection {id} has unreadable settings"))),
             };
-            out.push((
-                Connection {
-                    id,
-                    environment: env.to_string(),
-                    name: r.try_get("name")?,
-                    provider: r.try_get("provider")?,
-                    settings,
-                    secrets_set: BTreeMap::new(),
-                    secrets_set_by: BTreeMap::new(),
-                    created_by: r.try_get("created_by")?,
-                    updated_by: r.try_get("updated_by")?,
-                    created_at: r.try_get("created_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                },
-                r.try_get("name_key")?,
-            ));
+            out.push(Connection {
+                id,
+                environment: env.to_string(),
+                name: r.try_get("name")?,
+                provider: r.try_get("provider")?,
+                settings,
+                secrets_set: BTreeMap::new(),
+                secrets_set_by: BTreeMap::new(),
+                created_by: r.try_get("created_by")?,
+                updated_by: r.try_get("updated_by")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            });
         }
         if let Some(field) = r.try_get::<Option<String>, _>("secret_field")? {
-            let (c, _) = out.last_mut().expect("pushed above");
+            let c = out.last_mut().expect("pushed above");
             c.secrets_set.insert(field.clone(), r.try_get("secret_at")?);
             c.secrets_set_by.insert(field, r.try_get("secret_by")?);
         }
@@ -260,75 +252,35 @@ pub async fn get(db: &Db, env_name: &str, name: &str) -> Result<Connection> {
         .bind(name.to_lowercase())
         .fetch_all(db.pool())
         .await?;
-    fold(rows, &env.name)?.into_iter().next().map(|(c, _)| c).ok_or_else(|| Error::NotFound(format!("No connection named {name} in {}", env.name)))
+    fold(rows, &env.name)?.into_iter().next().ok_or_else(|| Error::NotFound(format!("No connection named {name} in {}", env.name)))
 }
 
-fn like_pattern(text: &str) -> String {
-    let mut p = String::from("%");
-    for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
+/// Connections in the order the list pages over them.
+const LISTING: Listing =
+    Listing { name: "connections", columns: "id, name_key, updated_at", table: "connections", order: SortKey::Text("name_key"), descending: false };
 
-/// Lists an environment's connections by name, a page at a time.
+/// Lists an environment's connections a page at a time: by name, or as a change feed.
 pub async fn list(db: &Db, env_name: &str, q: &ListQuery) -> Result<Page<Connection>> {
     let env = environments::find(db, env_name).await?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::field("limit", "limit must be from 1 to 1000"));
-    }
-    let after = match &q.cursor {
-        Some(c) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Error::field("cursor", "the cursor is not one this server issued; start again without it"))?,
-        ),
-        None => None,
-    };
-    // Page over connection ids first (so LIMIT counts connections, not joined rows).
-    let mut sql = String::from("SELECT id FROM connections WHERE environment_id = $1");
-    let mut n = 1;
-    let mut binds: Vec<String> = Vec::new();
+    let mut filter = Filter::new();
+    filter.and("environment_id = ?", [env.id.into()]);
     if let Some(p) = &q.provider {
-        n += 1;
-        sql.push_str(&format!(" AND provider = ${n}"));
-        binds.push(p.clone());
+        filter.and("provider = ?", [p.as_str().into()]);
     }
     if let Some(s) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        n += 1;
-        sql.push_str(&format!(" AND name_key LIKE ${n} ESCAPE '\\'"));
-        binds.push(like_pattern(s));
+        filter.and("name_key LIKE ? ESCAPE '\\'", [contains_pattern(s).into()]);
     }
-    if let Some(a) = &after {
-        n += 1;
-        sql.push_str(&format!(" AND name_key > ${n}"));
-        binds.push(a.clone());
-    }
-    sql.push_str(&format!(" ORDER BY name_key LIMIT {}", limit + 1));
-    // `sql` holds only constant text and $N placeholders; every value is bound.
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(env.id);
-    for b in &binds {
-        query = query.bind(b);
-    }
-    let ids: Vec<i64> = query.fetch_all(db.pool()).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-    let has_more = ids.len() as i64 > limit;
-    let ids = &ids[..ids.len().min(limit as usize)];
+    // Page over connection ids first (so LIMIT counts connections, not joined rows).
+    let page = feed::page(db, &LISTING, filter, &q.feed, q.limit).await?;
+    let ids: Vec<i64> = page.items.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     if ids.is_empty() {
-        return Ok(Page { items: Vec::new(), next_cursor: None });
+        return Ok(Page { items: Vec::new(), next_cursor: page.next_cursor });
     }
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     // `list` is integers read from the database a moment ago.
-    let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.name_key, c.id, s.field"))).fetch_all(db.pool()).await?;
-    let folded = fold(rows, &env.name)?;
-    let next_cursor = if has_more { folded.last().map(|(_, key)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)) } else { None };
-    Ok(Page { items: folded.into_iter().map(|(c, _)| c).collect(), next_cursor })
+    let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.id, s.field"))).fetch_all(db.pool()).await?;
+    let mut by_id: BTreeMap<i64, Connection> = fold(rows, &env.name)?.into_iter().map(|c| (c.id, c)).collect();
+    Ok(Page { items: ids.iter().filter_map(|id| by_id.remove(id)).collect(), next_cursor: page.next_cursor })
 }
 
 struct Stored {

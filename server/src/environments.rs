@@ -8,6 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::audit::{self, Actor, Event};
 use crate::db::{now, Db, Tx};
 use crate::error::{Error, Result};
+use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
 
 pub const DEFAULTS: [&str; 3] = ["DEV", "QA", "PROD"];
 pub const MAX_NAME_LEN: usize = 32;
@@ -52,6 +53,17 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
 pub async fn list(db: &Db) -> Result<Vec<Environment>> {
     let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM environments ORDER BY position, id"))).fetch_all(db.pool()).await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Environments a page at a time: in promotion order, or as a change feed. `only` limits the
+/// list to these ids (the ones the caller may read).
+pub async fn page(db: &Db, only: Option<&[i64]>, feed: &Feed, limit: Option<i64>) -> Result<Page<Environment>> {
+    const LISTING: Listing = Listing { name: "environments", columns: COLUMNS, table: "environments", order: SortKey::Int("position"), descending: false };
+    let mut filter = Filter::new();
+    if let Some(ids) = only {
+        filter.and_in("id", ids);
+    }
+    feed::page(db, &LISTING, filter, feed, limit).await?.try_map(|r| from_row(&r))
 }
 
 async fn list_in(tx: &mut Tx<'_>) -> Result<Vec<Environment>> {

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod db;
 pub mod environments;
 pub mod error;
+pub mod feed;
 pub mod keyring;
 pub mod logging;
 pub mod outbound;

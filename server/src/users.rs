@@ -13,6 +13,7 @@ use crate::audit::{self, Actor, ActorKind, Event};
 use crate::db::{now, Db, Tx};
 use crate::environments;
 use crate::error::{Error, Result};
+use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
 use crate::secret::SecretString;
 
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -108,8 +109,8 @@ fn verify_hash(hash: &str, password: &SecretString) -> bool {
 }
 
 /// `status` is `active`, `invited` (no password chosen yet) or `deactivated`.
-const COLUMNS: &str =
-    "id, email, is_owner, CASE WHEN status = 'active' AND password_hash IS NULL THEN 'invited' ELSE status END AS status, last_sign_in_at, created_at, updated_at";
+const COLUMNS: &str = "id, email, email_key, is_owner, CASE WHEN status = 'active' AND password_hash IS NULL THEN 'invited' ELSE status END AS status, \
+     last_sign_in_at, created_at, updated_at";
 
 async fn from_row(db: &Db, r: &AnyRow) -> Result<User> {
     let id: i64 = r.try_get("id")?;
@@ -158,6 +159,17 @@ pub async fn list(db: &Db) -> Result<Vec<User>> {
         out.push(from_row(db, r).await?);
     }
     Ok(out)
+}
+
+/// Accounts a page at a time: by email, or as a change feed.
+pub async fn page(db: &Db, feed: &Feed, limit: Option<i64>) -> Result<Page<User>> {
+    const LISTING: Listing = Listing { name: "users", columns: COLUMNS, table: "users", order: SortKey::Text("email_key"), descending: false };
+    let page = feed::page(db, &LISTING, Filter::new(), feed, limit).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for r in &page.items {
+        items.push(from_row(db, r).await?);
+    }
+    Ok(Page { items, next_cursor: page.next_cursor })
 }
 
 /// Creates an account inside `tx` (used by setup, the command line and invitations). Without a
@@ -218,6 +230,8 @@ pub async fn set_role(db: &Db, actor: &Actor, user_id: i64, environment: &str, r
             .execute(&mut *tx)
             .await?;
     }
+    // The roles are part of the account as lists and feeds show it.
+    sqlx::query("UPDATE users SET updated_at = $1 WHERE id = $2").bind(now()).bind(user_id).execute(&mut *tx).await?;
     audit::record(
         &mut tx,
         actor,

@@ -10,6 +10,7 @@ use server::audit::Actor;
 use server::connections::{self, ConnectionPatch, ListQuery, NewConnection};
 use server::environments;
 use server::error::Error;
+use server::feed::Feed;
 use server::secret::SecretString;
 use sqlx::{AnyConnection, Connection, Executor, Row};
 
@@ -256,7 +257,9 @@ async fn listing_pages_filters_and_searches() {
         let mut cursor = None;
         let mut pages = 0;
         loop {
-            let page = connections::list(&s.db, "QA", &ListQuery { limit: Some(100), cursor: cursor.clone(), ..Default::default() }).await.unwrap();
+            let page = connections::list(&s.db, "QA", &ListQuery { limit: Some(100), feed: Feed::Default { cursor: cursor.clone() }, ..Default::default() })
+                .await
+                .unwrap();
             pages += 1;
             names.extend(page.items.iter().map(|c| c.name.clone()));
             assert!(page.items.iter().all(|c| c.secrets_set.contains_key("token")));
@@ -273,7 +276,7 @@ async fn listing_pages_filters_and_searches() {
         assert_eq!(found.items.len(), 10);
         let none = connections::list(&s.db, "qa", &ListQuery { provider: Some("salesforce".into()), ..Default::default() }).await.unwrap();
         assert!(none.items.is_empty());
-        let bad = connections::list(&s.db, "qa", &ListQuery { cursor: Some("!!".into()), ..Default::default() }).await.unwrap_err();
+        let bad = connections::list(&s.db, "qa", &ListQuery { feed: Feed::Default { cursor: Some("!!".into()) }, ..Default::default() }).await.unwrap_err();
         assert!(matches!(&bad, Error::Validation(f) if f[0].field == "cursor"));
         let bad = connections::list(&s.db, "qa", &ListQuery { limit: Some(0), ..Default::default() }).await.unwrap_err();
         assert!(matches!(&bad, Error::Validation(f) if f[0].field == "limit"));

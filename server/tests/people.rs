@@ -193,7 +193,8 @@ async fn promise_11_a_change_whose_audit_event_cannot_be_written_does_not_happen
             }
         }
         let before = db.content_digest().await;
-        let patch = server::connections::ConnectionPatch { secrets: [("token".to_string(), SecretString::from("audit-marker-88"))].into(), ..Default::default() };
+        let patch =
+            server::connections::ConnectionPatch { secrets: [("token".to_string(), SecretString::from("audit-marker-88"))].into(), ..Default::default() };
         assert!(connections::update(&s.db, &s.vault, &op, "DEV", "Billing", patch).await.is_err());
         assert!(connections::delete(&s.db, &op, "DEV", "Billing", true).await.is_err());
         let mut second = input();

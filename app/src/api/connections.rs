@@ -147,7 +147,7 @@ pub async fn list_connections(
     let query = server::connections::ListQuery {
         search: Some(search),
         provider: Some(provider).filter(|p| !p.is_empty()),
-        cursor: Some(cursor).filter(|c| !c.is_empty()),
+        feed: server::feed::Feed::Default { cursor: Some(cursor).filter(|c| !c.is_empty()) },
         limit: Some(50),
     };
     let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
@@ -277,4 +277,23 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The outcome of a live check, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestOutcome {
+    pub ok: bool,
+    pub detail: String,
+    pub advice: Option<String>,
+}
+
+/// Tests a connection against its system now (Developers and Administrators: it uses the
+/// credential). Audited; the secret never appears in the answer.
+#[server(prefix = "/rpc", endpoint = "test_connection")]
+pub async fn test_connection(environment: String, name: String) -> Fallible<TestOutcome> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    let r = server::connections::test(&s.db, &s.vault, &s.outbound, &actor_of(&user).await, &env.name, &name).await.map_err(fail)?;
+    Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
 }

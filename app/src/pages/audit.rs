@@ -1,34 +1,80 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{list_audit, AuditItem};
+use crate::api::{list_audit, list_environments, urlencode, whoami, AuditItem};
 use crate::pages::auth::error_view;
+use crate::pages::short_time;
 
-/// Who did what, when, from where. Filter by environment; page back with "Older events".
-/// A plain GET form and links: it works before hydration.
+/// Who did what, when, from where. Filters: environment, actor, action, days (UTC); pages back
+/// with "Older events". A plain GET form and links: it works before hydration.
 #[component]
 pub fn AuditPage() -> impl IntoView {
     let query = use_query_map();
-    let env = move || query.read().get("environment").unwrap_or_default();
-    let before = move || query.read().get("before").and_then(|b| b.parse::<i64>().ok());
-    let events = Resource::new(move || (env(), before()), |(env, before)| list_audit(env, before));
+    let get = move |k: &'static str| move || query.read().get(k).unwrap_or_default();
+    let (env, actor, action, from, to, cursor) = (get("environment"), get("actor"), get("action"), get("from"), get("to"), get("cursor"));
+    let events = Resource::new(
+        move || (env(), actor(), action(), from(), to(), cursor()),
+        |(env, actor, action, from, to, cursor)| list_audit(env, actor, action, from, to, cursor),
+    );
+    let envs = Resource::new(|| (), |_| list_environments());
+    let me = Resource::new(|| (), |_| whoami());
     view! {
         <section class="panel">
             <h1>"Audit trail"</h1>
-            <form method="get" class="toolbar">
+            <form method="get" class="toolbar filters" aria-label="Filter events">
                 <label for="environment">"Environment"</label>
-                <input id="environment" name="environment" placeholder="e.g. DEV (empty: all, owners only)" prop:value=env/>
+                <select id="environment" name="environment">
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let owner = me.await.ok().flatten().is_some_and(|m| m.owner);
+                            let current = env();
+                            view! {
+                                {owner.then(|| view! { <option value="" selected=current.is_empty()>"All (and sign-ins)"</option> })}
+                                {envs.await.unwrap_or_default().into_iter().map(|e| {
+                                    let selected = e.name.eq_ignore_ascii_case(&current);
+                                    let value = e.name.clone();
+                                    view! { <option value=value selected=selected>{e.name}</option> }
+                                }).collect_view()}
+                            }
+                        })}
+                    </Transition>
+                </select>
+                <label for="actor">"Who"</label>
+                <input id="actor" name="actor" placeholder="email or key name contains…" prop:value=actor/>
+                <label for="action">"Action"</label>
+                <select id="action" name="action">
+                    <option value="">"Any"</option>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let current = action();
+                            events.await.map(|p| p.actions).unwrap_or_default().into_iter().map(|a| {
+                                let selected = a == current;
+                                let value = a.clone();
+                                view! { <option value=value selected=selected>{a}</option> }
+                            }).collect_view()
+                        })}
+                    </Transition>
+                </select>
+                <label for="from">"From"</label>
+                <input id="from" name="from" type="date" prop:value=from/>
+                <label for="to">"To"</label>
+                <input id="to" name="to" type="date" prop:value=to/>
                 <button type="submit">"Show"</button>
             </form>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match events.await {
-                        Ok(page) if page.items.is_empty() => view! { <p class="empty">"No events."</p> }.into_any(),
+                        Ok(page) if page.items.is_empty() => view! { <p class="empty">"No events match."</p> }.into_any(),
                         Ok(page) => {
-                            let older = page.older.map(|id| format!("/audit?environment={}&before={id}", env()));
+                            let older = page.older.map(|c| {
+                                format!(
+                                    "/audit?environment={}&actor={}&action={}&from={}&to={}&cursor={c}",
+                                    urlencode(&env()), urlencode(&actor()), urlencode(&action()), urlencode(&from()), urlencode(&to())
+                                )
+                            });
                             view! {
                                 <AuditTable items=page.items/>
-                                {older.map(|href| view! { <p><a href=href>"Older events"</a></p> })}
+                                <nav class="pager" aria-label="Pages">{older.map(|href| view! { <a href=href rel="next">"Older events"</a> })}</nav>
                             }.into_any()
                         }
                         Err(e) => error_view(&e),
@@ -46,15 +92,18 @@ fn AuditTable(items: Vec<AuditItem>) -> impl IntoView {
             <table data-testid="audit">
                 <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"What"</th><th scope="col">"Environment"</th><th scope="col">"Object"</th><th scope="col">"From"</th></tr></thead>
                 <tbody>
-                    {items.into_iter().map(|e| view! {
-                        <tr class=if e.outcome == "success" { "" } else { "failed" }>
-                            <td><time datetime=e.at.clone()>{e.at.get(..19).unwrap_or_default().replace('T', " ")}</time></td>
-                            <td>{e.actor}</td>
-                            <td class="mono">{e.action}{(e.outcome != "success").then(|| format!(" ({})", e.outcome))}</td>
-                            <td>{e.environment.unwrap_or_default()}</td>
-                            <td>{e.object.unwrap_or_default()}</td>
-                            <td class="mono">{e.client_addr.unwrap_or_default()}</td>
-                        </tr>
+                    {items.into_iter().map(|e| {
+                        let failed = !matches!(e.outcome.as_str(), "success" | "ok");
+                        view! {
+                            <tr class:failed=failed>
+                                <td><time datetime=e.at.clone()>{e.at.get(..19).map(|t| t.replace('T', " ")).unwrap_or_else(|| short_time(&e.at))}</time></td>
+                                <td>{e.actor}</td>
+                                <td class="mono">{e.action}{(e.outcome != "success").then(|| format!(" ({})", e.outcome))}</td>
+                                <td>{e.environment.unwrap_or_default()}</td>
+                                <td>{e.object.unwrap_or_default()}</td>
+                                <td class="mono">{e.client_addr.unwrap_or_default()}</td>
+                            </tr>
+                        }
                     }).collect_view()}
                 </tbody>
             </table>

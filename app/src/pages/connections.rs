@@ -5,7 +5,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{
     connection_form, list_connections, urlencode, AppError, ConnectionDetail, ConnectionFormData, ConnectionItem, DeleteConnection, ProviderForm,
-    SaveConnection,
+    SaveConnection, TestConnection,
 };
 use crate::pages::auth::{action_error, error_view};
 use crate::pages::{hydrated, short_time};
@@ -204,6 +204,7 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
         </ActionForm>
         {move || error().filter(|e| e.fields.is_empty()).map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
         {move || error().filter(|e| !e.fields.is_empty()).map(|_| view! { <p class="error" role="alert">"Fix the fields marked above."</p> })}
+        {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone()/> })}
         {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}
     }
 }
@@ -332,5 +333,33 @@ fn DeleteConnectionForm(environment: String, name: String) -> impl IntoView {
             </ActionForm>
             {action_error(delete.value())}
         </details>
+    }
+}
+
+/// "Test connection": a live call with the stored credential; the answer says what to fix.
+#[component]
+fn TestPanel(environment: String, name: String) -> impl IntoView {
+    let test = ServerAction::<TestConnection>::new();
+    view! {
+        <section class="test" aria-labelledby="test-title">
+            <h2 id="test-title">"Test"</h2>
+            <ActionForm action=test attr:class="inline">
+                <input type="hidden" name="environment" value=environment/>
+                <input type="hidden" name="name" value=name/>
+                <button type="submit" class="secondary" disabled=move || test.pending().get()>
+                    {move || if test.pending().get() { "Testing…" } else { "Test connection" }}
+                </button>
+            </ActionForm>
+            {move || test.value().get().map(|r| match r {
+                Ok(t) => view! {
+                    <div class=if t.ok { "result ok-box" } else { "result bad-box" } role="status" data-testid="test-result">
+                        <strong>{if t.ok { "Works" } else { "Does not work" }}</strong>
+                        <p>{t.detail}</p>
+                        {t.advice.map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
+                    </div>
+                }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+            })}
+        </section>
     }
 }

@@ -12,9 +12,11 @@ use serde_json::json;
 use super::principal::Principal;
 use crate::access::{Access, Resource};
 use crate::api_keys::{self, Creator, NewApiKey};
-use crate::connections::{self, ConnectionPatch, ListQuery, NewConnection, Page};
+use crate::audit::AuditQuery;
+use crate::connections::{self, ConnectionPatch, ListQuery, NewConnection};
 use crate::environments::{self, Environment};
 use crate::error::{Error, Result};
+use crate::feed::{self, FeedParams, Page};
 use crate::startup::Services;
 use crate::{audit, users};
 
@@ -61,22 +63,19 @@ struct EnvironmentItem {
     updated_at: String,
 }
 
-async fn list_environments(State(s): State<Services>, p: Principal) -> Result<Json<serde_json::Value>> {
-    let items: Vec<EnvironmentItem> = environments::list(&s.db)
-        .await?
-        .into_iter()
-        .filter(|e| p.allows(e, Resource::Environments, Access::Read))
-        .map(|e| EnvironmentItem { id: e.id, name: e.name, position: e.position, created_at: e.created_at, updated_at: e.updated_at })
-        .collect();
-    Ok(Json(json!({"items": items, "next_cursor": null})))
+async fn list_environments(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<EnvironmentItem>>> {
+    let (feed, limit) = q.parse()?;
+    let readable: Vec<i64> = environments::list(&s.db).await?.into_iter().filter(|e| p.allows(e, Resource::Environments, Access::Read)).map(|e| e.id).collect();
+    let page = environments::page(&s.db, Some(&readable), &feed, limit).await?;
+    Ok(Json(page.map(|e| EnvironmentItem { id: e.id, name: e.name, position: e.position, created_at: e.created_at, updated_at: e.updated_at })))
 }
 
 #[derive(Deserialize)]
 struct ListParams {
     provider: Option<String>,
     q: Option<String>,
-    limit: Option<i64>,
-    cursor: Option<String>,
+    #[serde(flatten)]
+    feed: FeedParams,
 }
 
 async fn list_connections(
@@ -85,8 +84,9 @@ async fn list_connections(
     Path(env): Path<String>,
     Query(q): Query<ListParams>,
 ) -> Result<Json<Page<connections::Connection>>> {
+    let (feed, limit) = q.feed.parse()?;
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
-    Ok(Json(connections::list(&s.db, &env.name, &ListQuery { provider: q.provider, search: q.q, limit: q.limit, cursor: q.cursor }).await?))
+    Ok(Json(connections::list(&s.db, &env.name, &ListQuery { provider: q.provider, search: q.q, limit, feed }).await?))
 }
 
 async fn create_connection(State(s): State<Services>, p: Principal, Path(env): Path<String>, Body(input): Body<NewConnection>) -> Result<Response> {
@@ -127,9 +127,10 @@ async fn delete_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_keys(State(s): State<Services>, p: Principal) -> Result<Json<serde_json::Value>> {
+async fn list_keys(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<api_keys::ApiKey>>> {
+    let (feed, limit) = q.parse()?;
     p.require_global(Resource::ApiKeys, Access::Read)?;
-    Ok(Json(json!({"items": api_keys::list(&s.db).await?, "next_cursor": null})))
+    Ok(Json(api_keys::page(&s.db, &feed, limit).await?))
 }
 
 async fn create_key(State(s): State<Services>, p: Principal, Body(input): Body<NewApiKey>) -> Result<Response> {
@@ -171,35 +172,42 @@ async fn revoke_key(State(s): State<Services>, p: Principal, Path(id): Path<i64>
 #[derive(Deserialize)]
 struct AuditParams {
     environment: Option<String>,
-    limit: Option<i64>,
+    actor: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(flatten)]
+    feed: FeedParams,
 }
 
-async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<AuditParams>) -> Result<Json<serde_json::Value>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::field("limit", "limit must be from 1 to 1000"));
+async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<AuditParams>) -> Result<Json<Page<audit::AuditEvent>>> {
+    let mut errors = Vec::new();
+    let mut time = |field: &str, value: &Option<String>| {
+        value.as_deref().map(str::trim).filter(|v| !v.is_empty()).and_then(|v| feed::parse_time(field, v).map_err(|e| errors.push(e)).ok())
+    };
+    let (from, to) = (time("from", &q.from), time("to", &q.to));
+    let (feed, limit) = q.feed.read(&mut errors);
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
     }
-    let events = match &q.environment {
-        Some(name) => {
-            let env = env_for(&s, &p, name, Resource::Audit, Access::Read).await?;
-            audit::recent_in(&s.db, Some(env.id), None, limit).await?
-        }
+    let environment_id = match q.environment.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        Some(name) => Some(env_for(&s, &p, name, Resource::Audit, Access::Read).await?.id),
         None => {
             p.require_global(Resource::Audit, Access::Read)?;
-            audit::recent(&s.db, limit).await?
+            None
         }
     };
-    Ok(Json(json!({"items": events, "next_cursor": null})))
+    let query = AuditQuery { environment_id, actor: q.actor, action: q.action, from, to, feed, limit };
+    Ok(Json(audit::search(&s.db, &query).await?))
 }
 
-async fn list_users(State(s): State<Services>, p: Principal) -> Result<Json<serde_json::Value>> {
+async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<serde_json::Value>>> {
+    let (feed, limit) = q.parse()?;
     p.require_global(Resource::Users, Access::Read)?;
-    let items: Vec<serde_json::Value> = users::list(&s.db)
-        .await?
-        .into_iter()
-        .map(|u| json!({"id": u.id, "email": u.email, "status": u.status, "owner": u.is_owner, "last_sign_in_at": u.last_sign_in_at, "roles": u.roles, "created_at": u.created_at, "updated_at": u.updated_at}))
-        .collect();
-    Ok(Json(json!({"items": items, "next_cursor": null})))
+    let page = users::page(&s.db, &feed, limit).await?;
+    Ok(Json(page.map(|u| {
+        json!({"id": u.id, "email": u.email, "status": u.status, "owner": u.is_owner, "last_sign_in_at": u.last_sign_in_at, "roles": u.roles, "created_at": u.created_at, "updated_at": u.updated_at})
+    })))
 }
 
 /// A live check with the stored credentials: 200 `{ok, detail, advice}` whether or not it worked.
