@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::hooks::use_location;
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 use crate::api::{list_environments, whoami, SignOut};
 use crate::pages::auth::{AccountPage, SetupPage, SignInPage, WelcomePage};
@@ -47,19 +47,21 @@ pub fn App() -> impl IntoView {
                 <EnvironmentSwitcher/>
                 <UserMenu/>
             </header>
+            // Every page is rendered whole on the server (SsrMode::Async): without JavaScript
+            // there is nothing to stream in later, so forms and their messages must be there.
             <main id="main">
                 <Routes fallback=|| view! { <section class="panel"><h1>"Page not found"</h1><p><a href="/">"Back to the start page"</a></p></section> }>
-                    <Route path=path!("/") view=HomePage/>
-                    <Route path=path!("/sign-in") view=SignInPage/>
-                    <Route path=path!("/audit") view=AuditPage/>
-                    <Route path=path!("/account") view=AccountPage/>
-                    <Route path=path!("/setup") view=SetupPage/>
-                    <Route path=path!("/welcome") view=WelcomePage/>
-                    <Route path=path!("/users") view=PeoplePage/>
-                    <Route path=path!("/environments") view=EnvironmentsPage/>
-                    <Route path=path!("/api-keys") view=ApiKeysPage/>
-                    <Route path=path!("/env/:env/connections") view=ConnectionsPage/>
-                    <Route path=path!("/env/:env/connections/:name") view=ConnectionPage/>
+                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
+                    <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
+                    <Route path=path!("/setup") view=SetupPage ssr=SsrMode::Async/>
+                    <Route path=path!("/welcome") view=WelcomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/users") view=PeoplePage ssr=SsrMode::Async/>
+                    <Route path=path!("/environments") view=EnvironmentsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/api-keys") view=ApiKeysPage ssr=SsrMode::Async/>
+                    <Route path=path!("/env/:env/connections") view=ConnectionsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/env/:env/connections/:name") view=ConnectionPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -274,9 +274,11 @@ test('an API key is shown once, with Read/Write, and can be revoked', async () =
   await owner.goto('/api-keys');
   await hydrated(owner);
   await owner.getByLabel('Name', { exact: true }).fill('release pipeline');
-  await owner.getByLabel('QA').check();
-  await owner.getByLabel('promotion').selectOption('rw');
-  await owner.getByLabel('environments').selectOption('read');
+  await owner.getByLabel('QA', { exact: true }).check();
+  await owner.getByLabel('promotion', { exact: true }).selectOption('rw');
+  // A read-only resource offers only Read.
+  await expect(owner.getByLabel('environments', { exact: true }).locator('option')).toHaveText(['None', 'Read']);
+  await owner.getByLabel('environments', { exact: true }).selectOption('read');
   await owner.getByRole('button', { name: 'Create key' }).click();
   const dialog = owner.getByTestId('once-dialog');
   await expect(dialog).toContainText('release pipeline');
@@ -294,4 +296,38 @@ test('an API key is shown once, with Read/Write, and can be revoked', async () =
   await expect(owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' })).toContainText('revoked');
   const after = await fetch(`${BASE}/api/v1/environments`, { headers: { Authorization: `Bearer ${key}` } });
   expect(after.status).toBe(401);
+});
+
+test('forms work before the page hydrates: field messages come back without JavaScript', async ({ browser }) => {
+  const context = await browser.newContext({ baseURL: BASE, javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto('/sign-in');
+  await page.getByLabel('Email').fill('boss@example.com');
+  await page.getByLabel('Password').fill('journey owner password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByTestId('signed-in-as')).toHaveText('boss@example.com');
+  await page.goto('/env/QA/connections/new');
+  await page.getByLabel('Name', { exact: true }).fill('Plain_Form');
+  await page.getByLabel('Base URL *').fill('ftp://files.example.com');
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  await expect(page.locator('#e-base_url')).toContainText('https://');
+  await expect(page.locator('#e-token')).toContainText('required');
+  await page.getByLabel('Name', { exact: true }).fill('Plain_Form');
+  await page.getByLabel('Base URL *').fill('https://files.example.com');
+  await page.getByLabel('Token *').fill('plain-form-token-1234');
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  await expect(page).toHaveURL(/\/env\/QA\/connections\/Plain_Form\?saved=1$/);
+  await expect(page.getByRole('status')).toHaveText('Saved.');
+  await context.close();
+});
+
+test('the audit page filters by action and by who', async () => {
+  await owner.goto('/audit?environment=DEV&action=connection.test');
+  const rows = owner.locator('table[data-testid="audit"] tbody tr');
+  await expect(rows).toHaveCount(1);
+  await expect(rows.first()).toContainText('dana@example.com');
+  await owner.goto('/audit?environment=DEV&actor=boss');
+  const who = owner.locator('table[data-testid="audit"] tbody tr');
+  await expect(who.first()).toContainText('boss@example.com');
+  expect(await who.allInnerTexts()).not.toContain(expect.stringContaining('dana@example.com'));
 });

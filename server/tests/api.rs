@@ -181,18 +181,30 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (st, _, _) =
             api.call(Who::Key(&k), "PATCH", "/api/v1/environments/DEV/connections/Marked", Some(json!({"secrets": {"token": format!("{MARKER}-2")}}))).await;
         assert_eq!(st, 200);
+        // Every GET route the OpenAPI document lists (a test below checks it against the
+        // router, so a new route cannot be left out), plus the list filters and feeds.
+        let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+        let mut paths: Vec<String> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, item)| item.get("get").is_some())
+            .map(|(path, _)| path.replace("{env}", "DEV").replace("{name}", "Marked"))
+            .collect();
+        assert!(paths.len() >= 7, "{paths:?}");
+        for extra in [
+            "/api/v1/environments/DEV/connections?provider=http",
+            "/api/v1/environments/DEV/connections?q=mark",
+            "/api/v1/environments/DEV/connections?since_id=0",
+            "/api/v1/environments/DEV/connections?updated_since=2000-01-01T00:00:00Z",
+            "/api/v1/audit?environment=DEV",
+            "/api/v1/audit?since_id=0&limit=1000",
+            "/health",
+        ] {
+            paths.push(extra.to_string());
+        }
         for who in [Who::Session(&owner), Who::Key(&k)] {
-            for path in [
-                "/api/v1/environments",
-                "/api/v1/environments/DEV/connections",
-                "/api/v1/environments/DEV/connections?provider=http",
-                "/api/v1/environments/DEV/connections/Marked",
-                "/api/v1/api-keys",
-                "/api/v1/audit",
-                "/api/v1/audit?environment=DEV",
-                "/api/v1/users",
-                "/health",
-            ] {
+            for path in &paths {
                 let (st, _, text) = api.call(who, "GET", path, None).await;
                 assert_eq!(st, 200, "{path}: {text}");
                 assert!(!text.contains("MARKER-api-6f2b"), "{path} returned the secret");

@@ -95,8 +95,13 @@ mod ssr {
     /// The error for the browser, with the HTTP status the REST API would give (401, 403, 404,
     /// 409, 422, 429 with Retry-After, 500), so logs and proxies see what happened.
     pub fn fail(e: server::Error) -> AppError {
-        // Only for calls over HTTP: during server-side rendering the response is the page's.
-        let over_http = use_context::<axum::http::request::Parts>().is_some_and(|p| p.uri.path().starts_with("/rpc/"));
+        // Only for calls made by the page's code: during server-side rendering the response is
+        // the page's, and a form posted before hydration (it accepts HTML) is answered with a
+        // redirect back carrying the error, which a status here would replace.
+        let over_http = use_context::<axum::http::request::Parts>().is_some_and(|p| {
+            let html = p.headers.get(axum::http::header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+            p.uri.path().starts_with("/rpc/") && !html
+        });
         if let Some(r) = use_context::<leptos_axum::ResponseOptions>().filter(|_| over_http) {
             r.set_status(e.status());
             if let server::Error::TooManyRequests { retry_after_secs } = &e {

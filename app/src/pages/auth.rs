@@ -37,12 +37,28 @@ pub fn SignInPage() -> impl IntoView {
     }
 }
 
+/// A new password, typed twice (setup and invitations).
+#[component]
+fn NewPassword() -> impl IntoView {
+    view! {
+        <label for="password">"Password (at least 12 characters)"</label>
+        <input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required/>
+        <label for="confirm">"Password again"</label>
+        <input id="confirm" name="confirm" type="password" autocomplete="new-password" minlength="12" required/>
+    }
+}
+
+/// A page for a one-time link: the token from the URL travels in a hidden field.
+fn link_token() -> impl Fn() -> String + Copy {
+    let query = use_query_map();
+    move || query.read().get("token").unwrap_or_default()
+}
+
 /// First run: the one-time setup link leads here to create the owner account.
 #[component]
 pub fn SetupPage() -> impl IntoView {
     let action = ServerAction::<CompleteSetup>::new();
-    let query = use_query_map();
-    let token = move || query.read().get("token").unwrap_or_default();
+    let token = link_token();
     view! {
         <section class="panel narrow">
             <h1>"Set up connvault"</h1>
@@ -51,10 +67,7 @@ pub fn SetupPage() -> impl IntoView {
                 <input type="hidden" name="token" prop:value=token/>
                 <label for="email">"Email"</label>
                 <input id="email" name="email" type="email" autocomplete="username" required/>
-                <label for="password">"Password (at least 12 characters)"</label>
-                <input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required/>
-                <label for="confirm">"Password again"</label>
-                <input id="confirm" name="confirm" type="password" autocomplete="new-password" minlength="12" required/>
+                <NewPassword/>
                 <button type="submit" disabled=move || action.pending().get()>"Create the owner account"</button>
             </ActionForm>
             {action_error(action.value())}
@@ -90,18 +103,14 @@ pub fn AccountPage() -> impl IntoView {
 #[component]
 pub fn WelcomePage() -> impl IntoView {
     let action = ServerAction::<AcceptInvite>::new();
-    let query = use_query_map();
-    let token = move || query.read().get("token").unwrap_or_default();
+    let token = link_token();
     view! {
         <section class="panel narrow">
             <h1>"Welcome to connvault"</h1>
             <p class="muted">"You were invited. Choose your password; this link works once."</p>
             <ActionForm action=action attr:class="stack">
                 <input type="hidden" name="token" prop:value=token/>
-                <label for="password">"Password (at least 12 characters)"</label>
-                <input id="password" name="password" type="password" autocomplete="new-password" minlength="12" required/>
-                <label for="confirm">"Password again"</label>
-                <input id="confirm" name="confirm" type="password" autocomplete="new-password" minlength="12" required/>
+                <NewPassword/>
                 <button type="submit" disabled=move || action.pending().get()>"Set password and sign in"</button>
             </ActionForm>
             {action_error(action.value())}
