@@ -7,6 +7,7 @@ use leptos_router::{path, SsrMode};
 use crate::api::{list_environments, whoami, SignOut};
 use crate::pages::auth::{AccountPage, SetupPage, SignInPage, WelcomePage};
 use crate::pages::connections::{ConnectionPage, ConnectionsPage};
+use crate::pages::integrations::{IntegrationsPage, OverviewPage};
 use crate::pages::{audit::AuditPage, environments::EnvironmentsPage, home::HomePage, keys::ApiKeysPage, people::PeoplePage};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -60,6 +61,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/users") view=PeoplePage ssr=SsrMode::Async/>
                     <Route path=path!("/environments") view=EnvironmentsPage ssr=SsrMode::Async/>
                     <Route path=path!("/api-keys") view=ApiKeysPage ssr=SsrMode::Async/>
+                    <Route path=path!("/integrations") view=OverviewPage ssr=SsrMode::Async/>
+                    <Route path=path!("/env/:env/integrations") view=IntegrationsPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections/:name") view=ConnectionPage ssr=SsrMode::Async/>
                 </Routes>
@@ -113,6 +116,7 @@ fn UserMenu() -> impl IntoView {
                                     <A href="/users" attr:class="quiet-link">"People"</A>
                                     <A href="/environments" attr:class="quiet-link">"Environments"</A>
                                 })}
+                                <A href="/integrations" attr:class="quiet-link">"Integrations"</A>
                                 <A href="/api-keys" attr:class="quiet-link">"API keys"</A>
                                 <A href="/audit" attr:class="quiet-link">"Audit"</A>
                             </nav>

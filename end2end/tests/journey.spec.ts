@@ -331,3 +331,50 @@ test('the audit page filters by action and by who', async () => {
   await expect(who.first()).toContainText('boss@example.com');
   expect(await who.allInnerTexts()).not.toContain(expect.stringContaining('dana@example.com'));
 });
+
+test('an integration published through the API is bound on My integrations and the grid turns green', async () => {
+  await owner.goto('/api-keys');
+  await hydrated(owner);
+  await owner.getByLabel('Name', { exact: true }).fill('billing app release');
+  await owner.getByLabel('DEV', { exact: true }).check();
+  await owner.getByLabel('integrations', { exact: true }).selectOption('rw');
+  await owner.getByLabel('connections', { exact: true }).selectOption('write');
+  await owner.getByRole('button', { name: 'Create key' }).click();
+  const key = await owner.getByTestId('once-dialog').getByTestId('once-value').inputValue();
+  const auth = { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' };
+  const conn = await fetch(`${BASE}/api/v1/environments/DEV/connections`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ name: 'Ledger', provider: 'http', settings: { base_url: 'https://ledger.example.com', auth: 'bearer' }, secrets: { token: 'ledger-token-123' } }),
+  });
+  expect(conn.status).toBe(201);
+  const published = await fetch(`${BASE}/api/v1/environments/DEV/integrations/Ledger_Sync`, {
+    method: 'PUT',
+    headers: auth,
+    body: JSON.stringify({ provider: 'http', objects: ['Invoice', { name: 'Customer', access: 'read_write' }], version: '2.0' }),
+  });
+  expect(published.status).toBe(201);
+
+  await owner.goto('/integrations');
+  const cell = owner.locator('table[data-testid="overview"] tr[data-integration="Ledger_Sync"] td[data-env="DEV"]');
+  await expect(cell).toHaveText('Needs a connection');
+  await expect(owner.locator('tr[data-integration="Ledger_Sync"] td[data-env="QA"]')).toHaveText('not published');
+
+  await owner.goto('/env/DEV/integrations');
+  await hydrated(owner);
+  const row = owner.locator('tr[data-integration="Ledger_Sync"]');
+  await expect(row).toContainText('Customer (read/write)');
+  await expect(row.getByTestId('status')).toHaveText('Needs a connection');
+  // Only DEV's http connections are offered.
+  const select = row.getByLabel('Select a connection for Ledger_Sync');
+  await expect(select.locator('option')).toHaveText(['— none —', 'Ledger', 'Payments']);
+  await select.selectOption('Ledger');
+  await row.getByRole('button', { name: 'Save' }).click();
+  await expect(owner.locator('tr[data-integration="Ledger_Sync"]').getByTestId('status')).toHaveText('Bound');
+
+  await owner.goto('/integrations');
+  await expect(cell).toHaveText('Bound');
+  await expect(cell).toHaveClass(/status-bound/);
+  const color = await cell.evaluate((el) => getComputedStyle(el).backgroundColor);
+  expect(color).toBe('rgb(227, 244, 234)');
+});

@@ -78,12 +78,17 @@ pub struct ListQuery {
     pub feed: Feed,
 }
 
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// The rule for connection and integration names: 1 to 100 letters, digits, `_`, `-` or `.`,
+/// starting with a letter or digit (they appear in URLs and in promotion bundles).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(Error::field("name", format!("a connection name is 1 to {MAX_NAME_LEN} letters, digits, _ - or ., starting with a letter or digit (e.g. SF_Main)")))
@@ -497,8 +502,10 @@ pub async fn test(db: &Db, vault: &Vault, outbound: &Outbound, actor: &Actor, en
     let values: Vec<&str> = secrets.values().map(SecretString::expose_secret).collect();
     let result = result.scrubbed(&values);
     let used: Vec<&String> = secrets.keys().collect();
-    audit::record_alone(
-        db,
+    let mut tx = db.begin().await?;
+    record_health(&mut tx, c.id, &result, "test").await?;
+    audit::record(
+        &mut tx,
         actor,
         Event::new("connection.test")
             .outcome(if result.ok { "ok" } else { "failed" })
@@ -507,5 +514,24 @@ pub async fn test(db: &Db, vault: &Vault, outbound: &Outbound, actor: &Actor, en
             .detail(json!({"provider": def.id, "ok": result.ok, "detail": result.detail, "secrets_used": used})),
     )
     .await?;
+    tx.commit().await?;
     Ok(result)
+}
+
+/// Remembers the outcome of the latest live check of a connection (a test or a token mint).
+pub(crate) async fn record_health(tx: &mut Tx<'_>, connection_id: i64, result: &TestResult, source: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO connection_health (connection_id, ok, detail, advice, source, checked_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (connection_id) DO UPDATE SET ok = excluded.ok, detail = excluded.detail, advice = excluded.advice, source = excluded.source, \
+         checked_at = excluded.checked_at",
+    )
+    .bind(connection_id)
+    .bind(result.ok as i64)
+    .bind(&result.detail)
+    .bind(&result.advice)
+    .bind(source)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod db;
 pub mod environments;
 pub mod error;
 pub mod feed;
+pub mod integrations;
 pub mod keyring;
 pub mod logging;
 pub mod outbound;

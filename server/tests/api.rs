@@ -181,6 +181,11 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (st, _, _) =
             api.call(Who::Key(&k), "PATCH", "/api/v1/environments/DEV/connections/Marked", Some(json!({"secrets": {"token": format!("{MARKER}-2")}}))).await;
         assert_eq!(st, 200);
+        // An integration bound to it, so that its routes answer too.
+        let (st, _, _) = api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Marked", Some(json!({"provider": "http"}))).await;
+        assert_eq!(st, 201);
+        let (st, _, _) = api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Marked/binding", Some(json!({"connection": "Marked"}))).await;
+        assert_eq!(st, 200);
         // Every GET route the OpenAPI document lists (a test below checks it against the
         // router, so a new route cannot be left out), plus the list filters and feeds.
         let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
@@ -215,7 +220,7 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         assert!(one["id"].as_i64().is_some() && one["created_at"].is_string() && one["updated_at"].is_string());
         let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
         let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-        assert_eq!(&actions[..3], ["connection.secret_replace", "connection.update", "connection.create"]);
+        assert_eq!(&actions[..5], ["binding.set", "integration.publish", "connection.secret_replace", "connection.update", "connection.create"]);
         assert!(audit["items"][0]["actor"].as_str().unwrap().starts_with("API key test (cvk_"));
 
         // Errors: the format, the status, what to fix.
@@ -288,5 +293,5 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 14);
+    assert_eq!(checked, 20);
 }

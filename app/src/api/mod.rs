@@ -10,12 +10,14 @@ mod access;
 mod audit;
 mod auth;
 mod connections;
+mod integrations;
 mod people;
 
 pub use access::*;
 pub use audit::*;
 pub use auth::*;
 pub use connections::*;
+pub use integrations::*;
 pub use people::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,10 @@ pub fn ConnectionsPage() -> impl IntoView {
                     })}
                 </Transition>
             </div>
-            <p><a href=move || format!("/audit?environment={}", env())>"Audit trail of " {env}</a></p>
+            <p class="links">
+                <a href=move || format!("/env/{}/integrations", env())>"Integrations in " {env}</a>
+                <a href=move || format!("/audit?environment={}", env())>"Audit trail of " {env}</a>
+            </p>
             <form method="get" class="toolbar" role="search">
                 <label for="q">"Search"</label>
                 <input id="q" name="q" type="search" placeholder="Name contains…" autocomplete="off"

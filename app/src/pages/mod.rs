@@ -5,6 +5,7 @@ pub mod auth;
 pub mod connections;
 pub mod environments;
 pub mod home;
+pub mod integrations;
 pub mod keys;
 pub mod people;
 

@@ -10,12 +10,16 @@ use serde_json::json;
 use crate::error::Error;
 use crate::startup::Services;
 
+mod integrations;
 pub mod principal;
 pub mod v1;
 
 /// Routes that do not need a session: `/health` and the API's JSON 404.
 pub fn router(services: Services) -> Router {
-    Router::new().route("/health", get(health)).nest("/api/v1", v1::router().route("/openapi.json", get(openapi)).fallback(api_not_found)).with_state(services)
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api/v1", v1::router().merge(integrations::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
+        .with_state(services)
 }
 
 /// 200 `{"status":"ok"}` once the database answers and the keyring is open; 503 otherwise.

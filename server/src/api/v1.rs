@@ -48,7 +48,7 @@ pub fn router() -> Router<Services> {
         .route("/environments/{env}/connections/{name}/test", post(test_connection))
 }
 
-async fn env_for(s: &Services, p: &Principal, name: &str, resource: Resource, access: Access) -> Result<Environment> {
+pub(super) async fn env_for(s: &Services, p: &Principal, name: &str, resource: Resource, access: Access) -> Result<Environment> {
     let env = environments::find(&s.db, name).await?;
     p.require(&env, resource, access)?;
     Ok(env)

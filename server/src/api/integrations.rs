@@ -1,0 +1,68 @@
+//! `/api/v1/environments/{env}/integrations`: publish, unpublish, list with binding status, bind
+//! and unbind (see the API contract).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::principal::Principal;
+use super::v1::{env_for, Body};
+use crate::access::{Access, Resource};
+use crate::error::Result;
+use crate::feed::{FeedParams, Page};
+use crate::integrations::{self, Change, Integration, Publish};
+use crate::startup::Services;
+
+pub fn router() -> Router<Services> {
+    Router::new()
+        .route("/environments/{env}/integrations", get(list))
+        .route("/environments/{env}/integrations/{name}", get(read).put(publish).delete(unpublish))
+        .route("/environments/{env}/integrations/{name}/binding", put(bind).delete(unbind))
+}
+
+async fn list(State(s): State<Services>, p: Principal, Path(env): Path<String>, Query(q): Query<FeedParams>) -> Result<Json<Page<Integration>>> {
+    let (feed, limit) = q.parse()?;
+    let env = env_for(&s, &p, &env, Resource::Integrations, Access::Read).await?;
+    Ok(Json(integrations::list(&s.db, &env.name, &feed, limit).await?))
+}
+
+async fn read(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Integration>> {
+    let env = env_for(&s, &p, &env, Resource::Integrations, Access::Read).await?;
+    Ok(Json(integrations::get(&s.db, &env.name, &name).await?))
+}
+
+/// 201 when created, 200 when changed or already so (`"change"` says which).
+async fn publish(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(input): Body<Publish>) -> Result<Response> {
+    let env = env_for(&s, &p, &env, Resource::Integrations, Access::Write).await?;
+    let (integration, change) = integrations::publish(&s.db, &p.actor(), &env.name, &name, &input).await?;
+    let mut body = serde_json::to_value(&integration).map_err(|e| crate::Error::Internal(e.to_string()))?;
+    body["change"] = json!(change);
+    let status = if change == Change::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(body)).into_response())
+}
+
+async fn unpublish(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<StatusCode> {
+    let env = env_for(&s, &p, &env, Resource::Integrations, Access::Write).await?;
+    integrations::unpublish(&s.db, &p.actor(), &env.name, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Binding {
+    connection: String,
+}
+
+async fn bind(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(b): Body<Binding>) -> Result<Json<Integration>> {
+    let env = env_for(&s, &p, &env, Resource::Bindings, Access::Write).await?;
+    Ok(Json(integrations::bind(&s.db, &p.actor(), &env.name, &name, &b.connection).await?))
+}
+
+async fn unbind(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Integration>> {
+    let env = env_for(&s, &p, &env, Resource::Bindings, Access::Write).await?;
+    Ok(Json(integrations::unbind(&s.db, &p.actor(), &env.name, &name).await?))
+}
