@@ -260,6 +260,12 @@ test('testing a connection explains what to fix and never shows the secret', asy
   expect(await developer.content()).not.toContain(NEW_TOKEN);
 });
 
+test('the connections list shows each connection\'s latest check', async () => {
+  await owner.goto('/env/DEV/connections');
+  const row = owner.locator('table[data-testid="connections"] tr', { hasText: 'Payments' });
+  await expect(row.getByTestId('check')).toContainText('Failing');
+});
+
 test('a Developer deactivated by the owner is signed out at once', async () => {
   await owner.goto('/users');
   await hydrated(owner);
@@ -377,4 +383,38 @@ test('an integration published through the API is bound on My integrations and t
   await expect(cell).toHaveClass(/status-bound/);
   const color = await cell.evaluate((el) => getComputedStyle(el).backgroundColor);
   expect(color).toBe('rgb(227, 244, 234)');
+});
+
+test('pages fit a phone screen and work from the keyboard alone', async ({ browser }) => {
+  const context = await browser.newContext({ baseURL: BASE, viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  await page.goto('/sign-in');
+  await hydrated(page);
+  // Keyboard only: the first Tab reaches "Skip to content"; the form is filled and sent from the keys.
+  await page.keyboard.press('Tab');
+  await expect(page.getByRole('link', { name: 'Skip to content' })).toBeFocused();
+  await page.getByLabel('Email').focus();
+  await page.keyboard.type('boss@example.com');
+  await page.keyboard.press('Tab');
+  await expect(page.getByLabel('Password')).toBeFocused();
+  await page.keyboard.type('journey owner password');
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('signed-in-as')).toHaveText('boss@example.com');
+  for (const path of [
+    '/',
+    '/env/DEV/connections',
+    '/env/DEV/connections/Payments',
+    '/env/DEV/integrations',
+    '/integrations',
+    '/users',
+    '/environments',
+    '/api-keys',
+    '/audit?environment=DEV',
+    '/account',
+  ]) {
+    await page.goto(path);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    expect(overflow, `${path} is wider than the phone`).toBeLessThanOrEqual(0);
+  }
+  await context.close();
 });

@@ -535,3 +535,36 @@ pub(crate) async fn record_health(tx: &mut Tx<'_>, connection_id: i64, result: &
     .await?;
     Ok(())
 }
+
+/// The latest live check of a connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    pub detail: String,
+    pub advice: Option<String>,
+    pub checked_at: String,
+}
+
+/// The latest live check of each of these connections (those never checked are absent).
+pub async fn health_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, Health>> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // `list` is integers the caller read from the database.
+    let rows =
+        sqlx::query(AssertSqlSafe(format!("SELECT connection_id, ok, detail, advice, checked_at FROM connection_health WHERE connection_id IN ({list})")))
+            .fetch_all(db.pool())
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let health = Health {
+                ok: r.try_get::<i64, _>("ok")? != 0,
+                detail: r.try_get("detail")?,
+                advice: r.try_get("advice")?,
+                checked_at: r.try_get("checked_at")?,
+            };
+            Ok((r.try_get("connection_id")?, health))
+        })
+        .collect()
+}

@@ -26,6 +26,8 @@ pub struct ConnectionItem {
     pub secrets: Vec<SecretState>,
     pub updated_at: String,
     pub updated_by: String,
+    /// The latest live check: (worked, what happened, when); `None` if never tested.
+    pub check: Option<(bool, String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,10 +153,13 @@ pub async fn list_connections(
         limit: Some(50),
     };
     let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
+    let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
+    let mut health = server::connections::health_of(&s.db, &ids).await.map_err(fail)?;
     let items = page
         .items
         .into_iter()
         .map(|c| ConnectionItem {
+            check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
             target: ["base_url", "login_url"].iter().find_map(|k| c.settings.get(*k).and_then(|v| v.as_str())).unwrap_or("").to_string(),
             secrets: secret_states(&c),
             name: c.name,

@@ -94,7 +94,7 @@ fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl Into
         <div class="table-wrap">
             <table data-testid="connections">
                 <thead>
-                    <tr><th scope="col">"Name"</th><th scope="col">"Provider"</th><th scope="col">"Target"</th><th scope="col">"Secrets"</th><th scope="col">"Updated"</th></tr>
+                    <tr><th scope="col">"Name"</th><th scope="col">"Provider"</th><th scope="col">"Target"</th><th scope="col">"Secrets"</th><th scope="col">"Status"</th><th scope="col">"Updated"</th></tr>
                 </thead>
                 <tbody>
                     {items.into_iter().map(|c| {
@@ -109,6 +109,15 @@ fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl Into
                                         view! { <span class="muted">"none set"</span> }.into_any()
                                     } else {
                                         c.secrets.iter().map(|s| view! { <div class="secret">{secret_line(s)}</div> }).collect_view().into_any()
+                                    }}
+                                </td>
+                                <td data-testid="check">
+                                    {match c.check.clone() {
+                                        Some((true, _, at)) => view! { <span class="status status-bound">"Works"</span><div class="muted">"tested " {short_time(&at)}</div> }.into_any(),
+                                        Some((false, detail, at)) => view! {
+                                            <span class="status status-failing">"Failing"</span><div class="muted reason">{detail}" (" {short_time(&at)} ")"</div>
+                                        }.into_any(),
+                                        None => view! { <span class="muted">"not tested"</span> }.into_any(),
                                     }}
                                 </td>
                                 <td><time datetime=c.updated_at.clone()>{short_time(&c.updated_at)}</time>" by " {c.updated_by}</td>

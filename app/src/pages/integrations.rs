@@ -23,7 +23,7 @@ pub fn IntegrationsPage() -> impl IntoView {
     view! {
         <section class="panel">
             <h1>"Integrations in " {env}</h1>
-            <p class="muted">"Apps publish their integrations here (PUT /api/v1/environments/" {env} "/integrations/NAME). Bind each one to a connection of this environment; apps then ask connvault for its token."</p>
+            <p class="muted">"Apps publish their integrations here (" <code>"PUT /api/v1/environments/" {env} "/integrations/NAME"</code> "). Bind each one to a connection of this environment; apps then ask connvault for its token."</p>
             <p><a href="/integrations">"Overview of every environment"</a></p>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
