@@ -346,3 +346,99 @@ fn pages_and_server_functions_require_a_session() {
     let (_, _, body) = request(port, "POST", "/rpc/list_environments", &[FORM, ("Origin", &origin)], "").unwrap();
     assert!(body.contains("sign in required"), "{body}");
 }
+
+/// Promise 6, logs included: with debug logging on, a server that stores, replaces, lists,
+/// reads and uses a marked secret (every documented GET route, the pages' server functions, a
+/// live test) never writes the marker to its log, and no response carries it.
+#[test]
+fn promise_6_a_secret_never_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "LOGSCAN-marker-secret-91c3";
+    let ok = |args: &[&str], stdin: &str| {
+        let mut c = cmd(dir.path());
+        c.args(args);
+        let out = run(c, stdin);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    ok(&["user", "create", "--email", "owner@example.com", "--owner"], "owner password 123\n");
+    ok(
+        &[
+            "connection",
+            "create",
+            "--env",
+            "DEV",
+            "--name",
+            "Marked",
+            "--provider",
+            "http",
+            "--setting",
+            "base_url=http://127.0.0.1:9/",
+            "--setting",
+            "auth=bearer",
+            "--secret",
+            "token=-",
+        ],
+        &format!("{marker}\n"),
+    );
+    let (stdout, _) = ok(&["api-key", "create", "--name", "scan", "--grant", "*:*:rw"], "");
+    let key = stdout.trim().to_string();
+    assert!(key.starts_with("cvk_"), "{stdout}");
+
+    let port = free_port();
+    let mut server = serve_with(dir.path(), port, &[("RUST_LOG", "debug"), ("CONNVAULT_ALLOW_LOOPBACK", "1")]);
+    // Drain the log as it is written (a full pipe would stall the server).
+    let mut stderr = server.0.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let origin = format!("http://127.0.0.1:{port}");
+    let bearer = format!("Bearer {key}");
+    let json = ("Content-Type", "application/json");
+    let api = |method: &str, path: &str, body: &str| {
+        let (status, _, text) = request(port, method, path, &[("Authorization", &bearer), json], body).unwrap();
+        assert!(!text.contains("LOGSCAN-marker"), "{method} {path} answered with the secret");
+        (status, text)
+    };
+    assert_eq!(api("PATCH", "/api/v1/environments/DEV/connections/Marked", &format!(r#"{{"secrets": {{"token": "{marker}-2"}}}}"#)).0, 200);
+    assert_eq!(api("PUT", "/api/v1/environments/DEV/integrations/Marked", r#"{"provider": "http"}"#).0, 201);
+    assert_eq!(api("PUT", "/api/v1/environments/DEV/integrations/Marked/binding", r#"{"connection": "Marked"}"#).0, 200);
+    assert_eq!(api("POST", "/api/v1/environments/DEV/connections/Marked/test", "").0, 200);
+    let doc: serde_json::Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if item.get("get").is_some() {
+            let concrete = path.replace("{env}", "DEV").replace("{name}", "Marked");
+            assert_eq!(api("GET", &concrete, "").0, 200, "{concrete}");
+        }
+    }
+    // The pages' server functions, with a session.
+    let (status, head, _) =
+        request(port, "POST", "/rpc/sign_in", &[FORM, ("Origin", &origin)], "email=owner%40example.com&password=owner+password+123").unwrap();
+    assert!(status < 400, "{head}");
+    let session = header(&head, "set-cookie").into_iter().find(|c| c.starts_with("cv_session=")).unwrap().split(';').next().unwrap().to_string();
+    for (path, body) in [
+        ("/rpc/list_connections", "environment=DEV"),
+        ("/rpc/connection_form", "environment=DEV&name=Marked"),
+        ("/rpc/test_connection", "environment=DEV&name=Marked"),
+        ("/rpc/list_integrations", "environment=DEV"),
+        ("/rpc/list_audit", "environment=DEV"),
+    ] {
+        let (status, _, text) = request(port, "POST", path, &[FORM, ("Origin", &origin), ("Cookie", &session)], body).unwrap();
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(!text.contains("LOGSCAN-marker"), "{path} answered with the secret");
+    }
+    for page in ["/env/DEV/connections", "/env/DEV/connections/Marked", "/audit?environment=DEV"] {
+        let (status, _, text) = request(port, "GET", page, &[("Cookie", &session)], "").unwrap();
+        assert_eq!(status, 200, "{page}");
+        assert!(!text.contains("LOGSCAN-marker"), "{page} carried the secret");
+    }
+
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let log = reader.join().unwrap();
+    assert!(log.contains("DEBUG") || log.contains("INFO"), "the log was captured: {log}");
+    assert!(log.contains("/api/v1/environments/DEV/connections/Marked/test"), "requests are logged");
+    assert!(!log.contains("LOGSCAN-marker"), "the secret reached the log");
+}
