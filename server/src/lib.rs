@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod providers;
 pub mod ratelimit;
 pub mod rotate;
+pub mod salesforce;
 pub mod seal;
 pub mod secret;
 pub mod sessions;

@@ -1,0 +1,3 @@
+//! The Salesforce connected-app flow (work in progress): certificates first.
+
+pub mod cert;
