@@ -15,7 +15,7 @@ use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 pub use crate::feed::Page;
 use crate::feed::{self, contains_pattern, Feed, Filter, Listing, SortKey};
-use crate::outbound::Outbound;
+use crate::startup::Services;
 use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
 use crate::seal::{Place, Vault};
 use crate::secret::SecretString;
@@ -149,6 +149,17 @@ async fn store_secret(
     Ok(())
 }
 
+/// Seals and stores one secret field (for secrets connvault manages itself, e.g. a Salesforce
+/// private key or session token), inside the caller's transaction.
+pub(crate) async fn put_secret(tx: &mut Tx<'_>, vault: &Vault, env: &Environment, connection_id: i64, field: &str, value: &SecretString, by: &str) -> Result<()> {
+    store_secret(tx, vault, env, connection_id, field, value, &Stamp { by, at: &now() }).await
+}
+
+pub(crate) async fn remove_secret(tx: &mut Tx<'_>, connection_id: i64, field: &str) -> Result<()> {
+    sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND field = $2").bind(connection_id).bind(field).execute(&mut **tx).await?;
+    Ok(())
+}
+
 fn unique_conflict(env: &str, name: &str) -> Error {
     Error::Conflict { code: "connection_exists", message: format!("a connection named {name} already exists in {env}; choose another name or edit that one") }
 }
@@ -157,6 +168,7 @@ pub async fn create(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, input
     validate_name(&input.name)?;
     let def = provider(&input.provider)?;
     let mut errors = def.validate(&input.settings, &providers::names(&input.secrets));
+    errors.extend(def.refuse_managed(&input.secrets));
     errors.extend(check_secret_values(&input.secrets));
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
@@ -342,10 +354,14 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
             changed_settings.push(key.clone());
         }
     }
-    let obsolete = def.obsolete_secrets(&settings, stored.secret_fields.iter());
+    let mut obsolete = def.obsolete_secrets(&settings, stored.secret_fields.iter());
+    if !changed_settings.is_empty() {
+        obsolete.extend(stored.secret_fields.iter().filter(|f| def.cached_secrets.contains(&f.as_str())).cloned());
+    }
     let mut will_have: BTreeSet<String> = stored.secret_fields.iter().filter(|f| !obsolete.contains(f)).cloned().collect();
     will_have.extend(patch.secrets.keys().cloned());
     let mut errors = def.validate(&settings, &will_have);
+    errors.extend(def.refuse_managed(&patch.secrets));
     errors.extend(check_secret_values(&patch.secrets));
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
@@ -373,7 +389,11 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         .await
         .map_err(|e| map_unique(e.into(), &env.name, &new_name))?;
     for field in &obsolete {
-        sqlx::query("DELETE FROM connection_secrets WHERE connection_id = $1 AND field = $2").bind(stored.id).bind(field).execute(&mut *tx).await?;
+        remove_secret(&mut tx, stored.id, field).await?;
+    }
+    if !changed_settings.is_empty() || !patch.secrets.is_empty() {
+        // The latest check was of other settings: it no longer says anything about these.
+        sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(stored.id).execute(&mut *tx).await?;
     }
     for (field, value) in &patch.secrets {
         store_secret(&mut tx, vault, &env, stored.id, field, value, &Stamp { by: &actor.label, at: &t }).await?;
@@ -485,12 +505,14 @@ pub async fn open_secret(db: &Db, vault: &Vault, env_name: &str, name: &str, fie
 /// memory; the result and the audit record are scrubbed of them. A check that ran and failed
 /// is `Ok` with `ok: false`; an unknown connection is `NotFound`. If the audit record cannot be
 /// written, the result is withheld and this fails (fail closed).
-pub async fn test(db: &Db, vault: &Vault, outbound: &Outbound, actor: &Actor, env_name: &str, name: &str) -> Result<TestResult> {
+pub async fn test(s: &Services, actor: &Actor, env_name: &str, name: &str) -> Result<TestResult> {
+    let (db, vault, outbound) = (&s.db, &s.vault, &s.outbound);
     let env = environments::find(db, env_name).await?;
     let c = get(db, &env.name, name).await?;
     let def = provider(&c.provider)?;
     let mut secrets = Secrets::new();
     let result = match def.test {
+        _ if def.id == crate::providers::salesforce::SALESFORCE.id => crate::salesforce::live_check(s, actor, &env, &c).await?,
         Some(check) => {
             for field in c.secrets_set.keys().filter(|f| def.field(f).is_some_and(|s| s.secret && s.applies(&c.settings))) {
                 secrets.insert(field.clone(), open_secret(db, vault, &env.name, &c.name, field).await?);

@@ -37,6 +37,9 @@ pub enum Error {
     Forbidden(String),
     #[error("too many failed attempts from this address; try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Something connvault depends on (e.g. Salesforce) refuses or fails: 424.
+    #[error("{message}")]
+    Dependency { code: &'static str, message: String, retry_after_secs: Option<u64> },
     #[error("a stored secret could not be opened: {0}")]
     Seal(#[from] SealError),
     #[error("database error: {0}")]
@@ -68,6 +71,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Dependency { .. } => StatusCode::FAILED_DEPENDENCY,
             Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +85,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::TooManyRequests { .. } => "too_many_requests",
+            Error::Dependency { code, .. } => code,
             Error::Seal(_) => "secret_integrity",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
@@ -129,6 +134,7 @@ impl IntoResponse for Error {
         }
         let retry_after = match &self {
             Error::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            Error::Dependency { retry_after_secs, .. } => *retry_after_secs,
             _ => None,
         };
         let body = Body { error: ErrorBody { code: self.code(), message: self.public_message(), details: self.details() } };

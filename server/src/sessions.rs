@@ -119,7 +119,7 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// Makes a one-time link token for `purpose` (and `target`, if given) valid for `hours`; older
 /// unused links for the same purpose and target stop working. Only the token's digest is kept.
-async fn create_link(tx: &mut Tx<'_>, purpose: &str, target: Option<(&str, i64)>, hours: i64, created_by: &str) -> Result<SecretString> {
+pub(crate) async fn create_link(tx: &mut Tx<'_>, purpose: &str, target: Option<(&str, i64)>, hours: i64, created_by: &str) -> Result<SecretString> {
     let token = tokens::generate();
     let (kind, id) = target.unzip();
     sqlx::query("DELETE FROM one_time_links WHERE purpose = $1 AND used_at IS NULL AND COALESCE(target_kind, '') = $2 AND COALESCE(target_id, 0) = $3")
@@ -164,8 +164,7 @@ pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, ta
         .bind(tokens::digest(token))
         .fetch_optional(&mut **tx)
         .await?;
-    let invalid =
-        || Error::Forbidden("this link is not valid: it may have been used already, have expired, or belong to something else. Ask for a new one".into());
+    let invalid = invalid_link;
     let Some(row) = row else { return Err(invalid()) };
     let id: i64 = row.try_get("id")?;
     let ok_purpose = row.try_get::<String, _>("purpose")? == purpose;
@@ -186,6 +185,45 @@ pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, ta
         return Err(invalid());
     }
     Ok(row.try_get("target_id")?)
+}
+
+pub(crate) fn invalid_link() -> Error {
+    Error::Forbidden("this link is not valid: it may have been used already, have expired, or belong to something else. Ask for a new one".into())
+}
+
+/// Checks a one-time link without using it (to show the page it opens): it must exist, serve
+/// `purpose` and `target`, be unused and unexpired.
+pub(crate) async fn peek_link(db: &Db, purpose: &str, token: &str, target: (&str, i64)) -> Result<()> {
+    let row = sqlx::query("SELECT purpose, target_kind, target_id, expires_at, used_at FROM one_time_links WHERE token_hash = $1")
+        .bind(tokens::digest(token))
+        .fetch_optional(db.pool())
+        .await?;
+    let valid = match row {
+        Some(r) => {
+            r.try_get::<String, _>("purpose")? == purpose
+                && r.try_get::<Option<String>, _>("target_kind")?.as_deref() == Some(target.0)
+                && r.try_get::<Option<i64>, _>("target_id")? == Some(target.1)
+                && r.try_get::<Option<String>, _>("used_at")?.is_none()
+                && r.try_get::<String, _>("expires_at")? > now()
+        }
+        None => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(invalid_link())
+    }
+}
+
+/// Ends every unused link for `purpose` and `target` (a cancelled request).
+pub(crate) async fn drop_links(tx: &mut Tx<'_>, purpose: &str, target: (&str, i64)) -> Result<()> {
+    sqlx::query("DELETE FROM one_time_links WHERE purpose = $1 AND used_at IS NULL AND target_kind = $2 AND target_id = $3")
+        .bind(purpose)
+        .bind(target.0)
+        .bind(target.1)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Completes first-run setup: the link is used, the owner account created and signed in.

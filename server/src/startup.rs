@@ -8,6 +8,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::audit::{self, Actor, Event};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::db::{self, now, CheckRecord, Db};
 use crate::environments;
@@ -30,6 +31,9 @@ pub struct Services {
     pub limiter: Limiter,
     /// The only way to make outbound calls on a user's behalf (see `outbound`).
     pub outbound: Outbound,
+    /// The token broker's cache, single-flight locks, back-off and usage counts.
+    pub broker: Broker,
+    pub mailer: crate::mail::Mailer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +145,20 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), "vault open");
-    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound })
+    let services = Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, broker: Broker::default(), mailer: Default::default() };
+    // Cached token hits are counted in memory and written to the audit trail once a minute.
+    let flusher = services.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if flusher.db.pool().is_closed() {
+                break;
+            }
+            let _ = flusher.broker.flush_usage(&flusher, false).await;
+        }
+    });
+    Ok(services)
 }
 
 async fn initialize(db: &Db, keyring: &Keyring) -> Result<(), StartupError> {

@@ -12,6 +12,7 @@ mod auth;
 mod connections;
 mod integrations;
 mod people;
+mod salesforce;
 
 pub use access::*;
 pub use audit::*;
@@ -19,6 +20,7 @@ pub use auth::*;
 pub use connections::*;
 pub use integrations::*;
 pub use people::*;
+pub use salesforce::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentItem {

@@ -163,6 +163,7 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
     };
     let ConnectionFormData { environment, can_write, providers, connection } = data;
     let existing = connection.clone();
+    let salesforce = connection.clone().filter(|c| c.provider == "salesforce");
     let provider_id = RwSignal::new(connection.as_ref().map(|c| c.provider.clone()).or_else(|| providers.first().map(|p| p.id.clone())).unwrap_or_default());
     let error = move || save.value().get().and_then(|r| r.err());
     let field_error = move |name: &str| error().and_then(|e| e.field(name));
@@ -216,6 +217,9 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
         </ActionForm>
         {move || error().filter(|e| e.fields.is_empty()).map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
         {move || error().filter(|e| !e.fields.is_empty()).map(|_| view! { <p class="error" role="alert">"Fix the fields marked above."</p> })}
+        {salesforce.map(|c| view! {
+            <crate::pages::salesforce::SalesforcePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email") can_write=can_write/>
+        })}
         {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone()/> })}
         {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}
     }

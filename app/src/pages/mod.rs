@@ -8,6 +8,7 @@ pub mod home;
 pub mod integrations;
 pub mod keys;
 pub mod people;
+pub mod salesforce;
 
 /// False while the page is server-rendered HTML, true once the WebAssembly has taken over:
 /// controls that need JavaScript appear (or unlock) only then.

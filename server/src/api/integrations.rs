@@ -22,6 +22,7 @@ pub fn router() -> Router<Services> {
         .route("/environments/{env}/integrations", get(list))
         .route("/environments/{env}/integrations/{name}", get(read).put(publish).delete(unpublish))
         .route("/environments/{env}/integrations/{name}/binding", put(bind).delete(unbind))
+        .route("/environments/{env}/integrations/{name}/token", axum::routing::post(token))
 }
 
 async fn list(State(s): State<Services>, p: Principal, Path(env): Path<String>, Query(q): Query<FeedParams>) -> Result<Json<Page<Integration>>> {
@@ -65,4 +66,19 @@ async fn bind(State(s): State<Services>, p: Principal, Path((env, name)): Path<(
 async fn unbind(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Integration>> {
     let env = env_for(&s, &p, &env, Resource::Bindings, Access::Write).await?;
     Ok(Json(integrations::unbind(&s.db, &p.actor(), &env.name, &name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenQuery {
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+/// Run-time credentials for an app: `{access_token, token_type, instance_url, expires_at,
+/// connection}`, never cached by intermediaries.
+async fn token(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Query(q): Query<TokenQuery>) -> Result<Response> {
+    let env = env_for(&s, &p, &env, Resource::Tokens, Access::Read).await?;
+    let token = s.broker.token(&s, &p.actor(), &env, &name, q.force_refresh).await?;
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(token.to_json())).into_response())
 }

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::startup::Services;
 
 mod integrations;
+mod salesforce;
 pub mod principal;
 pub mod v1;
 
@@ -18,7 +19,8 @@ pub mod v1;
 pub fn router(services: Services) -> Router {
     Router::new()
         .route("/health", get(health))
-        .nest("/api/v1", v1::router().merge(integrations::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
+        .route("/salesforce/callback", get(salesforce::callback))
+        .nest("/api/v1", v1::router().merge(integrations::router()).merge(salesforce::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
         .with_state(services)
 }
 

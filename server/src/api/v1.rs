@@ -213,5 +213,5 @@ async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<Fee
 /// A live check with the stored credentials: 200 `{ok, detail, advice}` whether or not it worked.
 async fn test_connection(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<crate::providers::TestResult>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    Ok(Json(connections::test(&s.db, &s.vault, &s.outbound, &p.actor(), &env.name, &name).await?))
+    Ok(Json(connections::test(&s, &p.actor(), &env.name, &name).await?))
 }

@@ -80,6 +80,8 @@ pub static HTTP: ProviderDef = ProviderDef {
     ],
     check,
     test: Some(test),
+    managed_secrets: &[],
+    cached_secrets: &[],
 };
 
 /// Headers that a credential must not replace: they would break or hijack the request.

@@ -14,6 +14,7 @@ use crate::outbound::{self, Outbound, OutboundError};
 use crate::secret::SecretString;
 
 pub mod http;
+pub mod salesforce;
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +64,13 @@ pub struct ProviderDef {
     /// settings, the opened secrets that apply to them, and the outbound client (the only way
     /// to call out). The caller scrubs secret values from the result and audits it.
     pub test: Option<TestFn>,
+    /// Secret fields that connvault itself keeps for the connection (e.g. Salesforce's private
+    /// key and its cached session). People never send them in `secrets`; they are not form
+    /// fields, survive every settings change, and are sealed like any other secret.
+    pub managed_secrets: &'static [&'static str],
+    /// Managed secrets that are only a cache of what the settings produce (a session token):
+    /// dropped whenever a setting changes, so nothing minted for the old settings is reused.
+    pub cached_secrets: &'static [&'static str],
 }
 
 /// The outcome of a live check: whether it worked, what happened, and what to fix. A check that
@@ -100,7 +108,7 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP];
+pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)
@@ -153,7 +161,7 @@ impl ProviderDef {
                 errors.push(FieldError::new(format!("settings.{}", spec.name), format!("{} is required{}", spec.label, when_text(spec))));
             }
         }
-        for name in secret_fields {
+        for name in secret_fields.iter().filter(|n| !self.is_managed(n)) {
             match self.field(name) {
                 Some(spec) if spec.secret && spec.applies(settings) => {}
                 Some(spec) if spec.secret => {
@@ -179,7 +187,28 @@ impl ProviderDef {
     /// Secret fields that no longer apply to `settings` (e.g. `token` after switching to basic
     /// auth): an update removes them.
     pub fn obsolete_secrets<'a>(&self, settings: &Map<String, Value>, stored: impl Iterator<Item = &'a String>) -> Vec<String> {
-        stored.filter(|name| !self.field(name).is_some_and(|s| s.secret && s.applies(settings))).cloned().collect()
+        stored.filter(|name| !self.is_managed(name) && !self.field(name).is_some_and(|s| s.secret && s.applies(settings))).cloned().collect()
+    }
+
+    pub fn is_managed(&self, name: &str) -> bool {
+        self.managed_secrets.contains(&name)
+    }
+
+    /// Refuses managed secrets in what people send: they are set by connvault only.
+    pub fn refuse_managed<T>(&self, supplied: &BTreeMap<String, T>) -> Vec<FieldError> {
+        supplied
+            .keys()
+            .filter(|name| self.is_managed(name))
+            .map(|name| FieldError::new(format!("secrets.{name}"), format!("{name} is kept by connvault itself and cannot be sent; {}", self.managed_hint())))
+            .collect()
+    }
+
+    fn managed_hint(&self) -> &'static str {
+        if self.id == "salesforce" {
+            "issue or upload the certificate and key through /certificate"
+        } else {
+            "it is set by connvault"
+        }
     }
 }
 
@@ -232,7 +261,7 @@ pub fn check_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
-fn looks_like_email(text: &str) -> bool {
+pub fn looks_like_email(text: &str) -> bool {
     let Some((local, domain)) = text.rsplit_once('@') else { return false };
     !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.chars().any(char::is_whitespace)
 }

@@ -1,0 +1,147 @@
+//! Salesforce connections in the browser: status, "Request admin help" (certificate + email),
+//! resend / cancel, upload of the admin's own certificate, and the admin's answer page (no
+//! account: the one-time link is the permission).
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+use super::ssr::*;
+use super::connections::TestOutcome;
+use super::Fallible;
+#[cfg(feature = "ssr")]
+use super::AppError;
+
+/// The wasm build cannot see `server::salesforce`'s types; these carry the same fields and are
+/// filled from them through serde, so a renamed field fails loudly instead of going missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfCertificate {
+    pub state: String,
+    pub origin: String,
+    pub fingerprint_sha256: String,
+    pub bits: i64,
+    pub not_after: String,
+    pub expires_soon: bool,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfRequest {
+    pub admin_email: String,
+    pub state: String,
+    pub requested_by: String,
+    pub requested_at: String,
+    pub expires_at: String,
+    pub answered_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfConnected {
+    pub org_id: Option<String>,
+    pub username: Option<String>,
+    pub instance_url: String,
+    pub obtained_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfStatus {
+    pub state: String,
+    pub summary: String,
+    pub advice: Option<String>,
+    pub certificate: Option<SfCertificate>,
+    pub pending_certificate: Option<SfCertificate>,
+    pub request: Option<SfRequest>,
+    pub connected: Option<SfConnected>,
+    pub checked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfLinkView {
+    pub environment: String,
+    pub connection: String,
+    pub username: String,
+    pub login_url: String,
+    pub requested_by: String,
+    pub expires_at: String,
+}
+
+#[cfg(feature = "ssr")]
+fn mirror<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, AppError> {
+    serde_json::to_value(value).and_then(serde_json::from_value).map_err(|e| AppError::new(format!("internal: {e}")))
+}
+
+#[server(prefix = "/rpc", endpoint = "salesforce_status")]
+pub async fn salesforce_status(environment: String, name: String) -> Fallible<SfStatus> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
+    let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
+    mirror(&server::salesforce::status(&s.db, &c).await.map_err(fail)?)
+}
+
+/// "Request admin help" / "Rotate certificate": a new key pair and certificate, and the email.
+#[server(prefix = "/rpc", endpoint = "request_admin_help")]
+pub async fn request_admin_help(environment: String, name: String, admin_email: String, #[server(default)] key_bits: Option<usize>) -> Fallible<()> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    let input = server::salesforce::IssueRequest { key_bits, admin_email: Some(admin_email), send_request: true };
+    server::salesforce::issue_certificate(&s, &actor_of(&user).await, &env.name, &name, input).await.map_err(fail)?;
+    Ok(())
+}
+
+/// Sends the request again (the old link stops working), or cancels it.
+#[server(prefix = "/rpc", endpoint = "admin_request_again")]
+pub async fn admin_request_again(environment: String, name: String, cancel: bool) -> Fallible<()> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    let actor = actor_of(&user).await;
+    if cancel {
+        server::salesforce::cancel_request(&s, &actor, &env.name, &name).await.map_err(fail)?;
+    } else {
+        server::salesforce::request_admin_help(&s, &actor, &env.name, &name, None).await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+#[server(prefix = "/rpc", endpoint = "upload_certificate")]
+pub async fn upload_certificate(environment: String, name: String, certificate: String, private_key: String) -> Fallible<()> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    let upload = server::salesforce::Upload { certificate, private_key: server::secret::SecretString::new(private_key) };
+    server::salesforce::upload_certificate(&s, &actor_of(&user).await, &env.name, &name, &upload).await.map_err(fail)?;
+    Ok(())
+}
+
+/// What the admin's page shows; the link is checked, not used.
+#[server(prefix = "/rpc", endpoint = "admin_link_view")]
+pub async fn admin_link_view(environment: String, name: String, token: String) -> Fallible<SfLinkView> {
+    let s = services()?;
+    mirror(&server::salesforce::link_view(&s.db, &environment, &name, &token).await.map_err(fail)?)
+}
+
+/// The admin's answer: the consumer key (and possibly their own certificate and key); answered
+/// with the connection test that follows.
+#[server(prefix = "/rpc", endpoint = "answer_admin_request")]
+pub async fn answer_admin_request(
+    environment: String,
+    name: String,
+    token: String,
+    consumer_key: String,
+    #[server(default)] certificate: String,
+    #[server(default)] private_key: String,
+) -> Fallible<TestOutcome> {
+    use server::secret::SecretString;
+    let s = services()?;
+    let answer = server::salesforce::AdminAnswer {
+        token: SecretString::new(token),
+        consumer_key,
+        certificate: Some(certificate).filter(|c| !c.trim().is_empty()),
+        private_key: Some(private_key).filter(|k| !k.trim().is_empty()).map(SecretString::new),
+    };
+    let r = server::salesforce::answer_request(&s, &environment, &name, &answer, client_addr().await).await.map_err(fail)?;
+    Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
+}

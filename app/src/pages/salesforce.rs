@@ -1,0 +1,190 @@
+//! Salesforce on the connection page (status, certificate, the request to the admin) and the
+//! page the admin's one-time link opens.
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::{salesforce_status, urlencode, AdminRequestAgain, AnswerAdminRequest, RequestAdminHelp, SfCertificate, SfStatus, UploadCertificate};
+use crate::pages::auth::error_view;
+use crate::pages::short_time;
+
+fn state_label(state: &str) -> &'static str {
+    match state {
+        "connected" => "Connected",
+        "failing" => "Failing",
+        "consumer_key_received" => "Consumer key received",
+        "waiting_for_admin" => "Waiting for admin",
+        _ => "No certificate yet",
+    }
+}
+
+fn certificate_line(c: &SfCertificate) -> String {
+    format!(
+        "{} RSA {} certificate ({}), SHA-256 {}…, expires {}{}",
+        if c.state == "pending" { "New" } else { "Current" },
+        c.bits,
+        c.origin,
+        &c.fingerprint_sha256[..16.min(c.fingerprint_sha256.len())],
+        short_time(&c.not_after),
+        if c.expires_soon { " — expires within 30 days: rotate it" } else { "" }
+    )
+}
+
+/// The Salesforce part of a connection's page.
+#[component]
+pub fn SalesforcePanel(environment: String, name: String, admin_email: String, can_write: bool) -> impl IntoView {
+    let request = ServerAction::<RequestAdminHelp>::new();
+    let again = ServerAction::<AdminRequestAgain>::new();
+    let upload = ServerAction::<UploadCertificate>::new();
+    let status = {
+        let (environment, name) = (environment.clone(), name.clone());
+        Resource::new(
+            move || (request.version().get(), again.version().get(), upload.version().get()),
+            move |_| salesforce_status(environment.clone(), name.clone()),
+        )
+    };
+    let download = format!("/api/v1/environments/{}/connections/{}/certificate", urlencode(&environment), urlencode(&name));
+    // ActionForm children move what they use: one copy per form.
+    let (env2, name2) = (environment.clone(), name.clone());
+    let (env_again, name_again, env_cancel, name_cancel, env_up, name_up) =
+        (environment.clone(), name.clone(), environment.clone(), name.clone(), environment.clone(), name.clone());
+    let action_error = move || {
+        [request.value().get().and_then(|r| r.err()), again.value().get().and_then(|r| r.err()), upload.value().get().and_then(|r| r.err())]
+            .into_iter()
+            .flatten()
+            .next()
+    };
+    view! {
+        <section class="salesforce" aria-labelledby="sf-title">
+            <h2 id="sf-title">"Salesforce connected app"</h2>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || {
+                    let download = download.clone();
+                    Suspend::new(async move {
+                    match status.await {
+                        Ok(st) => view! { <SalesforceStatus st=st download=download/> }.into_any(),
+                        Err(e) => error_view(&e),
+                    }
+                })}}
+            </Transition>
+            {move || action_error().map(|e| view! { <p class="error" role="alert">{e.field("admin_email").or(e.field("certificate")).or(e.field("private_key")).unwrap_or(e.message)}</p> })}
+            {can_write.then(|| view! {
+                <ActionForm action=request attr:class="stack form">
+                    <input type="hidden" name="environment" value=env2.clone()/>
+                    <input type="hidden" name="name" value=name2.clone()/>
+                    <label for="sf-admin">"Salesforce admin's email"</label>
+                    <input id="sf-admin" name="admin_email" type="email" required value=admin_email.clone()/>
+                    <label for="sf-bits">"Key size"</label>
+                    <select id="sf-bits" name="key_bits">
+                        <option value="2048" selected>"RSA 2048 (Salesforce's recipe)"</option>
+                        <option value="4096">"RSA 4096"</option>
+                    </select>
+                    <button type="submit" disabled=move || request.pending().get()>
+                        {move || if request.pending().get() { "Generating…" } else { "Request admin help" }}
+                    </button>
+                    <p class="muted">"Generates a key pair and certificate (a rotation, if one exists: the current one stays in use until the new one works) and emails the admin the setup steps with a one-time link."</p>
+                </ActionForm>
+                <div class="inline">
+                    <ActionForm action=again attr:class="inline">
+                        <input type="hidden" name="environment" value=env_again/>
+                        <input type="hidden" name="name" value=name_again/>
+                        <input type="hidden" name="cancel" value="false"/>
+                        <button type="submit" class="secondary">"Send the request again"</button>
+                    </ActionForm>
+                    <ActionForm action=again attr:class="inline">
+                        <input type="hidden" name="environment" value=env_cancel/>
+                        <input type="hidden" name="name" value=name_cancel/>
+                        <input type="hidden" name="cancel" value="true"/>
+                        <button type="submit" class="secondary">"Cancel the request"</button>
+                    </ActionForm>
+                </div>
+                <details>
+                    <summary>"Upload your own certificate and key instead"</summary>
+                    <ActionForm action=upload attr:class="stack form">
+                        <input type="hidden" name="environment" value=env_up/>
+                        <input type="hidden" name="name" value=name_up/>
+                        <label for="sf-cert">"Certificate (PEM)"</label>
+                        <textarea id="sf-cert" name="certificate" rows="6" required></textarea>
+                        <label for="sf-key">"Private key (PEM, PKCS#8 or PKCS#1, not encrypted)"</label>
+                        <textarea id="sf-key" name="private_key" rows="6" required autocomplete="off"></textarea>
+                        <button type="submit" class="secondary">"Upload"</button>
+                    </ActionForm>
+                </details>
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn SalesforceStatus(st: SfStatus, download: String) -> impl IntoView {
+    let good = st.state == "connected";
+    let bad = st.state == "failing";
+    view! {
+        <div class=if good { "result ok-box" } else if bad { "result bad-box" } else { "result" } data-testid="sf-status">
+            <strong>{state_label(&st.state)}</strong>
+            <p>{st.summary.clone()}</p>
+            {st.advice.clone().map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
+            {st.connected.clone().map(|c| view! { <p class="muted">"Org " {c.org_id.unwrap_or_default()} " as " {c.username.unwrap_or_default()} ", token from " {short_time(&c.obtained_at)}</p> })}
+        </div>
+        {st.certificate.as_ref().map(|c| view! { <p class=if c.expires_soon { "notice" } else { "muted" }>{certificate_line(c)}</p> })}
+        {st.pending_certificate.as_ref().map(|c| view! { <p class="notice">{certificate_line(c)} " — in use once it has worked"</p> })}
+        {st.request.clone().map(|r| view! {
+            <p class="muted">"Request to " {r.admin_email} " on " {short_time(&r.requested_at)} " by " {r.requested_by} ": " {r.state}</p>
+        })}
+        {(st.certificate.is_some() || st.pending_certificate.is_some()).then(|| view! { <p><a href=download download>"Download certificate (.crt)"</a></p> })}
+    }
+}
+
+/// `/respond/:env/:name?token=…`: the Salesforce admin pastes the consumer key. No account.
+#[component]
+pub fn RespondPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let env = move || params.read().get("env").unwrap_or_default();
+    let name = move || params.read().get("name").unwrap_or_default();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let view_data = Resource::new(move || (env(), name(), token()), |(e, n, t)| crate::api::admin_link_view(e, n, t));
+    let answer = ServerAction::<AnswerAdminRequest>::new();
+    view! {
+        <section class="panel">
+            <h1>"Send the consumer key to connvault"</h1>
+            <Transition fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match view_data.await {
+                        Ok(v) => view! {
+                            <p>{v.requested_by.clone()} " asked you to create a connected app for the connection " <strong>{v.connection.clone()}</strong>
+                               " in " {v.environment.clone()} " (integration user " <span class="mono">{v.username.clone()}</span> ", " {v.login_url.clone()} ")."</p>
+                            <p class="muted">"This link works once, until " {short_time(&v.expires_at)} "."</p>
+                            <ActionForm action=answer attr:class="stack form">
+                                <input type="hidden" name="environment" value=v.environment.clone()/>
+                                <input type="hidden" name="name" value=v.connection.clone()/>
+                                <input type="hidden" name="token" value=token()/>
+                                <label for="r-key">"Consumer key"</label>
+                                <input id="r-key" name="consumer_key" required autocomplete="off" class="mono"/>
+                                <details>
+                                    <summary>"I used my own certificate instead of the attached one"</summary>
+                                    <label for="r-cert">"Certificate (PEM)"</label>
+                                    <textarea id="r-cert" name="certificate" rows="6"></textarea>
+                                    <label for="r-pkey">"Its private key (PEM, not encrypted)"</label>
+                                    <textarea id="r-pkey" name="private_key" rows="6" autocomplete="off"></textarea>
+                                </details>
+                                <button type="submit" disabled=move || answer.pending().get()>{move || if answer.pending().get() { "Checking with Salesforce…" } else { "Send" }}</button>
+                            </ActionForm>
+                        }.into_any(),
+                        Err(e) => error_view(&e),
+                    }
+                })}
+            </Transition>
+            {move || answer.value().get().map(|r| match r {
+                Ok(t) => view! {
+                    <div class=if t.ok { "result ok-box" } else { "result bad-box" } role="status" data-testid="answer-result">
+                        <strong>{if t.ok { "Thank you: the connection works" } else { "Received, but the connection does not work yet" }}</strong>
+                        <p>{t.detail}</p>
+                        {t.advice.map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
+                    </div>
+                }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e.fields.first().map(|f| f.message.clone()).unwrap_or(e.message)}</p> }.into_any(),
+            })}
+        </section>
+    }
+}

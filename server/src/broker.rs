@@ -1,0 +1,349 @@
+//! The token broker: "a token for integration X in environment Y", for apps at run time.
+//!
+//! - A Salesforce session is served from memory while it is younger than the connection's
+//!   session lifetime less a safety margin. That path reads the binding and writes nothing: it
+//!   neither touches the database nor calls out. Hits are counted per API key and minute in
+//!   memory and written to the audit trail once a minute ([`Broker::flush_usage`]).
+//! - A stale (or `force_refresh`ed) session is minted once per connection at a time: callers in
+//!   this process wait on the same lock and then find the new token in the cache; on PostgreSQL
+//!   the mint also holds a transaction-scoped advisory lock, so several `connvault serve`
+//!   processes mint once between them (the others find the fresh token in the database).
+//! - A connection whose mint failed is not hammered: calls within the back-off window get 424
+//!   with Salesforce's reason at once; the window doubles with each failure (5 s up to 5 min),
+//!   and ends early when the connection changes or a test succeeds.
+//! - Generic providers answer with their stored credential.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit::{self, Actor, Event};
+use crate::connections::{self, Connection};
+use crate::db::{format_time, Backend};
+use crate::environments::Environment;
+use crate::error::{Error, Result};
+use crate::integrations;
+use crate::providers::salesforce::{Settings, ACCESS_TOKEN, SALESFORCE};
+use crate::providers::TestResult;
+use crate::salesforce;
+use crate::secret::SecretString;
+use crate::startup::Services;
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Advisory-lock namespace ("cv" in the high bytes), so connvault's locks never collide with
+/// another application's on the same database.
+const LOCK_NAMESPACE: i64 = 0x6376 << 48;
+
+/// The broker's answer.
+#[derive(Debug)]
+pub struct Token {
+    pub access_token: SecretString,
+    pub token_type: String,
+    pub instance_url: Option<String>,
+    /// When the token should be treated as stale (RFC 3339 UTC); `null` for credentials that do
+    /// not expire.
+    pub expires_at: Option<String>,
+    pub connection: String,
+    /// For `header` credentials: the header that carries the value.
+    pub header_name: Option<String>,
+    /// Whether this came from the cache.
+    pub cached: bool,
+}
+
+impl Token {
+    /// The response body: the one place the secret value is written out.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut body = json!({
+            "access_token": self.access_token.expose_secret(),
+            "token_type": self.token_type,
+            "instance_url": self.instance_url,
+            "expires_at": self.expires_at,
+            "connection": self.connection,
+            "cached": self.cached,
+        });
+        if let Some(h) = &self.header_name {
+            body["header_name"] = json!(h);
+        }
+        body
+    }
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: SecretString,
+    instance_url: String,
+    obtained_at: DateTime<Utc>,
+    /// The connection's `updated_at` when the token was minted: any change invalidates it.
+    stamp: String,
+}
+
+struct Backoff {
+    /// The connection's `updated_at` when it failed: a change to the connection ends the wait.
+    stamp: String,
+    until: Instant,
+    window: Duration,
+    reason: TestResult,
+}
+
+#[derive(Default)]
+struct Inner {
+    cache: Mutex<HashMap<i64, Cached>>,
+    flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: Mutex<HashMap<i64, Backoff>>,
+    /// (API key label, environment, integration, minute) → cached hits.
+    usage: Mutex<HashMap<(String, i64, String, String, String), u64>>,
+}
+
+/// Shared by every request of one server process.
+#[derive(Clone, Default)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+/// A session is stale this long before the connection's session lifetime ends: a tenth of it,
+/// at least one minute and at most ten.
+pub fn safety_margin(lifetime: chrono::Duration) -> chrono::Duration {
+    (lifetime / 10).clamp(chrono::Duration::minutes(1), chrono::Duration::minutes(10))
+}
+
+fn lifetime(settings: &Settings) -> chrono::Duration {
+    chrono::Duration::minutes(settings.session_lifetime_minutes)
+}
+
+impl Broker {
+    /// `POST …/integrations/{name}/token`.
+    pub async fn token(&self, s: &Services, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
+        let i = integrations::get(&s.db, &env.name, integration).await?;
+        let Some(connection) = i.connection.as_deref() else {
+            return Err(Error::Conflict {
+                code: "needs_connection",
+                message: format!("integration {} in {} needs a connection: bind one on the My integrations page or with PUT …/binding", i.name, env.name),
+            });
+        };
+        let c = connections::get(&s.db, &env.name, connection).await?;
+        if c.provider != SALESFORCE.id {
+            let token = generic(s, env, &c).await?;
+            self.count(actor, env, &i.name);
+            return Ok(token);
+        }
+        let settings = Settings::from_map(&c.settings);
+        let fresh_after = Utc::now() - (lifetime(&settings) - safety_margin(lifetime(&settings)));
+        let started = Utc::now();
+        if !force_refresh {
+            if let Some(hit) = self.cached(&c, fresh_after) {
+                self.count(actor, env, &i.name);
+                return Ok(answer(&c, &settings, hit, true));
+            }
+        }
+        self.check_backoff(&c)?;
+
+        // One mint per connection at a time in this process …
+        let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
+        let _turn = flight.lock().await;
+        // … and whoever waited finds the token the one before it minted.
+        let newer_than = if force_refresh { started } else { fresh_after };
+        if let Some(hit) = self.cached(&c, newer_than) {
+            self.count(actor, env, &i.name);
+            return Ok(answer(&c, &settings, hit, true));
+        }
+        self.check_backoff(&c)?;
+
+        // … and across processes sharing PostgreSQL: an advisory lock held by a transaction, so a
+        // dropped request releases it.
+        let mut lock = None;
+        if s.db.backend() == Backend::Postgres {
+            let mut tx = s.db.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_NAMESPACE | c.id).execute(&mut *tx).await?;
+            lock = Some(tx);
+            if let Some(hit) = self.stored(s, env, &c, newer_than).await? {
+                self.count(actor, env, &i.name);
+                return Ok(answer(&c, &settings, hit, true));
+            }
+        }
+        let minted = salesforce::mint(s, actor, env, &c).await?;
+        let result = match minted {
+            Ok((session, at)) => {
+                let hit = Cached {
+                    token: session.access_token,
+                    instance_url: session.instance_url,
+                    obtained_at: DateTime::parse_from_rfc3339(&at).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now()),
+                    stamp: c.updated_at.clone(),
+                };
+                self.inner.cache.lock().expect("broker lock").insert(c.id, hit.clone());
+                self.inner.backoff.lock().expect("broker lock").remove(&c.id);
+                let mut tx = s.db.begin().await?;
+                connections::record_health(&mut tx, c.id, &TestResult::passed(format!("token obtained from {}", hit.instance_url)), "token").await?;
+                tx.commit().await?;
+                Ok(answer(&c, &settings, hit, false))
+            }
+            Err(failure) => {
+                let reason = failure.explain(&settings);
+                let window = self.back_off(&c, &reason);
+                let mut tx = s.db.begin().await?;
+                connections::record_health(&mut tx, c.id, &reason, "token").await?;
+                audit::record(
+                    &mut tx,
+                    actor,
+                    Event::new("salesforce.token_mint")
+                        .outcome("failure")
+                        .environment(env.id, &env.name)
+                        .object("connection", &c.name)
+                        .detail(json!({"integration": i.name, "detail": reason.detail, "retry_in_secs": window.as_secs()})),
+                )
+                .await?;
+                tx.commit().await?;
+                Err(failing(&c, &env.name, &reason, window))
+            }
+        };
+        if let Some(tx) = lock {
+            tx.rollback().await?;
+        }
+        result
+    }
+
+    fn cached(&self, c: &Connection, newer_than: DateTime<Utc>) -> Option<Cached> {
+        let cache = self.inner.cache.lock().expect("broker lock");
+        cache.get(&c.id).filter(|hit| hit.stamp == c.updated_at && hit.obtained_at > newer_than).cloned()
+    }
+
+    /// A token another process minted (under the advisory lock), if fresh enough.
+    async fn stored(&self, s: &Services, env: &Environment, c: &Connection, newer_than: DateTime<Utc>) -> Result<Option<Cached>> {
+        let row = sqlx::query("SELECT instance_url, obtained_at FROM salesforce_sessions WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
+        let Some(row) = row else { return Ok(None) };
+        let obtained: String = row.try_get("obtained_at")?;
+        let Ok(obtained_at) = DateTime::parse_from_rfc3339(&obtained).map(|t| t.with_timezone(&Utc)) else { return Ok(None) };
+        if obtained_at <= newer_than {
+            return Ok(None);
+        }
+        let token = match connections::open_secret(&s.db, &s.vault, &env.name, &c.name, ACCESS_TOKEN).await {
+            Ok(t) => t,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let hit = Cached { token, instance_url: row.try_get("instance_url")?, obtained_at, stamp: c.updated_at.clone() };
+        self.inner.cache.lock().expect("broker lock").insert(c.id, hit.clone());
+        Ok(Some(hit))
+    }
+
+    fn check_backoff(&self, c: &Connection) -> Result<()> {
+        let backoff = self.inner.backoff.lock().expect("broker lock");
+        match backoff.get(&c.id) {
+            Some(b) if b.until > Instant::now() && b.stamp == c.updated_at => {
+                Err(failing(c, &c.environment, &b.reason, b.until.saturating_duration_since(Instant::now())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts or doubles the back-off window; a configuration problem starts where a transient
+    /// one would, but both stop calls until the window ends (or a setting changes the token).
+    fn back_off(&self, c: &Connection, reason: &TestResult) -> Duration {
+        let mut backoff = self.inner.backoff.lock().expect("broker lock");
+        let window = match backoff.get(&c.id) {
+            Some(b) if b.stamp == c.updated_at => (b.window * 2).min(MAX_BACKOFF),
+            _ => FIRST_BACKOFF,
+        };
+        backoff.insert(c.id, Backoff { stamp: c.updated_at.clone(), until: Instant::now() + window, window, reason: reason.clone() });
+        window
+    }
+
+    /// Forgets a connection's back-off (after a successful test, or a settings change).
+    pub fn forget(&self, connection_id: i64) {
+        self.inner.backoff.lock().expect("broker lock").remove(&connection_id);
+        self.inner.cache.lock().expect("broker lock").remove(&connection_id);
+    }
+
+    fn count(&self, actor: &Actor, env: &Environment, integration: &str) {
+        let minute = format_time(Utc::now())[..16].to_string();
+        let key = (actor.label.clone(), env.id, env.name.clone(), integration.to_string(), minute);
+        *self.inner.usage.lock().expect("broker lock").entry(key).or_default() += 1;
+    }
+
+    /// Writes the counted hits of finished minutes (all of them with `all`) to the audit trail,
+    /// one event per API key, integration and minute. Counts that fail to write are kept for
+    /// the next flush.
+    pub async fn flush_usage(&self, s: &Services, all: bool) -> Result<usize> {
+        let this_minute = format_time(Utc::now())[..16].to_string();
+        let due: Vec<_> = {
+            let mut usage = self.inner.usage.lock().expect("broker lock");
+            let keys: Vec<_> = usage.keys().filter(|k| all || k.4 < this_minute).cloned().collect();
+            keys.into_iter().filter_map(|k| usage.remove(&k).map(|n| (k, n))).collect()
+        };
+        let mut written = 0;
+        for ((label, env_id, env_name, integration, minute), n) in due {
+            let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: label.clone(), client_addr: None };
+            let event = Event::new("token.use")
+                .environment(env_id, &env_name)
+                .object("integration", &integration)
+                .detail(json!({"minute": minute, "cached_hits": n}));
+            if let Err(e) = audit::record_alone(&s.db, &actor, event).await {
+                tracing::warn!("token usage could not be audited yet: {e}");
+                *self.inner.usage.lock().expect("broker lock").entry((label, env_id, env_name, integration, minute)).or_default() += n;
+                return Err(e);
+            }
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+fn answer(c: &Connection, settings: &Settings, hit: Cached, cached: bool) -> Token {
+    Token {
+        access_token: hit.token,
+        token_type: "Bearer".into(),
+        instance_url: Some(hit.instance_url),
+        expires_at: Some(format_time(hit.obtained_at + lifetime(settings))),
+        connection: c.name.clone(),
+        header_name: None,
+        cached,
+    }
+}
+
+/// 424: the connection could not get a token, why, what to do, and when to ask again.
+fn failing(c: &Connection, env: &str, reason: &TestResult, window: Duration) -> Error {
+    let advice = reason.advice.as_deref().map(|a| format!(" What to do: {a}")).unwrap_or_default();
+    Error::Dependency {
+        code: "connection_failing",
+        message: format!("connection {} in {env} could not get a token: {}.{advice}", c.name, reason.detail),
+        retry_after_secs: Some(window.as_secs().max(1)),
+    }
+}
+
+/// A generic connection's stored credential, as its auth setting sends it.
+async fn generic(s: &Services, env: &Environment, c: &Connection) -> Result<Token> {
+    let setting = |name: &str| c.settings.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let auth = setting("auth");
+    let (field, token_type) = match auth.as_str() {
+        "basic" => ("password", "Basic"),
+        "header" => ("token", "Header"),
+        _ => ("token", "Bearer"),
+    };
+    let secret = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, field).await?;
+    let access_token = if auth == "basic" {
+        let pair = zeroize::Zeroizing::new(format!("{}:{}", setting("username"), secret.expose_secret()));
+        SecretString::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))
+    } else {
+        secret
+    };
+    Ok(Token {
+        access_token,
+        token_type: token_type.into(),
+        instance_url: Some(setting("base_url")),
+        expires_at: None,
+        connection: c.name.clone(),
+        header_name: (auth == "header").then(|| setting("header_name")),
+        cached: false,
+    })
+}

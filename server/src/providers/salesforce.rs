@@ -1,0 +1,221 @@
+//! The `salesforce` provider: a connected app used through the OAuth 2.0 JWT-bearer flow. People
+//! type only non-secret settings; the private key is generated (or uploaded) through
+//! `/certificate` and kept by connvault, as is the session token the flow produces. The live
+//! check needs the database (the key, the cached session), so it lives in `crate::salesforce`.
+
+use serde_json::{Map, Value};
+
+use super::{FieldKind, FieldSpec, ProviderDef};
+use crate::error::FieldError;
+
+pub const PRODUCTION: &str = "https://login.salesforce.com";
+pub const SANDBOX: &str = "https://test.salesforce.com";
+pub const DEFAULT_SESSION_MINUTES: i64 = 120;
+/// Salesforce's own session timeouts range from 15 minutes to 24 hours; a shorter "stale" time
+/// than 5 minutes would mint on nearly every call.
+pub const SESSION_MINUTES: std::ops::RangeInclusive<i64> = 5..=1440;
+
+/// The managed secret holding the private key (PKCS#8 PEM) of the certificate in use.
+pub const PRIVATE_KEY: &str = "private_key";
+/// The key of a rotated certificate that has not worked yet.
+pub const PENDING_PRIVATE_KEY: &str = "pending_private_key";
+/// The latest session token (a cache; dropped when a setting changes).
+pub const ACCESS_TOKEN: &str = "access_token";
+
+pub static SALESFORCE: ProviderDef = ProviderDef {
+    id: "salesforce",
+    label: "Salesforce",
+    fields: &[
+        FieldSpec {
+            name: "login_url",
+            label: "Login URL",
+            help: "https://login.salesforce.com (production), https://test.salesforce.com (sandbox), or your My Domain URL",
+            kind: FieldKind::Url,
+            choices: &[],
+            secret: false,
+            when: None,
+            required: true,
+        },
+        FieldSpec {
+            name: "username",
+            label: "Integration username",
+            help: "The Salesforce user the app acts as, e.g. integration@acme.com (sandboxes add a suffix: integration@acme.com.qa)",
+            kind: FieldKind::Text,
+            choices: &[],
+            secret: false,
+            when: None,
+            required: true,
+        },
+        FieldSpec {
+            name: "consumer_key",
+            label: "Consumer key",
+            help: "From the connected app in Salesforce; the admin can also send it through the request link",
+            kind: FieldKind::Text,
+            choices: &[],
+            secret: false,
+            when: None,
+            required: false,
+        },
+        FieldSpec {
+            name: "admin_email",
+            label: "Salesforce admin's email",
+            help: "Who receives the request to create the connected app",
+            kind: FieldKind::Email,
+            choices: &[],
+            secret: false,
+            when: None,
+            required: false,
+        },
+        FieldSpec {
+            name: "audience",
+            label: "Audience (advanced)",
+            help: "The aud claim; leave empty to derive it from the login URL",
+            kind: FieldKind::Url,
+            choices: &[],
+            secret: false,
+            when: None,
+            required: false,
+        },
+        FieldSpec {
+            name: "session_lifetime_minutes",
+            label: "Session lifetime in minutes (advanced)",
+            help: "The org's session timeout; a token older than this (less a safety margin) is replaced. Default 120",
+            kind: FieldKind::Integer,
+            choices: &[],
+            secret: false,
+            when: None,
+            required: false,
+        },
+    ],
+    check,
+    test: None,
+    managed_secrets: &[PRIVATE_KEY, PENDING_PRIVATE_KEY, ACCESS_TOKEN],
+    cached_secrets: &[ACCESS_TOKEN],
+};
+
+fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let text = |name: &str| settings.get(name).and_then(Value::as_str);
+    for name in ["login_url", "audience"] {
+        let Some(value) = text(name) else { continue };
+        if let Ok(url) = url::Url::parse(value) {
+            if url.scheme() != "https" && !is_loopback_host(&url) {
+                errors.push(FieldError::new(format!("settings.{name}"), "Salesforce is reached over https:// only (http:// is accepted for a local stand-in on 127.0.0.1)"));
+            } else if url.query().is_some() || url.fragment().is_some() || url.path().trim_end_matches('/') != "" {
+                errors.push(FieldError::new(
+                    format!("settings.{name}"),
+                    format!("give only the address, without a path, e.g. {} (connvault adds /services/oauth2/token)", url.origin().ascii_serialization()),
+                ));
+            }
+        }
+    }
+    if let Some(user) = text("username") {
+        let ok = user.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')) && !user.chars().any(char::is_whitespace);
+        if !ok {
+            errors.push(FieldError::new("settings.username", "a Salesforce username looks like an email address, e.g. integration@acme.com"));
+        }
+    }
+    if let Some(key) = text("consumer_key") {
+        if key.chars().any(|c| c.is_whitespace()) || key.len() > 256 {
+            errors.push(FieldError::new("settings.consumer_key", "paste the consumer key exactly as Salesforce shows it: one word, no spaces"));
+        }
+    }
+    if let Some(minutes) = settings.get("session_lifetime_minutes").and_then(Value::as_i64) {
+        if !SESSION_MINUTES.contains(&minutes) {
+            errors.push(FieldError::new(
+                "settings.session_lifetime_minutes",
+                format!("choose between {} and {} minutes (Salesforce's session timeout setting)", SESSION_MINUTES.start(), SESSION_MINUTES.end()),
+            ));
+        }
+    }
+    errors
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// The settings of a Salesforce connection, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Where the token endpoint lives, without a trailing slash.
+    pub login_url: String,
+    pub username: String,
+    pub consumer_key: Option<String>,
+    pub admin_email: Option<String>,
+    pub audience: String,
+    pub session_lifetime_minutes: i64,
+}
+
+impl Settings {
+    pub fn from_map(settings: &Map<String, Value>) -> Settings {
+        let text = |name: &str| settings.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let login_url = text("login_url").unwrap_or_else(|| PRODUCTION.to_string()).trim_end_matches('/').to_string();
+        let audience = text("audience").map(|a| a.trim_end_matches('/').to_string()).unwrap_or_else(|| default_audience(&login_url));
+        Settings {
+            username: text("username").unwrap_or_default(),
+            consumer_key: text("consumer_key"),
+            admin_email: text("admin_email"),
+            session_lifetime_minutes: settings.get("session_lifetime_minutes").and_then(Value::as_i64).unwrap_or(DEFAULT_SESSION_MINUTES),
+            login_url,
+            audience,
+        }
+    }
+}
+
+/// The `aud` claim Salesforce expects for a login URL: production and My Domain logins use
+/// login.salesforce.com, sandboxes (test.salesforce.com or a `.sandbox.my.salesforce.com` My
+/// Domain) use test.salesforce.com, and any other site (an Experience Cloud site, a local
+/// stand-in) is its own audience.
+pub fn default_audience(login_url: &str) -> String {
+    let host = url::Url::parse(login_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
+    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") || host.contains("--") && host.ends_with(".my.salesforce.com") {
+        SANDBOX.to_string()
+    } else if host == "login.salesforce.com" || host.ends_with(".my.salesforce.com") {
+        PRODUCTION.to_string()
+    } else {
+        login_url.trim_end_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn audience_follows_the_login_type() {
+        assert_eq!(default_audience("https://login.salesforce.com"), PRODUCTION);
+        assert_eq!(default_audience("https://test.salesforce.com/"), SANDBOX);
+        assert_eq!(default_audience("https://acme.my.salesforce.com"), PRODUCTION);
+        assert_eq!(default_audience("https://acme--qa.sandbox.my.salesforce.com"), SANDBOX);
+        assert_eq!(default_audience("https://acme.force.com"), "https://acme.force.com");
+        assert_eq!(default_audience("http://127.0.0.1:9999"), "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn settings_are_checked_with_reasons() {
+        let errors = |v: Value| check(v.as_object().unwrap()).into_iter().map(|e| e.field).collect::<Vec<_>>();
+        assert!(errors(json!({"login_url": "https://login.salesforce.com", "username": "a+b@acme.com"})).is_empty());
+        assert_eq!(errors(json!({"login_url": "http://login.salesforce.com"})), ["settings.login_url"]);
+        assert!(errors(json!({"login_url": "http://127.0.0.1:8080"})).is_empty());
+        assert_eq!(errors(json!({"login_url": "https://login.salesforce.com/services/oauth2/token"})), ["settings.login_url"]);
+        assert_eq!(errors(json!({"username": "integration"})), ["settings.username"]);
+        assert_eq!(errors(json!({"consumer_key": "3MVG9 abc"})), ["settings.consumer_key"]);
+        assert_eq!(errors(json!({"session_lifetime_minutes": 2})), ["settings.session_lifetime_minutes"]);
+    }
+
+    #[test]
+    fn settings_have_defaults() {
+        let s = Settings::from_map(json!({"login_url": "https://test.salesforce.com/", "username": "u@x.io"}).as_object().unwrap());
+        assert_eq!(s.login_url, SANDBOX);
+        assert_eq!(s.audience, SANDBOX);
+        assert_eq!(s.session_lifetime_minutes, 120);
+        assert_eq!(s.consumer_key, None);
+    }
+}
