@@ -1,3 +1,4 @@
 //! The Salesforce connected-app flow (work in progress): certificates first.
 
 pub mod cert;
+pub mod standin;
