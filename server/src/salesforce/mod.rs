@@ -11,6 +11,7 @@ pub mod cert;
 pub mod client;
 pub mod jwt;
 pub mod request;
+pub mod standin;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
