@@ -37,6 +37,10 @@ pub enum Error {
     Forbidden(String),
     #[error("too many failed attempts from this address; try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// The mail server could not be reached, or refused the message. The text names the server
+    /// (never its credentials) and its reason, so that an owner can fix the settings.
+    #[error("{0}")]
+    MailServer(String),
     #[error("a stored secret could not be opened: {0}")]
     Seal(#[from] SealError),
     #[error("database error: {0}")]
@@ -68,6 +72,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::MailServer(_) => StatusCode::BAD_GATEWAY,
             Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +86,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::TooManyRequests { .. } => "too_many_requests",
+            Error::MailServer(_) => "mail_server_failed",
             Error::Seal(_) => "secret_integrity",
             Error::Database(_) | Error::Internal(_) => "internal",
         }

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod integrations;
 pub mod keyring;
 pub mod logging;
+pub mod mail;
 pub mod outbound;
 pub mod providers;
 pub mod ratelimit;

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::{self, now, CheckRecord, Db};
 use crate::environments;
 use crate::keyring::{is_too_open, KeyId, Keyring, KeyringError, MasterKey};
+use crate::mail::Mailer;
 use crate::outbound::Outbound;
 use crate::ratelimit::Limiter;
 use crate::seal::{self, Place, Vault};
@@ -30,6 +31,8 @@ pub struct Services {
     pub limiter: Limiter,
     /// The only way to make outbound calls on a user's behalf (see `outbound`).
     pub outbound: Outbound,
+    /// Email: through CONNVAULT_SMTP_URL's server, or into the outbox without one.
+    pub mailer: Mailer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,9 @@ pub fn verify_check(keyring: &Keyring, check: &CheckRecord) -> Result<(), Startu
 /// Opens the vault for serving (or for a command): verifies the key, then migrates and, on a
 /// fresh database, writes the check value and the default environments in one transaction.
 pub async fn open(config: Config) -> Result<Services, StartupError> {
+    // A mail setting that cannot work stops the start before anything is written, rather than
+    // failing the first email.
+    let mailer = Mailer::from_config(config.smtp_url.as_ref().map(|u| u.expose_secret()), &config.smtp_from).map_err(|e| StartupError::Other(e.to_string()))?;
     let check = db::read_check(&config.database_url).await.map_err(|e| StartupError::Other(format!("cannot read the database: {e}")))?;
     let keyring = load_keyring(&config, check.as_ref())?;
     if let Some(check) = &check {
@@ -140,8 +146,8 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
     if check.is_none() {
         initialize(&db, &keyring).await?;
     }
-    tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), "vault open");
-    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound })
+    tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), mail = %mailer.describe(), "vault open");
+    Ok(Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, mailer })
 }
 
 async fn initialize(db: &Db, keyring: &Keyring) -> Result<(), StartupError> {

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod connections;
 mod integrations;
+mod outbox;
 mod people;
 
 pub use access::*;
@@ -18,6 +19,7 @@ pub use audit::*;
 pub use auth::*;
 pub use connections::*;
 pub use integrations::*;
+pub use outbox::*;
 pub use people::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

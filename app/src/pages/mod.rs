@@ -7,6 +7,7 @@ pub mod environments;
 pub mod home;
 pub mod integrations;
 pub mod keys;
+pub mod outbox;
 pub mod people;
 
 /// False while the page is server-rendered HTML, true once the WebAssembly has taken over:

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::startup::Services;
 
 mod integrations;
+mod outbox;
 pub mod principal;
 pub mod v1;
 
@@ -18,7 +19,7 @@ pub mod v1;
 pub fn router(services: Services) -> Router {
     Router::new()
         .route("/health", get(health))
-        .nest("/api/v1", v1::router().merge(integrations::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
+        .nest("/api/v1", v1::router().merge(integrations::router()).merge(outbox::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
         .with_state(services)
 }
 
