@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/audit") view=AuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("/outbox") view=crate::pages::outbox::OutboxPage ssr=SsrMode::Async/>
                     <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/setup") view=SetupPage ssr=SsrMode::Async/>
                     <Route path=path!("/welcome") view=WelcomePage ssr=SsrMode::Async/>
@@ -116,6 +117,7 @@ fn UserMenu() -> impl IntoView {
                                 {me.owner.then(|| view! {
                                     <A href="/users" attr:class="quiet-link">"People"</A>
                                     <A href="/environments" attr:class="quiet-link">"Environments"</A>
+                                    <A href="/outbox" attr:class="quiet-link">"Outbox"</A>
                                 })}
                                 <A href="/integrations" attr:class="quiet-link">"Integrations"</A>
                                 <A href="/api-keys" attr:class="quiet-link">"API keys"</A>

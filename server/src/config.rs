@@ -74,6 +74,17 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// The sender when CONNVAULT_SMTP_FROM is not set: `connvault <connvault@HOST>` for the public
+/// URL's host name, so that replies and bounces go somewhere that is plausibly this
+/// organisation's; `connvault@localhost` when the public URL is an address or a single label
+/// (a development setup: mail servers refuse such senders, which says to set the variable).
+fn default_from(public_url: &url::Url) -> String {
+    match public_url.host() {
+        Some(url::Host::Domain(host)) if host.contains('.') && !host.eq_ignore_ascii_case("localhost") => format!("connvault <connvault@{host}>"),
+        _ => "connvault <connvault@localhost>".into(),
+    }
+}
+
 impl Config {
     /// Reads the process environment and the optional file.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -144,7 +155,7 @@ impl Config {
             master_key_file,
             public_url: public_url.trim_end_matches('/').to_string(),
             smtp_url: smtp_url.map(SecretString::new),
-            smtp_from: env("CONNVAULT_SMTP_FROM").or(f.smtp_from).unwrap_or_else(|| "connvault@localhost".into()),
+            smtp_from: env("CONNVAULT_SMTP_FROM").or(f.smtp_from).unwrap_or_else(|| default_from(&parsed)),
             allow_loopback,
             log_format,
             log_filter,
@@ -177,7 +188,12 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:3000");
         assert!(!c.allow_loopback);
         assert!(c.smtp_url.is_none());
+        assert_eq!(c.smtp_from, "connvault <connvault@localhost>");
         assert_eq!(c.log_format, LogFormat::Text);
+        let c = load(&[("CONNVAULT_PUBLIC_URL", "https://Vault.Example.com:8443/")], None).unwrap();
+        assert_eq!(c.smtp_from, "connvault <connvault@vault.example.com>");
+        let c = load(&[("CONNVAULT_SMTP_FROM", "it@example.org")], None).unwrap();
+        assert_eq!(c.smtp_from, "it@example.org");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum Error {
     /// Something connvault depends on (e.g. Salesforce) refuses or fails: 424.
     #[error("{message}")]
     Dependency { code: &'static str, message: String, retry_after_secs: Option<u64> },
+    /// The mail server could not be reached, or refused the message. The text names the server
+    /// (never its credentials) and its reason, so that an owner can fix the settings.
+    #[error("{0}")]
+    MailServer(String),
     #[error("a stored secret could not be opened: {0}")]
     Seal(#[from] SealError),
     #[error("database error: {0}")]
@@ -72,6 +76,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Dependency { .. } => StatusCode::FAILED_DEPENDENCY,
+            Error::MailServer(_) => StatusCode::BAD_GATEWAY,
             Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +91,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::TooManyRequests { .. } => "too_many_requests",
             Error::Dependency { code, .. } => code,
+            Error::MailServer(_) => "mail_server_failed",
             Error::Seal(_) => "secret_integrity",
             Error::Database(_) | Error::Internal(_) => "internal",
         }

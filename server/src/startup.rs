@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::db::{self, now, CheckRecord, Db};
 use crate::environments;
 use crate::keyring::{is_too_open, KeyId, Keyring, KeyringError, MasterKey};
+use crate::mail::Mailer;
 use crate::outbound::Outbound;
 use crate::ratelimit::Limiter;
 use crate::seal::{self, Place, Vault};
@@ -33,7 +34,8 @@ pub struct Services {
     pub outbound: Outbound,
     /// The token broker's cache, single-flight locks, back-off and usage counts.
     pub broker: Broker,
-    pub mailer: crate::mail::Mailer,
+    /// Email: through CONNVAULT_SMTP_URL's server, or into the outbox without one.
+    pub mailer: Mailer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,9 @@ pub fn verify_check(keyring: &Keyring, check: &CheckRecord) -> Result<(), Startu
 /// Opens the vault for serving (or for a command): verifies the key, then migrates and, on a
 /// fresh database, writes the check value and the default environments in one transaction.
 pub async fn open(config: Config) -> Result<Services, StartupError> {
+    // A mail setting that cannot work stops the start before anything is written, rather than
+    // failing the first email.
+    let mailer = Mailer::from_config(config.smtp_url.as_ref().map(|u| u.expose_secret()), &config.smtp_from).map_err(|e| StartupError::Other(e.to_string()))?;
     let check = db::read_check(&config.database_url).await.map_err(|e| StartupError::Other(format!("cannot read the database: {e}")))?;
     let keyring = load_keyring(&config, check.as_ref())?;
     if let Some(check) = &check {
@@ -144,8 +149,8 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
     if check.is_none() {
         initialize(&db, &keyring).await?;
     }
-    tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), "vault open");
-    let services = Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, broker: Broker::default(), mailer: Default::default() };
+    tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), mail = %mailer.describe(), "vault open");
+    let services = Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, broker: Broker::default(), mailer };
     // Cached token hits are counted in memory and written to the audit trail once a minute.
     let flusher = services.clone();
     tokio::spawn(async move {

@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod connections;
 mod integrations;
+mod outbox;
 mod people;
 mod salesforce;
 
@@ -19,6 +20,7 @@ pub use audit::*;
 pub use auth::*;
 pub use connections::*;
 pub use integrations::*;
+pub use outbox::*;
 pub use people::*;
 pub use salesforce::*;
 

@@ -7,6 +7,7 @@ pub mod environments;
 pub mod home;
 pub mod integrations;
 pub mod keys;
+pub mod outbox;
 pub mod people;
 pub mod salesforce;
 

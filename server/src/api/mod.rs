@@ -12,6 +12,7 @@ use crate::startup::Services;
 
 mod integrations;
 mod salesforce;
+mod outbox;
 pub mod principal;
 pub mod v1;
 
@@ -20,7 +21,7 @@ pub fn router(services: Services) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/salesforce/callback", get(salesforce::callback))
-        .nest("/api/v1", v1::router().merge(integrations::router()).merge(salesforce::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
+        .nest("/api/v1", v1::router().merge(integrations::router()).merge(salesforce::router()).merge(outbox::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
         .with_state(services)
 }
 
