@@ -220,7 +220,8 @@ impl Broker {
 
     /// A token another process minted (under the advisory lock), if fresh enough.
     async fn stored(&self, s: &Services, env: &Environment, c: &Connection, newer_than: DateTime<Utc>) -> Result<Option<Cached>> {
-        let row = sqlx::query("SELECT instance_url, obtained_at FROM salesforce_sessions WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
+        let row =
+            sqlx::query("SELECT instance_url, obtained_at FROM salesforce_sessions WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
         let Some(row) = row else { return Ok(None) };
         let obtained: String = row.try_get("obtained_at")?;
         let Ok(obtained_at) = DateTime::parse_from_rfc3339(&obtained).map(|t| t.with_timezone(&Utc)) else { return Ok(None) };
@@ -284,10 +285,8 @@ impl Broker {
         let mut written = 0;
         for ((label, env_id, env_name, integration, minute), n) in due {
             let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: label.clone(), client_addr: None };
-            let event = Event::new("token.use")
-                .environment(env_id, &env_name)
-                .object("integration", &integration)
-                .detail(json!({"minute": minute, "cached_hits": n}));
+            let event =
+                Event::new("token.use").environment(env_id, &env_name).object("integration", &integration).detail(json!({"minute": minute, "cached_hits": n}));
             if let Err(e) = audit::record_alone(&s.db, &actor, event).await {
                 tracing::warn!("token usage could not be audited yet: {e}");
                 *self.inner.usage.lock().expect("broker lock").entry((label, env_id, env_name, integration, minute)).or_default() += n;

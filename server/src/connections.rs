@@ -15,10 +15,10 @@ use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 pub use crate::feed::Page;
 use crate::feed::{self, contains_pattern, Feed, Filter, Listing, SortKey};
-use crate::startup::Services;
 use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
 use crate::seal::{Place, Vault};
 use crate::secret::SecretString;
+use crate::startup::Services;
 
 pub const SECRETS_TABLE: &str = "connection_secrets";
 pub const MAX_NAME_LEN: usize = 100;
@@ -151,7 +151,15 @@ async fn store_secret(
 
 /// Seals and stores one secret field (for secrets connvault manages itself, e.g. a Salesforce
 /// private key or session token), inside the caller's transaction.
-pub(crate) async fn put_secret(tx: &mut Tx<'_>, vault: &Vault, env: &Environment, connection_id: i64, field: &str, value: &SecretString, by: &str) -> Result<()> {
+pub(crate) async fn put_secret(
+    tx: &mut Tx<'_>,
+    vault: &Vault,
+    env: &Environment,
+    connection_id: i64,
+    field: &str,
+    value: &SecretString,
+    by: &str,
+) -> Result<()> {
     store_secret(tx, vault, env, connection_id, field, value, &Stamp { by, at: &now() }).await
 }
 

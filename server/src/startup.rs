@@ -150,7 +150,8 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), mail = %mailer.describe(), "vault open");
-    let services = Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, broker: Broker::default(), mailer };
+    let services =
+        Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, broker: Broker::default(), mailer };
     // Cached token hits are counted in memory and written to the audit trail once a minute.
     let flusher = services.clone();
     tokio::spawn(async move {

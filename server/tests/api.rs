@@ -195,6 +195,25 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
             attachments: vec![],
         };
         let server::mail::Delivery::Outbox { id: outbox_id } = api.s.mailer.send(&api.s.db, &api.s.vault, &email).await.unwrap() else { panic!("not kept") };
+        // A Salesforce connection with a certificate and an open admin request, for its routes:
+        // its private key must never come back either.
+        let sf = json!({"name": "SF_Marked", "provider": "salesforce", "settings": {"login_url": "https://login.salesforce.com", "username": "int@acme.com"}});
+        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(sf)).await.0, 201);
+        let (st, issued, text) = api
+            .call(
+                Who::Key(&k),
+                "POST",
+                "/api/v1/environments/DEV/connections/SF_Marked/certificate",
+                Some(json!({"send_request": true, "admin_email": "a@acme.com"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{text}");
+        let (_, eml) = server::mail::eml(&api.s.db, &api.s.vault, issued["request"]["outbox_id"].as_i64().unwrap()).await.unwrap();
+        let eml = String::from_utf8_lossy(&eml).replace("=\r\n", "").replace("=3D", "=");
+        let link_token: String = eml[eml.find("token=").unwrap() + 6..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+        let private_key = server::connections::open_secret(&api.s.db, &api.s.vault, "DEV", "SF_Marked", "private_key").await.unwrap();
+        let key_sample = private_key.expose_secret()[40..104].to_string();
+        assert!(!eml.contains(&key_sample), "the request email carries only the certificate");
         // Every GET route the OpenAPI document lists (a test below checks it against the
         // router, so a new route cannot be left out), plus the list filters and feeds.
         let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
@@ -203,7 +222,16 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
             .unwrap()
             .iter()
             .filter(|(_, item)| item.get("get").is_some())
-            .map(|(path, _)| path.replace("{env}", "DEV").replace("{name}", "Marked").replace("{id}", &outbox_id.to_string()))
+            .map(|(path, _)| {
+                let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
+                let path =
+                    path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", &outbox_id.to_string());
+                if path.ends_with("/admin-response") {
+                    format!("{path}?token={link_token}")
+                } else {
+                    path
+                }
+            })
             .collect();
         assert!(paths.len() >= 7, "{paths:?}");
         for extra in [
@@ -227,13 +255,15 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
                 }
                 assert_eq!(st, 200, "{path}: {text}");
                 assert!(!text.contains("MARKER-api-6f2b"), "{path} returned the secret");
+                assert!(!text.contains(&key_sample), "{path} returned the Salesforce private key");
             }
         }
         let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/dev/connections/marked", None).await;
         assert!(one["secrets_set"]["token"].as_str().unwrap().ends_with('Z'), "{one}");
         assert!(one["id"].as_i64().is_some() && one["created_at"].is_string() && one["updated_at"].is_string());
         let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
-        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        let actions: Vec<&str> =
+            audit["items"].as_array().unwrap().iter().filter(|e| e["object_name"] == "Marked").map(|e| e["action"].as_str().unwrap()).collect();
         assert_eq!(&actions[..5], ["binding.set", "integration.publish", "connection.secret_replace", "connection.update", "connection.create"]);
         assert!(audit["items"][0]["actor"].as_str().unwrap().starts_with("API key test (cvk_"));
 
@@ -307,5 +337,5 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 31);
 }

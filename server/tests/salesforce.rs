@@ -31,8 +31,9 @@ async fn setup(db: &TestDb) -> (Api, String, StandIn, String) {
 async fn create(api: &Api, k: &str, name: &str, base: &str, extra: Value) -> Value {
     let mut settings = json!({"login_url": base, "username": USER, "admin_email": "sf-admin@acme.com"});
     settings.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
-    let (st, c, text) =
-        api.call(Who::Key(k), "POST", "/api/v1/environments/DEV/connections", Some(json!({"name": name, "provider": "salesforce", "settings": settings}))).await;
+    let (st, c, text) = api
+        .call(Who::Key(k), "POST", "/api/v1/environments/DEV/connections", Some(json!({"name": name, "provider": "salesforce", "settings": settings})))
+        .await;
     assert_eq!(st, 201, "{text}");
     c
 }
@@ -69,8 +70,9 @@ fn rand_suffix() -> String {
 }
 
 async fn set_consumer_key(api: &Api, k: &str, name: &str, consumer_key: &str) {
-    let (st, _, text) =
-        api.call(Who::Key(k), "PATCH", &format!("/api/v1/environments/DEV/connections/{name}"), Some(json!({"settings": {"consumer_key": consumer_key}}))).await;
+    let (st, _, text) = api
+        .call(Who::Key(k), "PATCH", &format!("/api/v1/environments/DEV/connections/{name}"), Some(json!({"settings": {"consumer_key": consumer_key}})))
+        .await;
     assert_eq!(st, 200, "{text}");
 }
 
@@ -159,14 +161,32 @@ async fn each_salesforce_refusal_becomes_advice_that_names_the_setting() {
         // (connection, how the app or user is set up, words the advice must contain)
         type Setup = Box<dyn FnOnce(&StandIn, &str) -> String>;
         let cases: Vec<(&str, Setup, &str, &str)> = vec![
-            ("Self_Authorize", Box::new(|sf, pem| register(sf, pem, |a| a.admin_approved = false)), "user hasn't approved this consumer", "Admin approved users are pre-authorized"),
+            (
+                "Self_Authorize",
+                Box::new(|sf, pem| register(sf, pem, |a| a.admin_approved = false)),
+                "user hasn't approved this consumer",
+                "Admin approved users are pre-authorized",
+            ),
             ("Not_Assigned", Box::new(|sf, pem| register(sf, pem, |a| a.assigned_users.clear())), "invalid_app_access", "permission set"),
             ("Ip_Restricted", Box::new(|sf, pem| register(sf, pem, |a| a.ip_restricted = true)), "ip restricted", "Relax IP restrictions"),
-            ("Wrong_Key", Box::new(|sf, pem| { register(sf, pem, |_| {}); "3MVG9unknown".into() }), "client identifier invalid", "Manage Consumer Details"),
-            ("Other_Cert", Box::new(|sf, _| {
-                let other = server::salesforce::cert::issue(2048, "Other", "DEV", time::OffsetDateTime::now_utc()).unwrap();
-                register(sf, &other.certificate_pem, |_| {})
-            }), "invalid assertion", "Use digital signatures"),
+            (
+                "Wrong_Key",
+                Box::new(|sf, pem| {
+                    register(sf, pem, |_| {});
+                    "3MVG9unknown".into()
+                }),
+                "client identifier invalid",
+                "Manage Consumer Details",
+            ),
+            (
+                "Other_Cert",
+                Box::new(|sf, _| {
+                    let other = server::salesforce::cert::issue(2048, "Other", "DEV", time::OffsetDateTime::now_utc()).unwrap();
+                    register(sf, &other.certificate_pem, |_| {})
+                }),
+                "invalid assertion",
+                "Use digital signatures",
+            ),
         ];
         for (name, app, said, advice) in cases {
             create(&api, &k, name, &base, json!({})).await;
@@ -241,7 +261,10 @@ async fn uploads_are_checked_and_links_are_single_use_expiring_and_scoped() {
         let key_pem = |der: &[u8]| {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-            format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n"))
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
+            )
         };
         let expired = expired_certificate(good.private_key.expose_secret());
         let before = db.content_digest().await;
@@ -256,8 +279,9 @@ async fn uploads_are_checked_and_links_are_single_use_expiring_and_scoped() {
             assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains(words), "{text}");
         }
         assert_eq!(db.content_digest().await, before, "a refused upload writes nothing");
-        let (st, info, text) =
-            api.call(Who::Key(&k), "PUT", path, Some(json!({"certificate": good.certificate_pem, "private_key": key_pem(good.private_key.expose_secret())}))).await;
+        let (st, info, text) = api
+            .call(Who::Key(&k), "PUT", path, Some(json!({"certificate": good.certificate_pem, "private_key": key_pem(good.private_key.expose_secret())})))
+            .await;
         assert_eq!((st.as_u16(), info["origin"].as_str(), info["state"].as_str()), (200, Some("uploaded"), Some("active")), "{text}");
 
         // Links: one for A does not touch B; expired is refused; used twice is refused.
@@ -270,8 +294,9 @@ async fn uploads_are_checked_and_links_are_single_use_expiring_and_scoped() {
         let (st, _, _) = api.call(Who::Nobody, "GET", &format!("/api/v1/environments/DEV/connections/B/admin-response?token={token}"), None).await;
         assert_eq!(st, 403);
         // A bad consumer key is refused without using the link up.
-        let (st, _, _) =
-            api.call(Who::Nobody, "POST", "/api/v1/environments/DEV/connections/A/admin-response", Some(json!({"token": token, "consumer_key": "two words"}))).await;
+        let (st, _, _) = api
+            .call(Who::Nobody, "POST", "/api/v1/environments/DEV/connections/A/admin-response", Some(json!({"token": token, "consumer_key": "two words"})))
+            .await;
         assert_eq!(st, 422);
         let (st, r, text) = api.call(Who::Nobody, "POST", "/api/v1/environments/DEV/connections/A/admin-response", Some(answer.clone())).await;
         assert_eq!((st.as_u16(), r["ok"].as_bool()), (200, Some(true)), "{text}");
@@ -338,8 +363,7 @@ async fn bound_integration(api: &Api, k: &str, connection: &str) {
     let (st, _, text) =
         api.call(Who::Key(k), "PUT", "/api/v1/environments/DEV/integrations/Accounts", Some(json!({"provider": "salesforce", "objects": ["Account"]}))).await;
     assert!(st.is_success(), "{text}");
-    let (st, _, text) =
-        api.call(Who::Key(k), "PUT", "/api/v1/environments/DEV/integrations/Accounts/binding", Some(json!({"connection": connection}))).await;
+    let (st, _, text) = api.call(Who::Key(k), "PUT", "/api/v1/environments/DEV/integrations/Accounts/binding", Some(json!({"connection": connection}))).await;
     assert_eq!(st, 200, "{text}");
 }
 
@@ -350,8 +374,9 @@ async fn the_broker_caches_mints_once_for_many_callers_and_backs_off_a_failing_c
         let token_path = "/api/v1/environments/DEV/integrations/Accounts/token";
         let (st, _, _) = api.call(Who::Key(&k), "POST", token_path, None).await;
         assert_eq!(st, 404, "unknown integration");
-        let (st, _, _) =
-            api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Accounts", Some(json!({"provider": "salesforce", "objects": ["Account"]}))).await;
+        let (st, _, _) = api
+            .call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Accounts", Some(json!({"provider": "salesforce", "objects": ["Account"]})))
+            .await;
         assert!(st.is_success());
         let (st, err, _) = api.call(Who::Key(&k), "POST", token_path, None).await;
         assert_eq!(st, 409);

@@ -5,12 +5,12 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::connections::TestOutcome;
 #[cfg(feature = "ssr")]
 use super::ssr::*;
-use super::connections::TestOutcome;
-use super::Fallible;
 #[cfg(feature = "ssr")]
 use super::AppError;
+use super::Fallible;
 
 /// The wasm build cannot see `server::salesforce`'s types; these carry the same fields and are
 /// filled from them through serde, so a renamed field fails loudly instead of going missing.

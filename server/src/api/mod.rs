@@ -11,9 +11,9 @@ use crate::error::Error;
 use crate::startup::Services;
 
 mod integrations;
-mod salesforce;
 mod outbox;
 pub mod principal;
+mod salesforce;
 pub mod v1;
 
 /// Routes that do not need a session: `/health` and the API's JSON 404.
@@ -21,7 +21,15 @@ pub fn router(services: Services) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/salesforce/callback", get(salesforce::callback))
-        .nest("/api/v1", v1::router().merge(integrations::router()).merge(salesforce::router()).merge(outbox::router()).route("/openapi.json", get(openapi)).fallback(api_not_found))
+        .nest(
+            "/api/v1",
+            v1::router()
+                .merge(integrations::router())
+                .merge(salesforce::router())
+                .merge(outbox::router())
+                .route("/openapi.json", get(openapi))
+                .fallback(api_not_found),
+        )
         .with_state(services)
 }
 

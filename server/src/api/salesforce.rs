@@ -51,7 +51,10 @@ async fn status(State(s): State<Services>, p: Principal, Path((env, name)): Path
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
     let c = connections::get(&s.db, &env.name, &name).await?;
     if c.provider != crate::providers::salesforce::SALESFORCE.id {
-        return Err(crate::Error::Conflict { code: "not_salesforce", message: format!("{} is a {} connection; status applies to Salesforce connections", c.name, c.provider) });
+        return Err(crate::Error::Conflict {
+            code: "not_salesforce",
+            message: format!("{} is a {} connection; status applies to Salesforce connections", c.name, c.provider),
+        });
     }
     Ok(Json(salesforce::status(&s.db, &c).await?))
 }
@@ -102,7 +105,8 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| crate::Error::Validation(vec![crate::error::FieldError::new("body", format!("the body is not the JSON expected: {e}"))]))
+    serde_json::from_slice(body)
+        .map_err(|e| crate::Error::Validation(vec![crate::error::FieldError::new("body", format!("the body is not the JSON expected: {e}"))]))
 }
 
 /// The callback URL Salesforce requires on every connected app; the JWT-bearer flow never

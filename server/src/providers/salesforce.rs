@@ -100,7 +100,10 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
         let Some(value) = text(name) else { continue };
         if let Ok(url) = url::Url::parse(value) {
             if url.scheme() != "https" && !is_loopback_host(&url) {
-                errors.push(FieldError::new(format!("settings.{name}"), "Salesforce is reached over https:// only (http:// is accepted for a local stand-in on 127.0.0.1)"));
+                errors.push(FieldError::new(
+                    format!("settings.{name}"),
+                    "Salesforce is reached over https:// only (http:// is accepted for a local stand-in on 127.0.0.1)",
+                ));
             } else if url.query().is_some() || url.fragment().is_some() || url.path().trim_end_matches('/') != "" {
                 errors.push(FieldError::new(
                     format!("settings.{name}"),

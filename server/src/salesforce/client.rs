@@ -132,10 +132,9 @@ impl Failure {
                 error.advice().unwrap_or_else(|| format!("check the login URL {}", s.login_url)),
             ),
             Failure::NotReady { detail, advice } => (detail.clone(), advice.clone()),
-            Failure::Unexpected(what) => (
-                format!("the answer is not what Salesforce sends ({what})"),
-                format!("check that the login URL {} is a Salesforce login address", s.login_url),
-            ),
+            Failure::Unexpected(what) => {
+                (format!("the answer is not what Salesforce sends ({what})"), format!("check that the login URL {} is a Salesforce login address", s.login_url))
+            }
         };
         TestResult::failed(detail, advice)
     }
@@ -177,9 +176,8 @@ async fn with_retries(out: &Outbound, build: impl Fn() -> reqwest::Request) -> R
 
 /// `POST {login_url}/services/oauth2/token` with the signed assertion.
 pub async fn request_token(out: &Outbound, login_url: &str, assertion: &str) -> Result<Session, Failure> {
-    let url = out
-        .parse_url(&format!("{}/services/oauth2/token", login_url.trim_end_matches('/')))
-        .map_err(|error| Failure::Unreachable { error, attempts: 0 })?;
+    let url =
+        out.parse_url(&format!("{}/services/oauth2/token", login_url.trim_end_matches('/'))).map_err(|error| Failure::Unreachable { error, attempts: 0 })?;
     let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("grant_type", GRANT_TYPE).append_pair("assertion", assertion).finish();
     let response = with_retries(out, || {
         let mut request = reqwest::Request::new(Method::POST, url.clone());
@@ -211,7 +209,8 @@ pub async fn userinfo(out: &Outbound, instance_url: &str, token: &SecretString) 
     let url = out
         .parse_url(&format!("{}/services/oauth2/userinfo", instance_url.trim_end_matches('/')))
         .map_err(|error| Failure::Unreachable { error, attempts: 0 })?;
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| Failure::Unexpected("the token is not header-safe".into()))?;
+    let mut auth =
+        HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| Failure::Unexpected("the token is not header-safe".into()))?;
     auth.set_sensitive(true);
     let response = with_retries(out, || {
         let mut request = reqwest::Request::new(Method::GET, url.clone());

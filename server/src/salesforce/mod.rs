@@ -261,7 +261,8 @@ async fn store_certificate(
     let id: i64 = row.try_get("id")?;
     let key = SecretString::new(STANDARD.encode(key_der.expose_secret()));
     connections::put_secret(tx, &s.vault, env, connection_id, field, &key, by).await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM salesforce_certificates WHERE id = $1"))).bind(id).fetch_one(&mut **tx).await?;
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM salesforce_certificates WHERE id = $1"))).bind(id).fetch_one(&mut **tx).await?;
     cert_from_row(&row)
 }
 
@@ -724,7 +725,12 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
         .fetch_optional(db.pool())
         .await?
         .map(|r| -> Result<Connected> {
-            Ok(Connected { instance_url: r.try_get("instance_url")?, org_id: r.try_get("org_id")?, username: r.try_get("username")?, obtained_at: r.try_get("obtained_at")? })
+            Ok(Connected {
+                instance_url: r.try_get("instance_url")?,
+                org_id: r.try_get("org_id")?,
+                username: r.try_get("username")?,
+                obtained_at: r.try_get("obtained_at")?,
+            })
         })
         .transpose()?;
     let settings = Settings::from_map(&c.settings);
@@ -732,11 +738,23 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
     let (state, summary, advice) = match (&health, &certificate, &pending_certificate) {
         (Some(h), _, _) if h.ok => ("connected", h.detail.clone(), None),
         (Some(h), _, _) => ("failing", h.detail.clone(), h.advice.clone()),
-        (None, None, None) => ("no_certificate", "no certificate yet".to_string(), Some("choose Request admin help, or upload your own certificate".to_string())),
-        _ if settings.consumer_key.is_some() => ("consumer_key_received", "consumer key received; not tested yet".to_string(), Some("choose Test connection".to_string())),
+        (None, None, None) => {
+            ("no_certificate", "no certificate yet".to_string(), Some("choose Request admin help, or upload your own certificate".to_string()))
+        }
+        _ if settings.consumer_key.is_some() => {
+            ("consumer_key_received", "consumer key received; not tested yet".to_string(), Some("choose Test connection".to_string()))
+        }
         _ => match open {
-            Some(r) => ("waiting_for_admin", format!("waiting for the admin: requested on {} to {}", &r.requested_at[..10.min(r.requested_at.len())], r.admin_email), None),
-            None => ("waiting_for_admin", "certificate ready; no open request to an admin".to_string(), Some("send the request to the Salesforce admin, or paste the consumer key".to_string())),
+            Some(r) => (
+                "waiting_for_admin",
+                format!("waiting for the admin: requested on {} to {}", &r.requested_at[..10.min(r.requested_at.len())], r.admin_email),
+                None,
+            ),
+            None => (
+                "waiting_for_admin",
+                "certificate ready; no open request to an admin".to_string(),
+                Some("send the request to the Salesforce admin, or paste the consumer key".to_string()),
+            ),
         },
     };
     Ok(Status {
