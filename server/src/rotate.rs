@@ -108,6 +108,7 @@ async fn reseal_all(db: &Db, keyring: &Keyring, previous: &str) -> Result<usize,
             .await?;
         n += 1;
     }
+    n += reseal_outbox(&mut tx, keyring, &t).await?;
     sqlx::query("UPDATE keyring_check SET key_id = $1, check_blob = $2, updated_at = $3")
         .bind(target.id().to_string())
         .bind(seal::seal_with(target, &CHECK_PLACE, CHECK_PLAINTEXT))
@@ -124,13 +125,42 @@ async fn reseal_all(db: &Db, keyring: &Keyring, previous: &str) -> Result<usize,
     Ok(n)
 }
 
+/// The outbox's sealed messages (each row has two blobs, `eml` and `text`, under one key id).
+async fn reseal_outbox(tx: &mut db::Tx<'_>, keyring: &Keyring, t: &str) -> Result<usize, StartupError> {
+    let target = keyring.current();
+    let rows = sqlx::query("SELECT id, sealed_eml, sealed_text FROM outbox WHERE key_id <> $1 ORDER BY id").bind(target.id().to_string()).fetch_all(&mut **tx).await?;
+    for r in &rows {
+        let id: i64 = r.try_get("id")?;
+        let mut blobs = Vec::new();
+        for (column, field) in [("sealed_eml", "eml"), ("sealed_text", "text")] {
+            let place = Place { table: crate::mail::OUTBOX_TABLE, row: id, field, environment: 0 };
+            let blob: Vec<u8> = r.try_get(column)?;
+            let plain = seal::open_with(keyring, &place, &blob)
+                .map_err(|e| StartupError::Other(format!("outbox message {id} cannot be opened ({e}); nothing was changed")))?;
+            blobs.push(seal::seal_with(target, &place, &plain));
+        }
+        sqlx::query("UPDATE outbox SET sealed_eml = $1, sealed_text = $2, key_id = $3, updated_at = $4 WHERE id = $5")
+            .bind(&blobs[0])
+            .bind(&blobs[1])
+            .bind(target.id().to_string())
+            .bind(t)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(rows.len())
+}
+
 /// Drops every key except `target` from the key file, after checking that nothing uses them.
 async fn retire(db: &Db, keyring: &Keyring, target: KeyId) -> Result<Vec<String>, StartupError> {
     let KeySource::File(path) = keyring.source() else {
         return Err(StartupError::Other("keys from the environment are retired by removing them from CONNVAULT_MASTER_KEY_PREVIOUS".into()));
     };
-    let still: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM connection_secrets WHERE key_id <> $1").bind(target.to_string()).fetch_one(db.pool()).await?.try_get("n")?;
+    let still: i64 = sqlx::query("SELECT (SELECT COUNT(*) FROM connection_secrets WHERE key_id <> $1) + (SELECT COUNT(*) FROM outbox WHERE key_id <> $1) AS n")
+        .bind(target.to_string())
+        .fetch_one(db.pool())
+        .await?
+        .try_get("n")?;
     if still > 0 {
         return Err(StartupError::Other(format!("{still} secrets are still sealed with an older key; run rotate-master-key again before retiring")));
     }

@@ -80,7 +80,7 @@ async fn bindings_join_one_environment_and_one_provider_and_report_status() {
                 api.call(Who::Session(&owner), "POST", &format!("/api/v1/environments/{env}/connections"), Some(http_conn(name, "http://127.0.0.1:9/"))).await;
             assert_eq!(st, 201, "{text}");
         }
-        // A connection of another provider, as later providers will add (written directly).
+        // A connection of another provider (written directly: only its provider matters here).
         let env_id: i64 = api.call(Who::Session(&owner), "GET", "/api/v1/environments", None).await.1["items"][0]["id"].as_i64().unwrap();
         db.exec(&format!(
             "INSERT INTO connections (environment_id, name, name_key, provider, settings, created_by, updated_by, created_at, updated_at) \
@@ -107,6 +107,15 @@ async fn bindings_join_one_environment_and_one_provider_and_report_status() {
             (bound["connection"].as_str(), bound["status"].as_str(), bound["bound_by"].as_str()),
             (Some("Billing"), Some("bound"), Some("dev@example.com"))
         );
+
+        // A bound integration cannot switch provider under its binding.
+        let before = db.content_digest().await;
+        let (st, err, _) = api
+            .call(Who::Session(&owner), "PUT", "/api/v1/environments/DEV/integrations/Billing_Sync", Some(json!({"provider": "salesforce"})))
+            .await;
+        assert_eq!((st.as_u16(), err["error"]["code"].as_str()), (409, Some("integration_bound")));
+        assert!(err["error"]["message"].as_str().unwrap().contains("unbind it before changing its provider to salesforce"), "{err}");
+        assert_eq!(db.content_digest().await, before);
 
         // A failed live check shows the integration as failing, with the reason.
         let (st, tested, _) = api.call(Who::Session(&dev), "POST", "/api/v1/environments/DEV/connections/Billing/test", None).await;

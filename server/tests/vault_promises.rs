@@ -230,10 +230,13 @@ async fn promise_5_master_key_rotation_keeps_everything_readable() {
         let old_id = s.vault.current_key_id();
         connections::create(&s.db, &s.vault, &actor, "DEV", bearer("Before", "written-before")).await.unwrap();
         connections::create(&s.db, &s.vault, &actor, "PROD", bearer("BeforeProd", "written-before-prod")).await.unwrap();
+        // An email kept in the outbox is sealed too, and must survive the rotation.
+        let email = server::mail::Email { to: "a@example.com".into(), subject: "S".into(), text: "kept text".into(), html: "<p>h</p>".into(), attachments: vec![] };
+        let server::mail::Delivery::Outbox { id: mail_id } = s.mailer.send(&s.db, &s.vault, &email).await.unwrap() else { panic!("outbox") };
 
         let old_b64 = Keyring::read_file(&db.config().master_key_file).unwrap().current().to_base64();
         let report = server::rotate::rotate_master_key(&db.config(), false).await.unwrap();
-        assert_eq!(report.resealed, 2);
+        assert_eq!(report.resealed, 3, "two secrets and one outbox message");
         assert_eq!(report.previous_key_id, old_id.to_string());
         let new_id = KeyId::parse(&report.new_key_id).unwrap();
         assert_ne!(new_id, old_id);
@@ -279,6 +282,7 @@ async fn promise_5_master_key_rotation_keeps_everything_readable() {
         for (env, name, value) in [("DEV", "Before", "written-before"), ("DEV", "After", "straggler"), ("PROD", "BeforeProd", "written-before-prod")] {
             assert_eq!(connections::open_secret(&s.db, &s.vault, env, name, "token").await.unwrap().expose_secret(), value);
         }
+        assert_eq!(server::mail::text(&s.db, &s.vault, mail_id).await.unwrap().1.trim(), "kept text");
         // The old key alone no longer opens this database.
         let old_only = format!("{}", startup::open(db.config_with(&[("CONNVAULT_MASTER_KEY", &old_b64)])).await.unwrap_err());
         assert!(old_only.contains("wrong master key"), "{old_only}");
