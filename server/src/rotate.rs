@@ -128,7 +128,8 @@ async fn reseal_all(db: &Db, keyring: &Keyring, previous: &str) -> Result<usize,
 /// The outbox's sealed messages (each row has two blobs, `eml` and `text`, under one key id).
 async fn reseal_outbox(tx: &mut db::Tx<'_>, keyring: &Keyring, t: &str) -> Result<usize, StartupError> {
     let target = keyring.current();
-    let rows = sqlx::query("SELECT id, sealed_eml, sealed_text FROM outbox WHERE key_id <> $1 ORDER BY id").bind(target.id().to_string()).fetch_all(&mut **tx).await?;
+    let rows =
+        sqlx::query("SELECT id, sealed_eml, sealed_text FROM outbox WHERE key_id <> $1 ORDER BY id").bind(target.id().to_string()).fetch_all(&mut **tx).await?;
     for r in &rows {
         let id: i64 = r.try_get("id")?;
         let mut blobs = Vec::new();

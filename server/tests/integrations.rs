@@ -110,9 +110,8 @@ async fn bindings_join_one_environment_and_one_provider_and_report_status() {
 
         // A bound integration cannot switch provider under its binding.
         let before = db.content_digest().await;
-        let (st, err, _) = api
-            .call(Who::Session(&owner), "PUT", "/api/v1/environments/DEV/integrations/Billing_Sync", Some(json!({"provider": "salesforce"})))
-            .await;
+        let (st, err, _) =
+            api.call(Who::Session(&owner), "PUT", "/api/v1/environments/DEV/integrations/Billing_Sync", Some(json!({"provider": "salesforce"}))).await;
         assert_eq!((st.as_u16(), err["error"]["code"].as_str()), (409, Some("integration_bound")));
         assert!(err["error"]["message"].as_str().unwrap().contains("unbind it before changing its provider to salesforce"), "{err}");
         assert_eq!(db.content_digest().await, before);

@@ -460,3 +460,36 @@ async fn two_servers_on_one_postgresql_mint_once_between_them() {
     let first = &answers[0].1["access_token"];
     assert!(answers.iter().all(|a| &a.1["access_token"] == first));
 }
+
+#[tokio::test]
+async fn certificates_expiring_within_30_days_are_flagged() {
+    for db in backends().await {
+        let (api, k, _sf, base) = setup(&db).await;
+        create(&api, &k, "Soon", &base, json!({})).await;
+        create(&api, &k, "Later", &base, json!({})).await;
+        create(&api, &k, "Bare", &base, json!({})).await;
+        certificate(&api, &k, "Soon").await;
+        certificate(&api, &k, "Later").await;
+        let envs: Vec<i64> = server::environments::list(&api.s.db).await.unwrap().iter().map(|e| e.id).collect();
+        assert!(server::salesforce::expiring(&api.s.db, &envs).await.unwrap().is_empty(), "two fresh two-year certificates");
+
+        let in_ten_days = server::db::format_time(chrono::Utc::now() + chrono::Duration::days(10));
+        sqlx::query("UPDATE salesforce_certificates SET not_after = $1 WHERE connection_id = (SELECT id FROM connections WHERE name = 'Soon')")
+            .bind(&in_ten_days)
+            .execute(api.s.db.pool())
+            .await
+            .unwrap();
+        let soon = server::salesforce::expiring(&api.s.db, &envs).await.unwrap();
+        assert_eq!(soon.iter().map(|e| (e.environment.as_str(), e.connection.as_str())).collect::<Vec<_>>(), [("DEV", "Soon")]);
+        let (_, status, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/Soon/status", None).await;
+        assert_eq!(status["certificate"]["expires_soon"], true);
+
+        let page = server::connections::list(&api.s.db, "DEV", &Default::default()).await.unwrap();
+        let briefs = server::salesforce::briefs(&api.s.db, &page.items).await.unwrap();
+        let by_name = |n: &str| briefs[&page.items.iter().find(|c| c.name == n).unwrap().id].clone();
+        assert_eq!(by_name("Soon").certificate_expires.map(|(_, soon)| soon), Some(true));
+        assert_eq!(by_name("Later").certificate_expires.map(|(_, soon)| soon), Some(false));
+        assert_eq!((by_name("Bare").state.as_str(), by_name("Bare").certificate_expires), ("no_certificate", None));
+        assert_eq!(by_name("Later").state, "waiting_for_admin");
+    }
+}

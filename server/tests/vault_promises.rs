@@ -231,7 +231,8 @@ async fn promise_5_master_key_rotation_keeps_everything_readable() {
         connections::create(&s.db, &s.vault, &actor, "DEV", bearer("Before", "written-before")).await.unwrap();
         connections::create(&s.db, &s.vault, &actor, "PROD", bearer("BeforeProd", "written-before-prod")).await.unwrap();
         // An email kept in the outbox is sealed too, and must survive the rotation.
-        let email = server::mail::Email { to: "a@example.com".into(), subject: "S".into(), text: "kept text".into(), html: "<p>h</p>".into(), attachments: vec![] };
+        let email =
+            server::mail::Email { to: "a@example.com".into(), subject: "S".into(), text: "kept text".into(), html: "<p>h</p>".into(), attachments: vec![] };
         let server::mail::Delivery::Outbox { id: mail_id } = s.mailer.send(&s.db, &s.vault, &email).await.unwrap() else { panic!("outbox") };
 
         let old_b64 = Keyring::read_file(&db.config().master_key_file).unwrap().current().to_base64();

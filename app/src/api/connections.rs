@@ -28,6 +28,10 @@ pub struct ConnectionItem {
     pub updated_by: String,
     /// The latest live check: (worked, what happened, when); `None` if never tested.
     pub check: Option<(bool, String, String)>,
+    /// Salesforce: where the connection stands before its first test (waiting_for_admin, …).
+    pub stage: Option<String>,
+    /// Salesforce: the certificate's expiry, and whether it is within 30 days.
+    pub certificate_expires: Option<(String, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,17 +159,23 @@ pub async fn list_connections(
     let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
     let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
     let mut health = server::connections::health_of(&s.db, &ids).await.map_err(fail)?;
+    let mut briefs = server::salesforce::briefs(&s.db, &page.items).await.map_err(fail)?;
     let items = page
         .items
         .into_iter()
-        .map(|c| ConnectionItem {
-            check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
-            target: ["base_url", "login_url"].iter().find_map(|k| c.settings.get(*k).and_then(|v| v.as_str())).unwrap_or("").to_string(),
-            secrets: secret_states(&c),
-            name: c.name,
-            provider: c.provider,
-            updated_at: c.updated_at,
-            updated_by: c.updated_by,
+        .map(|c| {
+            let brief = briefs.remove(&c.id);
+            ConnectionItem {
+                stage: brief.as_ref().map(|b| b.state.clone()),
+                certificate_expires: brief.and_then(|b| b.certificate_expires),
+                check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
+                target: ["base_url", "login_url"].iter().find_map(|k| c.settings.get(*k).and_then(|v| v.as_str())).unwrap_or("").to_string(),
+                secrets: secret_states(&c),
+                name: c.name,
+                provider: c.provider,
+                updated_at: c.updated_at,
+                updated_by: c.updated_by,
+            }
         })
         .collect();
     Ok(ConnectionList {
@@ -301,4 +311,17 @@ pub async fn test_connection(environment: String, name: String) -> Fallible<Test
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
     let r = server::connections::test(&s, &actor_of(&user).await, &env.name, &name).await.map_err(fail)?;
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
+}
+
+/// Salesforce certificates in use that expire within 30 days, in the environments this person
+/// can see (for the start page).
+#[server(prefix = "/rpc", endpoint = "expiring_certificates")]
+pub async fn expiring_certificates() -> Fallible<Vec<(String, String, String)>> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let envs = server::environments::list(&s.db).await.map_err(fail)?;
+    let ids: Vec<i64> =
+        envs.iter().filter(|e| server::access::user_allows(&user, &e.name, e.allow_dev_api_keys, Resource::Connections, Access::Read)).map(|e| e.id).collect();
+    let list = server::salesforce::expiring(&s.db, &ids).await.map_err(fail)?;
+    Ok(list.into_iter().map(|e| (e.environment, e.connection, e.not_after)).collect())
 }

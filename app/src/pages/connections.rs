@@ -117,8 +117,18 @@ fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl Into
                                         Some((false, detail, at)) => view! {
                                             <span class="status status-failing">"Failing"</span><div class="muted reason">{detail}" (" {short_time(&at)} ")"</div>
                                         }.into_any(),
-                                        None => view! { <span class="muted">"not tested"</span> }.into_any(),
+                                        None => match c.stage.as_deref() {
+                                            Some("waiting_for_admin") => view! { <span class="status status-needs_connection">"Waiting for admin"</span> }.into_any(),
+                                            Some("consumer_key_received") => view! { <span class="status status-needs_connection">"Consumer key received"</span> }.into_any(),
+                                            Some(_) => view! { <span class="muted">"no certificate yet"</span> }.into_any(),
+                                            None => view! { <span class="muted">"not tested"</span> }.into_any(),
+                                        },
                                     }}
+                                    {c.certificate_expires.clone().map(|(at, soon)| view! {
+                                        <div class=if soon { "notice" } else { "muted" } data-testid="cert-expiry">
+                                            {if soon { "Certificate expires soon: " } else { "Certificate expires " }}{short_time(&at)}
+                                        </div>
+                                    })}
                                 </td>
                                 <td><time datetime=c.updated_at.clone()>{short_time(&c.updated_at)}</time>" by " {c.updated_by}</td>
                             </tr>

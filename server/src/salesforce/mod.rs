@@ -768,3 +768,75 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
         checked_at: health.map(|h| h.checked_at),
     })
 }
+
+/// What the connections list shows of each Salesforce connection (one query for a page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Brief {
+    /// no_certificate, waiting_for_admin or consumer_key_received (a tested connection shows
+    /// its latest check instead).
+    pub state: String,
+    /// The active certificate's expiry, and whether it is within the warning window.
+    pub certificate_expires: Option<(String, bool)>,
+}
+
+pub async fn briefs(db: &Db, list: &[Connection]) -> Result<std::collections::BTreeMap<i64, Brief>> {
+    let ids: Vec<i64> = list.iter().filter(|c| c.provider == SALESFORCE.id).map(|c| c.id).collect();
+    let mut out = std::collections::BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let in_list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // `in_list` is integers read from the database.
+    let certs = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT connection_id, not_after FROM salesforce_certificates WHERE state = 'active' AND connection_id IN ({in_list})"
+    )))
+    .fetch_all(db.pool())
+    .await?;
+    let soon = format_time(chrono::Utc::now() + chrono::Duration::days(EXPIRY_WARNING_DAYS));
+    let mut expiry = std::collections::BTreeMap::new();
+    for r in &certs {
+        let not_after: String = r.try_get("not_after")?;
+        expiry.insert(r.try_get::<i64, _>("connection_id")?, (not_after.clone(), not_after <= soon));
+    }
+    for c in list.iter().filter(|c| c.provider == SALESFORCE.id) {
+        let has_key = c.secrets_set.contains_key(PRIVATE_KEY) || c.secrets_set.contains_key(PENDING_PRIVATE_KEY);
+        let state = if !has_key {
+            "no_certificate"
+        } else if c.settings.get("consumer_key").is_some() {
+            "consumer_key_received"
+        } else {
+            "waiting_for_admin"
+        };
+        out.insert(c.id, Brief { state: state.into(), certificate_expires: expiry.remove(&c.id) });
+    }
+    Ok(out)
+}
+
+/// A certificate that expires within the warning window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Expiring {
+    pub environment: String,
+    pub connection: String,
+    pub not_after: String,
+}
+
+/// Certificates in use that expire within 30 days (or have expired), soonest first, in these
+/// environments.
+pub async fn expiring(db: &Db, environment_ids: &[i64]) -> Result<Vec<Expiring>> {
+    if environment_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let in_list = environment_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let soon = format_time(chrono::Utc::now() + chrono::Duration::days(EXPIRY_WARNING_DAYS));
+    // `in_list` is integers read from the database.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT e.name AS environment, c.name AS connection, s.not_after FROM salesforce_certificates s JOIN connections c ON c.id = s.connection_id \
+         JOIN environments e ON e.id = c.environment_id WHERE s.state = 'active' AND s.not_after <= $1 AND c.environment_id IN ({in_list}) ORDER BY s.not_after, c.name"
+    )))
+    .bind(soon)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok(Expiring { environment: r.try_get("environment")?, connection: r.try_get("connection")?, not_after: r.try_get("not_after")? }))
+        .collect()
+}
