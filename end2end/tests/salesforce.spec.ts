@@ -1,0 +1,179 @@
+import { test, expect, type Browser, type Page } from '@playwright/test';
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+// The Salesforce connected-app flow in the browser, on a vault of its own with the Salesforce
+// stand-in (`connvault dev-salesforce`) playing Salesforce: create a connection in DEV →
+// Request admin help → the email waits in the outbox with the certificate → the "admin" creates
+// the connected app on the stand-in's page and answers through the one-time link → the
+// connection works; and an app set to self-authorize gets advice that names the policy.
+
+const PORT = 3212;
+const SF_PORT = 3213;
+const BASE = `http://127.0.0.1:${PORT}`;
+const SF = `http://127.0.0.1:${SF_PORT}`;
+const repoRoot = path.resolve(__dirname, '..', '..');
+const binary = './target/debug/connvault';
+const OWNER = { email: 'owner@example.com', password: 'salesforce e2e owner password' };
+const USER = 'integration@acme.example';
+
+const children: ChildProcess[] = [];
+let adminLink = '';
+
+test.describe.configure({ mode: 'serial' });
+
+async function healthy(url: string) {
+  for (let i = 0; i < 150; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} never answered`);
+}
+
+test.beforeAll(async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'connvault-salesforce-'));
+  const env = {
+    ...process.env,
+    LEPTOS_SITE_ROOT: 'target/site',
+    LEPTOS_SITE_PKG_DIR: 'pkg',
+    LEPTOS_OUTPUT_NAME: 'connvault',
+    LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
+    CONNVAULT_DATA_DIR: dataDir,
+    CONNVAULT_PUBLIC_URL: BASE,
+    CONNVAULT_ALLOW_LOOPBACK: '1',
+    RUST_LOG: 'warn',
+  };
+  const created = spawnSync(binary, ['user', 'create', '--email', OWNER.email, '--owner'], { cwd: repoRoot, env, input: `${OWNER.password}\n` });
+  expect(created.status, created.stderr?.toString()).toBe(0);
+  children.push(spawn(binary, ['dev-salesforce', '--addr', `127.0.0.1:${SF_PORT}`], { cwd: repoRoot, env, stdio: 'ignore' }));
+  children.push(spawn(binary, ['serve'], { cwd: repoRoot, env, stdio: 'ignore' }));
+  await healthy(`${SF}/`);
+  await healthy(`${BASE}/health`);
+});
+
+test.afterAll(async () => {
+  for (const c of children) c.kill('SIGTERM');
+});
+
+async function hydrated(page: Page) {
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+}
+
+async function ownerPage(browser: Browser): Promise<Page> {
+  const page = await (await browser.newContext({ baseURL: BASE })).newPage();
+  await page.goto('/sign-in');
+  await hydrated(page);
+  await page.getByLabel('Email').fill(OWNER.email);
+  await page.getByLabel('Password').fill(OWNER.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).not.toHaveURL(/sign-in/);
+  return page;
+}
+
+async function createConnection(page: Page, name: string) {
+  await page.goto('/env/DEV/connections/new');
+  await hydrated(page);
+  await page.locator('#f-name').fill(name);
+  await page.locator('#f-provider').selectOption('salesforce');
+  await page.locator('#f-login_url').fill(SF);
+  await page.locator('#f-username').fill(USER);
+  await page.locator('#f-admin_email').fill('sf-admin@acme.example');
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  await expect(page).toHaveURL(new RegExp(`/env/DEV/connections/${name}`));
+  await hydrated(page);
+}
+
+/// Plays the Salesforce admin on the stand-in's page: a connected app for `certificate`.
+async function createConnectedApp(browser: Browser, certificate: string, permitted: 'admin_approved' | 'self_authorize'): Promise<string> {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(SF);
+  await page.locator('#certificate').fill(certificate);
+  await page.locator('#username').fill(USER);
+  await page.locator(`input[name=permitted_users][value=${permitted}]`).check();
+  await page.getByRole('button', { name: 'Save and show the Consumer Key' }).click();
+  const key = (await page.locator('#consumer-key').textContent())!.trim();
+  expect(key).toMatch(/^3MVG9/);
+  await page.context().close();
+  return key;
+}
+
+test('a developer requests admin help; the email waits in the outbox with the certificate', async ({ browser }) => {
+  const page = await ownerPage(browser);
+  await createConnection(page, 'SF_Main');
+  await expect(page.getByTestId('sf-status')).toContainText('No certificate yet');
+  await expect(page.locator('#sf-admin')).toHaveValue('sf-admin@acme.example');
+  await page.getByRole('button', { name: 'Request admin help' }).click();
+  await expect(page.getByTestId('sf-status')).toContainText('Waiting for admin');
+  await expect(page.getByRole('link', { name: 'Download certificate (.crt)' })).toBeVisible();
+
+  await page.goto('/outbox');
+  await hydrated(page);
+  const row = page.getByTestId('outbox').getByRole('row', { name: /requests your help to create a Salesforce Connected App/ });
+  await expect(row).toContainText('SF_Main-DEV.crt');
+  await expect(row).toContainText('sf-admin@acme.example');
+  await row.getByRole('link', { name: 'Show' }).click();
+  const message = page.getByTestId('outbox-message');
+  await expect(message).toContainText('Use digital signatures');
+  await expect(message).toContainText(USER);
+  const text = (await message.textContent())!;
+  adminLink = text.match(/http:\/\/127\.0\.0\.1:3212\/respond\/DEV\/SF_Main\?token=[A-Za-z0-9_-]+/)![0];
+  await page.context().close();
+});
+
+test('the admin creates the app and answers through the link; the connection works', async ({ browser }) => {
+  const owner = await ownerPage(browser);
+  const certificate = await (await owner.request.get('/api/v1/environments/DEV/connections/SF_Main/certificate')).text();
+  expect(certificate).toContain('BEGIN CERTIFICATE');
+  expect(certificate).not.toContain('PRIVATE');
+  const consumerKey = await createConnectedApp(browser, certificate, 'admin_approved');
+
+  // The admin has no account: the link is the permission.
+  const admin = await (await browser.newContext()).newPage();
+  await admin.goto(adminLink);
+  await hydrated(admin);
+  await expect(admin.getByRole('heading', { name: 'Send the consumer key to connvault' })).toBeVisible();
+  await expect(admin.locator('body')).toContainText(USER);
+  await admin.getByLabel('Consumer key').fill(consumerKey);
+  await admin.getByRole('button', { name: 'Send' }).click();
+  await expect(admin.getByTestId('answer-result')).toContainText('Thank you: the connection works');
+  // The link works once.
+  await admin.goto(adminLink);
+  await expect(admin.locator('body')).toContainText('this link is not valid');
+
+  await owner.goto('/env/DEV/connections/SF_Main');
+  await hydrated(owner);
+  await expect(owner.getByTestId('sf-status')).toContainText('Connected');
+  await owner.getByRole('button', { name: 'Test connection' }).click();
+  await expect(owner.getByTestId('test-result')).toContainText('Works');
+  await expect(owner.getByTestId('test-result')).toContainText('connected to org 00D');
+  await owner.goto('/env/DEV/connections');
+  await expect(owner.getByRole('row', { name: /SF_Main/ })).toContainText('Works');
+  await expect(owner.getByRole('row', { name: /SF_Main/ })).toContainText('Certificate expires');
+});
+
+test('a connected app set to self-authorize gets advice that names the policy to change', async ({ browser }) => {
+  const page = await ownerPage(browser);
+  await createConnection(page, 'SF_Bad');
+  await page.getByRole('button', { name: 'Request admin help' }).click();
+  await expect(page.getByTestId('sf-status')).toContainText('Waiting for admin');
+  const certificate = await (await page.request.get('/api/v1/environments/DEV/connections/SF_Bad/certificate')).text();
+  const consumerKey = await createConnectedApp(browser, certificate, 'self_authorize');
+
+  await page.locator('#f-consumer_key').fill(consumerKey);
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByText('Saved.')).toBeVisible();
+  await page.getByRole('button', { name: 'Test connection' }).click();
+  const result = page.getByTestId('test-result');
+  await expect(result).toContainText('Does not work');
+  await expect(result).toContainText("user hasn't approved this consumer");
+  await expect(result).toContainText('Admin approved users are pre-authorized');
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByTestId('sf-status')).toContainText('Failing');
+});
