@@ -96,8 +96,18 @@ struct Inner {
     cache: Mutex<HashMap<i64, Cached>>,
     flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     backoff: Mutex<HashMap<i64, Backoff>>,
-    /// (API key label, environment, integration, minute) → cached hits.
-    usage: Mutex<HashMap<(String, i64, String, String, String), u64>>,
+    usage: Mutex<HashMap<UsageKey, u64>>,
+}
+
+/// Cached hits are counted per caller, environment, integration and minute.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct UsageKey {
+    caller: String,
+    env_id: i64,
+    env_name: String,
+    integration: String,
+    /// `2026-11-24T14:07`
+    minute: String,
 }
 
 /// Shared by every request of one server process.
@@ -267,8 +277,13 @@ impl Broker {
     }
 
     fn count(&self, actor: &Actor, env: &Environment, integration: &str) {
-        let minute = format_time(Utc::now())[..16].to_string();
-        let key = (actor.label.clone(), env.id, env.name.clone(), integration.to_string(), minute);
+        let key = UsageKey {
+            caller: actor.label.clone(),
+            env_id: env.id,
+            env_name: env.name.clone(),
+            integration: integration.to_string(),
+            minute: format_time(Utc::now())[..16].to_string(),
+        };
         *self.inner.usage.lock().expect("broker lock").entry(key).or_default() += 1;
     }
 
@@ -279,17 +294,19 @@ impl Broker {
         let this_minute = format_time(Utc::now())[..16].to_string();
         let due: Vec<_> = {
             let mut usage = self.inner.usage.lock().expect("broker lock");
-            let keys: Vec<_> = usage.keys().filter(|k| all || k.4 < this_minute).cloned().collect();
+            let keys: Vec<_> = usage.keys().filter(|k| all || k.minute < this_minute).cloned().collect();
             keys.into_iter().filter_map(|k| usage.remove(&k).map(|n| (k, n))).collect()
         };
         let mut written = 0;
-        for ((label, env_id, env_name, integration, minute), n) in due {
-            let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: label.clone(), client_addr: None };
-            let event =
-                Event::new("token.use").environment(env_id, &env_name).object("integration", &integration).detail(json!({"minute": minute, "cached_hits": n}));
+        for (k, n) in due {
+            let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: k.caller.clone(), client_addr: None };
+            let event = Event::new("token.use")
+                .environment(k.env_id, &k.env_name)
+                .object("integration", &k.integration)
+                .detail(json!({"minute": k.minute, "cached_hits": n}));
             if let Err(e) = audit::record_alone(&s.db, &actor, event).await {
                 tracing::warn!("token usage could not be audited yet: {e}");
-                *self.inner.usage.lock().expect("broker lock").entry((label, env_id, env_name, integration, minute)).or_default() += n;
+                *self.inner.usage.lock().expect("broker lock").entry(k).or_default() += n;
                 return Err(e);
             }
             written += 1;

@@ -383,10 +383,10 @@ async fn the_domain_function_returns_the_same_result() {
         let (api, owner) = open(&db, true).await;
         create(&api, &owner, http_conn("Api", &fake.url("/api"), "basic")).await;
         let s = &api.s;
-        let result = server::connections::test(&s, &Actor::operator(), "dev", "api").await.unwrap();
+        let result = server::connections::test(s, &Actor::operator(), "dev", "api").await.unwrap();
         assert!(result.ok, "{result:?}");
         assert!(result.advice.is_none());
-        let err = server::connections::test(&s, &Actor::operator(), "DEV", "nope").await.unwrap_err();
+        let err = server::connections::test(s, &Actor::operator(), "DEV", "nope").await.unwrap_err();
         assert_eq!(err.status(), 404);
     }
 }

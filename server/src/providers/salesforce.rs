@@ -104,7 +104,7 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
                     format!("settings.{name}"),
                     "Salesforce is reached over https:// only (http:// is accepted for a local stand-in on 127.0.0.1)",
                 ));
-            } else if url.query().is_some() || url.fragment().is_some() || url.path().trim_end_matches('/') != "" {
+            } else if url.query().is_some() || url.fragment().is_some() || !url.path().trim_end_matches('/').is_empty() {
                 errors.push(FieldError::new(
                     format!("settings.{name}"),
                     format!("give only the address, without a path, e.g. {} (connvault adds /services/oauth2/token)", url.origin().ascii_serialization()),

@@ -217,19 +217,20 @@ pub async fn certificate_pem(db: &Db, env_name: &str, name: &str) -> Result<(Str
     Ok((row.try_get("certificate_pem")?, certificate_file_name(&c.name, &env.name)))
 }
 
+/// A certificate and its key on their way into storage.
+struct NewCertificate<'a> {
+    /// issued or uploaded
+    origin: &'a str,
+    certificate_pem: &'a str,
+    key_der: &'a SecretBytes,
+    /// RFC 3339
+    not_after: &'a str,
+}
+
 /// Stores a new certificate and its key: active if the connection has none, pending (a
 /// rotation) otherwise. A previous pending certificate is retired.
-async fn store_certificate(
-    tx: &mut Tx<'_>,
-    s: &Services,
-    env: &Environment,
-    connection_id: i64,
-    origin: &str,
-    certificate_pem: &str,
-    key_der: &SecretBytes,
-    not_after: &str,
-    by: &str,
-) -> Result<CertificateInfo> {
+async fn store_certificate(tx: &mut Tx<'_>, s: &Services, env: &Environment, connection_id: i64, new: NewCertificate<'_>, by: &str) -> Result<CertificateInfo> {
+    let NewCertificate { origin, certificate_pem, key_der, not_after } = new;
     let has_active = sqlx::query("SELECT id FROM salesforce_certificates WHERE connection_id = $1 AND state = 'active'")
         .bind(connection_id)
         .fetch_optional(&mut **tx)
@@ -278,7 +279,15 @@ pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name
         .map_err(|e| Error::Internal(format!("key generation stopped: {e}")))??;
     let not_after = format_time(chrono::DateTime::from_timestamp(issued.not_after.unix_timestamp(), 0).unwrap_or_default());
     let mut tx = s.db.begin().await?;
-    let certificate = store_certificate(&mut tx, s, &env, c.id, "issued", &issued.certificate_pem, &issued.private_key, &not_after, &actor.label).await?;
+    let certificate = store_certificate(
+        &mut tx,
+        s,
+        &env,
+        c.id,
+        NewCertificate { origin: "issued", certificate_pem: &issued.certificate_pem, key_der: &issued.private_key, not_after: &not_after },
+        &actor.label,
+    )
+    .await?;
     audit::record(
         &mut tx,
         actor,
@@ -313,7 +322,15 @@ pub async fn upload_certificate(s: &Services, actor: &Actor, env_name: &str, nam
     let checked = cert::check_upload(&upload.certificate, upload.private_key.expose_secret(), chrono::Utc::now().timestamp())?;
     let not_after = format_time(chrono::DateTime::from_timestamp(checked.not_after, 0).unwrap_or_default());
     let mut tx = s.db.begin().await?;
-    let info = store_certificate(&mut tx, s, &env, c.id, "uploaded", &checked.certificate_pem, &checked.private_key, &not_after, &actor.label).await?;
+    let info = store_certificate(
+        &mut tx,
+        s,
+        &env,
+        c.id,
+        NewCertificate { origin: "uploaded", certificate_pem: &checked.certificate_pem, key_der: &checked.private_key, not_after: &not_after },
+        &actor.label,
+    )
+    .await?;
     audit::record(
         &mut tx,
         actor,
@@ -545,7 +562,15 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
     let mut detail = json!({"consumer_key_set": true});
     if let Some(u) = &upload {
         let not_after = format_time(chrono::DateTime::from_timestamp(u.not_after, 0).unwrap_or_default());
-        let info = store_certificate(&mut tx, s, &env, c.id, "uploaded", &u.certificate_pem, &u.private_key, &not_after, &actor.label).await?;
+        let info = store_certificate(
+            &mut tx,
+            s,
+            &env,
+            c.id,
+            NewCertificate { origin: "uploaded", certificate_pem: &u.certificate_pem, key_der: &u.private_key, not_after: &not_after },
+            &actor.label,
+        )
+        .await?;
         detail["certificate_uploaded"] = json!(info.fingerprint_sha256);
     }
     audit::record(&mut tx, &actor, Event::new("salesforce.admin_response").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
