@@ -377,15 +377,21 @@ fn TestPanel(environment: String, name: String) -> impl IntoView {
                 </button>
             </ActionForm>
             {move || test.value().get().map(|r| match r {
-                Ok(t) => view! {
-                    <div class=if t.ok { "result ok-box" } else { "result bad-box" } role="status" data-testid="test-result">
-                        <strong>{if t.ok { "Works" } else { "Does not work" }}</strong>
-                        <p>{t.detail}</p>
-                        {t.advice.map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
-                    </div>
-                }.into_any(),
+                Ok(t) => view! { <ResultBox outcome=t ok_title="Works" bad_title="Does not work" testid="test-result"/> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
             })}
         </section>
+    }
+}
+
+/// A live check's outcome: whether it worked, what happened, and what to do.
+#[component]
+pub fn ResultBox(outcome: crate::api::TestOutcome, ok_title: &'static str, bad_title: &'static str, testid: &'static str) -> impl IntoView {
+    view! {
+        <div class=if outcome.ok { "result ok-box" } else { "result bad-box" } role="status" data-testid=testid>
+            <strong>{if outcome.ok { ok_title } else { bad_title }}</strong>
+            <p>{outcome.detail}</p>
+            {outcome.advice.map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
+        </div>
     }
 }

@@ -6,6 +6,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{salesforce_status, urlencode, AdminRequestAgain, AnswerAdminRequest, RequestAdminHelp, SfCertificate, SfStatus, UploadCertificate};
 use crate::pages::auth::error_view;
+use crate::pages::connections::ResultBox;
 use crate::pages::short_time;
 
 fn state_label(state: &str) -> &'static str {
@@ -177,11 +178,7 @@ pub fn RespondPage() -> impl IntoView {
             </Transition>
             {move || answer.value().get().map(|r| match r {
                 Ok(t) => view! {
-                    <div class=if t.ok { "result ok-box" } else { "result bad-box" } role="status" data-testid="answer-result">
-                        <strong>{if t.ok { "Thank you: the connection works" } else { "Received, but the connection does not work yet" }}</strong>
-                        <p>{t.detail}</p>
-                        {t.advice.map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
-                    </div>
+                    <ResultBox outcome=t ok_title="Thank you: the connection works" bad_title="Received, but the connection does not work yet" testid="answer-result"/>
                 }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e.fields.first().map(|f| f.message.clone()).unwrap_or(e.message)}</p> }.into_any(),
             })}

@@ -223,14 +223,24 @@ struct NewCertificate<'a> {
     origin: &'a str,
     certificate_pem: &'a str,
     key_der: &'a SecretBytes,
-    /// RFC 3339
-    not_after: &'a str,
+    /// Seconds since the epoch.
+    not_after: i64,
 }
 
-/// Stores a new certificate and its key: active if the connection has none, pending (a
-/// rotation) otherwise. A previous pending certificate is retired.
-async fn store_certificate(tx: &mut Tx<'_>, s: &Services, env: &Environment, connection_id: i64, new: NewCertificate<'_>, by: &str) -> Result<CertificateInfo> {
+/// Stores a new certificate and its key, and audits it as `action`: active if the connection
+/// has none, pending (a rotation) otherwise. A previous pending certificate is retired.
+async fn store_certificate(
+    tx: &mut Tx<'_>,
+    s: &Services,
+    actor: &Actor,
+    env: &Environment,
+    c: &Connection,
+    new: NewCertificate<'_>,
+    action: &str,
+) -> Result<CertificateInfo> {
     let NewCertificate { origin, certificate_pem, key_der, not_after } = new;
+    let not_after = &format_time(chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default());
+    let (connection_id, by) = (c.id, actor.label.as_str());
     let has_active = sqlx::query("SELECT id FROM salesforce_certificates WHERE connection_id = $1 AND state = 'active'")
         .bind(connection_id)
         .fetch_optional(&mut **tx)
@@ -264,7 +274,16 @@ async fn store_certificate(tx: &mut Tx<'_>, s: &Services, env: &Environment, con
     connections::put_secret(tx, &s.vault, env, connection_id, field, &key, by).await?;
     let row =
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM salesforce_certificates WHERE id = $1"))).bind(id).fetch_one(&mut **tx).await?;
-    cert_from_row(&row)
+    let info = cert_from_row(&row)?;
+    audit::record(
+        tx,
+        actor,
+        Event::new(action).environment(env.id, &env.name).object("connection", &c.name).detail(json!({
+            "origin": origin, "bits": bits, "fingerprint_sha256": info.fingerprint_sha256, "state": info.state, "not_after": info.not_after
+        })),
+    )
+    .await?;
+    Ok(info)
 }
 
 /// "Request admin help" / "Rotate certificate": a new key pair and self-signed certificate,
@@ -277,25 +296,14 @@ pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name
     let issued = tokio::task::spawn_blocking(move || cert::issue(bits, &conn_name, &env_label, time::OffsetDateTime::now_utc()))
         .await
         .map_err(|e| Error::Internal(format!("key generation stopped: {e}")))??;
-    let not_after = format_time(chrono::DateTime::from_timestamp(issued.not_after.unix_timestamp(), 0).unwrap_or_default());
     let mut tx = s.db.begin().await?;
-    let certificate = store_certificate(
-        &mut tx,
-        s,
-        &env,
-        c.id,
-        NewCertificate { origin: "issued", certificate_pem: &issued.certificate_pem, key_der: &issued.private_key, not_after: &not_after },
-        &actor.label,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Event::new("salesforce.certificate_issue").environment(env.id, &env.name).object("connection", &c.name).detail(json!({
-            "bits": bits, "fingerprint_sha256": certificate.fingerprint_sha256, "state": certificate.state, "not_after": certificate.not_after
-        })),
-    )
-    .await?;
+    let new = NewCertificate {
+        origin: "issued",
+        certificate_pem: &issued.certificate_pem,
+        key_der: &issued.private_key,
+        not_after: issued.not_after.unix_timestamp(),
+    };
+    let certificate = store_certificate(&mut tx, s, actor, &env, &c, new, "salesforce.certificate_issue").await?;
     tx.commit().await?;
     let request = match admin_email {
         Some(to) => Some(request_admin_help(s, actor, &env.name, &c.name, Some(&to)).await?),
@@ -320,26 +328,9 @@ fn resolve_admin_email(c: &Connection, given: Option<&str>, needed: bool) -> Res
 pub async fn upload_certificate(s: &Services, actor: &Actor, env_name: &str, name: &str, upload: &Upload) -> Result<CertificateInfo> {
     let (env, c) = load(&s.db, env_name, name).await?;
     let checked = cert::check_upload(&upload.certificate, upload.private_key.expose_secret(), chrono::Utc::now().timestamp())?;
-    let not_after = format_time(chrono::DateTime::from_timestamp(checked.not_after, 0).unwrap_or_default());
     let mut tx = s.db.begin().await?;
-    let info = store_certificate(
-        &mut tx,
-        s,
-        &env,
-        c.id,
-        NewCertificate { origin: "uploaded", certificate_pem: &checked.certificate_pem, key_der: &checked.private_key, not_after: &not_after },
-        &actor.label,
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Event::new("salesforce.certificate_upload")
-            .environment(env.id, &env.name)
-            .object("connection", &c.name)
-            .detail(json!({"fingerprint_sha256": info.fingerprint_sha256, "state": info.state, "not_after": info.not_after})),
-    )
-    .await?;
+    let new = NewCertificate { origin: "uploaded", certificate_pem: &checked.certificate_pem, key_der: &checked.private_key, not_after: checked.not_after };
+    let info = store_certificate(&mut tx, s, actor, &env, &c, new, "salesforce.certificate_upload").await?;
     tx.commit().await?;
     Ok(info)
 }
@@ -561,16 +552,8 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
         .await?;
     let mut detail = json!({"consumer_key_set": true});
     if let Some(u) = &upload {
-        let not_after = format_time(chrono::DateTime::from_timestamp(u.not_after, 0).unwrap_or_default());
-        let info = store_certificate(
-            &mut tx,
-            s,
-            &env,
-            c.id,
-            NewCertificate { origin: "uploaded", certificate_pem: &u.certificate_pem, key_der: &u.private_key, not_after: &not_after },
-            &actor.label,
-        )
-        .await?;
+        let new = NewCertificate { origin: "uploaded", certificate_pem: &u.certificate_pem, key_der: &u.private_key, not_after: u.not_after };
+        let info = store_certificate(&mut tx, s, &actor, &env, &c, new, "salesforce.certificate_upload").await?;
         detail["certificate_uploaded"] = json!(info.fingerprint_sha256);
     }
     audit::record(&mut tx, &actor, Event::new("salesforce.admin_response").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
