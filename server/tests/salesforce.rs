@@ -493,3 +493,47 @@ async fn certificates_expiring_within_30_days_are_flagged() {
         assert_eq!(by_name("Later").state, "waiting_for_admin");
     }
 }
+
+#[tokio::test]
+async fn the_request_email_goes_through_a_real_smtp_server_with_the_certificate_and_the_steps() {
+    use mailparse::MailHeaderMap;
+    let db = backends().await.remove(0);
+    let smtp = common::smtp::SmtpServer::start(common::smtp::Behaviour { auth: "PLAIN LOGIN", refuse_rcpt: false }).await;
+    let url = format!("smtp://mailer:s3cret@{}", smtp.addr);
+    let vars = [("CONNVAULT_ALLOW_LOOPBACK", "1"), ("CONNVAULT_SMTP_URL", url.as_str()), ("CONNVAULT_PUBLIC_URL", "https://vault.example.com")];
+    let api = Api::new(startup::open(db.config_with(&vars)).await.unwrap());
+    let k = key(&api.s, &["DEV:connections:rw"]).await;
+    create(&api, &k, "SF_Main", "https://login.salesforce.com", json!({})).await;
+    let (st, issued, text) =
+        api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/SF_Main/certificate", Some(json!({"send_request": true, "key_bits": 4096}))).await;
+    assert_eq!(st, 201, "{text}");
+    assert_eq!((issued["certificate"]["bits"].as_i64(), issued["request"]["delivery"].as_str()), (Some(4096), Some("smtp")));
+    let (_, _, pem) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Main/certificate", None).await;
+
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].rcpt_to, ["<sf-admin@acme.com>"]);
+    assert_eq!(received[0].auth, Some(("mailer".to_string(), "s3cret".to_string())));
+    let mail = mailparse::parse_mail(&received[0].data).unwrap();
+    let subject = mail.headers.get_first_value("Subject").unwrap();
+    assert!(subject.ends_with(" requests your help to create a Salesforce Connected App") && subject.starts_with("API key test"), "{subject}");
+    let mut parts = Vec::new();
+    fn walk<'a>(m: &'a mailparse::ParsedMail<'a>, out: &mut Vec<&'a mailparse::ParsedMail<'a>>) {
+        out.push(m);
+        for p in &m.subparts {
+            walk(p, out);
+        }
+    }
+    walk(&mail, &mut parts);
+    let text = parts.iter().find(|p| p.ctype.mimetype == "text/plain").unwrap().get_body().unwrap();
+    let html = parts.iter().find(|p| p.ctype.mimetype == "text/html").unwrap().get_body().unwrap();
+    for expected in [USER, "https://vault.example.com/salesforce/callback", "Use digital signatures", "Admin approved users are pre-authorized", "(api)"] {
+        assert!(text.contains(expected), "the steps name {expected}: {text}");
+    }
+    assert!(text.contains("https://vault.example.com/respond/DEV/SF_Main?token="), "{text}");
+    assert!(html.contains("https://vault.example.com/respond/DEV/SF_Main?token="), "{html}");
+    let attachment =
+        parts.iter().find(|p| p.get_content_disposition().params.get("filename").map(String::as_str) == Some("SF_Main-DEV.crt")).expect("the .crt");
+    assert_eq!(String::from_utf8(attachment.get_body_raw().unwrap()).unwrap(), pem, "the attached certificate is the one to upload");
+    assert!(!String::from_utf8_lossy(&received[0].data).contains("PRIVATE KEY"));
+}

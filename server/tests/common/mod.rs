@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod smtp;
 
 #[allow(unused_imports)]
 pub use api::{key, session, Api, Who};
