@@ -135,28 +135,30 @@ fn lifetime(settings: &Settings) -> chrono::Duration {
 impl Broker {
     /// `POST …/integrations/{name}/token`.
     pub async fn token(&self, s: &Services, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
-        let i = integrations::get(&s.db, &env.name, integration).await?;
-        let Some(connection) = i.connection.as_deref() else {
+        // The hot path reads the binding once and writes nothing.
+        let (integration, bound) = integrations::resolve(&s.db, env, integration).await?;
+        let Some(b) = bound else {
             return Err(Error::Conflict {
                 code: "needs_connection",
-                message: format!("integration {} in {} needs a connection: bind one on the My integrations page or with PUT …/binding", i.name, env.name),
+                message: format!("integration {integration} in {} needs a connection: bind one on the My integrations page or with PUT …/binding", env.name),
             });
         };
-        let c = connections::get(&s.db, &env.name, connection).await?;
-        if c.provider != SALESFORCE.id {
+        if b.provider != SALESFORCE.id {
+            let c = connections::get(&s.db, &env.name, &b.name).await?;
             let token = generic(s, env, &c).await?;
-            self.count(actor, env, &i.name);
+            self.count(actor, env, &integration);
             return Ok(token);
         }
-        let settings = Settings::from_map(&c.settings);
+        let settings = Settings::from_map(&b.settings);
         let fresh_after = Utc::now() - (lifetime(&settings) - safety_margin(lifetime(&settings)));
         let started = Utc::now();
         if !force_refresh {
-            if let Some(hit) = self.cached(&c, fresh_after) {
-                self.count(actor, env, &i.name);
-                return Ok(answer(&c, &settings, hit, true));
+            if let Some(hit) = self.cached(b.id, &b.updated_at, fresh_after) {
+                self.count(actor, env, &integration);
+                return Ok(answer(&b.name, &settings, hit, true));
             }
         }
+        let c = connections::get(&s.db, &env.name, &b.name).await?;
         self.check_backoff(&c)?;
 
         // One mint per connection at a time in this process …
@@ -164,9 +166,9 @@ impl Broker {
         let _turn = flight.lock().await;
         // … and whoever waited finds the token the one before it minted.
         let newer_than = if force_refresh { started } else { fresh_after };
-        if let Some(hit) = self.cached(&c, newer_than) {
-            self.count(actor, env, &i.name);
-            return Ok(answer(&c, &settings, hit, true));
+        if let Some(hit) = self.cached(c.id, &c.updated_at, newer_than) {
+            self.count(actor, env, &integration);
+            return Ok(answer(&c.name, &settings, hit, true));
         }
         self.check_backoff(&c)?;
 
@@ -178,8 +180,8 @@ impl Broker {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_NAMESPACE | c.id).execute(&mut *tx).await?;
             lock = Some(tx);
             if let Some(hit) = self.stored(s, env, &c, newer_than).await? {
-                self.count(actor, env, &i.name);
-                return Ok(answer(&c, &settings, hit, true));
+                self.count(actor, env, &integration);
+                return Ok(answer(&c.name, &settings, hit, true));
             }
         }
         let minted = salesforce::mint(s, actor, env, &c).await?;
@@ -196,7 +198,7 @@ impl Broker {
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &TestResult::passed(format!("token obtained from {}", hit.instance_url)), "token").await?;
                 tx.commit().await?;
-                Ok(answer(&c, &settings, hit, false))
+                Ok(answer(&c.name, &settings, hit, false))
             }
             Err(failure) => {
                 let reason = failure.explain(&settings);
@@ -210,7 +212,7 @@ impl Broker {
                         .outcome("failure")
                         .environment(env.id, &env.name)
                         .object("connection", &c.name)
-                        .detail(json!({"integration": i.name, "detail": reason.detail, "retry_in_secs": window.as_secs()})),
+                        .detail(json!({"integration": integration, "detail": reason.detail, "retry_in_secs": window.as_secs()})),
                 )
                 .await?;
                 tx.commit().await?;
@@ -223,9 +225,11 @@ impl Broker {
         result
     }
 
-    fn cached(&self, c: &Connection, newer_than: DateTime<Utc>) -> Option<Cached> {
+    /// The cached session of connection `id`, if minted for its current version (`stamp`) and
+    /// newer than `newer_than`.
+    fn cached(&self, id: i64, stamp: &str, newer_than: DateTime<Utc>) -> Option<Cached> {
         let cache = self.inner.cache.lock().expect("broker lock");
-        cache.get(&c.id).filter(|hit| hit.stamp == c.updated_at && hit.obtained_at > newer_than).cloned()
+        cache.get(&id).filter(|hit| hit.stamp == stamp && hit.obtained_at > newer_than).cloned()
     }
 
     /// A token another process minted (under the advisory lock), if fresh enough.
@@ -315,13 +319,13 @@ impl Broker {
     }
 }
 
-fn answer(c: &Connection, settings: &Settings, hit: Cached, cached: bool) -> Token {
+fn answer(connection: &str, settings: &Settings, hit: Cached, cached: bool) -> Token {
     Token {
         access_token: hit.token,
         token_type: "Bearer".into(),
         instance_url: Some(hit.instance_url),
         expires_at: Some(format_time(hit.obtained_at + lifetime(settings))),
-        connection: c.name.clone(),
+        connection: connection.to_string(),
         header_name: None,
         cached,
     }

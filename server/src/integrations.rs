@@ -186,6 +186,39 @@ pub async fn get(db: &Db, env_name: &str, name: &str) -> Result<Integration> {
     from_row(&row, &env.name)
 }
 
+/// The connection an integration is bound to, as the token broker's hot path needs it.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub id: i64,
+    pub name: String,
+    pub provider: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub updated_at: String,
+}
+
+/// An integration's name (as published) and its connection, if bound: one read.
+pub async fn resolve(db: &Db, env: &Environment, name: &str) -> Result<(String, Option<Bound>)> {
+    let row = sqlx::query(
+        "SELECT i.name AS integration, c.id, c.name, c.provider, c.settings, c.updated_at FROM integrations i          LEFT JOIN connections c ON c.id = i.connection_id WHERE i.environment_id = $1 AND i.name_key = $2",
+    )
+    .bind(env.id)
+    .bind(name.to_lowercase())
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(|| not_found(name, env))?;
+    let bound = match row.try_get::<Option<i64>, _>("id")? {
+        Some(id) => {
+            let settings: String = row.try_get("settings")?;
+            let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(&settings) else {
+                return Err(Error::Internal(format!("connection {id} has unreadable settings")));
+            };
+            Some(Bound { id, name: row.try_get("name")?, provider: row.try_get("provider")?, settings, updated_at: row.try_get("updated_at")? })
+        }
+        None => None,
+    };
+    Ok((row.try_get("integration")?, bound))
+}
+
 fn not_found(name: &str, env: &Environment) -> Error {
     Error::NotFound(format!("no integration named {name} is published in {}", env.name))
 }

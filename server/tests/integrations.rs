@@ -173,3 +173,37 @@ async fn who_may_publish_bind_and_read() {
         assert_eq!(api.call(Who::Nobody, "GET", "/api/v1/environments/DEV/integrations", None).await.0, 401);
     }
 }
+
+#[tokio::test]
+async fn the_broker_answers_a_generic_connection_with_its_credential() {
+    use base64::Engine;
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let k = key(&api.s, &["DEV:connections:rw", "DEV:integrations:rw", "DEV:bindings:rw", "DEV:tokens:read"]).await;
+        let basic = json!({"name": "Basic", "provider": "http", "settings": {"base_url": "https://api.example.com", "auth": "basic", "username": "svc"}, "secrets": {"password": "pw-1"}});
+        let header = json!({"name": "Keyed", "provider": "http", "settings": {"base_url": "https://api.example.com", "auth": "header", "header_name": "X-API-Key"}, "secrets": {"token": "k-2"}});
+        for (c, integration) in [(http_conn("Bearer", "https://api.example.com"), "A"), (basic, "B"), (header, "C")] {
+            let name = c["name"].as_str().unwrap().to_string();
+            assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(c)).await.0, 201);
+            let path = format!("/api/v1/environments/DEV/integrations/{integration}");
+            assert!(api.call(Who::Key(&k), "PUT", &path, Some(json!({"provider": "http"}))).await.0.is_success());
+            assert_eq!(api.call(Who::Key(&k), "PUT", &format!("{path}/binding"), Some(json!({"connection": name}))).await.0, 200);
+        }
+        let token = |i: &'static str| {
+            let api = &api;
+            let k = k.clone();
+            async move { api.call(Who::Key(&k), "POST", &format!("/api/v1/environments/DEV/integrations/{i}/token"), None).await.1 }
+        };
+        let a = token("A").await;
+        assert_eq!(
+            (a["access_token"].as_str(), a["token_type"].as_str(), a["connection"].as_str()),
+            (Some("integration-test-token"), Some("Bearer"), Some("Bearer"))
+        );
+        assert!(a["expires_at"].is_null());
+        let b = token("B").await;
+        let expected = base64::engine::general_purpose::STANDARD.encode("svc:pw-1");
+        assert_eq!((b["access_token"].as_str(), b["token_type"].as_str()), (Some(expected.as_str()), Some("Basic")));
+        let c = token("C").await;
+        assert_eq!((c["access_token"].as_str(), c["token_type"].as_str(), c["header_name"].as_str()), (Some("k-2"), Some("Header"), Some("X-API-Key")));
+    }
+}
