@@ -308,30 +308,50 @@ pub async fn revoke(db: &Db, actor: &Actor, id: i64) -> Result<()> {
 /// Checks a presented key. Failures count against the client address (429 after 10).
 pub async fn authenticate(s: &Services, presented: &str, addr: Option<IpAddr>) -> Result<ApiKey> {
     s.limiter.guard(addr)?;
-    let fail = |why: &str| {
-        if let Some(ip) = addr {
-            s.limiter.record_failure(ip);
-        }
-        Error::Unauthorized(format!("the API key is not valid: {why}"))
-    };
-    let prefix = presented.get(..KEY_PREFIX.len() + 8).filter(|p| p.starts_with(KEY_PREFIX)).ok_or_else(|| fail("it is not a connvault key"))?;
+    let prefix = key_prefix(presented).ok_or_else(|| refused(s, addr, "it is not a connvault key"))?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, key_hash FROM api_keys WHERE prefix = $1")))
         .bind(prefix)
         .fetch_optional(s.db.pool())
-        .await?
-        .ok_or_else(|| fail("unknown key"))?;
+        .await?;
+    let key = verify(s, presented, addr, row.as_ref())?;
+    touch(s, &key).await?;
+    Ok(key)
+}
+
+/// The visible prefix of a presented key (`cvk_` and 8 characters), if it looks like one.
+pub fn key_prefix(presented: &str) -> Option<&str> {
+    presented.get(..KEY_PREFIX.len() + 8).filter(|p| p.starts_with(KEY_PREFIX))
+}
+
+/// The key's columns as `alias.column`, for a query that joins other tables (the token
+/// broker reads the key and the binding in one round trip).
+pub fn columns_of(alias: &str) -> String {
+    COLUMNS.split(", ").chain(["key_hash"]).map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+fn refused(s: &Services, addr: Option<IpAddr>, why: &str) -> Error {
+    if let Some(ip) = addr {
+        s.limiter.record_failure(ip);
+    }
+    Error::Unauthorized(format!("the API key is not valid: {why}"))
+}
+
+/// Checks a presented key against its stored row (selected with [`columns_of`] or `COLUMNS,
+/// key_hash`; `None` if no key has its prefix): digest, revocation, expiry, address limits.
+/// The caller has checked the rate limit (`s.limiter.guard`); failures count against it.
+pub fn verify(s: &Services, presented: &str, addr: Option<IpAddr>, row: Option<&AnyRow>) -> Result<ApiKey> {
+    let row = row.ok_or_else(|| refused(s, addr, "unknown key"))?;
     let stored: String = row.try_get("key_hash")?;
     if !bool::from(stored.as_bytes().ct_eq(tokens::digest(presented).as_bytes())) {
-        return Err(fail("unknown key"));
+        return Err(refused(s, addr, "unknown key"));
     }
-    let key = from_row(&row)?;
+    let key = from_row(row)?;
     if key.revoked_at.is_some() {
-        return Err(fail("it was revoked"));
+        return Err(refused(s, addr, "it was revoked"));
     }
-    let t = now();
     if key.expires_at.as_deref().and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok()).is_some_and(|e| e.with_timezone(&chrono::Utc) <= chrono::Utc::now())
     {
-        return Err(fail("it has expired"));
+        return Err(refused(s, addr, "it has expired"));
     }
     if !key.allowed_addresses.is_empty() {
         let allowed = addr.is_some_and(|a| key.allowed_addresses.iter().filter_map(|c| parse_cidr(c)).any(|c| in_cidr(a, c)));
@@ -343,11 +363,17 @@ pub async fn authenticate(s: &Services, presented: &str, addr: Option<IpAddr>) -
             )));
         }
     }
-    // last_used_at at most once a minute: the hot path stays write-free.
+    Ok(key)
+}
+
+/// Records the key's use: `last_used_at` at most once a minute, so the hot path stays
+/// write-free.
+pub async fn touch(s: &Services, key: &ApiKey) -> Result<()> {
+    let t = now();
     if key.last_used_at.as_deref().is_none_or(|u| u < &t[..16]) {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(&t).bind(key.id).execute(s.db.pool()).await?;
     }
-    Ok(key)
+    Ok(())
 }
 
 /// Whether a signed-in person may revoke `key`: they created it, or they may manage API keys in

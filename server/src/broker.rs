@@ -14,20 +14,24 @@
 //! - Generic providers answer with their stored credential.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
+use crate::access::{Access, Resource};
+use crate::api_keys;
 use crate::audit::{self, Actor, Event};
 use crate::connections::{self, Connection};
 use crate::db::{format_time, Backend};
+use crate::environments;
 use crate::environments::Environment;
 use crate::error::{Error, Result};
-use crate::integrations;
+use crate::integrations::{self, Bound};
 use crate::providers::salesforce::{Settings, ACCESS_TOKEN, SALESFORCE};
 use crate::providers::TestResult;
 use crate::salesforce;
@@ -133,10 +137,80 @@ fn lifetime(settings: &Settings) -> chrono::Duration {
 }
 
 impl Broker {
-    /// `POST …/integrations/{name}/token`.
+    /// `POST …/integrations/{name}/token` for a caller already authenticated and allowed.
     pub async fn token(&self, s: &Services, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
-        // The hot path reads the binding once and writes nothing.
         let (integration, bound) = integrations::resolve(&s.db, env, integration).await?;
+        self.serve(s, actor, env, &integration, bound, force_refresh).await
+    }
+
+    /// The same for an API key, in one database round trip on the cached path: the key, the
+    /// environment, the integration and its connection are read by a single query; the key is
+    /// then checked exactly as [`api_keys::authenticate`] checks it, and must hold
+    /// `tokens:read` on the environment.
+    pub async fn token_for_key(
+        &self,
+        s: &Services,
+        presented: &str,
+        addr: Option<IpAddr>,
+        env_name: &str,
+        integration: &str,
+        force_refresh: bool,
+    ) -> Result<Token> {
+        s.limiter.guard(addr)?;
+        let row = match api_keys::key_prefix(presented) {
+            Some(prefix) => {
+                sqlx::query(AssertSqlSafe(format!(
+                "SELECT {}, e.id AS env_id, e.name AS env_name, e.position AS env_position, e.allow_dev_api_keys AS env_allow, e.created_at AS env_created_at, \
+                 e.updated_at AS env_updated_at, i.name AS integration, c.id AS c_id, c.name AS c_name, c.provider AS c_provider, c.settings AS c_settings, \
+                 c.updated_at AS c_updated_at FROM api_keys k LEFT JOIN environments e ON e.name_key = $2 \
+                 LEFT JOIN integrations i ON i.environment_id = e.id AND i.name_key = $3 LEFT JOIN connections c ON c.id = i.connection_id WHERE k.prefix = $1",
+                api_keys::columns_of("k")
+            )))
+                .bind(prefix)
+                .bind(env_name.to_lowercase())
+                .bind(integration.to_lowercase())
+                .fetch_optional(s.db.pool())
+                .await?
+            }
+            None => None,
+        };
+        let key = api_keys::verify(s, presented, addr, row.as_ref())?;
+        let row = row.expect("verified");
+        // An unknown environment: the usual lookup gives the usual answer (names the known ones).
+        let Some(env_id) = row.try_get::<Option<i64>, _>("env_id")? else {
+            return Err(environments::find(&s.db, env_name).await.err().unwrap_or_else(|| Error::NotFound(format!("no environment named {env_name}"))));
+        };
+        let env = Environment {
+            id: env_id,
+            name: row.try_get("env_name")?,
+            position: row.try_get("env_position")?,
+            allow_dev_api_keys: row.try_get::<i64, _>("env_allow")? != 0,
+            created_at: row.try_get("env_created_at")?,
+            updated_at: row.try_get("env_updated_at")?,
+        };
+        if !key.allows(&env.name, Resource::Tokens, Access::Read) {
+            return Err(Error::Forbidden(format!("you may not read tokens in {}", env.name)));
+        }
+        api_keys::touch(s, &key).await?;
+        let Some(name) = row.try_get::<Option<String>, _>("integration")? else {
+            return Err(Error::NotFound(format!("no integration named {integration} is published in {}", env.name)));
+        };
+        let bound = match row.try_get::<Option<i64>, _>("c_id")? {
+            Some(id) => {
+                let settings: String = row.try_get("c_settings")?;
+                let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(&settings) else {
+                    return Err(Error::Internal(format!("connection {id} has unreadable settings")));
+                };
+                Some(Bound { id, name: row.try_get("c_name")?, provider: row.try_get("c_provider")?, settings, updated_at: row.try_get("c_updated_at")? })
+            }
+            None => None,
+        };
+        self.serve(s, &key.actor(addr), &env, &name, bound, force_refresh).await
+    }
+
+    async fn serve(&self, s: &Services, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
+        let integration = integration.to_string();
+        // The hot path has read the binding once and writes nothing.
         let Some(b) = bound else {
             return Err(Error::Conflict {
                 code: "needs_connection",

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::principal::Principal;
+use super::principal::{self, Principal};
 use super::v1::{env_for, Body};
 use crate::access::{Access, Resource};
 use crate::error::Result;
@@ -77,8 +77,22 @@ struct TokenQuery {
 
 /// Run-time credentials for an app: `{access_token, token_type, instance_url, expires_at,
 /// connection}`, never cached by intermediaries.
-async fn token(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Query(q): Query<TokenQuery>) -> Result<Response> {
-    let env = env_for(&s, &p, &env, Resource::Tokens, Access::Read).await?;
-    let token = s.broker.token(&s, &p.actor(), &env, &name, q.force_refresh).await?;
+/// API keys take the one-round-trip path; a signed-in session (a person trying it out) the
+/// usual one.
+async fn token(
+    State(s): State<Services>,
+    parts: axum::http::request::Parts,
+    Path((env, name)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response> {
+    let token = match principal::bearer(&parts.headers)? {
+        Some(key) => s.broker.token_for_key(&s, key, principal::client_addr(&parts), &env, &name, q.force_refresh).await?,
+        None => {
+            let mut parts = parts;
+            let p = <Principal as axum::extract::FromRequestParts<Services>>::from_request_parts(&mut parts, &s).await?;
+            let env = env_for(&s, &p, &env, Resource::Tokens, Access::Read).await?;
+            s.broker.token(&s, &p.actor(), &env, &name, q.force_refresh).await?
+        }
+    };
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(token.to_json())).into_response())
 }

@@ -70,11 +70,9 @@ impl FromRequestParts<Services> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
-        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
-            let auth = auth.to_str().map_err(|_| Error::Unauthorized("the Authorization header is not readable".into()))?;
-            let key = auth.strip_prefix("Bearer ").ok_or_else(|| Error::Unauthorized("use Authorization: Bearer <API key>".into()))?;
-            return Ok(Principal::Key(api_keys::authenticate(s, key.trim(), addr).await?, addr));
+        let addr = client_addr(parts);
+        if let Some(key) = bearer(&parts.headers)? {
+            return Ok(Principal::Key(api_keys::authenticate(s, key, addr).await?, addr));
         }
         let token = sessions::token_from_headers(&parts.headers).map(str::to_string);
         if let Some(token) = token {
@@ -84,4 +82,17 @@ impl FromRequestParts<Services> for Principal {
         }
         Err(Error::Unauthorized("authentication required: send Authorization: Bearer <API key>".into()))
     }
+}
+
+/// The client's address, as the listener saw it.
+pub fn client_addr(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The API key in `Authorization: Bearer …`, if the header is there.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<Option<&str>, Error> {
+    let Some(auth) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let auth = auth.to_str().map_err(|_| Error::Unauthorized("the Authorization header is not readable".into()))?;
+    let key = auth.strip_prefix("Bearer ").ok_or_else(|| Error::Unauthorized("use Authorization: Bearer <API key>".into()))?;
+    Ok(Some(key.trim()))
 }
