@@ -41,6 +41,13 @@ enum Command {
     /// Create API keys from the command line (the key is printed once).
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Serve a stand-in of Salesforce's token endpoint with a page that plays the Salesforce admin,
+    /// for local demos (not Salesforce; connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
+    DevSalesforce {
+        /// Listen address; its URL is the login URL of the demo connection.
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -283,7 +290,7 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
                 println!("{}", value.expose_secret());
             })
         }
-        Command::Serve | Command::RotateMasterKey { .. } => unreachable!("handled elsewhere"),
+        Command::Serve | Command::RotateMasterKey { .. } | Command::DevSalesforce { .. } => unreachable!("handled elsewhere"),
     };
     services.db.close().await;
     result.map_err(|e| match e {
@@ -366,6 +373,7 @@ async fn main() -> ExitCode {
     server::logging::init(&config);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::DevSalesforce { addr } => server::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
         other => run_command(config, other).await,
     };
     match result {

@@ -442,3 +442,35 @@ fn promise_6_a_secret_never_reaches_the_log() {
     assert!(log.contains("/api/v1/environments/DEV/connections/Marked/test"), "requests are logged");
     assert!(!log.contains("LOGSCAN-marker"), "the secret reached the log");
 }
+
+#[test]
+fn dev_salesforce_serves_the_demo_page_at_the_url_it_prints() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut c = cmd(dir.path());
+    c.args(["dev-salesforce", "--addr", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut stand_in = Server(c.spawn().unwrap());
+    let stdout = stand_in.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.contains(&url)) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => printed.push(line),
+            Err(_) => panic!("dev-salesforce did not print {url} within 30 s: {printed:?}"),
+        }
+    }
+    let (status, body) = get(port, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("for local demos, not Salesforce") && body.contains("action=\"/apps\"") && body.contains("name=\"certificate\""), "{body}");
+    assert!(body.contains(&format!("http://127.0.0.1:{port}/services/oauth2/token")), "the page names the token endpoint: {body}");
+    let _ = stand_in.0.kill();
+    assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
+}
