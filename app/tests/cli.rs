@@ -406,11 +406,22 @@ fn promise_6_a_secret_never_reaches_the_log() {
     assert_eq!(api("PUT", "/api/v1/environments/DEV/integrations/Marked", r#"{"provider": "http"}"#).0, 201);
     assert_eq!(api("PUT", "/api/v1/environments/DEV/integrations/Marked/binding", r#"{"connection": "Marked"}"#).0, 200);
     assert_eq!(api("POST", "/api/v1/environments/DEV/connections/Marked/test", "").0, 200);
+    // A Salesforce connection with a certificate and a request waiting in the outbox.
+    let sf = r#"{"name": "SF_Marked", "provider": "salesforce", "settings": {"login_url": "https://login.salesforce.com", "username": "int@acme.com"}}"#;
+    assert_eq!(api("POST", "/api/v1/environments/DEV/connections", sf).0, 201);
+    let (status, issued) = api("POST", "/api/v1/environments/DEV/connections/SF_Marked/certificate", r#"{"send_request": true, "admin_email": "a@acme.com"}"#);
+    assert_eq!(status, 201, "{issued}");
+    assert!(!issued.contains("PRIVATE"));
     let doc: serde_json::Value = serde_json::from_str(server::api::OPENAPI).unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
         if item.get("get").is_some() {
-            let concrete = path.replace("{env}", "DEV").replace("{name}", "Marked");
-            assert_eq!(api("GET", &concrete, "").0, 200, "{concrete}");
+            let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
+            let concrete = path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", "1");
+            let (status, text) =
+                if concrete.ends_with("/admin-response") { api("GET", &format!("{concrete}?token=not-the-link"), "") } else { api("GET", &concrete, "") };
+            let expected = if concrete.starts_with("/api/v1/outbox") || concrete.ends_with("/admin-response") { 403 } else { 200 };
+            assert_eq!(status, expected, "{concrete}: {text}");
+            assert!(!text.contains("PRIVATE KEY"), "{concrete}");
         }
     }
     // The pages' server functions, with a session.
@@ -424,15 +435,19 @@ fn promise_6_a_secret_never_reaches_the_log() {
         ("/rpc/test_connection", "environment=DEV&name=Marked"),
         ("/rpc/list_integrations", "environment=DEV"),
         ("/rpc/list_audit", "environment=DEV"),
+        ("/rpc/salesforce_status", "environment=DEV&name=SF_Marked"),
     ] {
         let (status, _, text) = request(port, "POST", path, &[FORM, ("Origin", &origin), ("Cookie", &session)], body).unwrap();
         assert_eq!(status, 200, "{path}: {text}");
         assert!(!text.contains("LOGSCAN-marker"), "{path} answered with the secret");
     }
-    for page in ["/env/DEV/connections", "/env/DEV/connections/Marked", "/audit?environment=DEV"] {
+    for page in
+        ["/env/DEV/connections", "/env/DEV/connections/Marked", "/env/DEV/connections/SF_Marked", "/audit?environment=DEV", "/outbox", "/api/v1/outbox/1"]
+    {
         let (status, _, text) = request(port, "GET", page, &[("Cookie", &session)], "").unwrap();
         assert_eq!(status, 200, "{page}");
         assert!(!text.contains("LOGSCAN-marker"), "{page} carried the secret");
+        assert!(!text.contains("PRIVATE KEY"), "{page} carried the Salesforce key");
     }
 
     let _ = server.0.kill();
@@ -441,6 +456,7 @@ fn promise_6_a_secret_never_reaches_the_log() {
     assert!(log.contains("DEBUG") || log.contains("INFO"), "the log was captured: {log}");
     assert!(log.contains("/api/v1/environments/DEV/connections/Marked/test"), "requests are logged");
     assert!(!log.contains("LOGSCAN-marker"), "the secret reached the log");
+    assert!(!log.contains("PRIVATE KEY") && !log.contains("/respond/DEV/SF_Marked?token="), "the key or the one-time link reached the log");
 }
 
 #[test]
