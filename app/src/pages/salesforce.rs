@@ -44,6 +44,7 @@ pub fn SalesforcePanel(environment: String, name: String, admin_email: String, c
             move |_| salesforce_status(environment.clone(), name.clone()),
         )
     };
+    let has_certificate = move || status.get().and_then(|r| r.ok()).is_some_and(|st| st.certificate.is_some() || st.pending_certificate.is_some());
     let download = format!("/api/v1/environments/{}/connections/{}/certificate", urlencode(&environment), urlencode(&name));
     // ActionForm children move what they use: one copy per form.
     let (env2, name2) = (environment.clone(), name.clone());
@@ -81,7 +82,13 @@ pub fn SalesforcePanel(environment: String, name: String, admin_email: String, c
                         <option value="4096">"RSA 4096"</option>
                     </select>
                     <button type="submit" disabled=move || request.pending().get()>
-                        {move || if request.pending().get() { "Generating…" } else { "Request admin help" }}
+                        {move || if request.pending().get() {
+                            "Generating…"
+                        } else if has_certificate() {
+                            "Rotate certificate and request admin help"
+                        } else {
+                            "Request admin help"
+                        }}
                     </button>
                     <p class="muted">"Generates a key pair and certificate (a rotation, if one exists: the current one stays in use until the new one works) and emails the admin the setup steps with a one-time link."</p>
                 </ActionForm>

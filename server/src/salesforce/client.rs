@@ -225,3 +225,42 @@ pub async fn userinfo(out: &Outbound, instance_url: &str, token: &SecretString) 
         status => Err(Failure::Unexpected(format!("userinfo answered HTTP {status}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every error row of the reference, with the exact body Salesforce sends, becomes a
+    /// sentence that names the Salesforce setting (or the connvault setting) to change.
+    #[test]
+    fn every_refusal_in_the_reference_names_what_to_change() {
+        let settings = Settings::from_map(
+            json!({"login_url": "https://login.salesforce.com", "username": "int@acme.com", "consumer_key": "3MVG9abc"}).as_object().unwrap(),
+        );
+        let rows = [
+            ("invalid_grant", "user hasn't approved this consumer", "Admin approved users are pre-authorized"),
+            ("invalid_app_access", "user is not admin approved to access this app", "Assigned Connected Apps"),
+            ("invalid_grant", "audience is invalid", "https://test.salesforce.com for sandboxes"),
+            ("invalid_grant", "expired authorization code", "clock"),
+            ("invalid_grant", "invalid assertion", "Use digital signatures"),
+            ("invalid_client_id", "client identifier invalid", "Manage Consumer Details"),
+            ("unsupported_grant_type", "grant type not supported", "Salesforce login address"),
+            ("invalid_grant", "ip restricted or invalid login hours", "Relax IP restrictions"),
+            ("invalid_grant", "IP Restricted Or Invalid Login Hours", "Login Hours"),
+            ("inactive_user", "user is inactive", "reactivate the user"),
+        ];
+        for (error, description, words) in rows {
+            let failure = Failure::Refused { status: 400, error: error.into(), description: description.into() };
+            let r = failure.explain(&settings);
+            assert!(!r.ok);
+            assert!(r.detail.contains(description), "{error}: {}", r.detail);
+            let advice = r.advice.unwrap();
+            assert!(advice.contains(words), "{error} {description}: {advice}");
+            assert!(!failure.is_transient(), "a 400 is Salesforce's considered answer");
+        }
+        let gone = Failure::Unavailable { status: 503, attempts: 3 };
+        assert!(gone.is_transient() && gone.explain(&settings).detail.contains("503 to 3 attempts"));
+        assert!(Failure::InvalidSession.explain(&settings).detail.contains("INVALID_SESSION_ID"));
+    }
+}
