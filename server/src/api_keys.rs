@@ -366,11 +366,28 @@ pub fn verify(s: &Services, presented: &str, addr: Option<IpAddr>, row: Option<&
     Ok(key)
 }
 
-/// Records the key's use: `last_used_at` at most once a minute, so the hot path stays
-/// write-free.
+/// Which minute each key's use was last recorded in, by this process: under load, only the
+/// first request of a minute writes `last_used_at`, not every request in flight.
+#[derive(Debug, Default, Clone)]
+pub struct KeyUse(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, String>>>);
+
+impl KeyUse {
+    /// True the first time `key` is seen in `minute`.
+    fn first_in(&self, key: i64, minute: &str) -> bool {
+        let mut seen = self.0.lock().expect("key use lock");
+        if seen.get(&key).is_some_and(|m| m.as_str() >= minute) {
+            return false;
+        }
+        seen.insert(key, minute.to_string());
+        true
+    }
+}
+
+/// Records the key's use: `last_used_at` at most once a minute (and per process, by one
+/// request), so the hot path stays write-free.
 pub async fn touch(s: &Services, key: &ApiKey) -> Result<()> {
     let t = now();
-    if key.last_used_at.as_deref().is_none_or(|u| u < &t[..16]) {
+    if key.last_used_at.as_deref().is_none_or(|u| u < &t[..16]) && s.key_use.first_in(key.id, &t[..16]) {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(&t).bind(key.id).execute(s.db.pool()).await?;
     }
     Ok(())

@@ -34,6 +34,8 @@ pub struct Services {
     pub outbound: Outbound,
     /// The token broker's cache, single-flight locks, back-off and usage counts.
     pub broker: Broker,
+    /// When each API key's use was last written (see `api_keys::touch`).
+    pub key_use: crate::api_keys::KeyUse,
     /// Email: through CONNVAULT_SMTP_URL's server, or into the outbox without one.
     pub mailer: Mailer,
 }
@@ -150,8 +152,16 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), mail = %mailer.describe(), "vault open");
-    let services =
-        Services { config: Arc::new(config), db, vault: Vault::new(keyring), limiter: Limiter::default(), outbound, broker: Broker::default(), mailer };
+    let services = Services {
+        config: Arc::new(config),
+        db,
+        vault: Vault::new(keyring),
+        limiter: Limiter::default(),
+        outbound,
+        broker: Broker::default(),
+        key_use: Default::default(),
+        mailer,
+    };
     // Cached token hits are counted in memory and written to the audit trail once a minute.
     let flusher = services.clone();
     tokio::spawn(async move {
