@@ -205,5 +205,22 @@ async fn the_broker_answers_a_generic_connection_with_its_credential() {
         assert_eq!((b["access_token"].as_str(), b["token_type"].as_str()), (Some(expected.as_str()), Some("Basic")));
         let c = token("C").await;
         assert_eq!((c["access_token"].as_str(), c["token_type"].as_str(), c["header_name"].as_str()), (Some("k-2"), Some("Header"), Some("X-API-Key")));
+
+        // The one-query path checks the key like every other route.
+        let (st, err, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/NOPE/integrations/A/token", None).await;
+        assert_eq!(st, 404, "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("DEV"), "names the environments there are: {err}");
+        let (st, _, _) = api.call(Who::Key("cvk_00000000_not-a-real-key"), "POST", "/api/v1/environments/DEV/integrations/A/token", None).await;
+        assert_eq!(st, 401);
+        let other_env = key(&api.s, &["QA:tokens:read"]).await;
+        let (st, err, _) = api.call(Who::Key(&other_env), "POST", "/api/v1/environments/DEV/integrations/A/token", None).await;
+        assert_eq!((st.as_u16(), err["error"]["message"].as_str()), (403, Some("you may not read tokens in DEV")));
+        let owner = session(&api.s, "owner@example.com", None, true).await;
+        let (st, by_session, _) = api.call(Who::Session(&owner), "POST", "/api/v1/environments/dev/integrations/a/token", None).await;
+        assert_eq!((st.as_u16(), by_session["access_token"].as_str()), (200, Some("integration-test-token")), "a signed-in owner may try it too");
+        let id = server::api_keys::page(&api.s.db, &Default::default(), None).await.unwrap().items.into_iter().find(|x| k.starts_with(&x.prefix)).unwrap().id;
+        server::api_keys::revoke(&api.s.db, &server::audit::Actor::operator(), id).await.unwrap();
+        let (st, _, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/integrations/A/token", None).await;
+        assert_eq!(st, 401, "a revoked key stops at once");
     }
 }
