@@ -490,3 +490,79 @@ fn dev_salesforce_serves_the_demo_page_at_the_url_it_prints() {
     let _ = stand_in.0.kill();
     assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
 }
+
+/// Two `connvault serve` processes on one PostgreSQL database: 50 concurrent callers on a stale
+/// Salesforce token, half on each server, cause exactly one call to Salesforce (the mint holds
+/// a PostgreSQL advisory lock; the other server finds the new token in the database).
+#[test]
+fn two_server_processes_on_one_postgresql_mint_once_between_them() {
+    use server::salesforce::standin::{ConnectedApp, StandIn};
+    let Some(admin) = std::env::var("CONNVAULT_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CONNVAULT_TEST_POSTGRES_URL is not set: under CI the PostgreSQL test must run");
+        eprintln!("SKIPPED: two servers on one PostgreSQL (CONNVAULT_TEST_POSTGRES_URL not set)");
+        return;
+    };
+    let db_name = format!("cv_two_servers_{}_{}", std::process::id(), free_port());
+    let created = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {db_name}")]).output().unwrap();
+    assert!(created.status.success(), "psql: {}", text(&created.stderr));
+    let url = format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0);
+
+    // Salesforce, in this process, so that its calls can be counted.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sf = StandIn::new();
+    let sf_url = runtime.block_on(sf.spawn()).unwrap();
+    sf.add_user("int@acme.com", true);
+
+    let key_b64 = "c2hhcmVkLW1hc3Rlci1rZXktZm9yLXR3by1zZXJ2ZXI="; // 32 bytes
+    let vars = [("DATABASE_URL", url.as_str()), ("CONNVAULT_MASTER_KEY", key_b64), ("CONNVAULT_ALLOW_LOOPBACK", "1")];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut c = cmd(dir_a.path());
+    c.envs(vars).args(["api-key", "create", "--name", "two", "--grant", "*:*:rw"]);
+    let out = run(c, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bearer = format!("Bearer {}", text(&out.stdout).trim());
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = serve_with(dir_a.path(), port_a, &vars);
+    let _b = serve_with(dir_b.path(), port_b, &vars);
+    let api = |port: u16, method: &str, path: &str, body: &str| {
+        let (status, _, text) = request(port, method, path, &[("Authorization", &bearer), ("Content-Type", "application/json")], body).unwrap();
+        (status, text)
+    };
+    let sf_conn = format!(r#"{{"name": "SF", "provider": "salesforce", "settings": {{"login_url": "{sf_url}", "username": "int@acme.com"}}}}"#);
+    assert_eq!(api(port_a, "POST", "/api/v1/environments/DEV/connections", &sf_conn).0, 201);
+    assert_eq!(api(port_a, "POST", "/api/v1/environments/DEV/connections/SF/certificate", "{}").0, 201);
+    let (_, pem) = api(port_b, "GET", "/api/v1/environments/DEV/connections/SF/certificate", "");
+    let app = ConnectedApp {
+        consumer_key: "3MVG9twoservers".into(),
+        certificate_pem: pem,
+        admin_approved: true,
+        assigned_users: ["int@acme.com".to_string()].into(),
+        ip_restricted: false,
+    };
+    sf.add_app(app).unwrap();
+    assert_eq!(api(port_a, "PATCH", "/api/v1/environments/DEV/connections/SF", r#"{"settings": {"consumer_key": "3MVG9twoservers"}}"#).0, 200);
+    assert!(api(port_a, "PUT", "/api/v1/environments/DEV/integrations/Accounts", r#"{"provider": "salesforce"}"#).0 < 300);
+    assert_eq!(api(port_b, "PUT", "/api/v1/environments/DEV/integrations/Accounts/binding", r#"{"connection": "SF"}"#).0, 200);
+
+    let before = sf.token_requests();
+    let callers: Vec<_> = (0..50)
+        .map(|i| {
+            let (port, bearer) = (if i % 2 == 0 { port_a } else { port_b }, bearer.clone());
+            std::thread::spawn(move || {
+                request(port, "POST", "/api/v1/environments/DEV/integrations/Accounts/token", &[("Authorization", &bearer)], "").unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String, String)> = callers.into_iter().map(|t| t.join().unwrap()).collect();
+    let tokens: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(status, _, body)| {
+            assert_eq!(*status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["access_token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(sf.token_requests() - before, 1, "one mint across both server processes");
+    assert_eq!(tokens.len(), 1, "every caller got the same token");
+    drop(runtime);
+}
