@@ -503,7 +503,10 @@ fn two_server_processes_on_one_postgresql_mint_once_between_them() {
         return;
     };
     let db_name = format!("cv_two_servers_{}_{}", std::process::id(), free_port());
-    let created = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {db_name}")]).output().unwrap();
+    let created = Command::new("psql")
+        .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {db_name}")])
+        .output()
+        .unwrap_or_else(|e| panic!("psql (Debian's postgresql-client, installed with postgresql) is needed to create the test database: {e}"));
     assert!(created.status.success(), "psql: {}", text(&created.stderr));
     let url = format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0);
 

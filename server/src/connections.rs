@@ -296,16 +296,11 @@ pub async fn list(db: &Db, env_name: &str, q: &ListQuery) -> Result<Page<Connect
         filter.and("name_key LIKE ? ESCAPE '\\'", [contains_pattern(s).into()]);
     }
     // Page over connection ids first (so LIMIT counts connections, not joined rows).
-    let page = feed::page(db, &LISTING, filter, &q.feed, q.limit).await?;
-    let ids: Vec<i64> = page.items.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-    if ids.is_empty() {
-        return Ok(Page { items: Vec::new(), next_cursor: page.next_cursor });
-    }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    // `list` is integers read from the database a moment ago.
-    let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.id, s.field"))).fetch_all(db.pool()).await?;
-    let mut by_id: BTreeMap<i64, Connection> = fold(rows, &env.name)?.into_iter().map(|c| (c.id, c)).collect();
-    Ok(Page { items: ids.iter().filter_map(|id| by_id.remove(id)).collect(), next_cursor: page.next_cursor })
+    feed::page_then_load(db, &LISTING, filter, &q.feed, q.limit, |list| async move {
+        let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.id, s.field"))).fetch_all(db.pool()).await?;
+        Ok(fold(rows, &env.name)?.into_iter().map(|c| (c.id, c)).collect())
+    })
+    .await
 }
 
 struct Stored {

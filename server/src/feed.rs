@@ -414,6 +414,45 @@ pub async fn page(db: &Db, listing: &Listing, mut filter: Filter, feed: &Feed, l
     Ok(Page { items: rows, next_cursor })
 }
 
+/// A page whose records are read in a second step: [`page`] chooses the ids (so that LIMIT
+/// counts records, not joined rows), `load` reads those records given the ids as a
+/// comma-separated list of integers (for `WHERE id IN (…)`; they come from the database, so the
+/// list is safe to format into SQL) and answers them with their ids in any order, and the page
+/// keeps the first step's order.
+pub async fn page_then_load<T, F, Fut>(db: &Db, listing: &Listing, filter: Filter, feed: &Feed, limit: Option<i64>, load: F) -> Result<Page<T>>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(i64, T)>>>,
+{
+    let page = page(db, listing, filter, feed, limit).await?;
+    let ids: Vec<i64> = page.items.iter().map(|r| r.try_get("id")).collect::<std::result::Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Page { items: Vec::new(), next_cursor: page.next_cursor });
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let mut by_id: std::collections::BTreeMap<i64, T> = load(list).await?.into_iter().collect();
+    Ok(Page { items: ids.iter().filter_map(|id| by_id.remove(id)).collect(), next_cursor: page.next_cursor })
+}
+
+/// Every item of a list, reading it a page (of the largest size) at a time: `page` is called
+/// with each page's feed position until the list has no next page.
+pub async fn read_all<T, F, Fut>(mut page: F) -> crate::error::Result<Vec<T>>
+where
+    F: FnMut(Feed, Option<i64>) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<Page<T>>>,
+{
+    let mut all = Vec::new();
+    let mut feed = Feed::default();
+    loop {
+        let p = page(feed.clone(), Some(MAX_LIMIT)).await?;
+        all.extend(p.items);
+        match p.next_cursor {
+            Some(c) => feed = feed.with_cursor(Some(c)),
+            None => return Ok(all),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,16 +231,11 @@ pub async fn list(db: &Db, env_name: &str, feed: &Feed, limit: Option<i64>) -> R
     let env = environments::find(db, env_name).await?;
     let mut filter = Filter::new();
     filter.and("environment_id = ?", [env.id.into()]);
-    let page = feed::page(db, &LISTING, filter, feed, limit).await?;
-    let ids: Vec<i64> = page.items.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-    if ids.is_empty() {
-        return Ok(Page { items: Vec::new(), next_cursor: page.next_cursor });
-    }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    // `list` is integers read from the database a moment ago.
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id IN ({list})"))).fetch_all(db.pool()).await?;
-    let mut by_id: std::collections::BTreeMap<i64, Integration> = rows.iter().map(|r| from_row(r, &env.name).map(|i| (i.id, i))).collect::<Result<_>>()?;
-    Ok(Page { items: ids.iter().filter_map(|id| by_id.remove(id)).collect(), next_cursor: page.next_cursor })
+    feed::page_then_load(db, &LISTING, filter, feed, limit, |list| async move {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id IN ({list})"))).fetch_all(db.pool()).await?;
+        rows.iter().map(|r| from_row(r, &env.name).map(|i| (i.id, i))).collect()
+    })
+    .await
 }
 
 /// Publishes (creates or updates) an integration. Publishing the same thing again changes

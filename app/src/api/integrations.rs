@@ -46,16 +46,12 @@ pub async fn list_integrations(environment: String) -> Fallible<IntegrationList>
     use server::access::{user_allows, Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Integrations, Access::Read).await?;
-    let mut integrations = Vec::new();
-    let mut feed = server::feed::Feed::default();
-    loop {
-        let page = server::integrations::list(&s.db, &env.name, &feed, Some(1000)).await.map_err(fail)?;
-        integrations.extend(page.items);
-        match page.next_cursor {
-            Some(c) => feed = feed.with_cursor(Some(c)),
-            None => break,
-        }
-    }
+    let integrations = server::feed::read_all(|feed, limit| {
+        let (db, env) = (s.db.clone(), env.name.clone());
+        async move { server::integrations::list(&db, &env, &feed, limit).await }
+    })
+    .await
+    .map_err(fail)?;
     let mut candidates: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for i in &integrations {
         if candidates.contains_key(&i.provider) {

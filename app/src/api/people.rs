@@ -185,16 +185,12 @@ pub async fn list_keys() -> Fallible<KeysPage> {
     let envs = server::environments::list(&s.db).await.map_err(fail)?;
     let manageable: Vec<String> =
         envs.iter().filter(|e| user_allows(&user, &e.name, e.allow_dev_api_keys, Resource::ApiKeys, Access::Write)).map(|e| e.name.clone()).collect();
-    let mut all = Vec::new();
-    let mut feed = server::feed::Feed::default();
-    loop {
-        let page = server::api_keys::page(&s.db, &feed, Some(1000)).await.map_err(fail)?;
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(c) => feed = feed.with_cursor(Some(c)),
-            None => break,
-        }
-    }
+    let all = server::feed::read_all(|feed, limit| {
+        let db = s.db.clone();
+        async move { server::api_keys::page(&db, &feed, limit).await }
+    })
+    .await
+    .map_err(fail)?;
     let keys = all
         .into_iter()
         .map(|k| (server::api_keys::user_may_revoke(&user, &k, &envs), k))
