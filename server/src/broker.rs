@@ -161,10 +161,10 @@ impl Broker {
             Some(prefix) => {
                 sqlx::query(AssertSqlSafe(format!(
                 "SELECT {}, e.id AS env_id, e.name AS env_name, e.position AS env_position, e.allow_dev_api_keys AS env_allow, e.created_at AS env_created_at, \
-                 e.updated_at AS env_updated_at, i.name AS integration, c.id AS c_id, c.name AS c_name, c.provider AS c_provider, c.settings AS c_settings, \
-                 c.updated_at AS c_updated_at FROM api_keys k LEFT JOIN environments e ON e.name_key = $2 \
+                 e.updated_at AS env_updated_at, {} FROM api_keys k LEFT JOIN environments e ON e.name_key = $2 \
                  LEFT JOIN integrations i ON i.environment_id = e.id AND i.name_key = $3 LEFT JOIN connections c ON c.id = i.connection_id WHERE k.prefix = $1",
-                api_keys::columns_of("k")
+                api_keys::columns_of("k"),
+                integrations::BINDING_COLUMNS
             )))
                 .bind(prefix)
                 .bind(env_name.to_lowercase())
@@ -192,19 +192,7 @@ impl Broker {
             return Err(Error::Forbidden(format!("you may not read tokens in {}", env.name)));
         }
         api_keys::touch(s, &key).await?;
-        let Some(name) = row.try_get::<Option<String>, _>("integration")? else {
-            return Err(Error::NotFound(format!("no integration named {integration} is published in {}", env.name)));
-        };
-        let bound = match row.try_get::<Option<i64>, _>("c_id")? {
-            Some(id) => {
-                let settings: String = row.try_get("c_settings")?;
-                let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(&settings) else {
-                    return Err(Error::Internal(format!("connection {id} has unreadable settings")));
-                };
-                Some(Bound { id, name: row.try_get("c_name")?, provider: row.try_get("c_provider")?, settings, updated_at: row.try_get("c_updated_at")? })
-            }
-            None => None,
-        };
+        let (name, bound) = integrations::binding_from_row(&row, &env, integration)?;
         self.serve(s, &key.actor(addr), &env, &name, bound, force_refresh).await
     }
 

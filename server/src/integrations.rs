@@ -196,27 +196,39 @@ pub struct Bound {
     pub updated_at: String,
 }
 
+/// The columns [`binding_from_row`] reads, for a query that joins `integrations i` (matched
+/// by name, possibly not at all) and `LEFT JOIN connections c ON c.id = i.connection_id`.
+pub(crate) const BINDING_COLUMNS: &str =
+    "i.name AS integration, c.id AS c_id, c.name AS c_name, c.provider AS c_provider, c.settings AS c_settings, c.updated_at AS c_updated_at";
+
+/// The integration's name (as published) and its connection, if bound, from a row selected
+/// with [`BINDING_COLUMNS`]; no integration in the row means `requested` is not published.
+pub(crate) fn binding_from_row(row: &AnyRow, env: &Environment, requested: &str) -> Result<(String, Option<Bound>)> {
+    let Some(integration) = row.try_get::<Option<String>, _>("integration")? else { return Err(not_found(requested, env)) };
+    let bound = match row.try_get::<Option<i64>, _>("c_id")? {
+        Some(id) => {
+            let settings: String = row.try_get("c_settings")?;
+            let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(&settings) else {
+                return Err(Error::Internal(format!("connection {id} has unreadable settings")));
+            };
+            Some(Bound { id, name: row.try_get("c_name")?, provider: row.try_get("c_provider")?, settings, updated_at: row.try_get("c_updated_at")? })
+        }
+        None => None,
+    };
+    Ok((integration, bound))
+}
+
 /// An integration's name (as published) and its connection, if bound: one read.
 pub async fn resolve(db: &Db, env: &Environment, name: &str) -> Result<(String, Option<Bound>)> {
-    let row = sqlx::query(
-        "SELECT i.name AS integration, c.id, c.name, c.provider, c.settings, c.updated_at FROM integrations i          LEFT JOIN connections c ON c.id = i.connection_id WHERE i.environment_id = $1 AND i.name_key = $2",
-    )
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {BINDING_COLUMNS} FROM integrations i LEFT JOIN connections c ON c.id = i.connection_id WHERE i.environment_id = $1 AND i.name_key = $2"
+    )))
     .bind(env.id)
     .bind(name.to_lowercase())
     .fetch_optional(db.pool())
     .await?
     .ok_or_else(|| not_found(name, env))?;
-    let bound = match row.try_get::<Option<i64>, _>("id")? {
-        Some(id) => {
-            let settings: String = row.try_get("settings")?;
-            let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(&settings) else {
-                return Err(Error::Internal(format!("connection {id} has unreadable settings")));
-            };
-            Some(Bound { id, name: row.try_get("name")?, provider: row.try_get("provider")?, settings, updated_at: row.try_get("updated_at")? })
-        }
-        None => None,
-    };
-    Ok((row.try_get("integration")?, bound))
+    binding_from_row(&row, env, name)
 }
 
 fn not_found(name: &str, env: &Environment) -> Error {

@@ -76,8 +76,7 @@ pub async fn salesforce_status(environment: String, name: String) -> Fallible<Sf
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
-    let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
-    mirror(&server::salesforce::status(&s.db, &c).await.map_err(fail)?)
+    mirror(&server::salesforce::status_of(&s.db, &env.name, &name).await.map_err(fail)?)
 }
 
 /// "Request admin help" / "Rotate certificate": a new key pair and certificate, and the email.

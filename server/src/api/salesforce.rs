@@ -12,7 +12,6 @@ use serde::Deserialize;
 use super::principal::Principal;
 use super::v1::{env_for, Body};
 use crate::access::{Access, Resource};
-use crate::connections;
 use crate::error::Result;
 use crate::providers::TestResult;
 use crate::salesforce::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
@@ -49,14 +48,7 @@ async fn upload(State(s): State<Services>, p: Principal, Path((env, name)): Path
 
 async fn status(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Status>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
-    let c = connections::get(&s.db, &env.name, &name).await?;
-    if c.provider != crate::providers::salesforce::SALESFORCE.id {
-        return Err(crate::Error::Conflict {
-            code: "not_salesforce",
-            message: format!("{} is a {} connection; status applies to Salesforce connections", c.name, c.provider),
-        });
-    }
-    Ok(Json(salesforce::status(&s.db, &c).await?))
+    Ok(Json(salesforce::status_of(&s.db, &env.name, &name).await?))
 }
 
 #[derive(Default, Deserialize)]

@@ -162,7 +162,7 @@ async fn load(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Conne
     if c.provider != SALESFORCE.id {
         return Err(Error::Conflict {
             code: "not_salesforce",
-            message: format!("{} is a {} connection; certificates and admin requests belong to Salesforce connections", c.name, c.provider),
+            message: format!("{} is a {} connection; certificates, admin requests and status belong to Salesforce connections", c.name, c.provider),
         });
     }
     Ok((env, c))
@@ -209,6 +209,10 @@ async fn certificates(db: &Db, connection_id: i64) -> Result<(Option<Certificate
 /// otherwise the active one.
 pub async fn certificate_pem(db: &Db, env_name: &str, name: &str) -> Result<(String, String)> {
     let (env, c) = load(db, env_name, name).await?;
+    current_pem(db, &env, &c).await
+}
+
+async fn current_pem(db: &Db, env: &Environment, c: &Connection) -> Result<(String, String)> {
     let row = sqlx::query("SELECT certificate_pem FROM salesforce_certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1")
         .bind(c.id)
         .fetch_optional(db.pool())
@@ -367,7 +371,7 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
     let (env, c) = load(&s.db, env_name, name).await?;
     let to = resolve_admin_email(&c, admin_email, true)?.expect("needed");
     let settings = Settings::from_map(&c.settings);
-    let (pem, file) = certificate_pem(&s.db, &env.name, &c.name).await.map_err(|_| Error::Conflict {
+    let (pem, file) = current_pem(&s.db, &env, &c).await.map_err(|_| Error::Conflict {
         code: "no_certificate",
         message: format!("{} has no certificate to send; issue one first (POST …/certificate) or upload your own", c.name),
     })?;
@@ -723,7 +727,13 @@ pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Conn
     Ok(result.scrubbed(&secrets))
 }
 
-/// Where each of these Salesforce connections stands.
+/// Where the Salesforce connection `name` stands (409 for a connection of another provider).
+pub async fn status_of(db: &Db, env_name: &str, name: &str) -> Result<Status> {
+    let (_, c) = load(db, env_name, name).await?;
+    status(db, &c).await
+}
+
+/// Where this Salesforce connection stands.
 pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
     let (certificate, pending_certificate) = certificates(db, c.id).await?;
     let request = latest_request(db, c.id).await?;
