@@ -646,7 +646,7 @@ fn plan(
 
         // Its binding: carried over when the target has (or gets) the connection; an existing
         // binding of the target is never replaced or removed.
-        let current = target.filter(|t| t.provider == i.provider).and_then(|t| t.connection.clone());
+        let current = target.and_then(|t| t.connection.clone());
         let label = providers::get(&i.provider).map_or(i.provider.as_str(), |d| d.label);
         match bundle.bindings.get(&key) {
             Some(b) => {
@@ -720,7 +720,20 @@ pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mod
         // Nothing to do: nothing is written, not even an audit event.
         return Ok(Report { mode, changes, needs_connection, applied: true });
     }
-    apply(&mut tx, actor, &env, bundle, &ops).await?;
+    apply(&mut tx, actor, &env, bundle, &ops).await.map_err(|e| {
+        if e.is_unique_violation() {
+            // Someone created the same name in the target while this import ran.
+            Error::Conflict {
+                code: "import_conflict",
+                message: format!(
+                    "a connection or integration of this bundle was created in {} while the import ran; nothing was imported. Plan again",
+                    env.name
+                ),
+            }
+        } else {
+            e
+        }
+    })?;
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
     let detail = json!({
         "source_environment": bundle.source_environment,

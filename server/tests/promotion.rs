@@ -344,3 +344,48 @@ async fn who_may_export_and_import() {
         assert_eq!(api.call(Who::Session(&admin), "POST", path, Some(bundle.clone())).await.0, 200);
     }
 }
+
+/// Both routes are in the OpenAPI document and routed; an owner's session may export too, and
+/// its export holds no secret either.
+#[tokio::test]
+async fn the_routes_are_documented_and_answer_sessions() {
+    let db = backends().await.into_iter().next().unwrap();
+    let (api, k) = setup(&db).await;
+    let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+    assert!(doc["paths"]["/api/v1/environments/{env}/export"]["get"].is_object());
+    assert!(doc["paths"]["/api/v1/environments/{env}/import"]["post"].is_object());
+    let (st, err, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/import", Some(json!({}))).await;
+    assert_eq!((st.as_u16(), fields(&err)), (422, vec!["mode"]));
+    let owner = session(&api.s, "owner@example.com", None, true).await;
+    let (st, _, text) = api.call(Who::Session(&owner), "GET", "/api/v1/environments/DEV/export", None).await;
+    assert_eq!(st, 200, "{text}");
+    assert!(!text.contains(MARKER));
+}
+
+/// A newer release of an integration updates it; a provider change under a binding is a
+/// conflict (the binding would be left pointing at the wrong kind of connection).
+#[tokio::test]
+async fn integrations_are_updated_but_never_switched_under_a_binding() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        assert_eq!(import(&api, &k, "mode=apply", &export(&api, &k).await).await.0, 200);
+        let body = json!({"provider": "http", "objects": ["Account"], "version": "2.1"});
+        assert_eq!(api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Billing_Sync", Some(body)).await.0, 200);
+        let (st, applied) = import(&api, &k, "mode=apply", &export(&api, &k).await).await;
+        assert_eq!(st, 200, "{applied}");
+        assert!(actions(&applied).contains(&change("integration", "Billing_Sync", "update")), "{applied}");
+        assert!(actions(&applied).contains(&change("binding", "Billing_Sync", "unchanged")), "{applied}");
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/Billing_Sync", None).await;
+        assert_eq!((one["version"].as_str(), one["connection"].as_str()), (Some("2.1"), Some("Billing")));
+
+        let bundle = resealed(&export(&api, &k).await, |b| {
+            b["integrations"][0]["provider"] = json!("salesforce");
+            b["bindings"] = json!([]);
+        });
+        let before = db.content_digest().await;
+        let (st, err) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!((st, fields(&err)), (409, vec!["integrations[0]"]), "{err}");
+        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("unbind it there"), "{err}");
+        assert_eq!(db.content_digest().await, before);
+    }
+}
