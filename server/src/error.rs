@@ -29,6 +29,13 @@ pub enum Error {
     NotFound(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A conflict made of several items (e.g. an import): each named in `details`, with its
+    /// path in what was sent.
+    #[error("{message}")]
+    Conflicts { code: &'static str, message: String, details: Vec<FieldError> },
+    /// The body is larger than the route accepts: 413, with the limit in the message.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -70,7 +77,8 @@ impl Error {
         match self {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Conflict { .. } | Error::Conflicts { .. } => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -85,7 +93,8 @@ impl Error {
         match self {
             Error::Validation(_) => "validation_failed",
             Error::NotFound(_) => "not_found",
-            Error::Conflict { code, .. } => code,
+            Error::Conflict { code, .. } | Error::Conflicts { code, .. } => code,
+            Error::TooLarge(_) => "payload_too_large",
             Error::BadRequest(_) => "bad_request",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
@@ -109,7 +118,7 @@ impl Error {
 
     pub fn details(&self) -> Vec<FieldError> {
         match self {
-            Error::Validation(errors) => errors.clone(),
+            Error::Validation(errors) | Error::Conflicts { details: errors, .. } => errors.clone(),
             _ => Vec::new(),
         }
     }

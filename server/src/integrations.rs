@@ -95,7 +95,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// Checks a publish body and puts it in its stored form (objects in the order given).
-fn normalize(input: &Publish) -> Result<(Vec<ObjectUse>, Option<String>, Option<String>)> {
+pub(crate) fn normalize(input: &Publish) -> Result<(Vec<ObjectUse>, Option<String>, Option<String>)> {
     let mut errors = Vec::new();
     if providers::get(&input.provider).is_none() {
         errors.push(FieldError::new("provider", format!("unknown provider {:?}; use one of {}", input.provider, providers::ids().join(", "))));

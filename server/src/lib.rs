@@ -18,6 +18,7 @@ pub mod keyring;
 pub mod logging;
 pub mod mail;
 pub mod outbound;
+pub mod promotion;
 pub mod providers;
 pub mod ratelimit;
 pub mod rotate;

@@ -337,5 +337,5 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 31);
+    assert_eq!(checked, 33);
 }

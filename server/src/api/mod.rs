@@ -13,6 +13,7 @@ use crate::startup::Services;
 mod integrations;
 mod outbox;
 pub mod principal;
+mod promotion;
 mod salesforce;
 pub mod v1;
 
@@ -25,6 +26,7 @@ pub fn router(services: Services) -> Router {
             "/api/v1",
             v1::router()
                 .merge(integrations::router())
+                .merge(promotion::router())
                 .merge(salesforce::router())
                 .merge(outbox::router())
                 .route("/openapi.json", get(openapi))

@@ -1,0 +1,942 @@
+//! Promotion: carrying what an environment uses (its integrations, the descriptors of its
+//! connections, and which connection each integration is bound to) to the next environment as
+//! a versioned bundle.
+//!
+//! A bundle never carries a secret (promise 12): connection descriptors hold only the settings
+//! a provider declares non-secret, so the target's administrator fills in secrets there.
+//! Import (promise 13) validates the whole bundle before it reads the target, plans every
+//! change against the target, and applies the plan in one transaction with its audit events:
+//! all or nothing. A change that would overwrite something the target decided (different
+//! connection settings, a different provider, another binding) is a conflict and stops the
+//! import unless an option allows it. Importing the same bundle again finds nothing to do and
+//! writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::audit::{self, Actor, Event};
+use crate::db::{now, Db, Tx};
+use crate::environments::{self, Environment};
+use crate::error::{Error, FieldError, Result};
+use crate::integrations::{self, ObjectInput, ObjectUse, Publish};
+use crate::providers::{self, ProviderDef};
+
+pub const FORMAT: &str = "connvault-bundle";
+pub const FORMAT_VERSION: i64 = 1;
+/// The largest bundle an import accepts. Bundles hold names and settings only, so this is far
+/// more than any real environment needs, and small enough to validate in memory.
+pub const MAX_BUNDLE_BYTES: usize = 10 * 1024 * 1024;
+
+/// The top-level fields of format version 1, in the order export writes them.
+const TOP_LEVEL: [&str; 9] =
+    ["format", "format_version", "source_environment", "exported_at", "exported_by", "integrations", "connections", "bindings", "digest"];
+
+/// An integration as a bundle carries it.
+#[derive(Debug, Clone, Serialize)]
+struct ExportIntegration {
+    name: String,
+    provider: String,
+    objects: Vec<ObjectUse>,
+    description: Option<String>,
+    version: Option<String>,
+}
+
+/// A connection as a bundle carries it: what it is, never what it holds.
+#[derive(Debug, Clone, Serialize)]
+struct ExportConnection {
+    name: String,
+    provider: String,
+    settings: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BundleBinding {
+    integration: String,
+    connection: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportIntegration {
+    name: String,
+    provider: String,
+    #[serde(default)]
+    objects: Vec<ObjectInput>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportConnection {
+    name: String,
+    provider: String,
+    #[serde(default)]
+    settings: Map<String, Value>,
+    /// Accepted only to be refused with its path: a bundle never carries secrets.
+    #[serde(default)]
+    secrets: Option<Value>,
+}
+
+/// The canonical JSON of a value: object keys sorted (by bytes), no insignificant whitespace.
+/// The digest is computed over it, so any tool can recompute it.
+pub fn canonical_json(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+/// SHA-256 (lower-case hex) of the canonical JSON of a bundle without its `digest` field.
+pub fn digest_of(bundle: &Value) -> String {
+    let mut without = bundle.clone();
+    if let Value::Object(m) = &mut without {
+        m.remove("digest");
+    }
+    hex::encode(Sha256::digest(canonical_json(&without).as_bytes()))
+}
+
+/// The bundle of one environment: its integrations, connection descriptors (non-secret
+/// settings only) and bindings by connection name, each list by name, with its digest.
+pub async fn export(db: &Db, actor: &Actor, env_name: &str) -> Result<Value> {
+    let env = environments::find(db, env_name).await?;
+    let rows = sqlx::query(
+        "SELECT i.name, i.provider, i.objects, i.description, i.version, c.name AS connection FROM integrations i \
+         LEFT JOIN connections c ON c.id = i.connection_id WHERE i.environment_id = $1 ORDER BY i.name_key",
+    )
+    .bind(env.id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut integrations = Vec::new();
+    let mut bindings = Vec::new();
+    for r in &rows {
+        let name: String = r.try_get("name")?;
+        let objects: String = r.try_get("objects")?;
+        if let Some(connection) = r.try_get::<Option<String>, _>("connection")? {
+            bindings.push(BundleBinding { integration: name.clone(), connection });
+        }
+        integrations.push(ExportIntegration {
+            objects: serde_json::from_str(&objects).map_err(|e| Error::Internal(format!("integration {name}: stored objects: {e}")))?,
+            name,
+            provider: r.try_get("provider")?,
+            description: r.try_get("description")?,
+            version: r.try_get("version")?,
+        });
+    }
+    let rows = sqlx::query("SELECT id, name, provider, settings FROM connections WHERE environment_id = $1 ORDER BY name_key")
+        .bind(env.id)
+        .fetch_all(db.pool())
+        .await?;
+    let mut connections = Vec::new();
+    for r in &rows {
+        let id: i64 = r.try_get("id")?;
+        let provider: String = r.try_get("provider")?;
+        let settings: String = r.try_get("settings")?;
+        let Ok(Value::Object(settings)) = serde_json::from_str(&settings) else {
+            return Err(Error::Internal(format!("connection {id} has unreadable settings")));
+        };
+        // Only what the provider declares a non-secret setting: settings never hold secrets
+        // (validation refuses them), and this keeps it so even for a row written some other way.
+        let def = providers::get(&provider);
+        let settings = settings.into_iter().filter(|(k, _)| def.and_then(|d| d.field(k)).is_some_and(|f| !f.secret)).collect();
+        connections.push(ExportConnection { name: r.try_get("name")?, provider, settings });
+    }
+    let mut bundle = json!({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "source_environment": env.name,
+        "exported_at": now(),
+        "exported_by": actor.label,
+        "integrations": to_json(&integrations)?,
+        "connections": to_json(&connections)?,
+        "bindings": to_json(&bindings)?,
+    });
+    bundle["digest"] = json!(digest_of(&bundle));
+    Ok(bundle)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(format!("bundle: {e}")))
+}
+
+/// An integration of a validated bundle, in its stored form.
+#[derive(Debug, Clone)]
+struct InIntegration {
+    path: String,
+    name: String,
+    provider: String,
+    objects: Vec<ObjectUse>,
+    objects_json: String,
+    description: Option<String>,
+    version: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct InConnection {
+    path: String,
+    name: String,
+    def: &'static ProviderDef,
+    settings: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+struct InBinding {
+    path: String,
+    connection: String,
+}
+
+/// A bundle that passed every check: well-formed, untampered, every item valid, every
+/// reference inside it resolved.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub source_environment: String,
+    pub digest: String,
+    integrations: Vec<InIntegration>,
+    connections: Vec<InConnection>,
+    /// By integration name (lower case).
+    bindings: BTreeMap<String, InBinding>,
+}
+
+/// Moves a validation error of one item under its path in the bundle (`name` →
+/// `integrations[3].name`); any other error is reported at the item itself.
+fn nest(prefix: &str, result: Result<()>, errors: &mut Vec<FieldError>) {
+    match result {
+        Ok(()) => {}
+        Err(Error::Validation(list)) => errors.extend(list.into_iter().map(|e| FieldError::new(format!("{prefix}.{}", e.field), e.message))),
+        Err(other) => errors.push(FieldError::new(prefix, other.to_string())),
+    }
+}
+
+fn text_field(top: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> String {
+    match top.get(field).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => v.to_string(),
+        None => {
+            errors.push(FieldError::new(field, "must be non-empty text, as export writes it"));
+            String::new()
+        }
+    }
+}
+
+fn list_field<'a>(top: &'a Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> &'a [Value] {
+    match top.get(field) {
+        Some(Value::Array(items)) => items,
+        _ => {
+            errors.push(FieldError::new(field, "must be a list (possibly empty), as export writes it"));
+            &[]
+        }
+    }
+}
+
+/// Reads and checks a bundle before anything else happens: the format and its version, the
+/// digest, and every item, each problem with its path in the bundle (`integrations[1].provider`).
+/// Settings are checked by the provider as far as a bundle can carry them: the secrets a
+/// descriptor leaves out are taken as to be filled in later, not as missing.
+pub fn parse(body: &[u8]) -> Result<Bundle> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::BadRequest(format!("the body is not valid JSON ({e}); send the bundle exactly as GET /api/v1/environments/{{env}}/export gave it"))
+    })?;
+    let Value::Object(top) = &value else {
+        return Err(Error::field("body", "a bundle is a JSON object, as GET /api/v1/environments/{env}/export gives it"));
+    };
+    let mut errors = Vec::new();
+    for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
+        errors.push(FieldError::new(key.clone(), format!("is not part of a {FORMAT} (format_version {FORMAT_VERSION}); remove it")));
+    }
+    if top.get("format").and_then(Value::as_str) != Some(FORMAT) {
+        errors.push(FieldError::new("format", format!("must be {FORMAT:?}: send a bundle made by GET /api/v1/environments/{{env}}/export")));
+    }
+    match top.get("format_version").and_then(Value::as_i64) {
+        Some(FORMAT_VERSION) => {}
+        Some(v) => errors.push(FieldError::new(
+            "format_version",
+            format!("version {v} is not supported: this server reads format_version {FORMAT_VERSION}; export the bundle from a server of this version"),
+        )),
+        None => errors.push(FieldError::new("format_version", format!("must be the number {FORMAT_VERSION}"))),
+    }
+    let digest = match top.get("digest").and_then(Value::as_str) {
+        None => {
+            errors.push(FieldError::new("digest", "is missing: a bundle carries the SHA-256 of its content; export it again"));
+            String::new()
+        }
+        Some(d) => {
+            let expected = digest_of(&value);
+            if !d.eq_ignore_ascii_case(&expected) {
+                errors.push(FieldError::new(
+                    "digest",
+                    "does not match the bundle's content: it was changed after export, or damaged on the way. Export it again instead of editing it",
+                ));
+            }
+            expected
+        }
+    };
+    let source_environment = text_field(top, "source_environment", &mut errors);
+    text_field(top, "exported_at", &mut errors);
+    text_field(top, "exported_by", &mut errors);
+
+    // Integrations: each checked as a publish would check it.
+    let mut integrations = Vec::new();
+    let mut integration_providers: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, raw) in list_field(top, "integrations", &mut errors).iter().enumerate() {
+        let path = format!("integrations[{i}]");
+        let item: ImportIntegration = match serde_json::from_value(raw.clone()) {
+            Ok(item) => item,
+            Err(e) => {
+                errors.push(FieldError::new(path, format!("{e}; an integration is {{name, provider, objects, description, version}}")));
+                continue;
+            }
+        };
+        nest(&path, integrations::validate_name(&item.name), &mut errors);
+        if let Some((j, _)) = integration_providers.get(&item.name.to_lowercase()) {
+            errors.push(FieldError::new(format!("{path}.name"), format!("{} is listed twice (also integrations[{j}])", item.name)));
+        } else {
+            integration_providers.insert(item.name.to_lowercase(), (i, item.provider.clone()));
+        }
+        let publish = Publish { provider: item.provider.clone(), objects: item.objects, description: item.description, version: item.version };
+        match integrations::normalize(&publish) {
+            Ok((objects, description, version)) => {
+                let objects_json = serde_json::to_string(&objects).map_err(|e| Error::Internal(e.to_string()))?;
+                integrations.push(InIntegration { path, name: item.name, provider: item.provider, objects, objects_json, description, version });
+            }
+            Err(e) => nest(&path, Err(e), &mut errors),
+        }
+    }
+
+    // Connection descriptors: settings only, checked by their provider.
+    let mut connections = Vec::new();
+    let mut connection_providers: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for (i, raw) in list_field(top, "connections", &mut errors).iter().enumerate() {
+        let path = format!("connections[{i}]");
+        let item: ImportConnection = match serde_json::from_value(raw.clone()) {
+            Ok(item) => item,
+            Err(e) => {
+                errors.push(FieldError::new(path, format!("{e}; a connection descriptor is {{name, provider, settings}}")));
+                continue;
+            }
+        };
+        nest(&path, crate::connections::validate_name(&item.name), &mut errors);
+        if let Some((j, _)) = connection_providers.get(&item.name.to_lowercase()) {
+            errors.push(FieldError::new(format!("{path}.name"), format!("{} is listed twice (also connections[{j}])", item.name)));
+        } else {
+            connection_providers.insert(item.name.to_lowercase(), (i, item.provider.clone()));
+        }
+        if item.secrets.is_some() {
+            errors.push(FieldError::new(
+                format!("{path}.secrets"),
+                "a bundle never carries secrets: remove them, import, then set the secrets in the target environment",
+            ));
+        }
+        let Some(def) = providers::get(&item.provider) else {
+            errors
+                .push(FieldError::new(format!("{path}.provider"), format!("unknown provider {:?}; use one of {}", item.provider, providers::ids().join(", "))));
+            continue;
+        };
+        // The secrets these settings call for are filled in after import: count them as set,
+        // so that only what the bundle carries is judged (and the provider's own checks run).
+        let later: BTreeSet<String> = def.fields.iter().filter(|f| f.secret && f.applies(&item.settings)).map(|f| f.name.to_string()).collect();
+        let problems = def.validate(&item.settings, &later);
+        if problems.is_empty() {
+            connections.push(InConnection { path, name: item.name, def, settings: item.settings });
+        } else {
+            nest(&path, Err(Error::Validation(problems)), &mut errors);
+        }
+    }
+
+    // Bindings: both ends in this bundle, one provider, one binding per integration.
+    let mut bindings = BTreeMap::new();
+    for (i, raw) in list_field(top, "bindings", &mut errors).iter().enumerate() {
+        let path = format!("bindings[{i}]");
+        let item: BundleBinding = match serde_json::from_value(raw.clone()) {
+            Ok(item) => item,
+            Err(e) => {
+                errors.push(FieldError::new(path, format!("{e}; a binding is {{integration, connection}}")));
+                continue;
+            }
+        };
+        let integration = integration_providers.get(&item.integration.to_lowercase());
+        let connection = connection_providers.get(&item.connection.to_lowercase());
+        if integration.is_none() {
+            errors.push(FieldError::new(format!("{path}.integration"), format!("{} is not among this bundle's integrations", item.integration)));
+        }
+        if connection.is_none() {
+            errors.push(FieldError::new(format!("{path}.connection"), format!("{} is not among this bundle's connections", item.connection)));
+        }
+        if let (Some((_, ip)), Some((_, cp))) = (integration, connection) {
+            if ip != cp {
+                errors.push(FieldError::new(
+                    format!("{path}.connection"),
+                    format!("{} is a {cp} connection; {} needs a {ip} connection", item.connection, item.integration),
+                ));
+            }
+        }
+        if bindings.contains_key(&item.integration.to_lowercase()) {
+            errors.push(FieldError::new(format!("{path}.integration"), format!("{} is bound twice; an integration has one connection", item.integration)));
+            continue;
+        }
+        bindings.insert(item.integration.to_lowercase(), InBinding { path, connection: item.connection });
+    }
+
+    if errors.is_empty() {
+        Ok(Bundle { source_environment, digest, integrations, connections, bindings })
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Plan,
+    Apply,
+}
+
+/// What an import may do beyond adding what the target lacks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Change the settings of a target connection that differ from the bundle's.
+    pub overwrite_settings: bool,
+    /// Create the connections the target lacks, with settings only (no secrets).
+    pub create_placeholders: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Integration,
+    Connection,
+    Binding,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Integration => "integration",
+            Kind::Connection => "connection",
+            Kind::Binding => "binding",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Conflict,
+}
+
+/// One line of an import plan. A binding's `name` is its integration's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub kind: Kind,
+    pub name: String,
+    pub action: Action,
+    pub detail: String,
+    /// Where the item is in the bundle (for conflict details).
+    #[serde(skip)]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub mode: Mode,
+    pub changes: Vec<Change>,
+    /// Integrations that will have no connection in the target, and why.
+    pub needs_connection: Vec<String>,
+    /// Whether the changes were made (apply without conflicts).
+    pub applied: bool,
+}
+
+struct TargetConnection {
+    id: i64,
+    provider: String,
+    settings: Map<String, Value>,
+    secret_fields: BTreeSet<String>,
+}
+
+struct TargetIntegration {
+    id: i64,
+    provider: String,
+    objects: String,
+    description: Option<String>,
+    version: Option<String>,
+    connection: Option<String>,
+}
+
+/// One write of an apply, decided by the plan.
+enum Op {
+    CreateConnection(InConnection),
+    UpdateConnection { id: i64, incoming: InConnection, changed: Vec<String>, obsolete: Vec<String> },
+    CreateIntegration(InIntegration),
+    UpdateIntegration { id: i64, incoming: InIntegration },
+    Bind { integration: String, connection: String },
+}
+
+async fn load_target(tx: &mut Tx<'_>, env: &Environment) -> Result<(BTreeMap<String, TargetConnection>, BTreeMap<String, TargetIntegration>)> {
+    let mut connections = BTreeMap::new();
+    for r in sqlx::query("SELECT id, name_key, provider, settings FROM connections WHERE environment_id = $1").bind(env.id).fetch_all(&mut **tx).await? {
+        let id: i64 = r.try_get("id")?;
+        let settings: String = r.try_get("settings")?;
+        let Ok(Value::Object(settings)) = serde_json::from_str(&settings) else {
+            return Err(Error::Internal(format!("connection {id} has unreadable settings")));
+        };
+        connections.insert(r.try_get("name_key")?, TargetConnection { id, provider: r.try_get("provider")?, settings, secret_fields: BTreeSet::new() });
+    }
+    let secrets = sqlx::query("SELECT c.name_key, s.field FROM connection_secrets s JOIN connections c ON c.id = s.connection_id WHERE c.environment_id = $1")
+        .bind(env.id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in secrets {
+        let key: String = r.try_get("name_key")?;
+        if let Some(c) = connections.get_mut(&key) {
+            c.secret_fields.insert(r.try_get("field")?);
+        }
+    }
+    let mut integrations = BTreeMap::new();
+    let rows = sqlx::query(
+        "SELECT i.id, i.name_key, i.provider, i.objects, i.description, i.version, c.name AS connection FROM integrations i \
+         LEFT JOIN connections c ON c.id = i.connection_id WHERE i.environment_id = $1",
+    )
+    .bind(env.id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        integrations.insert(
+            r.try_get("name_key")?,
+            TargetIntegration {
+                id: r.try_get("id")?,
+                provider: r.try_get("provider")?,
+                objects: r.try_get("objects")?,
+                description: r.try_get("description")?,
+                version: r.try_get("version")?,
+                connection: r.try_get("connection")?,
+            },
+        );
+    }
+    Ok((connections, integrations))
+}
+
+/// What the secrets of a placeholder will need, in words.
+fn secrets_to_fill(def: &ProviderDef, settings: &Map<String, Value>) -> String {
+    if def.id == providers::salesforce::SALESFORCE.id {
+        return "issue or upload its certificate there before use".into();
+    }
+    let needed: Vec<&str> = def.fields.iter().filter(|f| f.secret && f.applies(settings)).map(|f| f.name).collect();
+    if needed.is_empty() {
+        "it needs no secrets".into()
+    } else {
+        format!("set its secrets there before use ({})", needed.join(", "))
+    }
+}
+
+/// Compares the bundle with the target and decides every change, without writing.
+fn plan(
+    env: &Environment,
+    bundle: &Bundle,
+    options: Options,
+    target_connections: &BTreeMap<String, TargetConnection>,
+    target_integrations: &BTreeMap<String, TargetIntegration>,
+) -> (Vec<Change>, Vec<String>, Vec<Op>) {
+    let (mut changes, mut needs, mut ops) = (Vec::new(), Vec::new(), Vec::new());
+    let item = |kind, name: &str, action, detail: String, path: &str| Change { kind, name: name.to_string(), action, detail, path: path.to_string() };
+
+    for c in &bundle.connections {
+        let change = match target_connections.get(&c.name.to_lowercase()) {
+            None if options.create_placeholders => {
+                ops.push(Op::CreateConnection(c.clone()));
+                let detail = format!("will be created in {} with settings only (a placeholder): {}", env.name, secrets_to_fill(c.def, &c.settings));
+                item(Kind::Connection, &c.name, Action::Create, detail, &c.path)
+            }
+            // Not created without the option; the integrations that need it say so.
+            None => continue,
+            Some(t) if t.provider != c.def.id => {
+                let detail = format!(
+                    "{}'s {} is a {} connection, the bundle's a {} one; rename or delete one of them (overwrite_settings never changes a provider)",
+                    env.name, c.name, t.provider, c.def.id
+                );
+                item(Kind::Connection, &c.name, Action::Conflict, detail, &c.path)
+            }
+            Some(t) => {
+                let keys: BTreeSet<&String> = t.settings.keys().chain(c.settings.keys()).collect();
+                let changed: Vec<String> = keys.into_iter().filter(|k| t.settings.get(*k) != c.settings.get(*k)).cloned().collect();
+                if changed.is_empty() {
+                    item(Kind::Connection, &c.name, Action::Unchanged, "same provider and settings".into(), &c.path)
+                } else if options.overwrite_settings {
+                    let mut obsolete = c.def.obsolete_secrets(&c.settings, t.secret_fields.iter());
+                    obsolete.extend(t.secret_fields.iter().filter(|f| c.def.cached_secrets.contains(&f.as_str())).cloned());
+                    let mut detail = format!("settings will change: {}", changed.join(", "));
+                    let no_longer: Vec<&String> = obsolete.iter().filter(|f| !c.def.cached_secrets.contains(&f.as_str())).collect();
+                    if !no_longer.is_empty() {
+                        detail.push_str(&format!(
+                            "; secrets that no longer apply are removed: {}",
+                            no_longer.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                    ops.push(Op::UpdateConnection { id: t.id, incoming: c.clone(), changed, obsolete });
+                    item(Kind::Connection, &c.name, Action::Update, detail, &c.path)
+                } else {
+                    let detail = format!(
+                        "its settings in {} differ from the bundle's ({}); import with overwrite_settings=true to take the bundle's, or make them equal in {}",
+                        env.name,
+                        changed.join(", "),
+                        env.name
+                    );
+                    item(Kind::Connection, &c.name, Action::Conflict, detail, &c.path)
+                }
+            }
+        };
+        changes.push(change);
+    }
+
+    for i in &bundle.integrations {
+        let key = i.name.to_lowercase();
+        let target = target_integrations.get(&key);
+        let change = match target {
+            None => {
+                ops.push(Op::CreateIntegration(i.clone()));
+                let version = i.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
+                item(Kind::Integration, &i.name, Action::Create, format!("will be published ({}, {} objects{version})", i.provider, i.objects.len()), &i.path)
+            }
+            Some(t) => {
+                let mut differs = Vec::new();
+                if t.provider != i.provider {
+                    differs.push("provider");
+                }
+                if t.objects != i.objects_json {
+                    differs.push("objects");
+                }
+                if t.description != i.description {
+                    differs.push("description");
+                }
+                if t.version != i.version {
+                    differs.push("version");
+                }
+                match (&t.connection, differs.is_empty()) {
+                    (_, true) => item(Kind::Integration, &i.name, Action::Unchanged, "same provider, objects, description and version".into(), &i.path),
+                    (Some(bound), false) if t.provider != i.provider => {
+                        let detail = format!(
+                            "it is bound to {bound} (a {} connection) in {}; unbind it there before its provider can change to {}",
+                            t.provider, env.name, i.provider
+                        );
+                        item(Kind::Integration, &i.name, Action::Conflict, detail, &i.path)
+                    }
+                    (_, false) => {
+                        ops.push(Op::UpdateIntegration { id: t.id, incoming: i.clone() });
+                        item(Kind::Integration, &i.name, Action::Update, format!("will change: {}", differs.join(", ")), &i.path)
+                    }
+                }
+            }
+        };
+        changes.push(change);
+
+        // Its binding: carried over when the target has (or gets) the connection; an existing
+        // binding of the target is never replaced or removed.
+        let current = target.and_then(|t| t.connection.clone());
+        let label = providers::get(&i.provider).map_or(i.provider.as_str(), |d| d.label);
+        match bundle.bindings.get(&key) {
+            Some(b) => {
+                let available = match target_connections.get(&b.connection.to_lowercase()) {
+                    Some(t) => t.provider == i.provider,
+                    None => options.create_placeholders,
+                };
+                match (available, current) {
+                    (true, Some(c)) if c.eq_ignore_ascii_case(&b.connection) => {
+                        changes.push(item(Kind::Binding, &i.name, Action::Unchanged, format!("bound to {c}"), &b.path))
+                    }
+                    (true, Some(c)) => {
+                        let detail = format!(
+                            "it is bound to {c} in {}, the bundle binds it to {}; change the binding there by hand (or unbind it there and import again)",
+                            env.name, b.connection
+                        );
+                        changes.push(item(Kind::Binding, &i.name, Action::Conflict, detail, &b.path));
+                    }
+                    (true, None) => {
+                        ops.push(Op::Bind { integration: i.name.clone(), connection: b.connection.clone() });
+                        changes.push(item(Kind::Binding, &i.name, Action::Create, format!("will be bound to {}", b.connection), &b.path));
+                    }
+                    (false, Some(c)) => {
+                        let detail = format!("stays bound to {c} ({} has no {label} connection named {})", env.name, b.connection);
+                        changes.push(item(Kind::Binding, &i.name, Action::Unchanged, detail, &b.path));
+                    }
+                    (false, None) => needs.push(format!(
+                        "{} will need a connection in {}: no {label} connection named {} there; create it, or import with create_placeholders=true and fill in its secrets",
+                        i.name, env.name, b.connection
+                    )),
+                }
+            }
+            None if current.is_none() => needs.push(format!(
+                "{} will need a connection in {}: it is not bound in {} either; bind a {label} connection to it in {}",
+                i.name, env.name, bundle.source_environment, env.name
+            )),
+            None => {}
+        }
+    }
+    (changes, needs, ops)
+}
+
+/// Plans an import of `bundle` into `env_name` and, in `Mode::Apply`, carries the plan out in
+/// one transaction with its audit events. Conflicts stop an apply (409, each conflict named
+/// with its path in the bundle) before anything is written; a plan shows them instead.
+pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mode: Mode, options: Options) -> Result<Report> {
+    let mut tx = db.begin().await?;
+    let env = environments::find_in(&mut tx, env_name).await?;
+    let (target_connections, target_integrations) = load_target(&mut tx, &env).await?;
+    let (changes, needs_connection, ops) = plan(&env, bundle, options, &target_connections, &target_integrations);
+    if mode == Mode::Plan {
+        return Ok(Report { mode, changes, needs_connection, applied: false });
+    }
+    let conflicts: Vec<FieldError> =
+        changes.iter().filter(|c| c.action == Action::Conflict).map(|c| FieldError::new(c.path.clone(), format!("{}: {}", c.name, c.detail))).collect();
+    if !conflicts.is_empty() {
+        let named: Vec<String> = changes.iter().filter(|c| c.action == Action::Conflict).map(|c| format!("{} {}", c.kind.as_str(), c.name)).collect();
+        return Err(Error::Conflicts {
+            code: "import_conflict",
+            message: format!(
+                "the bundle conflicts with {} in {} place{}: {}. Nothing was imported; see details for what to change (plan with mode=plan to review)",
+                env.name,
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                named.join(", ")
+            ),
+            details: conflicts,
+        });
+    }
+    if ops.is_empty() {
+        // Nothing to do: nothing is written, not even an audit event.
+        return Ok(Report { mode, changes, needs_connection, applied: true });
+    }
+    apply(&mut tx, actor, &env, bundle, &ops).await.map_err(|e| {
+        if e.is_unique_violation() {
+            // Someone created the same name in the target while this import ran.
+            Error::Conflict {
+                code: "import_conflict",
+                message: format!(
+                    "a connection or integration of this bundle was created in {} while the import ran; nothing was imported. Plan again",
+                    env.name
+                ),
+            }
+        } else {
+            e
+        }
+    })?;
+    let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    let detail = json!({
+        "source_environment": bundle.source_environment,
+        "digest": bundle.digest,
+        "created": count(Action::Create),
+        "updated": count(Action::Update),
+        "unchanged": count(Action::Unchanged),
+        "overwrite_settings": options.overwrite_settings,
+        "create_placeholders": options.create_placeholders,
+    });
+    audit::record(&mut tx, actor, Event::new("promotion.import").environment(env.id, &env.name).detail(detail)).await?;
+    tx.commit().await?;
+    Ok(Report { mode, changes, needs_connection, applied: true })
+}
+
+async fn id_of(tx: &mut Tx<'_>, table: &str, env: &Environment, name: &str) -> Result<i64> {
+    let sql = match table {
+        "connections" => "SELECT id FROM connections WHERE environment_id = $1 AND name_key = $2",
+        _ => "SELECT id FROM integrations WHERE environment_id = $1 AND name_key = $2",
+    };
+    let row = sqlx::query(sql).bind(env.id).bind(name.to_lowercase()).fetch_optional(&mut **tx).await?;
+    match row {
+        Some(r) => Ok(r.try_get("id")?),
+        None => Err(Error::Internal(format!("import: {name} vanished from {table} in {} during the import", env.name))),
+    }
+}
+
+async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundle, ops: &[Op]) -> Result<()> {
+    let t = now();
+    let from = bundle.source_environment.as_str();
+    for op in ops {
+        match op {
+            Op::CreateConnection(c) => {
+                sqlx::query(
+                    "INSERT INTO connections (environment_id, name, name_key, provider, settings, created_by, updated_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $7)",
+                )
+                .bind(env.id)
+                .bind(&c.name)
+                .bind(c.name.to_lowercase())
+                .bind(c.def.id)
+                .bind(Value::Object(c.settings.clone()).to_string())
+                .bind(&actor.label)
+                .bind(&t)
+                .execute(&mut **tx)
+                .await?;
+                let detail = json!({"provider": c.def.id, "secrets_set": [], "placeholder": true, "imported_from": from});
+                audit::record(tx, actor, Event::new("connection.create").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
+            }
+            Op::UpdateConnection { id, incoming, changed, obsolete } => {
+                sqlx::query("UPDATE connections SET settings = $1, updated_by = $2, updated_at = $3 WHERE id = $4")
+                    .bind(Value::Object(incoming.settings.clone()).to_string())
+                    .bind(&actor.label)
+                    .bind(&t)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+                for field in obsolete {
+                    crate::connections::remove_secret(tx, *id, field).await?;
+                }
+                // The latest check was of other settings: it no longer says anything.
+                sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(id).execute(&mut **tx).await?;
+                let detail = json!({"changed_settings": changed, "replaced_secrets": [], "removed_secrets": obsolete, "imported_from": from});
+                audit::record(tx, actor, Event::new("connection.update").environment(env.id, &env.name).object("connection", &incoming.name).detail(detail))
+                    .await?;
+            }
+            Op::CreateIntegration(i) => {
+                sqlx::query(
+                    "INSERT INTO integrations (environment_id, name, name_key, provider, objects, description, version, created_by, updated_by, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $9)",
+                )
+                .bind(env.id)
+                .bind(&i.name)
+                .bind(i.name.to_lowercase())
+                .bind(&i.provider)
+                .bind(&i.objects_json)
+                .bind(&i.description)
+                .bind(&i.version)
+                .bind(&actor.label)
+                .bind(&t)
+                .execute(&mut **tx)
+                .await?;
+                let detail = json!({"provider": i.provider, "objects": i.objects, "version": i.version, "imported_from": from});
+                audit::record(tx, actor, Event::new("integration.publish").environment(env.id, &env.name).object("integration", &i.name).detail(detail))
+                    .await?;
+            }
+            Op::UpdateIntegration { id, incoming: i } => {
+                sqlx::query(
+                    "UPDATE integrations SET provider = $1, objects = $2, description = $3, version = $4, updated_by = $5, updated_at = $6 WHERE id = $7",
+                )
+                .bind(&i.provider)
+                .bind(&i.objects_json)
+                .bind(&i.description)
+                .bind(&i.version)
+                .bind(&actor.label)
+                .bind(&t)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+                let detail = json!({"provider": i.provider, "objects": i.objects, "version": i.version, "imported_from": from});
+                audit::record(tx, actor, Event::new("integration.update").environment(env.id, &env.name).object("integration", &i.name).detail(detail)).await?;
+            }
+            Op::Bind { integration, connection } => {
+                let cid = id_of(tx, "connections", env, connection).await?;
+                let iid = id_of(tx, "integrations", env, integration).await?;
+                // Only an unbound integration is bound: the plan never replaces a binding.
+                let done = sqlx::query(
+                    "UPDATE integrations SET connection_id = $1, bound_by = $2, bound_at = $3, updated_by = $2, updated_at = $3 WHERE id = $4 AND connection_id IS NULL",
+                )
+                .bind(cid)
+                .bind(&actor.label)
+                .bind(&t)
+                .bind(iid)
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(Error::Conflict {
+                        code: "import_conflict",
+                        message: format!("{integration} was bound in {} while the import ran; nothing was imported. Plan again", env.name),
+                    });
+                }
+                let event = Event::new("binding.set").environment(env.id, &env.name).object("integration", integration);
+                audit::record(tx, actor, event.detail(json!({"connection": connection, "imported_from": from}))).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level_and_drops_whitespace() {
+        let v: Value = serde_json::from_str(r#"{ "b": [ {"z": 1, "a": null} ], "a": "x" }"#).unwrap();
+        assert_eq!(canonical_json(&v), r#"{"a":"x","b":[{"a":null,"z":1}]}"#);
+    }
+
+    #[test]
+    fn the_digest_covers_everything_but_itself() {
+        let mut v = json!({"format": FORMAT, "integrations": [], "digest": "ignored"});
+        let d = digest_of(&v);
+        assert_eq!(d.len(), 64);
+        v["digest"] = json!("something else");
+        assert_eq!(digest_of(&v), d, "the digest field is not part of what it covers");
+        v["integrations"] = json!([{"name": "X"}]);
+        assert_ne!(digest_of(&v), d);
+    }
+
+    fn sealed(mut v: Value) -> Vec<u8> {
+        v["digest"] = json!(digest_of(&v));
+        v.to_string().into_bytes()
+    }
+
+    fn fields(e: Error) -> Vec<String> {
+        e.details().into_iter().map(|d| d.field).collect()
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_path() {
+        let bundle = json!({
+            "format": FORMAT, "format_version": 1, "source_environment": "DEV", "exported_at": "2026-01-01T00:00:00Z", "exported_by": "x",
+            "integrations": [
+                {"name": "A", "provider": "http"},
+                {"name": "B", "provider": "nope"},
+                {"name": "a", "provider": "http", "objects": [{"name": "X", "access": "admin"}]},
+            ],
+            "connections": [
+                {"name": "C", "provider": "http", "settings": {"base_url": "https://x.example.com", "auth": "bearer"}},
+                {"name": "D", "provider": "http", "settings": {"auth": "bearer"}, "secrets": {"token": "t"}},
+            ],
+            "bindings": [{"integration": "A", "connection": "C"}, {"integration": "Z", "connection": "Q"}, {"integration": "A", "connection": "C"}],
+        });
+        let e = parse(&sealed(bundle)).unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "integrations[1].provider",
+                "integrations[2].name",
+                "integrations[2].objects[0].access",
+                "connections[1].secrets",
+                "connections[1].settings.base_url",
+                "bindings[1].integration",
+                "bindings[1].connection",
+                "bindings[2].integration",
+            ]
+        );
+    }
+
+    #[test]
+    fn descriptors_are_valid_without_their_secrets() {
+        let bundle = json!({
+            "format": FORMAT, "format_version": 1, "source_environment": "DEV", "exported_at": "t", "exported_by": "x",
+            "integrations": [{"name": "A", "provider": "http"}],
+            "connections": [{"name": "C", "provider": "http", "settings": {"base_url": "https://x.example.com", "auth": "basic", "username": "u"}}],
+            "bindings": [{"integration": "A", "connection": "C"}],
+        });
+        let b = parse(&sealed(bundle.clone())).unwrap();
+        assert_eq!((b.integrations.len(), b.connections.len(), b.bindings.len()), (1, 1, 1));
+        let mut tampered = bundle;
+        tampered["digest"] = json!("0".repeat(64));
+        assert_eq!(fields(parse(tampered.to_string().as_bytes()).unwrap_err()), ["digest"]);
+        assert!(matches!(parse(b"not json"), Err(Error::BadRequest(_))));
+    }
+}

@@ -1,0 +1,391 @@
+//! Promotion over the REST API, on every backend: promise 12 (an export carries no secret) and
+//! promise 13 (import is validated before any write, atomic, idempotent and conflict-aware),
+//! plus the import options and who may export and import.
+
+mod common;
+
+use common::{backends, key, session, Api, TestDb, Who};
+use serde_json::{json, Value};
+use server::users::Role;
+
+const MARKER: &str = "MARKER-promo-41c9-never-exported";
+
+fn http_conn(name: &str, base_url: &str, token: &str) -> Value {
+    json!({"name": name, "provider": "http", "settings": {"base_url": base_url, "auth": "bearer"}, "secrets": {"token": token}})
+}
+
+fn sf_conn(name: &str) -> Value {
+    json!({"name": name, "provider": "salesforce", "settings": {"login_url": "https://login.salesforce.com", "username": "int@acme.com", "consumer_key": "3MVG9abc"}})
+}
+
+/// DEV as a release would leave it: a Salesforce connection and a generic one, each with a
+/// bound integration, and one integration not bound at all. QA has only `Billing`.
+async fn seed(api: &Api, k: &str) {
+    for c in [sf_conn("SF_Main"), http_conn("Billing", "https://billing.example.com", MARKER)] {
+        let (st, _, text) = api.call(Who::Key(k), "POST", "/api/v1/environments/DEV/connections", Some(c)).await;
+        assert_eq!(st, 201, "{text}");
+    }
+    for (name, provider, connection) in
+        [("Salesforce_Accounts", "salesforce", Some("SF_Main")), ("Billing_Sync", "http", Some("Billing")), ("Reports", "http", None)]
+    {
+        let body = json!({"provider": provider, "objects": ["Account", {"name": "Invoice", "access": "read_write"}], "version": "2.0"});
+        let (st, _, text) = api.call(Who::Key(k), "PUT", &format!("/api/v1/environments/DEV/integrations/{name}"), Some(body)).await;
+        assert_eq!(st, 201, "{text}");
+        if let Some(c) = connection {
+            let path = format!("/api/v1/environments/DEV/integrations/{name}/binding");
+            assert_eq!(api.call(Who::Key(k), "PUT", &path, Some(json!({"connection": c}))).await.0, 200);
+        }
+    }
+    let (st, _, text) =
+        api.call(Who::Key(k), "POST", "/api/v1/environments/QA/connections", Some(http_conn("Billing", "https://billing.example.com", "qa-token"))).await;
+    assert_eq!(st, 201, "{text}");
+}
+
+async fn export(api: &Api, k: &str) -> Value {
+    let (st, bundle, text) = api.call(Who::Key(k), "GET", "/api/v1/environments/dev/export", None).await;
+    assert_eq!(st, 200, "{text}");
+    bundle
+}
+
+async fn import(api: &Api, k: &str, query: &str, bundle: &Value) -> (u16, Value) {
+    let (st, body, _) = api.call(Who::Key(k), "POST", &format!("/api/v1/environments/QA/import?{query}"), Some(bundle.clone())).await;
+    (st.as_u16(), body)
+}
+
+/// `(kind, name, action)` of every change of an import answer.
+fn actions(report: &Value) -> Vec<(String, String, String)> {
+    report["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no changes in {report}"))
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap().into(), c["name"].as_str().unwrap().into(), c["action"].as_str().unwrap().into()))
+        .collect()
+}
+
+fn change(kind: &str, name: &str, action: &str) -> (String, String, String) {
+    (kind.into(), name.into(), action.into())
+}
+
+fn fields(err: &Value) -> Vec<&str> {
+    err["error"]["details"].as_array().unwrap_or_else(|| panic!("no details in {err}")).iter().map(|d| d["field"].as_str().unwrap()).collect()
+}
+
+/// The bundle with one change made and its digest recomputed, as a tool that means it would.
+fn resealed(bundle: &Value, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut b = bundle.clone();
+    edit(&mut b);
+    b["digest"] = json!(server::promotion::digest_of(&b));
+    b
+}
+
+async fn setup(db: &TestDb) -> (Api, String) {
+    let api = Api::new(db.open().await);
+    let k = key(&api.s, &["*:connections:rw", "*:integrations:rw", "*:bindings:rw", "*:promotion:rw", "*:audit:read"]).await;
+    seed(&api, &k).await;
+    (api, k)
+}
+
+/// Promise 12: the default export leaves every secret out, and is a well-formed, sealed,
+/// name-ordered bundle.
+#[tokio::test]
+async fn promise_12_an_export_carries_no_secret() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let (st, bundle, text) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/export", None).await;
+        assert_eq!(st, 200, "{text}");
+        assert!(!text.contains(MARKER), "the export carries the secret: {text}");
+        assert!(!text.contains("\"secrets\"") && !text.contains("private_key") && !text.contains("qa-token"), "{text}");
+        assert_eq!((bundle["format"].as_str(), bundle["format_version"].as_i64()), (Some("connvault-bundle"), Some(1)));
+        assert_eq!(bundle["source_environment"], "DEV");
+        assert!(bundle["exported_by"].as_str().unwrap().starts_with("API key test"), "{bundle}");
+        assert!(bundle["exported_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(bundle["digest"].as_str().unwrap(), server::promotion::digest_of(&bundle));
+        let names = |list: &str| bundle[list].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(names("integrations"), ["Billing_Sync", "Reports", "Salesforce_Accounts"]);
+        assert_eq!(names("connections"), ["Billing", "SF_Main"]);
+        assert_eq!(
+            bundle["connections"][0],
+            json!({"name": "Billing", "provider": "http", "settings": {"base_url": "https://billing.example.com", "auth": "bearer"}})
+        );
+        assert_eq!(
+            bundle["bindings"],
+            json!([{"integration": "Billing_Sync", "connection": "Billing"}, {"integration": "Salesforce_Accounts", "connection": "SF_Main"}])
+        );
+        assert_eq!(bundle["integrations"][0]["objects"], json!([{"name": "Account", "access": "read"}, {"name": "Invoice", "access": "read_write"}]));
+        // An export is a read: it writes nothing.
+        let before = db.content_digest().await;
+        export(&api, &k).await;
+        assert_eq!(db.content_digest().await, before);
+    }
+}
+
+/// Promise 13: DEV → QA. The plan says what would happen and writes nothing; apply does it in
+/// one go; the same bundle again changes nothing and writes nothing.
+#[tokio::test]
+async fn promise_13_plan_apply_and_apply_again() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let bundle = export(&api, &k).await;
+
+        let before = db.content_digest().await;
+        let (st, plan) = import(&api, &k, "mode=plan", &bundle).await;
+        assert_eq!(st, 200, "{plan}");
+        assert_eq!((plan["mode"].as_str(), plan["applied"].as_bool()), (Some("plan"), Some(false)));
+        let expected = vec![
+            change("connection", "Billing", "unchanged"),
+            change("integration", "Billing_Sync", "create"),
+            change("binding", "Billing_Sync", "create"),
+            change("integration", "Reports", "create"),
+            change("integration", "Salesforce_Accounts", "create"),
+        ];
+        assert_eq!(actions(&plan), expected, "{plan}");
+        let needs: Vec<&str> = plan["needs_connection"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        assert_eq!(needs.len(), 2, "{plan}");
+        assert!(needs[0].starts_with("Reports will need a connection in QA: it is not bound in DEV either"), "{needs:?}");
+        assert!(needs[1].starts_with("Salesforce_Accounts will need a connection in QA: no Salesforce connection named SF_Main there"), "{needs:?}");
+        assert_eq!(db.content_digest().await, before, "a plan writes nothing");
+
+        let (st, applied) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!(st, 200, "{applied}");
+        assert_eq!((applied["mode"].as_str(), applied["applied"].as_bool()), (Some("apply"), Some(true)));
+        assert_eq!(actions(&applied), expected);
+        assert_eq!(applied["needs_connection"], plan["needs_connection"]);
+        let (_, list, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations", None).await;
+        let got: Vec<(&str, &str, Option<&str>)> =
+            list["items"].as_array().unwrap().iter().map(|i| (i["name"].as_str().unwrap(), i["status"].as_str().unwrap(), i["connection"].as_str())).collect();
+        assert_eq!(got, [("Billing_Sync", "bound", Some("Billing")), ("Reports", "needs_connection", None), ("Salesforce_Accounts", "needs_connection", None)]);
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/Billing_Sync", None).await;
+        assert_eq!((one["version"].as_str(), one["objects"].as_array().map(Vec::len)), (Some("2.0"), Some(2)));
+        let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=QA&action=promotion.import", None).await;
+        assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+        assert_eq!(audit["items"][0]["detail"]["created"], 4);
+        let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=QA&action=binding.set", None).await;
+        assert_eq!(audit["items"][0]["detail"]["imported_from"], "DEV");
+
+        // The same bundle again: everything unchanged, nothing written (not even an event).
+        let before = db.content_digest().await;
+        let (st, again) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!(st, 200, "{again}");
+        assert!(actions(&again).iter().all(|(_, _, a)| a == "unchanged"), "{again}");
+        assert_eq!(actions(&again).len(), 5, "the connection, three integrations and the binding: {again}");
+        assert_eq!(db.content_digest().await, before, "the second apply wrote something");
+        // A fresh export of DEV (new time, new digest) is still the same content.
+        let (st, third) = import(&api, &k, "mode=apply", &export(&api, &k).await).await;
+        assert_eq!(st, 200);
+        assert!(actions(&third).iter().all(|(_, _, a)| a == "unchanged"), "{third}");
+        assert_eq!(db.content_digest().await, before);
+    }
+}
+
+/// Promise 13: a conflict without the option stops the apply (409 naming it) with nothing
+/// written; the plan shows it; `overwrite_settings` takes the bundle's settings.
+#[tokio::test]
+async fn promise_13_conflicts_stop_the_import_unless_overwritten() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let bundle = export(&api, &k).await;
+        let (st, _, _) = api
+            .call(
+                Who::Key(&k),
+                "PATCH",
+                "/api/v1/environments/QA/connections/Billing",
+                Some(json!({"settings": {"base_url": "https://qa-billing.example.com"}})),
+            )
+            .await;
+        assert_eq!(st, 200);
+
+        let (st, plan) = import(&api, &k, "mode=plan", &bundle).await;
+        assert_eq!(st, 200);
+        assert!(actions(&plan).contains(&change("connection", "Billing", "conflict")), "{plan}");
+        assert!(plan["changes"][0]["detail"].as_str().unwrap().contains("overwrite_settings=true"), "{plan}");
+
+        let before = db.content_digest().await;
+        let (st, err) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!((st, err["error"]["code"].as_str()), (409, Some("import_conflict")), "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("connection Billing"), "{err}");
+        assert_eq!(fields(&err), ["connections[0]"]);
+        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("base_url"), "{err}");
+        assert_eq!(db.content_digest().await, before, "a refused import wrote something");
+
+        let (st, applied) = import(&api, &k, "mode=apply&overwrite_settings=true", &bundle).await;
+        assert_eq!(st, 200, "{applied}");
+        assert!(actions(&applied).contains(&change("connection", "Billing", "update")), "{applied}");
+        let (_, qa, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/connections/Billing", None).await;
+        assert_eq!(qa["settings"]["base_url"], "https://billing.example.com");
+        assert!(qa["secrets_set"]["token"].is_string(), "QA's own secret stays: {qa}");
+        let token = server::connections::open_secret(&api.s.db, &api.s.vault, "QA", "Billing", "token").await.unwrap();
+        assert_eq!(token.expose_secret(), "qa-token");
+
+        // A binding of QA's own is never replaced: a conflict, named by its path.
+        let (st, _, _) =
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/QA/connections", Some(http_conn("Other", "https://other.example.com", "t"))).await;
+        assert_eq!(st, 201);
+        let (st, _, _) = api.call(Who::Key(&k), "DELETE", "/api/v1/environments/QA/integrations/Billing_Sync/binding", None).await;
+        assert_eq!(st, 200);
+        let (st, _, _) = api.call(Who::Key(&k), "PUT", "/api/v1/environments/QA/integrations/Billing_Sync/binding", Some(json!({"connection": "Other"}))).await;
+        assert_eq!(st, 200);
+        let before = db.content_digest().await;
+        let (st, err) = import(&api, &k, "mode=apply&overwrite_settings=true", &bundle).await;
+        assert_eq!((st, err["error"]["code"].as_str()), (409, Some("import_conflict")), "{err}");
+        assert_eq!(fields(&err), ["bindings[0]"]);
+        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("bound to Other in QA"), "{err}");
+        assert_eq!(db.content_digest().await, before);
+
+        // A connection of another provider under the same name: a conflict even with overwrite.
+        let (st, _, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/QA/connections", Some(http_conn("SF_Main", "https://x.example.com", "t"))).await;
+        assert_eq!(st, 201);
+        let (_, plan) = import(&api, &k, "mode=plan&overwrite_settings=true", &bundle).await;
+        assert!(actions(&plan).contains(&change("connection", "SF_Main", "conflict")), "{plan}");
+    }
+}
+
+/// `create_placeholders`: the connections QA lacks are created with settings only, and their
+/// integrations are bound, so QA's administrator only fills in secrets.
+#[tokio::test]
+async fn placeholders_are_created_without_secrets_and_bound() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let bundle = export(&api, &k).await;
+        let (st, applied) = import(&api, &k, "mode=apply&create_placeholders=true", &bundle).await;
+        assert_eq!(st, 200, "{applied}");
+        assert!(actions(&applied).contains(&change("connection", "SF_Main", "create")), "{applied}");
+        assert!(actions(&applied).contains(&change("binding", "Salesforce_Accounts", "create")), "{applied}");
+        let needs = applied["needs_connection"].as_array().unwrap();
+        assert_eq!(needs.len(), 1, "only the integration unbound in DEV: {applied}");
+        let (st, sf, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/connections/SF_Main", None).await;
+        assert_eq!(st, 200);
+        assert_eq!(sf["settings"], bundle["connections"][1]["settings"]);
+        assert_eq!(sf["secrets_set"], json!({}), "a placeholder has no secrets");
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/Salesforce_Accounts", None).await;
+        assert_eq!(one["connection"], "SF_Main");
+        let before = db.content_digest().await;
+        let (st, again) = import(&api, &k, "mode=apply&create_placeholders=true", &bundle).await;
+        assert_eq!(st, 200);
+        assert!(actions(&again).iter().all(|(_, _, a)| a == "unchanged"), "{again}");
+        assert_eq!(db.content_digest().await, before);
+    }
+}
+
+/// Promise 13: validated before any write. A bad item at position N is named by its path and
+/// nothing changes; a tampered bundle, a foreign format, and an oversized body are refused.
+#[tokio::test]
+async fn promise_13_a_bad_bundle_is_refused_with_paths_and_nothing_written() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let bundle = export(&api, &k).await;
+        let before = db.content_digest().await;
+
+        let bad = resealed(&bundle, |b| {
+            b["integrations"][1]["provider"] = json!("sharepoint-someday");
+            b["bindings"][0]["connection"] = json!("Nowhere");
+            b["connections"][0]["settings"]["base_url"] = json!("ftp://billing.example.com");
+        });
+        let (st, err) = import(&api, &k, "mode=apply", &bad).await;
+        assert_eq!(st, 422, "{err}");
+        assert_eq!(fields(&err), ["integrations[1].provider", "connections[0].settings.base_url", "bindings[0].connection"]);
+        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("use one of http, salesforce"), "{err}");
+
+        let tampered = {
+            let mut b = bundle.clone();
+            b["connections"][0]["settings"]["base_url"] = json!("https://evil.example.com");
+            b
+        };
+        let (st, err) = import(&api, &k, "mode=apply", &tampered).await;
+        assert_eq!((st, fields(&err)), (422, vec!["digest"]), "{err}");
+
+        let foreign = resealed(&bundle, |b| {
+            b["format"] = json!("something-else");
+            b["format_version"] = json!(2);
+            b["connections"][1]["secrets"] = json!({"private_key": "x"});
+        });
+        let (st, err) = import(&api, &k, "mode=plan", &foreign).await;
+        assert_eq!((st, fields(&err)), (422, vec!["format", "format_version", "connections[1].secrets"]), "{err}");
+
+        let (st, err) = import(&api, &k, "mode=apply&overwrite=true", &bundle).await;
+        assert_eq!((st, fields(&err)), (422, vec!["overwrite"]), "a misspelt option is not ignored: {err}");
+        let (st, err) = import(&api, &k, "", &bundle).await;
+        assert_eq!((st, fields(&err)), (422, vec!["mode"]), "{err}");
+
+        let huge = json!({"format": "connvault-bundle", "padding": "x".repeat(server::promotion::MAX_BUNDLE_BYTES)});
+        let (st, err) = import(&api, &k, "mode=plan", &huge).await;
+        assert_eq!((st, err["error"]["code"].as_str()), (413, Some("payload_too_large")), "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("10 MB"), "{err}");
+        assert_eq!(db.content_digest().await, before, "a refused bundle wrote something");
+    }
+}
+
+/// Export needs promotion read in the source; import promotion write in the target.
+#[tokio::test]
+async fn who_may_export_and_import() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let bundle = export(&api, &k).await;
+        let reader = key(&api.s, &["DEV:promotion:read"]).await;
+        let writer = key(&api.s, &["QA:promotion:write"]).await;
+        let other = key(&api.s, &["DEV:connections:rw", "DEV:integrations:rw", "QA:promotion:read"]).await;
+        assert_eq!(api.call(Who::Key(&reader), "GET", "/api/v1/environments/DEV/export", None).await.0, 200);
+        assert_eq!(api.call(Who::Key(&reader), "GET", "/api/v1/environments/QA/export", None).await.0, 403);
+        assert_eq!(api.call(Who::Key(&other), "GET", "/api/v1/environments/DEV/export", None).await.0, 403);
+        assert_eq!(api.call(Who::Key(&writer), "GET", "/api/v1/environments/QA/export", None).await.0, 403, "write does not imply read");
+        assert_eq!(api.call(Who::Nobody, "GET", "/api/v1/environments/DEV/export", None).await.0, 401);
+        let before = db.content_digest().await;
+        assert_eq!(import(&api, &reader, "mode=plan", &bundle).await.0, 403);
+        assert_eq!(import(&api, &other, "mode=apply", &bundle).await.0, 403);
+        assert_eq!(api.call(Who::Nobody, "POST", "/api/v1/environments/QA/import?mode=apply", Some(bundle.clone())).await.0, 401);
+        assert_eq!(db.content_digest().await, before);
+        assert_eq!(import(&api, &writer, "mode=apply", &bundle).await.0, 200);
+
+        // People: developers may export, only administrators import.
+        let dev = session(&api.s, "dev@example.com", Some(("QA", Role::Developer)), false).await;
+        let admin = session(&api.s, "admin@example.com", Some(("QA", Role::Administrator)), false).await;
+        let path = "/api/v1/environments/QA/import?mode=plan";
+        assert_eq!(api.call(Who::Session(&dev), "GET", "/api/v1/environments/QA/export", None).await.0, 200);
+        assert_eq!(api.call(Who::Session(&dev), "POST", path, Some(bundle.clone())).await.0, 403);
+        assert_eq!(api.call(Who::Session(&admin), "POST", path, Some(bundle.clone())).await.0, 200);
+    }
+}
+
+/// Both routes are in the OpenAPI document and routed; an owner's session may export too, and
+/// its export holds no secret either.
+#[tokio::test]
+async fn the_routes_are_documented_and_answer_sessions() {
+    let db = backends().await.into_iter().next().unwrap();
+    let (api, k) = setup(&db).await;
+    let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+    assert!(doc["paths"]["/api/v1/environments/{env}/export"]["get"].is_object());
+    assert!(doc["paths"]["/api/v1/environments/{env}/import"]["post"].is_object());
+    let (st, err, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/import", Some(json!({}))).await;
+    assert_eq!((st.as_u16(), fields(&err)), (422, vec!["mode"]));
+    let owner = session(&api.s, "owner@example.com", None, true).await;
+    let (st, _, text) = api.call(Who::Session(&owner), "GET", "/api/v1/environments/DEV/export", None).await;
+    assert_eq!(st, 200, "{text}");
+    assert!(!text.contains(MARKER));
+}
+
+/// A newer release of an integration updates it; a provider change under a binding is a
+/// conflict (the binding would be left pointing at the wrong kind of connection).
+#[tokio::test]
+async fn integrations_are_updated_but_never_switched_under_a_binding() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        assert_eq!(import(&api, &k, "mode=apply", &export(&api, &k).await).await.0, 200);
+        let body = json!({"provider": "http", "objects": ["Account"], "version": "2.1"});
+        assert_eq!(api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Billing_Sync", Some(body)).await.0, 200);
+        let (st, applied) = import(&api, &k, "mode=apply", &export(&api, &k).await).await;
+        assert_eq!(st, 200, "{applied}");
+        assert!(actions(&applied).contains(&change("integration", "Billing_Sync", "update")), "{applied}");
+        assert!(actions(&applied).contains(&change("binding", "Billing_Sync", "unchanged")), "{applied}");
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/Billing_Sync", None).await;
+        assert_eq!((one["version"].as_str(), one["connection"].as_str()), (Some("2.1"), Some("Billing")));
+
+        let bundle = resealed(&export(&api, &k).await, |b| {
+            b["integrations"][0]["provider"] = json!("salesforce");
+            b["bindings"] = json!([]);
+        });
+        let before = db.content_digest().await;
+        let (st, err) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!((st, fields(&err)), (409, vec!["integrations[0]"]), "{err}");
+        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("unbind it there"), "{err}");
+        assert_eq!(db.content_digest().await, before);
+    }
+}
