@@ -51,7 +51,8 @@ export default defineConfig({
   forbidOnly: !!process.env.CI,
   workers: 1,
   retries: 0,
-  reporter: 'list',
+  // list for people; the JSON report feeds end2end/failures.js, the digest at the end of make test.
+  reporter: [['list'], ['json', { outputFile: 'test-results/results.json' }]],
   timeout: 30_000,
   expect: { timeout: 10_000 },
   use: {

@@ -181,7 +181,7 @@ if want e2e; then
     # A fresh, empty data directory for the server Playwright starts.
     export CONNVAULT_E2E_DATA_DIR="$WORK/e2e-data"
     mkdir -p "$CONNVAULT_E2E_DATA_DIR"
-    run_step "playwright test" bash -c 'cd end2end && exec npx --no-install playwright test' || true
+    run_step "playwright test" bash -c 'cd end2end && exec npx --no-install playwright test' || E2E_FAILED=1
   else
     skip_step "playwright test" "build failed"
   fi
@@ -190,6 +190,10 @@ fi
 # --- summary -----------------------------------------------------------------
 printf '\n==> summary\n'
 for r in "${results[@]}"; do printf '  %s\n' "$r"; done
+if [ -n "${E2E_FAILED:-}" ]; then
+  printf '\n==> failed browser tests (traces and screenshots in end2end/test-results)\n'
+  node end2end/failures.js || true
+fi
 if [ "$skipped" -gt 0 ]; then
   banner "SKIPPED parts of the suite: see the summary above"
 fi

@@ -63,6 +63,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/environments") view=EnvironmentsPage ssr=SsrMode::Async/>
                     <Route path=path!("/api-keys") view=ApiKeysPage ssr=SsrMode::Async/>
                     <Route path=path!("/integrations") view=OverviewPage ssr=SsrMode::Async/>
+                    <Route path=path!("/promote") view=crate::pages::promotion::PromotePage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/integrations") view=IntegrationsPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections/:name") view=ConnectionPage ssr=SsrMode::Async/>
@@ -120,6 +121,7 @@ fn UserMenu() -> impl IntoView {
                                     <A href="/outbox" attr:class="quiet-link">"Outbox"</A>
                                 })}
                                 <A href="/integrations" attr:class="quiet-link">"Integrations"</A>
+                                <A href="/promote" attr:class="quiet-link">"Promote"</A>
                                 <A href="/api-keys" attr:class="quiet-link">"API keys"</A>
                                 <A href="/audit" attr:class="quiet-link">"Audit"</A>
                             </nav>

@@ -1,6 +1,9 @@
 //! connvault's Leptos application: pages, components and server functions. Server functions
 //! are thin: they take the server's `Services` from context and call `server`.
 
+// The router's tuple of routes is deep enough to need more than the default limit.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod pages;

@@ -336,13 +336,34 @@ async fn serve(config: Config) -> Result<(), String> {
 
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}. Set LEPTOS_SITE_ADDR to a free address"))?;
     tracing::info!("connvault listening on http://{addr} (public URL {})", services.config.public_url);
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    services.db.close().await;
+    // On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish for up to
+    // SHUTDOWN_DRAIN, keep the token use counted in memory, then close the database. A client
+    // that holds a request open cannot keep the process alive past the drain.
+    let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown({
+        let signalled = signalled.clone();
+        async move {
+            shutdown_signal().await;
+            signalled.notify_one();
+        }
+    });
+    tokio::select! {
+        served = server => served.map_err(|e| format!("server error: {e}"))?,
+        _ = async { signalled.notified().await; tokio::time::sleep(SHUTDOWN_DRAIN).await } => {
+            tracing::warn!("requests still open {} s after the signal; stopping without them", SHUTDOWN_DRAIN.as_secs());
+        }
+    }
+    if let Err(e) = services.broker.flush_usage(&services, true).await {
+        tracing::warn!(error = %e.public_message(), "token use of the last minute could not be written");
+    }
+    if tokio::time::timeout(SHUTDOWN_DRAIN, services.db.close()).await.is_err() {
+        tracing::warn!("database connections still busy {} s after the signal; exiting anyway", SHUTDOWN_DRAIN.as_secs());
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for requests in flight, and then for its database.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

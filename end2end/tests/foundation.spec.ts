@@ -1,4 +1,5 @@
 import { test, expect, type Page } from '@playwright/test';
+import { hydrated } from './support';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -12,10 +13,6 @@ function trackPageErrors(page: Page): Error[] {
   const errors: Error[] = [];
   page.on('pageerror', (err) => errors.push(err));
   return errors;
-}
-
-async function waitForHydration(page: Page) {
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
 }
 
 // Accounts seeded by the webServer command in playwright.config.ts.
@@ -51,13 +48,13 @@ test('a visitor who is not signed in is sent to the sign-in page and sees no dat
   await expect(page).toHaveURL(/\/sign-in$/);
   await expect(page.getByRole('heading', { name: 'Sign in' })).toBeVisible();
   expect(await page.content()).not.toContain('Billing_API');
-  await waitForHydration(page);
+  await hydrated(page);
   expect(errors).toEqual([]);
 });
 
 test('a wrong password is explained and nothing opens', async ({ page }) => {
   await page.goto('/sign-in');
-  await waitForHydration(page);
+  await hydrated(page);
   await page.getByLabel('Email').fill(OWNER.email);
   await page.getByLabel('Password').fill('not the password');
   await page.getByRole('button', { name: 'Sign in' }).click();
@@ -90,7 +87,7 @@ test('home page names the app and lists DEV, QA, PROD in order', async ({ page }
   const names = (await links.allTextContents()).map((t) => t.trim());
   expect(names).toEqual(['DEV', 'QA', 'PROD']);
 
-  await waitForHydration(page);
+  await hydrated(page);
   expect(errors).toEqual([]);
 });
 
@@ -104,7 +101,7 @@ test('DEV link leads to its connections; the secret never reaches the page', asy
 
   await signIn(page);
   await page.goto('/');
-  await waitForHydration(page);
+  await hydrated(page);
   await page
     .getByRole('navigation', { name: 'Environments' })
     .getByRole('link', { name: 'DEV', exact: true })
@@ -118,7 +115,7 @@ test('DEV link leads to its connections; the secret never reaches the page', asy
   await expect(row).toContainText(/\bset\b/);
   await expect(row).not.toContainText(SECRET);
 
-  await waitForHydration(page);
+  await hydrated(page);
   expect(await page.content()).not.toContain(SECRET);
   for (const body of await Promise.all(bodies)) {
     expect(body).not.toContain(SECRET);
@@ -144,7 +141,7 @@ test('search filters connections through a server function', async ({ page }) =>
   const errors = trackPageErrors(page);
   await signIn(page);
   await page.goto('/env/DEV/connections');
-  await waitForHydration(page);
+  await hydrated(page);
   await expect(billingRow(page)).toHaveCount(1);
 
   const q = page.locator('input[name="q"]');

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { healthy, hydrated, stopAll } from './support';
 
 // The whole first-day journey on a brand-new vault of its own (a second server on another
 // port, with an empty data directory): setup link → owner → invite a Developer → they sign in
@@ -49,24 +50,12 @@ test.beforeAll(async () => {
     setTimeout(() => reject(new Error(`no setup link within 60 s: ${output}`)), 60_000);
   });
   setupLink = await found;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${BASE}/health`)).ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('the journey server never became healthy');
+  await healthy(`${BASE}/health`);
 });
 
 test.afterAll(async () => {
-  server?.kill('SIGTERM');
+  await stopAll(server ? [server] : []);
 });
-
-async function hydrated(page: Page) {
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-}
 
 async function freshPage(browser: Browser): Promise<Page> {
   const context = await browser.newContext({ baseURL: BASE });
@@ -385,6 +374,60 @@ test('an integration published through the API is bound on My integrations and t
   expect(color).toBe('rgb(227, 244, 234)');
 });
 
+test('DEV is promoted to QA on the promote page; QA binds its own connection and the broker answers there', async () => {
+  await owner.goto('/promote');
+  await hydrated(owner);
+  await expect(owner.getByLabel('From', { exact: true })).toHaveValue('DEV');
+  await expect(owner.getByLabel('To', { exact: true })).toHaveValue('QA');
+  await owner.getByRole('button', { name: 'Show plan' }).click();
+  const plan = owner.getByTestId('plan');
+  await expect(plan.getByRole('row', { name: /integration Ledger_Sync/ })).toContainText('Create');
+  await expect(owner.getByTestId('needs-connection')).toContainText('Ledger_Sync will need a connection in QA: no Generic HTTP connection named Ledger there');
+  // Planning wrote nothing.
+  await owner.goto('/integrations');
+  await expect(owner.locator('tr[data-integration="Ledger_Sync"] td[data-env="QA"]')).toHaveText('not published');
+
+  await owner.goto('/promote');
+  await hydrated(owner);
+  await owner.getByRole('button', { name: 'Show plan' }).click();
+  await owner.getByRole('button', { name: 'Apply' }).click();
+  await expect(owner.getByTestId('promote-result')).toContainText('Applied: 1 to create');
+  await owner.getByTestId('needs-connection-link').click();
+  await expect(owner).toHaveURL(/\/env\/QA\/integrations$/);
+  await hydrated(owner);
+  const row = owner.locator('tr[data-integration="Ledger_Sync"]');
+  await expect(row.getByTestId('status')).toHaveText('Needs a connection');
+  await expect(row).toContainText('Customer (read/write)');
+
+  // QA's own connection, with QA's secret, bound on QA's page.
+  await owner.goto('/env/QA/connections/new');
+  await hydrated(owner);
+  await owner.getByLabel('Name', { exact: true }).fill('Ledger_QA');
+  await owner.getByLabel('Base URL *').fill('https://ledger-qa.example.com');
+  await owner.getByLabel('Token *').fill('ledger-qa-token-456');
+  await owner.getByRole('button', { name: 'Create connection' }).click();
+  await expect(owner).toHaveURL(/\/env\/QA\/connections\/Ledger_QA/);
+  await owner.goto('/env/QA/integrations');
+  await hydrated(owner);
+  await row.getByLabel('Select a connection for Ledger_Sync').selectOption('Ledger_QA');
+  await row.getByRole('button', { name: 'Save' }).click();
+  await expect(row.getByTestId('status')).toHaveText('Bound');
+
+  // An app in QA asks for the token and gets QA's credential.
+  await owner.goto('/api-keys');
+  await hydrated(owner);
+  await owner.getByLabel('Name', { exact: true }).fill('billing app in QA');
+  await owner.getByLabel('QA', { exact: true }).check();
+  await owner.getByLabel('tokens', { exact: true }).selectOption('read');
+  await owner.getByRole('button', { name: 'Create key' }).click();
+  const key = await owner.getByTestId('once-dialog').getByTestId('once-value').inputValue();
+  const answer = await fetch(`${BASE}/api/v1/environments/QA/integrations/Ledger_Sync/token`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+  expect(answer.status).toBe(200);
+  const token = await answer.json();
+  expect(token.access_token).toBe('ledger-qa-token-456');
+  expect(token.connection).toBe('Ledger_QA');
+});
+
 test('pages fit a phone screen and work from the keyboard alone', async ({ browser }) => {
   const context = await browser.newContext({ baseURL: BASE, viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
   const page = await context.newPage();
@@ -406,6 +449,7 @@ test('pages fit a phone screen and work from the keyboard alone', async ({ brows
     '/env/DEV/connections/Payments',
     '/env/DEV/integrations',
     '/integrations',
+    '/promote',
     '/users',
     '/environments',
     '/api-keys',

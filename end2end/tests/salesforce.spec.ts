@@ -3,6 +3,7 @@ import { spawn, spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { healthy, hydrated, stopAll } from './support';
 
 // The Salesforce connected-app flow in the browser, on a vault of its own with the Salesforce
 // stand-in (`connvault dev-salesforce`) playing Salesforce: create a connection in DEV →
@@ -23,18 +24,6 @@ const children: ChildProcess[] = [];
 let adminLink = '';
 
 test.describe.configure({ mode: 'serial' });
-
-async function healthy(url: string) {
-  for (let i = 0; i < 150; i++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} never answered`);
-}
 
 test.beforeAll(async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'connvault-salesforce-'));
@@ -58,12 +47,8 @@ test.beforeAll(async () => {
 });
 
 test.afterAll(async () => {
-  for (const c of children) c.kill('SIGTERM');
+  await stopAll(children);
 });
-
-async function hydrated(page: Page) {
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-}
 
 async function ownerPage(browser: Browser): Promise<Page> {
   const page = await (await browser.newContext({ baseURL: BASE })).newPage();

@@ -440,6 +440,17 @@ pub enum Action {
     Conflict,
 }
 
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Conflict => "conflict",
+        }
+    }
+}
+
 /// One line of an import plan. A binding's `name` is its integration's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Change {

@@ -62,7 +62,6 @@ pub async fn add_environment(name: String) -> Fallible<()> {
     let (s, user) = require_user().await?;
     require_owner(&user)?;
     server::environments::add(&s.db, &actor_of(&user).await, name.trim(), None).await.map_err(fail)?;
-    leptos_axum::redirect("/environments");
     Ok(())
 }
 
@@ -72,7 +71,6 @@ pub async fn rename_environment(name: String, new_name: String) -> Fallible<()> 
     let (s, user) = require_user().await?;
     require_owner(&user)?;
     server::environments::rename(&s.db, &actor_of(&user).await, &name, new_name.trim()).await.map_err(fail)?;
-    leptos_axum::redirect("/environments");
     Ok(())
 }
 
@@ -91,7 +89,6 @@ pub async fn move_environment(name: String, direction: String) -> Fallible<()> {
     if (1..=count).contains(&to) {
         server::environments::move_to(&s.db, &actor_of(&user).await, &env.name, to as usize).await.map_err(fail)?;
     }
-    leptos_axum::redirect("/environments");
     Ok(())
 }
 
@@ -106,6 +103,5 @@ pub async fn set_developer_api_keys(name: String, allow: String) -> Fallible<()>
         _ => return Err(fail(server::Error::field("allow", "allow must be on or off"))),
     };
     server::environments::set_allow_dev_api_keys(&s.db, &actor_of(&user).await, &name, allow).await.map_err(fail)?;
-    leptos_axum::redirect("/environments");
     Ok(())
 }

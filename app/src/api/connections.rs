@@ -252,7 +252,8 @@ pub async fn save_connection(
     let secrets: std::collections::BTreeMap<String, SecretString> =
         secrets.into_iter().filter(|(k, v)| !v.is_empty() && applies(k, &kept)).map(|(k, v)| (k, SecretString::new(v))).collect();
     let actor = actor_of(&user).await;
-    let saved = if original.is_empty() {
+    let created = original.is_empty();
+    let saved = if created {
         let input = server::connections::NewConnection { name: name.trim().to_string(), provider, settings: kept, secrets };
         server::connections::create(&s.db, &s.vault, &actor, &env.name, input).await.map_err(fail)?
     } else {
@@ -269,7 +270,11 @@ pub async fn save_connection(
         let patch = server::connections::ConnectionPatch { name: rename, settings: patch_settings, secrets };
         server::connections::update(&s.db, &s.vault, &actor, &env.name, &original, patch).await.map_err(fail)?
     };
-    leptos_axum::redirect(&format!("/env/{}/connections/{}?saved=1", saved.environment, urlencode(&saved.name)));
+    // A new or renamed connection lives at a new address; otherwise the page stays where it is
+    // (a redirect to the same page would only add a history entry and race the next click).
+    if created || saved.name != original {
+        leptos_axum::redirect(&format!("/env/{}/connections/{}?saved=1", saved.environment, urlencode(&saved.name)));
+    }
     Ok(())
 }
 

@@ -95,7 +95,6 @@ pub async fn bind_integration(environment: String, name: String, #[server(defaul
     } else {
         server::integrations::bind(&s.db, &actor, &env.name, &name, &connection).await.map_err(fail)?;
     }
-    leptos_axum::redirect(&format!("/env/{}/integrations", env.name));
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod connections;
 mod integrations;
 mod outbox;
 mod people;
+mod promotion;
 mod salesforce;
 
 pub use access::*;
@@ -22,6 +23,7 @@ pub use connections::*;
 pub use integrations::*;
 pub use outbox::*;
 pub use people::*;
+pub use promotion::*;
 pub use salesforce::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -118,7 +118,6 @@ pub async fn set_roles(id: i64, #[server(default)] roles: HashMap<String, String
             server::users::set_role(&s.db, &actor, id, &env.name, role).await.map_err(fail)?;
         }
     }
-    leptos_axum::redirect("/users");
     Ok(())
 }
 
@@ -133,7 +132,6 @@ pub async fn set_active(id: i64, active: bool) -> Fallible<()> {
     } else {
         server::users::deactivate(&s.db, &actor, id).await.map_err(fail)?;
     }
-    leptos_axum::redirect("/users");
     Ok(())
 }
 
@@ -293,6 +291,5 @@ pub async fn revoke_key(id: i64) -> Fallible<()> {
         return Err(fail(server::Error::Forbidden("you may revoke keys you created, or keys whose environments you manage API keys in".into())));
     }
     server::api_keys::revoke(&s.db, &actor_of(&user).await, id).await.map_err(fail)?;
-    leptos_axum::redirect("/api-keys");
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod integrations;
 pub mod keys;
 pub mod outbox;
 pub mod people;
+pub mod promotion;
 pub mod salesforce;
 
 /// False while the page is server-rendered HTML, true once the WebAssembly has taken over:
