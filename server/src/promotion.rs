@@ -255,7 +255,9 @@ pub fn parse(body: &[u8]) -> Result<Bundle> {
     };
     let mut errors = Vec::new();
     for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
-        errors.push(FieldError::new(key.clone(), format!("is not part of a {FORMAT} (format_version {FORMAT_VERSION}); remove it")));
+        // The empty key is named as JSON writes it, so the path is never blank.
+        let path = if key.is_empty() { "\"\"".to_string() } else { key.clone() };
+        errors.push(FieldError::new(path, format!("is not part of a {FORMAT} (format_version {FORMAT_VERSION}); remove it")));
     }
     if top.get("format").and_then(Value::as_str) != Some(FORMAT) {
         errors.push(FieldError::new("format", format!("must be {FORMAT:?}: send a bundle made by GET /api/v1/environments/{{env}}/export")));
