@@ -1,4 +1,7 @@
-//! The `connvault` binary: `serve` (the default) and the operator's commands.
+//! The `connvault` binary: `serve` (the default), the operator's commands, and promotion
+//! against a running server (`cli_promote`).
+
+mod cli_promote;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -41,6 +44,15 @@ enum Command {
     /// Create API keys from the command line (the key is printed once).
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Promote one environment's integrations, connection descriptors and bindings to another, on
+    /// a running server (--url or CONNVAULT_URL; keys from CONNVAULT_API_KEY, or
+    /// CONNVAULT_SOURCE_API_KEY / CONNVAULT_TARGET_API_KEY). Exit 0 done, 2 conflicts, 1 error.
+    Promote(cli_promote::PromoteArgs),
+    /// Write an environment's promotion bundle to a file (or standard output), from a running server.
+    Export(cli_promote::ExportArgs),
+    /// Import a promotion bundle file into an environment of a running server (plans first;
+    /// exit 0 done, 2 conflicts, 1 error).
+    Import(cli_promote::ImportArgs),
     /// Serve a stand-in of Salesforce's token endpoint with a page that plays the Salesforce admin,
     /// for local demos (not Salesforce; connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
     DevSalesforce {
@@ -290,7 +302,9 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
                 println!("{}", value.expose_secret());
             })
         }
-        Command::Serve | Command::RotateMasterKey { .. } | Command::DevSalesforce { .. } => unreachable!("handled elsewhere"),
+        Command::Serve | Command::RotateMasterKey { .. } | Command::DevSalesforce { .. } | Command::Promote(_) | Command::Export(_) | Command::Import(_) => {
+            unreachable!("handled elsewhere")
+        }
     };
     services.db.close().await;
     result.map_err(|e| match e {
@@ -383,7 +397,23 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A mistake on the command line is an error like any other (exit 1): exit code 2 means
+        // conflicts to promotion's commands.
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(1);
+        }
+        Err(e) => e.exit(),
+    };
+    // Promotion talks to a running server: no configuration, database or key of this machine.
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        Command::Promote(args) => return cli_promote::promote(args).await,
+        Command::Export(args) => return cli_promote::export(args).await,
+        Command::Import(args) => return cli_promote::import(args).await,
+        other => other,
+    };
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -392,7 +422,7 @@ async fn main() -> ExitCode {
         }
     };
     server::logging::init(&config);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match command {
         Command::Serve => serve(config).await,
         Command::DevSalesforce { addr } => server::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
         other => run_command(config, other).await,

@@ -31,6 +31,15 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A command on the data folder `data` that must succeed: its standard output.
+fn ok_in(data: &Path, args: &[&str], stdin: &str) -> String {
+    let mut c = cmd(data);
+    c.args(args);
+    let out = run(c, stdin);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -98,7 +107,7 @@ fn help_lists_the_commands() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for c in ["serve", "rotate-master-key", "environment", "connection"] {
+    for c in ["serve", "rotate-master-key", "environment", "connection", "promote", "export", "import"] {
         assert!(help.contains(c), "{help}");
     }
 }
@@ -165,13 +174,7 @@ fn a_wrong_key_refuses_to_start_and_changes_nothing() {
 #[test]
 fn operators_manage_environments_and_connections_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = |args: &[&str], stdin: &str| {
-        let mut c = cmd(dir.path());
-        c.args(args);
-        let out = run(c, stdin);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
+    let ok = |args: &[&str], stdin: &str| ok_in(dir.path(), args, stdin);
     assert!(ok(&["environment", "add", "UAT", "--position", "3"], "").contains("Added UAT at position 3"));
     assert!(ok(&["environment", "move", "uat", "--position", "4"], "").contains("DEV → QA → PROD → UAT"));
     ok(&["environment", "rename", "UAT", "Staging"], "");
@@ -354,13 +357,7 @@ fn pages_and_server_functions_require_a_session() {
 fn promise_6_a_secret_never_reaches_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let marker = "LOGSCAN-marker-secret-91c3";
-    let ok = |args: &[&str], stdin: &str| {
-        let mut c = cmd(dir.path());
-        c.args(args);
-        let out = run(c, stdin);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        (text(&out.stdout), text(&out.stderr))
-    };
+    let ok = |args: &[&str], stdin: &str| ok_in(dir.path(), args, stdin);
     ok(&["user", "create", "--email", "owner@example.com", "--owner"], "owner password 123\n");
     ok(
         &[
@@ -381,7 +378,7 @@ fn promise_6_a_secret_never_reaches_the_log() {
         ],
         &format!("{marker}\n"),
     );
-    let (stdout, _) = ok(&["api-key", "create", "--name", "scan", "--grant", "*:*:rw"], "");
+    let stdout = ok(&["api-key", "create", "--name", "scan", "--grant", "*:*:rw"], "");
     let key = stdout.trim().to_string();
     assert!(key.starts_with("cvk_"), "{stdout}");
 
@@ -568,4 +565,151 @@ fn two_server_processes_on_one_postgresql_mint_once_between_them() {
     assert_eq!(sf.token_requests() - before, 1, "one mint across both server processes");
     assert_eq!(tokens.len(), 1, "every caller got the same token");
     drop(runtime);
+}
+
+/// Issue 6 from the command line: `promote`, `export` and `import` against a running server,
+/// with the exit codes a pipeline acts on (0 done, 2 conflicts, 1 any other error) and errors
+/// that say what to fix.
+#[test]
+fn promote_export_and_import_against_a_running_server() {
+    use serde_json::{json, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let local = |args: &[&str], stdin: &str| ok_in(dir.path(), args, stdin).trim().to_string();
+    let http = ["--provider", "http", "--setting", "auth=bearer", "--secret", "token=-"];
+    local(
+        &[&["connection", "create", "--env", "DEV", "--name", "Billing", "--setting", "base_url=https://billing.example.com"][..], &http].concat(),
+        "dev-token\n",
+    );
+    let promoter = local(&["api-key", "create", "--name", "promoter", "--grant", "*:promotion:rw"], "");
+    let seeder = local(&["api-key", "create", "--name", "seeder", "--grant", "DEV:integrations:rw", "--grant", "DEV:bindings:rw"], "");
+    let reader = local(&["api-key", "create", "--name", "reader", "--grant", "DEV:promotion:read"], "");
+    let port = free_port();
+    let _server = serve(dir.path(), port);
+    let seed = |method: &str, path: &str, body: &str| {
+        let auth = format!("Bearer {seeder}");
+        let (status, _, answer) = request(port, method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], body).unwrap();
+        assert!(status < 300, "{method} {path}: {status} {answer}");
+    };
+    seed("PUT", "/api/v1/environments/DEV/integrations/Orders", r#"{"provider": "http", "description": "order sync", "version": "1.0"}"#);
+    seed("PUT", "/api/v1/environments/DEV/integrations/Orders/binding", r#"{"connection": "Billing"}"#);
+
+    let url = format!("http://127.0.0.1:{port}");
+    // (exit code, stdout, stderr) of a command against the server, with the promoter's key.
+    let cli = |args: &[&str], vars: &[(&str, &str)], stdin: &str| {
+        let mut c = cmd(dir.path());
+        c.env("CONNVAULT_URL", &url).env("CONNVAULT_API_KEY", &promoter).envs(vars.iter().copied()).args(args);
+        let out = run(c, stdin);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let qa = || {
+        let (code, out, err) = cli(&["export", "--env", "QA"], &[], "");
+        assert_eq!(code, Some(0), "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert!(!out.contains('\r') && err.is_empty(), "a pipe gets the bundle only: {err}");
+        json!([v["integrations"], v["connections"], v["bindings"]])
+    };
+
+    // The server is never guessed; a mistake on the command line is exit 1 too (2 is for conflicts).
+    let mut c = cmd(dir.path());
+    c.env("CONNVAULT_API_KEY", &promoter).args(["promote", "--from", "DEV", "--to", "QA"]);
+    let out = run(c, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--url URL or set CONNVAULT_URL"), "{}", text(&out.stderr));
+    let (code, _, err) = cli(&["promote", "--from", "DEV"], &[], "");
+    assert_eq!(code, Some(1), "{err}");
+
+    // A plan: the creates, what will still need a connection, nothing written.
+    let before = qa();
+    let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA", "--plan"], &[], "");
+    assert_eq!(code, Some(0), "{out}{err}");
+    let row = out.lines().find(|l| l.contains("Orders") && l.contains("create")).unwrap_or_else(|| panic!("no planned create: {out}"));
+    assert!(row.trim_start().starts_with("integration") && row.contains("will be published"), "{out}");
+    assert!(out.contains("needs a connection: Orders will need a connection in QA") && out.contains("--create-placeholders"), "{out}");
+    assert!(out.contains("1 created, 0 updated, 0 unchanged, 0 conflicts (planned; nothing was written"), "{out}");
+    assert_eq!(qa(), before, "a plan writes nothing");
+
+    // Applied, then again: nothing left to change.
+    let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA"], &[], "");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("Imported into QA:") && out.contains("1 created, 0 updated, 0 unchanged, 0 conflicts"), "{out}");
+    assert_eq!(qa()[0][0]["name"], "Orders", "QA has the integration");
+    assert_eq!(qa()[0][0]["version"], "1.0");
+    let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA"], &[], "");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("0 created, 0 updated, 1 unchanged, 0 conflicts (nothing to change)"), "{out}");
+
+    // QA's own Billing, with other settings: a conflict (exit 2, named), planned or not.
+    local(
+        &[&["connection", "create", "--env", "QA", "--name", "Billing", "--setting", "base_url=https://billing-qa.example.com"][..], &http].concat(),
+        "qa-token\n",
+    );
+    let before = qa();
+    for plan in [true, false] {
+        let args: &[&str] = if plan { &["promote", "--from", "DEV", "--to", "QA", "--plan"] } else { &["promote", "--from", "DEV", "--to", "QA"] };
+        let (code, out, err) = cli(args, &[], "");
+        assert_eq!(code, Some(2), "{out}{err}");
+        let row = out.lines().find(|l| l.contains("Billing") && l.contains("conflict")).unwrap_or_else(|| panic!("the conflict is not named: {out}"));
+        assert!(row.trim_start().starts_with("connection") && row.contains("base_url") && row.contains("--overwrite-settings"), "{row}");
+        assert!(out.contains("1 created, 0 updated, 1 unchanged, 1 conflict (planned; nothing was written)"), "{out}");
+        assert!(err.contains("1 conflict with QA: nothing was imported"), "{err}");
+    }
+    assert_eq!(qa(), before, "a conflict writes nothing");
+    let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA", "--overwrite-settings"], &[], "");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 created, 1 updated, 1 unchanged, 0 conflicts"), "the settings and the binding: {out}");
+    let after = qa();
+    assert_eq!(after[1][0]["settings"]["base_url"], "https://billing.example.com");
+    assert_eq!(after[2], json!([{"integration": "Orders", "connection": "Billing"}]));
+
+    // Files: export, then a plan as JSON for a pipeline (and the same bundle on standard input).
+    let file = dir.path().join("dev.json");
+    let file = file.to_str().unwrap();
+    let (code, out, err) = cli(&["export", "--env", "DEV", "--out", file], &[], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.is_empty() && err.contains("1 integration, 1 connection, 1 binding"), "{out}{err}");
+    let (code, out, err) = cli(&["import", "--env", "QA", "--file", file, "--plan", "--json"], &[], "");
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_eq!((report["mode"].as_str(), report["applied"].as_bool()), (Some("plan"), Some(false)), "{report}");
+    assert_eq!(report["changes"].as_array().map(Vec::len), Some(3), "{report}");
+    assert!(report["changes"].as_array().unwrap().iter().all(|c| c["action"] == "unchanged" && c["kind"].is_string()), "{report}");
+    let bundle = std::fs::read_to_string(file).unwrap();
+    let (code, out, err) = cli(&["import", "--env", "QA", "--file", "-"], &[], &bundle);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("0 created, 0 updated, 3 unchanged, 0 conflicts"), "{out}");
+
+    // A wrong key: the variable that holds it is named; a key without write on the target too.
+    let (code, out, err) = cli(&["export", "--env", "DEV"], &[("CONNVAULT_API_KEY", "cvk_not_a_real_key_0000000000")], "");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.is_empty() && err.contains("refused the key in CONNVAULT_API_KEY: 401") && err.contains("promotion:read on DEV"), "{err}");
+    let (code, _, err) = cli(&["promote", "--from", "DEV", "--to", "QA", "--plan"], &[("CONNVAULT_TARGET_API_KEY", &reader)], "");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the key in CONNVAULT_TARGET_API_KEY may not import into QA") && err.contains("403"), "{err}");
+    assert!(err.contains("CONNVAULT_TARGET_API_KEY to a key with promotion:write on QA"), "{err}");
+
+    // An unknown environment.
+    let (code, _, err) = cli(&["promote", "--from", "NOPE", "--to", "QA"], &[], "");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("404") && err.contains("NOPE"), "{err}");
+
+    // A corrupted file: each problem by its path in the bundle; a file that is not JSON at all.
+    let mut v: Value = serde_json::from_str(&bundle).unwrap();
+    v["integrations"][0]["provider"] = json!("nonsense");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let (code, out, err) = cli(&["import", "--env", "QA", "--file", bad.to_str().unwrap()], &[], "");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("422") && err.contains("\n  integrations[0].provider: unknown provider") && err.contains("\n  digest: "), "{err}");
+    std::fs::write(&bad, &bundle[..bundle.len() / 2]).unwrap();
+    let (code, _, err) = cli(&["import", "--env", "QA", "--file", bad.to_str().unwrap(), "--plan"], &[], "");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is not a bundle: it is not JSON"), "{err}");
+
+    // A large body through a pipe: no progress anywhere (it is for terminals), only the answer.
+    v["padding"] = json!("x".repeat(2 * 1024 * 1024));
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let (code, out, err) = cli(&["import", "--env", "QA", "--file", bad.to_str().unwrap(), "--json"], &[], "");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty() && !err.contains('\r') && !err.contains("MB"), "{out}{err}");
+    assert!(err.contains("\n  padding: is not part of a connvault-bundle"), "{err}");
 }

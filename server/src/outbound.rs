@@ -441,7 +441,7 @@ impl Outbound {
 }
 
 /// The deepest cause's message: the plain reason, without the URL that reqwest adds.
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last: &(dyn std::error::Error + 'static) = e;
     while let Some(next) = last.source() {
         last = next;
