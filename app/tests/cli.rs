@@ -713,3 +713,65 @@ fn promote_export_and_import_against_a_running_server() {
     assert!(out.is_empty() && !err.contains('\r') && !err.contains("MB"), "{out}{err}");
     assert!(err.contains("\n  padding: is not part of a connvault-bundle"), "{err}");
 }
+
+/// A `connvault serve` killed (SIGKILL) while it writes an import leaves the target as it was:
+/// the apply is one transaction. The kill lands once the import's writes have reached the
+/// database's write-ahead log (it grows past what the server wrote before), so it is really in
+/// the middle; afterwards the same bundle applies in full on the restarted server.
+#[test]
+fn a_server_killed_in_the_middle_of_an_apply_leaves_the_target_unchanged() {
+    use serde_json::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok_in(dir.path(), &["api-key", "create", "--name", "release", "--grant", "*:promotion:rw"], "").trim().to_string();
+    let auth = format!("Bearer {key}");
+    let bundle = server::promotion::sample_bundle("DEV", 12_000, 12_000).to_string();
+    let port = free_port();
+    let mut server = serve(dir.path(), port);
+    let export_qa = |port: u16| {
+        let (status, _, body) = request(port, "GET", "/api/v1/environments/QA/export", &[("Authorization", &auth)], "").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        (v["integrations"].as_array().unwrap().len(), v["connections"].as_array().unwrap().len(), v["bindings"].as_array().unwrap().len())
+    };
+    assert_eq!(export_qa(port), (0, 0, 0));
+
+    let wal = dir.path().join("connvault.db-wal");
+    let wal_size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let before = wal_size();
+    let sender = {
+        let (auth, bundle) = (auth.clone(), bundle.clone());
+        std::thread::spawn(move || {
+            request(
+                port,
+                "POST",
+                "/api/v1/environments/QA/import?mode=apply&create_placeholders=true",
+                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                &bundle,
+            )
+        })
+    };
+    let start = Instant::now();
+    while wal_size() < before + 256 * 1024 {
+        assert!(start.elapsed() < Duration::from_secs(120), "the import never started writing");
+        assert!(!sender.is_finished(), "the import finished before it could be killed: {:?}", sender.join().unwrap().map(|r| r.0));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let answer = sender.join().unwrap();
+    assert!(answer.as_ref().is_none_or(|(status, _, _)| *status != 200), "the import answered 200 before the kill: {answer:?}");
+
+    let mut server = serve(dir.path(), port);
+    assert_eq!(export_qa(port), (0, 0, 0), "a killed apply left part of the bundle in QA");
+    let (status, _, body) = request(
+        port,
+        "POST",
+        "/api/v1/environments/QA/import?mode=apply&create_placeholders=true",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &bundle,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(export_qa(port), (12_000, 12_000, 6_000));
+    server.0.kill().unwrap();
+}

@@ -5,12 +5,13 @@
 //!
 //!     cargo bench -p server --bench paging
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use server::connections::{self, ListQuery};
 use server::db::{format_time, Db};
 use server::feed::Feed;
-use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor};
 
 const CONNECTIONS: usize = 10_000;
 const RUNS: usize = 100;
@@ -125,18 +126,8 @@ async fn main() {
     println!("|---|---|---|---|---|");
     let dir = tempfile::tempdir().unwrap();
     run("SQLite", &format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display())).await;
-    if let Some(admin) = std::env::var("CONNVAULT_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) {
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!("cv_bench_{}", hex::encode(bytes));
-        let mut conn = AnyConnection::connect(&admin).await.unwrap();
-        conn.execute(sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))).await.unwrap();
-        let mut url = url::Url::parse(&admin).unwrap();
-        url.set_path(&format!("/{name}"));
-        run("PostgreSQL", url.as_str()).await;
-        conn.execute(sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name}")))).await.unwrap();
-        conn.close().await.unwrap();
-    } else {
-        eprintln!("PostgreSQL skipped (set CONNVAULT_TEST_POSTGRES_URL to include it)");
+    if let Some(pg) = common::scratch_postgres().await {
+        run("PostgreSQL", &pg.url).await;
+        pg.remove().await;
     }
 }

@@ -170,6 +170,44 @@ pub async fn export(db: &Db, actor: &Actor, env_name: &str) -> Result<Value> {
     Ok(bundle)
 }
 
+/// A well-formed bundle of generated items, as an export of `source` would look: `integrations`
+/// http integrations (two objects each) and `connections` http connection descriptors, the
+/// first half of the integrations bound round-robin. For load tests, benchmarks and trying
+/// `connvault import` on a big environment.
+pub fn sample_bundle(source: &str, integrations: usize, connections: usize) -> Value {
+    let connection_names: Vec<String> = (0..connections).map(|i| format!("Conn_{i:05}")).collect();
+    let list: Vec<Value> = (0..integrations)
+        .map(|i| {
+            json!({"name": format!("Integration_{i:05}"), "provider": "http", "version": "1.0", "description": format!("generated integration {i}"),
+                   "objects": [{"name": "Account", "access": "read"}, {"name": format!("Object{}", i % 50), "access": "read_write"}]})
+        })
+        .collect();
+    let descriptors: Vec<Value> = connection_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"name": name, "provider": "http", "settings": {"base_url": format!("https://svc{i}.example.com/api"), "auth": "bearer"}}))
+        .collect();
+    let bindings: Vec<Value> = if connection_names.is_empty() {
+        Vec::new()
+    } else {
+        (0..integrations / 2)
+            .map(|i| json!({"integration": format!("Integration_{i:05}"), "connection": connection_names[i % connection_names.len()]}))
+            .collect()
+    };
+    let mut bundle = json!({
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "source_environment": source,
+        "exported_at": now(),
+        "exported_by": "sample",
+        "integrations": list,
+        "connections": descriptors,
+        "bindings": bindings,
+    });
+    bundle["digest"] = json!(digest_of(&bundle));
+    bundle
+}
+
 fn to_json<T: Serialize>(v: &T) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(format!("bundle: {e}")))
 }
@@ -879,6 +917,13 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sample_bundle_is_a_valid_bundle() {
+        let bundle = parse(sample_bundle("DEV", 30, 7).to_string().as_bytes()).unwrap();
+        assert_eq!((bundle.integrations.len(), bundle.connections.len(), bundle.bindings.len()), (30, 7, 15));
+        assert!(parse(sample_bundle("DEV", 3, 0).to_string().as_bytes()).unwrap().bindings.is_empty());
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level_and_drops_whitespace() {
