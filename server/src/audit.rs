@@ -92,26 +92,51 @@ impl<'a> Event<'a> {
 
 /// Records `event` inside `tx`. If this fails the caller's transaction fails with it.
 pub async fn record(tx: &mut Tx<'_>, actor: &Actor, event: Event<'_>) -> Result<()> {
+    record_all(tx, actor, std::slice::from_ref(&event)).await
+}
+
+/// The columns an event is written to (`id` is the database's).
+const EVENT_COLUMNS: [&str; 13] = [
+    "actor_kind",
+    "actor_id",
+    "actor_label",
+    "action",
+    "outcome",
+    "environment_id",
+    "environment",
+    "object_kind",
+    "object_name",
+    "detail",
+    "client_addr",
+    "created_at",
+    "updated_at",
+];
+
+/// Records `events` inside `tx`, in order, a few hundred to a statement (an import of thousands
+/// of items records one event per item).
+pub async fn record_all(tx: &mut Tx<'_>, actor: &Actor, events: &[Event<'_>]) -> Result<()> {
     let t = now();
-    sqlx::query(
-        "INSERT INTO audit_events (actor_kind, actor_id, actor_label, action, outcome, environment_id, environment, \
-         object_kind, object_name, detail, client_addr, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-    )
-    .bind(actor.kind.as_str())
-    .bind(actor.id)
-    .bind(&actor.label)
-    .bind(event.action)
-    .bind(event.outcome)
-    .bind(event.environment.map(|e| e.0))
-    .bind(event.environment.map(|e| e.1))
-    .bind(event.object_kind)
-    .bind(event.object_name)
-    .bind(event.detail.to_string())
-    .bind(actor.client_addr.as_deref())
-    .bind(&t)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in events.chunks(crate::db::INSERT_BATCH) {
+        let sql = crate::db::multi_row_insert("audit_events", &EVENT_COLUMNS, chunk.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            q = q
+                .bind(actor.kind.as_str())
+                .bind(actor.id)
+                .bind(actor.label.clone())
+                .bind(event.action.to_string())
+                .bind(event.outcome.to_string())
+                .bind(event.environment.map(|e| e.0))
+                .bind(event.environment.map(|e| e.1.to_string()))
+                .bind(event.object_kind.map(str::to_string))
+                .bind(event.object_name.map(str::to_string))
+                .bind(event.detail.to_string())
+                .bind(actor.client_addr.clone())
+                .bind(t.clone())
+                .bind(t.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -35,6 +35,30 @@ pub struct Db {
 }
 
 /// The current time as stored: RFC 3339, UTC, microseconds, `Z` (fixed width, so it sorts).
+/// Rows per multi-row INSERT: well under both backends' limits on parameters per statement
+/// (SQLite 32,766, PostgreSQL 65,535) for tables of up to 100 columns.
+pub const INSERT_BATCH: usize = 300;
+
+/// `INSERT INTO table (columns) VALUES ($1, …), ($k, …), …` for `rows` rows, parameters
+/// numbered row by row: one statement for many rows, in the SQL both backends speak.
+pub fn multi_row_insert(table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..columns.len() {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns.len() + col + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 pub fn now() -> String {
     format_time(chrono::Utc::now())
 }
@@ -183,6 +207,12 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_row_inserts_number_parameters_row_by_row() {
+        assert_eq!(multi_row_insert("t", &["a", "b"], 2), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(multi_row_insert("t", &["a"], 1), "INSERT INTO t (a) VALUES ($1)");
+    }
 
     #[test]
     fn sqlite_paths() {

@@ -800,39 +800,76 @@ pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mod
     Ok(Report { mode, changes, needs_connection, applied: true })
 }
 
-async fn id_of(tx: &mut Tx<'_>, table: &str, env: &Environment, name: &str) -> Result<i64> {
+/// The ids of an environment's connections or integrations, by name key.
+async fn ids_by_name(tx: &mut Tx<'_>, table: &str, env: &Environment) -> Result<BTreeMap<String, i64>> {
     let sql = match table {
-        "connections" => "SELECT id FROM connections WHERE environment_id = $1 AND name_key = $2",
-        _ => "SELECT id FROM integrations WHERE environment_id = $1 AND name_key = $2",
+        "connections" => "SELECT id, name_key FROM connections WHERE environment_id = $1",
+        _ => "SELECT id, name_key FROM integrations WHERE environment_id = $1",
     };
-    let row = sqlx::query(sql).bind(env.id).bind(name.to_lowercase()).fetch_optional(&mut **tx).await?;
-    match row {
-        Some(r) => Ok(r.try_get("id")?),
-        None => Err(Error::Internal(format!("import: {name} vanished from {table} in {} during the import", env.name))),
+    let mut ids = BTreeMap::new();
+    for r in sqlx::query(sql).bind(env.id).fetch_all(&mut **tx).await? {
+        ids.insert(r.try_get::<String, _>("name_key")?, r.try_get::<i64, _>("id")?);
     }
+    Ok(ids)
 }
 
+const CONNECTION_COLUMNS: [&str; 9] = ["environment_id", "name", "name_key", "provider", "settings", "created_by", "updated_by", "created_at", "updated_at"];
+const INTEGRATION_COLUMNS: [&str; 11] =
+    ["environment_id", "name", "name_key", "provider", "objects", "description", "version", "created_by", "updated_by", "created_at", "updated_at"];
+
+/// Makes the plan's changes inside `tx`: new connections and integrations a few hundred to a
+/// statement, then updates, then bindings, then one audit event per change.
 async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundle, ops: &[Op]) -> Result<()> {
     let t = now();
     let from = bundle.source_environment.as_str();
-    for op in ops {
-        match op {
-            Op::CreateConnection(c) => {
-                sqlx::query(
-                    "INSERT INTO connections (environment_id, name, name_key, provider, settings, created_by, updated_by, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $7)",
-                )
+    let new_connections: Vec<&InConnection> = ops.iter().filter_map(|op| if let Op::CreateConnection(c) = op { Some(c) } else { None }).collect();
+    for chunk in new_connections.chunks(crate::db::INSERT_BATCH) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(crate::db::multi_row_insert("connections", &CONNECTION_COLUMNS, chunk.len())));
+        for c in chunk {
+            q = q
                 .bind(env.id)
-                .bind(&c.name)
+                .bind(c.name.clone())
                 .bind(c.name.to_lowercase())
                 .bind(c.def.id)
                 .bind(Value::Object(c.settings.clone()).to_string())
-                .bind(&actor.label)
-                .bind(&t)
-                .execute(&mut **tx)
-                .await?;
+                .bind(actor.label.clone())
+                .bind(actor.label.clone())
+                .bind(t.clone())
+                .bind(t.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let new_integrations: Vec<&InIntegration> = ops.iter().filter_map(|op| if let Op::CreateIntegration(i) = op { Some(i) } else { None }).collect();
+    for chunk in new_integrations.chunks(crate::db::INSERT_BATCH) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(crate::db::multi_row_insert("integrations", &INTEGRATION_COLUMNS, chunk.len())));
+        for i in chunk {
+            q = q
+                .bind(env.id)
+                .bind(i.name.clone())
+                .bind(i.name.to_lowercase())
+                .bind(i.provider.clone())
+                .bind(i.objects_json.clone())
+                .bind(i.description.clone())
+                .bind(i.version.clone())
+                .bind(actor.label.clone())
+                .bind(actor.label.clone())
+                .bind(t.clone())
+                .bind(t.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let needs_ids = ops.iter().any(|op| matches!(op, Op::Bind { .. }));
+    let (connection_ids, integration_ids) =
+        if needs_ids { (ids_by_name(tx, "connections", env).await?, ids_by_name(tx, "integrations", env).await?) } else { Default::default() };
+    let id_in = |ids: &BTreeMap<String, i64>, table: &str, name: &str| {
+        ids.get(&name.to_lowercase()).copied().ok_or_else(|| Error::Internal(format!("import: {name} vanished from {table} in {} during the import", env.name)))
+    };
+    let mut events = Vec::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::CreateConnection(c) => {
                 let detail = json!({"provider": c.def.id, "secrets_set": [], "placeholder": true, "imported_from": from});
-                audit::record(tx, actor, Event::new("connection.create").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
+                events.push(Event::new("connection.create").environment(env.id, &env.name).object("connection", &c.name).detail(detail));
             }
             Op::UpdateConnection { id, incoming, changed, obsolete } => {
                 sqlx::query("UPDATE connections SET settings = $1, updated_by = $2, updated_at = $3 WHERE id = $4")
@@ -848,28 +885,11 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
                 // The latest check was of other settings: it no longer says anything.
                 sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(id).execute(&mut **tx).await?;
                 let detail = json!({"changed_settings": changed, "replaced_secrets": [], "removed_secrets": obsolete, "imported_from": from});
-                audit::record(tx, actor, Event::new("connection.update").environment(env.id, &env.name).object("connection", &incoming.name).detail(detail))
-                    .await?;
+                events.push(Event::new("connection.update").environment(env.id, &env.name).object("connection", &incoming.name).detail(detail));
             }
             Op::CreateIntegration(i) => {
-                sqlx::query(
-                    "INSERT INTO integrations (environment_id, name, name_key, provider, objects, description, version, created_by, updated_by, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $9)",
-                )
-                .bind(env.id)
-                .bind(&i.name)
-                .bind(i.name.to_lowercase())
-                .bind(&i.provider)
-                .bind(&i.objects_json)
-                .bind(&i.description)
-                .bind(&i.version)
-                .bind(&actor.label)
-                .bind(&t)
-                .execute(&mut **tx)
-                .await?;
                 let detail = json!({"provider": i.provider, "objects": i.objects, "version": i.version, "imported_from": from});
-                audit::record(tx, actor, Event::new("integration.publish").environment(env.id, &env.name).object("integration", &i.name).detail(detail))
-                    .await?;
+                events.push(Event::new("integration.publish").environment(env.id, &env.name).object("integration", &i.name).detail(detail));
             }
             Op::UpdateIntegration { id, incoming: i } => {
                 sqlx::query(
@@ -885,11 +905,11 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
                 .execute(&mut **tx)
                 .await?;
                 let detail = json!({"provider": i.provider, "objects": i.objects, "version": i.version, "imported_from": from});
-                audit::record(tx, actor, Event::new("integration.update").environment(env.id, &env.name).object("integration", &i.name).detail(detail)).await?;
+                events.push(Event::new("integration.update").environment(env.id, &env.name).object("integration", &i.name).detail(detail));
             }
             Op::Bind { integration, connection } => {
-                let cid = id_of(tx, "connections", env, connection).await?;
-                let iid = id_of(tx, "integrations", env, integration).await?;
+                let cid = id_in(&connection_ids, "connections", connection)?;
+                let iid = id_in(&integration_ids, "integrations", integration)?;
                 // Only an unbound integration is bound: the plan never replaces a binding.
                 let done = sqlx::query(
                     "UPDATE integrations SET connection_id = $1, bound_by = $2, bound_at = $3, updated_by = $2, updated_at = $3 WHERE id = $4 AND connection_id IS NULL",
@@ -907,11 +927,11 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
                     });
                 }
                 let event = Event::new("binding.set").environment(env.id, &env.name).object("integration", integration);
-                audit::record(tx, actor, event.detail(json!({"connection": connection, "imported_from": from}))).await?;
+                events.push(event.detail(json!({"connection": connection, "imported_from": from})));
             }
         }
     }
-    Ok(())
+    audit::record_all(tx, actor, &events).await
 }
 
 #[cfg(test)]
