@@ -9,6 +9,8 @@ use server::audit::Actor;
 use server::config::Config;
 use server::secret::SecretString;
 
+mod cli_backup;
+
 #[derive(Parser)]
 #[command(name = "connvault", version, about = "A connection and credential vault for integrations", long_about = None)]
 struct Cli {
@@ -41,6 +43,9 @@ enum Command {
     /// Create API keys from the command line (the key is printed once).
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Encrypted backups of the whole instance (secrets included), and restoring one.
+    #[command(subcommand)]
+    Backup(cli_backup::BackupCommand),
     /// Serve a stand-in of Salesforce's token endpoint with a page that plays the Salesforce admin,
     /// for local demos (not Salesforce; connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
     DevSalesforce {
@@ -143,16 +148,25 @@ fn split_pair(text: &str, what: &str) -> Result<(String, String), String> {
 
 /// A password from the terminal (twice, not echoed) or, when stdin is not a terminal, one line.
 fn read_password() -> Result<SecretString, String> {
+    read_secret_line("Password", true)
+}
+
+/// A secret (`what`: "Password"; the prompt asks for at least 12 characters) from the terminal
+/// (not echoed; twice when `confirm`) or, when stdin is not a terminal, one line.
+fn read_secret_line(what: &str, confirm: bool) -> Result<SecretString, String> {
+    let lower = what.to_lowercase();
     if std::io::stdin().is_terminal() {
-        let first = prompt_hidden("Password (at least 12 characters): ")?;
-        let second = prompt_hidden("Password again: ")?;
-        if !first.ct_eq(&second) {
-            return Err("the two passwords differ".into());
+        let first = prompt_hidden(&format!("{what} (at least 12 characters): "))?;
+        if confirm {
+            let second = prompt_hidden(&format!("{what} again: "))?;
+            if !first.ct_eq(&second) {
+                return Err(format!("the two {lower}s differ"));
+            }
         }
         return Ok(first);
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the {lower} from standard input: {e}"))?;
     let password = SecretString::new(line.trim_end_matches(['\n', '\r']).to_string());
     zeroize_string(&mut line);
     Ok(password)
@@ -198,6 +212,9 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
             println!("Retired keys: {}. Back up the key file again now.", report.retired.join(", "));
         }
         return Ok(());
+    }
+    if let Command::Backup(command) = command {
+        return cli_backup::run(config, command).await;
     }
     let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
     let (db, vault) = (&services.db, &services.vault);
@@ -290,16 +307,21 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
                 println!("{}", value.expose_secret());
             })
         }
-        Command::Serve | Command::RotateMasterKey { .. } | Command::DevSalesforce { .. } => unreachable!("handled elsewhere"),
+        Command::Serve | Command::RotateMasterKey { .. } | Command::Backup(_) | Command::DevSalesforce { .. } => unreachable!("handled elsewhere"),
     };
     services.db.close().await;
-    result.map_err(|e| match e {
+    result.map_err(describe)
+}
+
+/// An error as the command line shows it: each field's problem on its own line.
+fn describe(e: server::Error) -> String {
+    match e {
         server::Error::Validation(errors) => {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
             format!("the input needs fixing:\n{}", lines.join("\n"))
         }
         other => other.public_message(),
-    })
+    }
 }
 
 async fn serve(config: Config) -> Result<(), String> {
