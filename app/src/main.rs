@@ -1,6 +1,7 @@
-//! The `connvault` binary: `serve` (the default), the operator's commands, and promotion
-//! against a running server (`cli_promote`).
+//! The `connvault` binary: `serve` (the default), the operator's commands, encrypted backups
+//! (`cli_backup`), and promotion against a running server (`cli_promote`).
 
+mod cli_backup;
 mod cli_promote;
 
 use std::io::{IsTerminal, Read};
@@ -53,6 +54,9 @@ enum Command {
     /// Import a promotion bundle file into an environment of a running server (plans first;
     /// exit 0 done, 2 conflicts, 1 error).
     Import(cli_promote::ImportArgs),
+    /// Encrypted backups of the whole instance (secrets included), and restoring one.
+    #[command(subcommand)]
+    Backup(cli_backup::BackupCommand),
     /// Serve a stand-in of Salesforce's token endpoint with a page that plays the Salesforce admin,
     /// for local demos (not Salesforce; connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
     DevSalesforce {
@@ -155,16 +159,25 @@ fn split_pair(text: &str, what: &str) -> Result<(String, String), String> {
 
 /// A password from the terminal (twice, not echoed) or, when stdin is not a terminal, one line.
 fn read_password() -> Result<SecretString, String> {
+    read_secret_line("Password", true)
+}
+
+/// A secret (`what`: "Password"; the prompt asks for at least 12 characters) from the terminal
+/// (not echoed; twice when `confirm`) or, when stdin is not a terminal, one line.
+fn read_secret_line(what: &str, confirm: bool) -> Result<SecretString, String> {
+    let lower = what.to_lowercase();
     if std::io::stdin().is_terminal() {
-        let first = prompt_hidden("Password (at least 12 characters): ")?;
-        let second = prompt_hidden("Password again: ")?;
-        if !first.ct_eq(&second) {
-            return Err("the two passwords differ".into());
+        let first = prompt_hidden(&format!("{what} (at least 12 characters): "))?;
+        if confirm {
+            let second = prompt_hidden(&format!("{what} again: "))?;
+            if !first.ct_eq(&second) {
+                return Err(format!("the two {lower}s differ"));
+            }
         }
         return Ok(first);
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the {lower} from standard input: {e}"))?;
     let password = SecretString::new(line.trim_end_matches(['\n', '\r']).to_string());
     zeroize_string(&mut line);
     Ok(password)
@@ -210,6 +223,9 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
             println!("Retired keys: {}. Back up the key file again now.", report.retired.join(", "));
         }
         return Ok(());
+    }
+    if let Command::Backup(command) = command {
+        return cli_backup::run(config, command).await;
     }
     let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
     let (db, vault) = (&services.db, &services.vault);
@@ -302,18 +318,27 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
                 println!("{}", value.expose_secret());
             })
         }
-        Command::Serve | Command::RotateMasterKey { .. } | Command::DevSalesforce { .. } | Command::Promote(_) | Command::Export(_) | Command::Import(_) => {
-            unreachable!("handled elsewhere")
-        }
+        Command::Serve
+        | Command::RotateMasterKey { .. }
+        | Command::Backup(_)
+        | Command::DevSalesforce { .. }
+        | Command::Promote(_)
+        | Command::Export(_)
+        | Command::Import(_) => unreachable!("handled elsewhere"),
     };
     services.db.close().await;
-    result.map_err(|e| match e {
+    result.map_err(describe)
+}
+
+/// An error as the command line shows it: each field's problem on its own line.
+fn describe(e: server::Error) -> String {
+    match e {
         server::Error::Validation(errors) => {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
             format!("the input needs fixing:\n{}", lines.join("\n"))
         }
         other => other.public_message(),
-    })
+    }
 }
 
 async fn serve(config: Config) -> Result<(), String> {

@@ -107,7 +107,7 @@ fn help_lists_the_commands() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for c in ["serve", "rotate-master-key", "environment", "connection", "promote", "export", "import"] {
+    for c in ["serve", "rotate-master-key", "environment", "connection", "promote", "export", "import", "backup"] {
         assert!(help.contains(c), "{help}");
     }
 }
@@ -774,4 +774,58 @@ fn a_server_killed_in_the_middle_of_an_apply_leaves_the_target_unchanged() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(export_qa(port), (12_000, 12_000, 6_000));
     server.0.kill().unwrap();
+}
+
+/// `backup create` in one data folder, `backup restore` in another with its own master key: the
+/// connection and its secret come across; a wrong passphrase leaves the second folder untouched.
+#[test]
+fn a_backup_moves_an_instance_to_another_data_folder() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let secret = "cli-backup-marker-7e21";
+    let passphrase = "a backup passphrase for the test";
+    let run_in = |dir: &Path, args: &[&str], vars: &[(&str, &str)], stdin: &str| {
+        let mut c = cmd(dir);
+        c.args(args).envs(vars.iter().copied());
+        run(c, stdin)
+    };
+    let create =
+        "connection create --env DEV --name Billing --provider http --setting base_url=https://billing.example.com --setting auth=bearer --secret token=-";
+    let out = run_in(a.path(), &create.split(' ').collect::<Vec<_>>(), &[], &format!("{secret}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let file = a.path().join("instance.cvbackup");
+    let file_arg = file.to_str().unwrap();
+    let with_passphrase = [("CONNVAULT_BACKUP_PASSPHRASE", passphrase)];
+    let out = run_in(a.path(), &["backup", "create", "--out", file_arg], &with_passphrase, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 connection with 1 secret"), "{}", text(&out.stdout));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"connvault-backup\n"));
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is in the file in clear");
+    let out = run_in(a.path(), &["backup", "create", "--out", file_arg], &with_passphrase, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
+    let short = run_in(a.path(), &["backup", "create", "--out", file_arg, "--force"], &[("CONNVAULT_BACKUP_PASSPHRASE", "too short")], "");
+    assert!(text(&short.stderr).contains("at least 12 characters"), "{}", text(&short.stderr));
+
+    // A wrong passphrase (read from standard input): refused, and nothing is created in B.
+    let out = run_in(b.path(), &["backup", "restore", "--file", file_arg], &[], "not the passphrase at all\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("passphrase is wrong"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(b.path()).unwrap().count(), 0, "a refused restore wrote something");
+
+    let out = run_in(b.path(), &["backup", "restore", "--file", file_arg], &[], &format!("{passphrase}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Restored"), "{}", text(&out.stdout));
+    assert_ne!(std::fs::read(a.path().join("master.key")).unwrap(), std::fs::read(b.path().join("master.key")).unwrap());
+    let out = run_in(b.path(), &["connection", "list", "--env", "DEV"], &[], "");
+    assert!(text(&out.stdout).starts_with("Billing\thttp\ttoken set "), "{}", text(&out.stdout));
+    // Restoring again over it is refused without --replace.
+    let out = run_in(b.path(), &["backup", "restore", "--file", file_arg], &with_passphrase, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--replace"), "{}", text(&out.stderr));
+    let out = run_in(b.path(), &["backup", "restore", "--file", file_arg, "--replace"], &with_passphrase, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

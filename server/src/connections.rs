@@ -16,7 +16,7 @@ use crate::error::{Error, FieldError, Result};
 pub use crate::feed::Page;
 use crate::feed::{self, contains_pattern, Feed, Filter, Listing, SortKey};
 use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
-use crate::seal::{Place, Vault};
+use crate::seal::{Place, SealError, Vault};
 use crate::secret::SecretString;
 use crate::startup::Services;
 
@@ -114,17 +114,19 @@ fn check_secret_values(secrets: &BTreeMap<String, SecretString>) -> Vec<FieldErr
         .collect()
 }
 
-fn place<'a>(connection_id: i64, field: &'a str, environment_id: i64) -> Place<'a> {
+/// Where a connection's secret field lives (the associated data of its blob).
+pub(crate) fn place<'a>(connection_id: i64, field: &'a str, environment_id: i64) -> Place<'a> {
     Place { table: SECRETS_TABLE, row: connection_id, field, environment: environment_id }
 }
 
 /// Who wrote something, and when.
-struct Stamp<'a> {
-    by: &'a str,
-    at: &'a str,
+pub(crate) struct Stamp<'a> {
+    pub(crate) by: &'a str,
+    pub(crate) at: &'a str,
 }
 
-async fn store_secret(
+/// Seals `value` under the current key for its place and stores it (inserted or replaced).
+pub(crate) async fn store_secret(
     tx: &mut Tx<'_>,
     vault: &Vault,
     env: &Environment,
@@ -487,20 +489,25 @@ pub async fn open_secret(db: &Db, vault: &Vault, env_name: &str, name: &str, fie
     match vault.open_text(&place(id, field, env.id), &blob) {
         Ok(secret) => Ok(secret),
         Err(e) => {
-            tracing::error!(environment = %env.name, connection = name, field, "stored secret failed to open: {e}");
-            audit::record_alone(
-                db,
-                &Actor::system("integrity check"),
-                Event::new("secret.integrity_failure")
-                    .outcome("failure")
-                    .environment(env.id, &env.name)
-                    .object("connection", name)
-                    .detail(json!({"field": field, "error": e.to_string()})),
-            )
-            .await?;
+            integrity_failure(db, (env.id, &env.name), name, field, &e).await?;
             Err(Error::Seal(e))
         }
     }
+}
+
+/// Logs and audits a stored secret that failed to open (in a transaction of its own).
+pub(crate) async fn integrity_failure(db: &Db, (env_id, env_name): (i64, &str), name: &str, field: &str, e: &SealError) -> Result<()> {
+    tracing::error!(environment = %env_name, connection = name, field, "stored secret failed to open: {e}");
+    audit::record_alone(
+        db,
+        &Actor::system("integrity check"),
+        Event::new("secret.integrity_failure")
+            .outcome("failure")
+            .environment(env_id, env_name)
+            .object("connection", name)
+            .detail(json!({"field": field, "error": e.to_string()})),
+    )
+    .await
 }
 
 /// "Test connection": runs the provider's live check with the stored settings and secrets, and

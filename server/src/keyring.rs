@@ -227,24 +227,38 @@ impl Keyring {
             text.push_str(&k.to_base64());
             text.push('\n');
         }
-        if let Some(dir) = path.parent() {
-            create_private_dir(dir).map_err(err)?;
-        }
-        let tmp = path.with_extension("key.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        {
-            let mut f = open_private(&tmp).map_err(err)?;
-            f.write_all(text.as_bytes()).map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        write_private_file(path, text.as_bytes()).map_err(err)
     }
+}
+
+/// Writes `bytes` to `path` atomically, readable only by this user (0600): a temporary file
+/// beside it (`NAME.tmp`), fsync, rename over `path`, fsync of the folder. The folder is made
+/// (0700) if missing. Readers see the old file or the new one, never a part.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let name = path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = open_private(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// Creates a folder (and its parents) readable only by this user, if it does not exist yet.

@@ -6,6 +6,7 @@ pub mod access;
 pub mod api;
 pub mod api_keys;
 pub mod audit;
+pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod connections;
