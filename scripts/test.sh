@@ -7,10 +7,12 @@
 #       throwaway PostgreSQL server started for them, its URL exported as
 #       CONNVAULT_TEST_POSTGRES_URL, so the storage tests run on SQLite and
 #       on PostgreSQL. A URL already set in the environment is used as is.
+#       Then the API contract test (scripts/contract.sh: schemathesis against
+#       the connvault binary those tests built).
 # e2e:  `cargo leptos build`, then Playwright (end2end/) with the system
 #       Chromium; Playwright starts the server itself (playwright.config.ts).
 #
-# Missing PostgreSQL or Chromium: the part that needs it is SKIPPED with a
+# Missing PostgreSQL, Chromium or schemathesis: the part that needs it is SKIPPED with a
 # loud banner; with CI=true that is a failure instead (exit 1).
 # Expects the tools from scripts/tools.sh (`make tools`).
 set -euo pipefail
@@ -22,7 +24,7 @@ cd "$REPO_ROOT"
 MODE="${1:-all}"
 case "$MODE" in
   all|rust|e2e) ;;
-  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
   *) echo "usage: scripts/test.sh [all|rust|e2e]" >&2; exit 2 ;;
 esac
 want() { [ "$MODE" = all ] || [ "$MODE" = "$1" ]; }
@@ -153,6 +155,12 @@ if want e2e; then
   fi
 fi
 
+CONTRACT_SKIP=""
+if want rust && [ ! -x "$CONNVAULT_VENV/bin/schemathesis" ]; then
+  skip_or_fail "API contract test" "no schemathesis in $CONNVAULT_VENV; run make tools"
+  CONTRACT_SKIP="no schemathesis"
+fi
+
 if want rust; then
   if [ -n "${CONNVAULT_TEST_POSTGRES_URL:-}" ]; then
     echo "PostgreSQL: using CONNVAULT_TEST_POSTGRES_URL from the environment"
@@ -170,6 +178,12 @@ if want rust; then
   run_step "cargo test -p app --features ssr" cargo test -p app --features ssr || true
   if [ -z "${CONNVAULT_TEST_POSTGRES_URL:-}" ]; then
     skip_step "PostgreSQL backend tests" "no PostgreSQL"
+  fi
+  # The binary `cargo test -p app --features ssr` built, against the OpenAPI document.
+  if [ -n "$CONTRACT_SKIP" ]; then
+    skip_step "API contract test" "$CONTRACT_SKIP"
+  else
+    run_step "API contract (scripts/contract.sh)" scripts/contract.sh || true
   fi
 fi
 

@@ -2,7 +2,8 @@
 # Installs what building and testing connvault needs, skipping what is there.
 #
 #   scripts/tools.sh            Rust target, cargo-leptos, wasm-bindgen-cli,
-#                               end2end npm packages, chromium + postgresql
+#                               end2end npm packages, chromium + postgresql,
+#                               schemathesis (PyPI) in $CONNVAULT_VENV
 #   scripts/tools.sh --release  the same plus binaryen (wasm-opt), which
 #                               `cargo leptos build --release` needs
 #
@@ -31,6 +32,8 @@ say() { printf '[tools] %s\n' "$*"; }
 missing_pkgs=()
 [ -x "$CHROMIUM_BIN" ] || missing_pkgs+=(chromium)
 [ -n "$(pg_bindir)" ] || missing_pkgs+=(postgresql)
+# python3 with venv, for schemathesis (the API contract test).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing_pkgs+=(python3 python3-venv)
 if [ "$WANT_RELEASE" = 1 ] && ! command -v wasm-opt >/dev/null 2>&1; then
   missing_pkgs+=(binaryen)
 fi
@@ -106,6 +109,19 @@ if [ -d end2end/node_modules ]; then
 else
   say "npm ci in end2end/"
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+# --- API contract test: schemathesis from PyPI, in its own virtualenv --------
+have_st="$("$CONNVAULT_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}' || true)"
+if [ "$have_st" = "$SCHEMATHESIS_VERSION" ]; then
+  say "schemathesis $SCHEMATHESIS_VERSION: present ($CONNVAULT_VENV)"
+elif python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION into $CONNVAULT_VENV (have: ${have_st:-none})"
+  python3 -m venv "$CONNVAULT_VENV"
+  "$CONNVAULT_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+else
+  banner "python3 with venv is missing: schemathesis not installed" \
+    "the API contract test will be skipped (and fail under CI=true)"
 fi
 
 say "done"

@@ -28,6 +28,7 @@ use crate::users::User;
 pub const KEY_PREFIX: &str = "cvk_";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// An environment name, or `*` for all.
     pub environment: String,
@@ -170,7 +171,7 @@ async fn validate(db: &Db, input: &NewApiKey) -> Result<Vec<Environment>> {
     let envs = environments::list(db).await?;
     let mut errors = Vec::new();
     let name = input.name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         errors.push(FieldError::new("name", "give the key a name of 1 to 100 characters, e.g. the app that uses it"));
     }
     if input.grants.is_empty() {

@@ -31,6 +31,9 @@ pub struct Config {
     pub log_filter: String,
     pub db_max_connections: u32,
     pub site_addr: SocketAddr,
+    /// `CONNVAULT_AUTH_FAILURE_LIMIT`: failed sign-ins and API-key attempts one client address
+    /// may make within 5 minutes before it gets 429 (default 10).
+    pub auth_failure_limit: usize,
 }
 
 /// The optional TOML file (`CONNVAULT_CONFIG` or `--config`). Keys are the environment
@@ -50,6 +53,7 @@ struct FileConfig {
     log: Option<String>,
     db_max_connections: Option<u32>,
     site_addr: Option<String>,
+    auth_failure_limit: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +150,12 @@ impl Config {
             }
             None => f.db_max_connections.unwrap_or(10),
         };
+        let auth_failure_limit = match env("CONNVAULT_AUTH_FAILURE_LIMIT") {
+            Some(v) => v.parse().ok(),
+            None => Some(f.auth_failure_limit.unwrap_or(10)),
+        }
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| setting("CONNVAULT_AUTH_FAILURE_LIMIT", "expected a number from 1 to 1000000 (failed attempts per client address per 5 minutes)"))?;
 
         Ok(Config {
             data_dir,
@@ -161,6 +171,7 @@ impl Config {
             log_filter,
             db_max_connections,
             site_addr,
+            auth_failure_limit,
         })
     }
 
@@ -190,6 +201,7 @@ mod tests {
         assert!(c.smtp_url.is_none());
         assert_eq!(c.smtp_from, "connvault <connvault@localhost>");
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.auth_failure_limit, 10);
         let c = load(&[("CONNVAULT_PUBLIC_URL", "https://Vault.Example.com:8443/")], None).unwrap();
         assert_eq!(c.smtp_from, "connvault <connvault@vault.example.com>");
         let c = load(&[("CONNVAULT_SMTP_FROM", "it@example.org")], None).unwrap();
@@ -200,18 +212,23 @@ mod tests {
     fn environment_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("connvault.toml");
-        std::fs::write(&path, "data_dir = \"/srv/cv\"\npublic_url = \"https://file.example.com/\"\nallow_loopback = true\n").unwrap();
+        std::fs::write(&path, "data_dir = \"/srv/cv\"\npublic_url = \"https://file.example.com/\"\nallow_loopback = true\nauth_failure_limit = 50\n").unwrap();
         let c = load(&[("CONNVAULT_PUBLIC_URL", "https://env.example.com")], Some(&path)).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/cv"));
         assert_eq!(c.master_key_file, PathBuf::from("/srv/cv/master.key"));
         assert_eq!(c.public_url, "https://env.example.com");
         assert!(c.allow_loopback);
+        assert_eq!(c.auth_failure_limit, 50);
+        let c = load(&[("CONNVAULT_AUTH_FAILURE_LIMIT", "1000")], Some(&path)).unwrap();
+        assert_eq!(c.auth_failure_limit, 1000);
     }
 
     #[test]
     fn bad_settings_name_the_setting() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 7] = [
             (&[("CONNVAULT_ALLOW_LOOPBACK", "maybe")], "CONNVAULT_ALLOW_LOOPBACK"),
+            (&[("CONNVAULT_AUTH_FAILURE_LIMIT", "0")], "CONNVAULT_AUTH_FAILURE_LIMIT"),
+            (&[("CONNVAULT_AUTH_FAILURE_LIMIT", "many")], "CONNVAULT_AUTH_FAILURE_LIMIT"),
             (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
             (&[("CONNVAULT_PUBLIC_URL", "ftp://x")], "CONNVAULT_PUBLIC_URL"),
             (&[("LEPTOS_SITE_ADDR", "localhost")], "LEPTOS_SITE_ADDR"),

@@ -174,9 +174,10 @@ fn unique_conflict(env: &str, name: &str) -> Error {
     Error::Conflict { code: "connection_exists", message: format!("a connection named {name} already exists in {env}; choose another name or edit that one") }
 }
 
-pub async fn create(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, input: NewConnection) -> Result<Connection> {
+pub async fn create(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, mut input: NewConnection) -> Result<Connection> {
     validate_name(&input.name)?;
     let def = provider(&input.provider)?;
+    def.normalize(&mut input.settings);
     let mut errors = def.validate(&input.settings, &providers::names(&input.secrets));
     errors.extend(def.refuse_managed(&input.secrets));
     errors.extend(check_secret_values(&input.secrets));
@@ -359,6 +360,7 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
             changed_settings.push(key.clone());
         }
     }
+    def.normalize(&mut settings);
     let mut obsolete = def.obsolete_secrets(&settings, stored.secret_fields.iter());
     if !changed_settings.is_empty() {
         obsolete.extend(stored.secret_fields.iter().filter(|f| def.cached_secrets.contains(&f.as_str())).cloned());

@@ -122,7 +122,6 @@ fn limit_message() -> String {
 /// Parses an RFC 3339 time (any offset; converted to UTC). A `+` that the query string turned
 /// into a space is taken back.
 pub fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, FieldError> {
-    let text = text.trim();
     DateTime::parse_from_rfc3339(text)
         .or_else(|e| if text.contains(' ') { DateTime::parse_from_rfc3339(&text.replace(' ', "+")) } else { Err(e) })
         .map(|t| t.with_timezone(&Utc))
@@ -138,8 +137,10 @@ pub struct FeedParams {
     pub updated_since: Option<String>,
 }
 
+/// A parameter as sent: an empty value is a value (and refused where it is not valid), not an
+/// absent parameter, so that a script's unset variable does not silently widen a list.
 fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    v.as_deref()
 }
 
 impl FeedParams {

@@ -109,7 +109,7 @@ pub(crate) fn normalize(input: &Publish) -> Result<(Vec<ObjectUse>, Option<Strin
             ObjectInput::Name(n) => (n.trim().to_string(), "read".to_string()),
             ObjectInput::Full { name, access } => (name.trim().to_string(), access.clone().unwrap_or_else(|| "read".into())),
         };
-        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_whitespace) {
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_whitespace) {
             errors.push(FieldError::new(format!("objects[{i}].name"), "an object name is 1 to 100 characters without spaces, e.g. Account"));
         }
         if !matches!(access.as_str(), "read" | "read_write") {
@@ -120,12 +120,12 @@ pub(crate) fn normalize(input: &Publish) -> Result<(Vec<ObjectUse>, Option<Strin
         }
         objects.push(ObjectUse { name, access });
     }
+    // The limit applies to the text as sent; blank means none.
     let text = |field: &str, v: &Option<String>, errors: &mut Vec<FieldError>| {
-        let v = v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
-        if v.as_ref().is_some_and(|v| v.len() > MAX_TEXT_LEN) {
+        if v.as_ref().is_some_and(|v| v.chars().count() > MAX_TEXT_LEN) {
             errors.push(FieldError::new(field, format!("at most {MAX_TEXT_LEN} characters")));
         }
-        v
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
     };
     let description = text("description", &input.description, &mut errors);
     let version = text("version", &input.version, &mut errors);

@@ -152,11 +152,12 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), mail = %mailer.describe(), "vault open");
+    let limiter = Limiter::new(config.auth_failure_limit, std::time::Duration::from_secs(300));
     let services = Services {
         config: Arc::new(config),
         db,
         vault: Vault::new(keyring),
-        limiter: Limiter::default(),
+        limiter,
         outbound,
         broker: Broker::default(),
         key_use: Default::default(),

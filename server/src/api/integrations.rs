@@ -1,7 +1,7 @@
 //! `/api/v1/environments/{env}/integrations`: publish, unpublish, list with binding status, bind
 //! and unbind (see the API contract).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::principal::{self, Principal};
-use super::v1::{env_for, Body};
+use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::Result;
 use crate::feed::{FeedParams, Page};

@@ -1,13 +1,14 @@
 //! `/api/v1/outbox`: the emails kept because no mail server is configured. For signed-in owners
 //! only: the messages carry one-time links meant for one person, which no API key needs.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
 use super::principal::Principal;
+use super::v1::{Path, Query};
 use crate::error::{Error, Result};
 use crate::feed::{FeedParams, Page};
 use crate::mail::{self, OutboxItem};

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::principal::Principal;
-use super::v1::env_for;
+use super::v1::{env_for, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::{Error, FieldError, Result};
 use crate::promotion::{self, Mode, Options, Report, MAX_BUNDLE_BYTES};

@@ -2,7 +2,8 @@
 //! (send again, cancel), the admin's answer through the one-time link, and the status.
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::principal::Principal;
-use super::v1::{env_for, Body};
+use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::Result;
 use crate::providers::TestResult;
@@ -27,9 +28,9 @@ pub fn router() -> Router<Services> {
 }
 
 /// 201 with the new certificate (and the request, when `send_request`).
-async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: Bytes) -> Result<(StatusCode, Json<Issued>)> {
+async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<Issued>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    let input: IssueRequest = optional_json(&body)?;
+    let input: IssueRequest = optional_json(body)?;
     Ok((StatusCode::CREATED, Json(salesforce::issue_certificate(&s, &p.actor(), &env.name, &name, input).await?)))
 }
 
@@ -59,9 +60,9 @@ struct Resend {
 }
 
 /// Sends the request again (a new link; the old one stops working).
-async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: Bytes) -> Result<(StatusCode, Json<AdminRequest>)> {
+async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<AdminRequest>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    let to = optional_json::<Resend>(&body)?.admin_email;
+    let to = optional_json::<Resend>(body)?.admin_email;
     Ok((StatusCode::CREATED, Json(salesforce::request_admin_help(&s, &p.actor(), &env.name, &name, to.as_deref()).await?)))
 }
 
@@ -92,13 +93,21 @@ async fn answer(
     Ok(Json(salesforce::answer_request(&s, &env, &name, &a, connect.map(|c| c.0 .0.ip())).await?))
 }
 
+/// A body as sent, or why it could not be read.
+type RawBody = std::result::Result<Bytes, BytesRejection>;
+
 /// A JSON body that may be left out (an empty body means the defaults).
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T> {
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: RawBody) -> Result<T> {
+    let body = super::v1::read_body(body)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| crate::Error::Validation(vec![crate::error::FieldError::new("body", format!("the body is not the JSON expected: {e}"))]))
+    super::v1::json_object(&body)?;
+    // As for every JSON body: 400 when it is not JSON at all, 422 when it is not the JSON expected.
+    serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => crate::Error::field("body", format!("the body is not the JSON expected: {e}")),
+        _ => crate::Error::BadRequest(format!("the body is not valid JSON: {e}")),
+    })
 }
 
 /// The callback URL Salesforce requires on every connected app; the JWT-bearer flow never

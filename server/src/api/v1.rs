@@ -1,7 +1,9 @@
 //! `/api/v1`: environments, connections, API keys, audit and users (see the API contract).
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -20,18 +22,88 @@ use crate::feed::{self, FeedParams, Page};
 use crate::startup::Services;
 use crate::{audit, users};
 
-/// JSON bodies whose rejections use the API's error format.
+/// JSON bodies whose rejections use the API's error format: 400 when the body is not JSON (or
+/// not sent as JSON), 422 when it is JSON but not the object expected, 413 past the limit.
 pub struct Body<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = Error;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Error> {
-        match Json::<T>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(Error::BadRequest("send the body as JSON with Content-Type: application/json".into()));
+        }
+        let bytes = read_body(Bytes::from_request(req, state).await)?;
+        json_object(&bytes)?;
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(v)) => Ok(Body(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(Error::Validation(vec![crate::error::FieldError::new("body", e.body_text())])),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::BadRequest("send the body as JSON with Content-Type: application/json".into())),
+            Err(JsonRejection::JsonDataError(e)) => Err(Error::field("body", e.body_text())),
             Err(e) => Err(Error::BadRequest(format!("the body is not valid JSON: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or a `+json` type).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Every JSON body of the API is an object: another JSON value is 422 (serde would otherwise
+/// read an array as a struct's fields in order), text that is not JSON 400.
+pub(super) fn json_object(bytes: &[u8]) -> Result<()> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Ok(_) => Err(Error::field("body", "the body must be a JSON object ({...}); see /api/v1/openapi.json for what this operation takes")),
+        Err(e) => Err(Error::BadRequest(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+/// A body as read, or why it could not be: 413 past the limit (2 MB; an import has its own),
+/// 400 otherwise.
+pub(super) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    match body {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Error::TooLarge("the body is larger than 2 MB, the most this operation accepts".into())),
+        Err(e) => Err(Error::BadRequest(format!("the body could not be read: {}", e.body_text()))),
+    }
+}
+
+/// Path parameters whose rejections use the API's error format: a segment that cannot be what
+/// the route expects (an id that is not a whole number) names nothing, so 404.
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(Error::NotFound(format!("nothing at this address: {}", e.body_text()))),
+            Err(e) => Err(Error::Internal(format!("path parameters: {}", e.body_text()))),
+        }
+    }
+}
+
+/// Query parameters whose rejections use the API's error format: 422 naming the parameter
+/// (an unknown option, a value of the wrong type, one given twice).
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                let text = e.body_text();
+                let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text);
+                Err(Error::field("query", format!("{message} (see /api/v1/openapi.json for this operation's parameters)")))
+            }
+            Err(e) => Err(Error::BadRequest(e.body_text())),
         }
     }
 }
@@ -182,9 +254,7 @@ struct AuditParams {
 
 async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<AuditParams>) -> Result<Json<Page<audit::AuditEvent>>> {
     let mut errors = Vec::new();
-    let mut time = |field: &str, value: &Option<String>| {
-        value.as_deref().map(str::trim).filter(|v| !v.is_empty()).and_then(|v| feed::parse_time(field, v).map_err(|e| errors.push(e)).ok())
-    };
+    let mut time = |field: &str, value: &Option<String>| value.as_deref().and_then(|v| feed::parse_time(field, v).map_err(|e| errors.push(e)).ok());
     let (from, to) = (time("from", &q.from), time("to", &q.to));
     let (feed, limit) = q.feed.read(&mut errors);
     if !errors.is_empty() {

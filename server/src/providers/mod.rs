@@ -122,6 +122,18 @@ pub const MAX_SETTING_LEN: usize = 2048;
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
 impl ProviderDef {
+    /// Settings in their stored form: whole numbers sent as `5.0` become `5` (before
+    /// [`ProviderDef::validate`], whose checks read integers).
+    pub fn normalize(&self, settings: &mut Map<String, Value>) {
+        for (key, value) in settings.iter_mut() {
+            if self.field(key).is_some_and(|f| matches!(f.kind, FieldKind::Integer)) {
+                if let Some(n) = as_whole_number(value).filter(|_| !value.is_i64()) {
+                    *value = Value::from(n);
+                }
+            }
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
         self.fields.iter().find(|f| f.name == name)
     }
@@ -212,6 +224,11 @@ impl ProviderDef {
     }
 }
 
+/// A JSON number without a fraction, as an integer: JSON does not tell 5 from 5.0.
+fn as_whole_number(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+}
+
 fn when_text(spec: &FieldSpec) -> String {
     match spec.when {
         Some((s, vals)) => format!(" when {s} is {}", vals.join(" or ")),
@@ -221,7 +238,7 @@ fn when_text(spec: &FieldSpec) -> String {
 
 fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
     match spec.kind {
-        FieldKind::Integer => match value.as_i64() {
+        FieldKind::Integer => match as_whole_number(value) {
             Some(_) => None,
             None => Some(format!("{} must be a whole number", spec.label)),
         },
@@ -230,7 +247,7 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
             if text.trim().is_empty() {
                 return Some(format!("{} must not be empty", spec.label));
             }
-            if text.len() > MAX_SETTING_LEN {
+            if text.chars().count() > MAX_SETTING_LEN {
                 return Some(format!("{} is longer than {MAX_SETTING_LEN} characters", spec.label));
             }
             if text.chars().any(char::is_control) {
@@ -261,9 +278,22 @@ pub fn check_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// An email address connvault can send to, as the OpenAPI document spells it: `local@domain`,
+/// ASCII only; the local part dot-separated words of letters, digits and !#$%&'*+/=?^_`{|}~-
+/// (at most 64 characters), the domain two or more labels of letters, digits and inner hyphens
+/// (each at most 63 characters, all at most 254). Checked before saving, so that an address
+/// that was accepted is never refused when the email goes out.
 pub fn looks_like_email(text: &str) -> bool {
-    let Some((local, domain)) = text.rsplit_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.chars().any(char::is_whitespace)
+    let Some((local, domain)) = text.split_once('@') else { return false };
+    let atom = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~-".contains(&b));
+    let label = |l: &str| (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-');
+    local.len() <= 64
+        && local.split('.').all(atom)
+        && domain.len() <= 254
+        && domain.contains('.')
+        && domain.split('.').all(label)
+        // The mail library is the last word: an address saved here must be one it can send to.
+        && text.parse::<lettre::Address>().is_ok()
 }
 
 /// The secret fields supplied in a request, as a set of names (values stay where they are).

@@ -119,7 +119,7 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
         }
     }
     if let Some(key) = text("consumer_key") {
-        if key.chars().any(|c| c.is_whitespace()) || key.len() > 256 {
+        if key.chars().any(|c| c.is_whitespace()) || key.chars().count() > 256 {
             errors.push(FieldError::new("settings.consumer_key", "paste the consumer key exactly as Salesforce shows it: one word, no spaces"));
         }
     }
