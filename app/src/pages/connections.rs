@@ -150,12 +150,13 @@ pub fn ConnectionPage() -> impl IntoView {
     // is stored now ("set on DATE by WHO", last changed).
     let save = ServerAction::<SaveConnection>::new();
     let data = Resource::new(move || (env(), name(), save.version().get()), |(env, name, _)| connection_form(env, name));
+    let salesforce_state = crate::pages::salesforce::SalesforceState::new(env, name);
     view! {
         <section class="panel">
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(d) => view! { <ConnectionEditor data=d save=save/> }.into_any(),
+                        Ok(d) => view! { <ConnectionEditor data=d save=save salesforce_state=salesforce_state/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}
@@ -165,7 +166,11 @@ pub fn ConnectionPage() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>) -> impl IntoView {
+fn ConnectionEditor(
+    data: ConnectionFormData,
+    save: ServerAction<SaveConnection>,
+    salesforce_state: crate::pages::salesforce::SalesforceState,
+) -> impl IntoView {
     let query = use_query_map();
     let saved = move || match save.value().get() {
         Some(result) => result.is_ok(),
@@ -228,7 +233,7 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
         {move || error().filter(|e| e.fields.is_empty()).map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
         {move || error().filter(|e| !e.fields.is_empty()).map(|_| view! { <p class="error" role="alert">"Fix the fields marked above."</p> })}
         {salesforce.map(|c| view! {
-            <crate::pages::salesforce::SalesforcePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email") can_write=can_write/>
+            <crate::pages::salesforce::SalesforcePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email") can_write=can_write state=salesforce_state/>
         })}
         {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone()/> })}
         {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{salesforce_status, urlencode, AdminRequestAgain, AnswerAdminRequest, RequestAdminHelp, SfCertificate, SfStatus, UploadCertificate};
+use crate::api::{salesforce_status, urlencode, AdminRequestAgain, AnswerAdminRequest, Fallible, RequestAdminHelp, SfCertificate, SfStatus, UploadCertificate};
 use crate::pages::auth::error_view;
 use crate::pages::connections::ResultBox;
 use crate::pages::short_time;
@@ -31,19 +31,34 @@ fn certificate_line(c: &SfCertificate) -> String {
     )
 }
 
+/// What the Salesforce panel loads and changes. Created with the connection page, outside its
+/// Suspense: a resource created inside a Suspense's children can stall server rendering
+/// (leptos-rs/leptos#4866), which showed as a page that never finished loading.
+#[derive(Clone, Copy)]
+pub struct SalesforceState {
+    pub request: ServerAction<RequestAdminHelp>,
+    pub again: ServerAction<AdminRequestAgain>,
+    pub upload: ServerAction<UploadCertificate>,
+    pub status: Resource<Fallible<SfStatus>>,
+}
+
+impl SalesforceState {
+    pub fn new(environment: impl Fn() -> String + Send + Sync + 'static, name: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        let request = ServerAction::<RequestAdminHelp>::new();
+        let again = ServerAction::<AdminRequestAgain>::new();
+        let upload = ServerAction::<UploadCertificate>::new();
+        let status = Resource::new(
+            move || (environment(), name(), request.version().get(), again.version().get(), upload.version().get()),
+            |(environment, name, ..)| salesforce_status(environment, name),
+        );
+        SalesforceState { request, again, upload, status }
+    }
+}
+
 /// The Salesforce part of a connection's page.
 #[component]
-pub fn SalesforcePanel(environment: String, name: String, admin_email: String, can_write: bool) -> impl IntoView {
-    let request = ServerAction::<RequestAdminHelp>::new();
-    let again = ServerAction::<AdminRequestAgain>::new();
-    let upload = ServerAction::<UploadCertificate>::new();
-    let status = {
-        let (environment, name) = (environment.clone(), name.clone());
-        Resource::new(
-            move || (request.version().get(), again.version().get(), upload.version().get()),
-            move |_| salesforce_status(environment.clone(), name.clone()),
-        )
-    };
+pub fn SalesforcePanel(environment: String, name: String, admin_email: String, can_write: bool, state: SalesforceState) -> impl IntoView {
+    let SalesforceState { request, again, upload, status } = state;
     let has_certificate = move || status.get().and_then(|r| r.ok()).is_some_and(|st| st.certificate.is_some() || st.pending_certificate.is_some());
     let download = format!("/api/v1/environments/{}/connections/{}/certificate", urlencode(&environment), urlencode(&name));
     // ActionForm children move what they use: one copy per form.
