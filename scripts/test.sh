@@ -125,14 +125,23 @@ run_step() {
   local name="$1"
   shift
   printf '\n==> %s\n' "$name"
-  local rc=0
-  "$@" || rc=$?
+  local rc=0 log
+  log="$(mktemp "$WORK/step.XXXXXX")"
+  # Output goes to the terminal as it comes and to a log, so the summary can say why a step
+  # failed (a CI log often shows only its tail).
+  { "$@" 2>&1 || echo "$?" >"$log.rc"; } | tee "$log" || true
+  [ -f "$log.rc" ] && rc="$(cat "$log.rc")"
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
     results+=("ok      $name")
   else
     failed=$((failed + 1))
     results+=("FAILED  $name (exit $rc)")
+    local line
+    while IFS= read -r line; do
+      results+=("          $line")
+    done < <(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -v -E '\.\.\. (ok|ignored)$' | grep -E -m 6 '(^|[^[:alnum:]_])(error|Error|ERROR|panicked|No space left)' | cut -c1-240)
+    results+=("          (free disk: $(df -h . | awk 'NR == 2 { print $4 }'))")
   fi
   return "$rc"
 }
@@ -170,6 +179,12 @@ if want rust; then
     unset CONNVAULT_TEST_POSTGRES_URL
     skip_or_fail "PostgreSQL backend tests" "$PG_FAIL_REASON"
   fi
+fi
+
+# A one-shot build gains nothing from incremental state, which is the larger part of
+# target/ (12 GB of a cold clone's 30 before debug info was trimmed).
+if is_ci; then
+  export CARGO_INCREMENTAL=0
 fi
 
 # --- Rust tests --------------------------------------------------------------

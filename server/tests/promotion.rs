@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{backends, key, session, Api, TestDb, Who};
+use common::{backends, key, session, Api, Kind, TestDb, Who};
 use serde_json::{json, Value};
 use server::users::Role;
 
@@ -387,5 +387,45 @@ async fn integrations_are_updated_but_never_switched_under_a_binding() {
         assert_eq!((st, fields(&err)), (409, vec!["integrations[0]"]), "{err}");
         assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("unbind it there"), "{err}");
         assert_eq!(db.content_digest().await, before);
+    }
+}
+
+/// An integration bound by someone else between the plan and the write (here: by a trigger,
+/// the moment the import creates it) stops the import: nothing is written, and the same
+/// bundle applies once the trigger is gone.
+#[tokio::test]
+async fn a_binding_made_while_the_import_runs_stops_it() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let bundle = export(&api, &k).await;
+        let rebind = "UPDATE integrations SET connection_id = \
+                      (SELECT id FROM connections WHERE environment_id = NEW.environment_id AND name = 'Billing') WHERE id = NEW.id";
+        match db.kind {
+            Kind::Sqlite => {
+                db.exec(&format!("CREATE TRIGGER bind_meanwhile AFTER INSERT ON integrations WHEN NEW.name = 'Billing_Sync' BEGIN {rebind}; END")).await
+            }
+            Kind::Postgres => {
+                db.exec(&format!("CREATE FUNCTION bind_meanwhile() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {rebind}; RETURN NULL; END $$")).await;
+                db.exec(
+                    "CREATE TRIGGER bind_meanwhile AFTER INSERT ON integrations FOR EACH ROW \
+                     WHEN (NEW.name = 'Billing_Sync') EXECUTE FUNCTION bind_meanwhile()",
+                )
+                .await
+            }
+        }
+        let (st, plan) = import(&api, &k, "mode=plan", &bundle).await;
+        assert_eq!(st, 200);
+        assert!(actions(&plan).contains(&change("binding", "Billing_Sync", "create")), "{plan}");
+
+        let before = db.content_digest().await;
+        let (st, err) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!((st, err["error"]["code"].as_str()), (409, Some("import_conflict")), "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("bound in QA while the import ran"), "{err}");
+        assert_eq!(db.content_digest().await, before, "a refused import wrote something");
+
+        db.exec(if db.kind == Kind::Sqlite { "DROP TRIGGER bind_meanwhile" } else { "DROP TRIGGER bind_meanwhile ON integrations" }).await;
+        let (st, applied) = import(&api, &k, "mode=apply", &bundle).await;
+        assert_eq!(st, 200, "{applied}");
+        assert!(actions(&applied).contains(&change("binding", "Billing_Sync", "create")), "{applied}");
     }
 }

@@ -59,8 +59,7 @@ pub async fn promote(
     }
     let actor = actor_of(&user).await;
     let bundle = server::promotion::export(&s.db, &actor, &source.name).await.map_err(fail)?;
-    let bytes = serde_json::to_vec(&bundle).map_err(|e| fail(server::Error::Internal(format!("bundle: {e}"))))?;
-    let bundle = server::promotion::parse(&bytes).map_err(fail)?;
+    let bundle = server::promotion::check(&bundle).map_err(fail)?;
     let mode = if apply == "yes" { Mode::Apply } else { Mode::Plan };
     let options = Options { overwrite_settings: overwrite_settings == "on", create_placeholders: create_placeholders == "on" };
     let report = server::promotion::import(&s.db, &actor, &target.name, &bundle, mode, options).await.map_err(fail)?;
