@@ -823,22 +823,8 @@ const CONNECTION_COLUMNS: [&str; 9] = ["environment_id", "name", "name_key", "pr
 const INTEGRATION_COLUMNS: [&str; 11] =
     ["environment_id", "name", "name_key", "provider", "objects", "description", "version", "created_by", "updated_by", "created_at", "updated_at"];
 
-/// `UPDATE integrations` binding `rows` unbound integrations at once: $1 the actor, $2 the
-/// time, then (integration id, connection id) pairs.
-fn bind_many(rows: usize) -> String {
-    let pairs: Vec<(usize, usize)> = (0..rows).map(|r| (3 + 2 * r, 4 + 2 * r)).collect();
-    let cases: String = pairs.iter().map(|(i, c)| format!(" WHEN ${i} THEN ${c}")).collect();
-    let ids: Vec<String> = pairs.iter().map(|(i, _)| format!("${i}")).collect();
-    format!(
-        "UPDATE integrations SET connection_id = CASE id{cases} END, bound_by = $1, bound_at = $2, updated_by = $1, updated_at = $2 \
-         WHERE connection_id IS NULL AND id IN ({})",
-        ids.join(", ")
-    )
-}
-
 /// Makes the plan's changes inside `tx`: new connections and integrations a few hundred to a
-/// statement, then updates, then bindings a few hundred to a statement, then one audit event
-/// per change (written in batches too).
+/// statement, then updates, then bindings, then one audit event per change.
 async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundle, ops: &[Op]) -> Result<()> {
     let t = now();
     let from = bundle.source_environment.as_str();
@@ -885,7 +871,6 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
         ids.get(&name.to_lowercase()).copied().ok_or_else(|| Error::Internal(format!("import: {name} vanished from {table} in {} during the import", env.name)))
     };
     let mut events = Vec::with_capacity(ops.len());
-    let mut binds: Vec<(i64, i64)> = Vec::new();
     for op in ops {
         match op {
             Op::CreateConnection(c) => {
@@ -929,22 +914,27 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
                 events.push(Event::new("integration.update").environment(env.id, &env.name).object("integration", &i.name).detail(detail));
             }
             Op::Bind { integration, connection } => {
-                binds.push((id_in(&integration_ids, "integrations", integration)?, id_in(&connection_ids, "connections", connection)?));
+                let cid = id_in(&connection_ids, "connections", connection)?;
+                let iid = id_in(&integration_ids, "integrations", integration)?;
+                // Only an unbound integration is bound: the plan never replaces a binding.
+                let done = sqlx::query(
+                    "UPDATE integrations SET connection_id = $1, bound_by = $2, bound_at = $3, updated_by = $2, updated_at = $3 WHERE id = $4 AND connection_id IS NULL",
+                )
+                .bind(cid)
+                .bind(&actor.label)
+                .bind(&t)
+                .bind(iid)
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(Error::Conflict {
+                        code: "import_conflict",
+                        message: format!("{integration} was bound in {} while the import ran; nothing was imported. Plan again", env.name),
+                    });
+                }
                 let event = Event::new("binding.set").environment(env.id, &env.name).object("integration", integration);
                 events.push(event.detail(json!({"connection": connection, "imported_from": from})));
             }
-        }
-    }
-    // Only an unbound integration is bound (the plan never replaces a binding): one that was
-    // bound meanwhile makes a chunk bind fewer rows, and the whole import is refused.
-    for chunk in binds.chunks(crate::db::INSERT_BATCH) {
-        let done = sqlx::query(sqlx::AssertSqlSafe(bind_many(chunk.len()))).bind(&actor.label).bind(&t);
-        let done = chunk.iter().fold(done, |q, (integration, connection)| q.bind(integration).bind(connection));
-        if done.execute(&mut **tx).await?.rows_affected() != chunk.len() as u64 {
-            return Err(Error::Conflict {
-                code: "import_conflict",
-                message: format!("an integration of the bundle was bound in {} while the import ran; nothing was imported. Plan again", env.name),
-            });
         }
     }
     audit::record_all(tx, actor, &events).await

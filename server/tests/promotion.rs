@@ -420,7 +420,7 @@ async fn a_binding_made_while_the_import_runs_stops_it() {
         let before = db.content_digest().await;
         let (st, err) = import(&api, &k, "mode=apply", &bundle).await;
         assert_eq!((st, err["error"]["code"].as_str()), (409, Some("import_conflict")), "{err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains("bound in QA while the import ran"), "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains("Billing_Sync was bound in QA while the import ran"), "{err}");
         assert_eq!(db.content_digest().await, before, "a refused import wrote something");
 
         db.exec(if db.kind == Kind::Sqlite { "DROP TRIGGER bind_meanwhile" } else { "DROP TRIGGER bind_meanwhile ON integrations" }).await;
