@@ -2,7 +2,7 @@
 //! promise 13 (import is validated before any write, atomic, idempotent and conflict-aware),
 //! plus the import options and who may export and import.
 
-mod common;
+use crate::common;
 
 use common::{backends, key, session, Api, Kind, TestDb, Who};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! needs a connection), who may do what, and the integrations × environments overview. On
 //! every backend.
 
-mod common;
+use crate::common;
 
 use common::{backends, key, session, Api, Who};
 use serde_json::{json, Value};

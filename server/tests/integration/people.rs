@@ -2,7 +2,7 @@
 //! keys", who may revoke a key, and deleting a connection that integrations use. On every
 //! backend.
 
-mod common;
+use crate::common;
 
 use common::backends;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! exchange, every refusal's advice, retries, uploads, and the token broker on top. On every
 //! backend.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

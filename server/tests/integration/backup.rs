@@ -2,7 +2,7 @@
 //! instance with another master key, nothing in clear in the file, and a wrong passphrase, an
 //! edited or cut file, or an occupied target refused before anything is written.
 
-mod common;
+use crate::common;
 
 use common::{backends, Kind, TestDb};
 use serde_json::{json, Value};

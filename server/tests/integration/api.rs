@@ -1,7 +1,7 @@
 //! The REST API through the real router, on every backend: promises 6, 7, 8, 10 (API keys),
 //! 11 (audit of changes) and the error format.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::Request;

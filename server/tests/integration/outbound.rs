@@ -2,7 +2,7 @@
 //! backend. The only servers called are fakes on 127.0.0.1; every internal address below is
 //! refused before anything is sent.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Environments and connections, the data model, on every backend.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

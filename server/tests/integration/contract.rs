@@ -3,7 +3,7 @@
 //! status, parameters read as sent, limits counted in characters as documented, unknown fields
 //! refused, and the failed-authentication limit as configured.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

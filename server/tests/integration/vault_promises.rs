@@ -1,6 +1,6 @@
 //! Promises 1–5 and 9 of vault-security.md, on every backend.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

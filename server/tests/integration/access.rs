@@ -1,7 +1,7 @@
 //! People and access: the setup link (promise 16), sign-in with rate limiting (promise 10),
 //! sessions, roles. On every backend.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 

@@ -1,7 +1,7 @@
 //! Lists and change feeds through the real router, on every backend: paging with limit and
 //! cursor, `since_id`, `updated_since`, refused parameters, and the audit filters.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Email delivery: through a real (minimal) SMTP server started by each test on 127.0.0.1, and
 //! into the outbox when no server is configured; the outbox's REST routes.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

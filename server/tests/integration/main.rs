@@ -1,0 +1,24 @@
+//! connvault's integration tests, one binary (as crates.io keeps its own): every module links the
+//! server crate once, instead of one binary per file each linking it again. Every test that
+//! touches storage runs on SQLite and, when `CONNVAULT_TEST_POSTGRES_URL` names a server (as
+//! `make test` arranges), on PostgreSQL too: see `common::backends`.
+//!
+//! Run one module or test by name: `cargo test -p server --test integration -- salesforce::`.
+
+mod common;
+
+mod access;
+mod api;
+mod backup;
+mod bundle_props;
+mod contract;
+mod feeds;
+mod integrations;
+mod mail;
+mod model;
+mod outbound;
+mod people;
+mod promotion;
+mod salesforce;
+mod standin;
+mod vault_promises;
