@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 // Browser tests for connvault, run against the debug build in ../target
-// (build it first: `cargo leptos build`, or `make e2e`).
+// (build it first: `scripts/build.sh`, or `make e2e`).
 //
 // The browser is the system Chromium (Debian package `chromium`); Playwright's
 // own browser downloads are never used (`playwright install` is not needed).

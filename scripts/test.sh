@@ -3,14 +3,17 @@
 #
 #   scripts/test.sh [all|rust|e2e]     (default: all; `make test` runs all)
 #
-# rust: `cargo test -p server` and `cargo test -p app --features ssr`, with a
+# rust: `cargo test -p server -p app --features app/ssr` (one build: the server's unit tests,
+#       its one integration-test binary, the app's unit and CLI tests), with a
 #       throwaway PostgreSQL server started for them, its URL exported as
 #       CONNVAULT_TEST_POSTGRES_URL, so the storage tests run on SQLite and
 #       on PostgreSQL. A URL already set in the environment is used as is.
 #       Then the API contract test (scripts/contract.sh: schemathesis against
 #       the connvault binary those tests built).
-# e2e:  `cargo leptos build`, then Playwright (end2end/) with the system
-#       Chromium; Playwright starts the server itself (playwright.config.ts).
+# e2e:  the front end (scripts/build.sh site; in `e2e` mode the server binary
+#       too), then Playwright (end2end/) with the system Chromium against the
+#       connvault binary the Rust tests built; Playwright starts the server
+#       itself (playwright.config.ts).
 #
 # Missing PostgreSQL, Chromium or schemathesis: the part that needs it is SKIPPED with a
 # loud banner; with CI=true that is a failure instead (exit 1).
@@ -189,8 +192,8 @@ fi
 
 # --- Rust tests --------------------------------------------------------------
 if want rust; then
-  run_step "cargo test -p server" cargo test -p server || true
-  run_step "cargo test -p app --features ssr" cargo test -p app --features ssr || true
+  # One invocation, so both packages share one feature resolution and nothing builds twice.
+  run_step "cargo test -p server -p app --features app/ssr" cargo test -p server -p app --features app/ssr || true
   if [ -z "${CONNVAULT_TEST_POSTGRES_URL:-}" ]; then
     skip_step "PostgreSQL backend tests" "no PostgreSQL"
   fi
@@ -206,7 +209,8 @@ fi
 if want e2e; then
   if [ -n "$E2E_SKIP" ]; then
     skip_step "end-to-end browser tests" "$E2E_SKIP"
-  elif run_step "cargo leptos build" cargo leptos build; then
+  elif run_step "front end (scripts/build.sh $([ "$MODE" = all ] && echo site || echo all))" \
+      scripts/build.sh "$([ "$MODE" = all ] && echo site || echo all)"; then
     # A fresh, empty data directory for the server Playwright starts.
     export CONNVAULT_E2E_DATA_DIR="$WORK/e2e-data"
     mkdir -p "$CONNVAULT_E2E_DATA_DIR"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and testing connvault needs, skipping what is there.
+# Installs what building, running and testing connvault needs, skipping what is there.
 #
-#   scripts/tools.sh            Rust target, cargo-leptos, wasm-bindgen-cli,
-#                               end2end npm packages, chromium + postgresql,
-#                               schemathesis (PyPI) in $CONNVAULT_VENV
-#   scripts/tools.sh --release  the same plus binaryen (wasm-opt), which
-#                               `cargo leptos build --release` needs
+#   scripts/tools.sh run        what `make run` needs: the wasm32-unknown-unknown target and the
+#                               exact wasm-bindgen-cli that Cargo.lock names (nothing else)
+#   scripts/tools.sh [test]     (the default) the same plus what the tests need: the end2end npm
+#                               packages, Debian's chromium and postgresql, and schemathesis and
+#                               aiosmtpd (PyPI) in $CONNVAULT_VENV
+#   scripts/tools.sh watch      the same as run, plus cargo-leptos 0.3.10 (no_downloads) for
+#                               `make watch` (live reload); nothing else needs it
+#   --release (with any mode)   also binaryen (wasm-opt), for `scripts/build.sh --release`
 #
 # System packages are installed with apt-get only when running as root;
 # otherwise what is missing is reported and the rest goes on (scripts/test.sh
@@ -18,22 +21,27 @@ cd "$REPO_ROOT"
 
 CARGO_LEPTOS_VERSION=0.3.10
 WANT_RELEASE=0
+MODE=test
 for arg in "$@"; do
   case "$arg" in
     --release) WANT_RELEASE=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    run|test|watch) MODE="$arg" ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "tools.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
+for_tests() { [ "$MODE" = test ]; }
 
 say() { printf '[tools] %s\n' "$*"; }
 
 # --- system packages ---------------------------------------------------------
 missing_pkgs=()
-[ -x "$CHROMIUM_BIN" ] || missing_pkgs+=(chromium)
-[ -n "$(pg_bindir)" ] || missing_pkgs+=(postgresql)
-# python3 with venv, for schemathesis (the API contract test).
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing_pkgs+=(python3 python3-venv)
+if for_tests; then
+  [ -x "$CHROMIUM_BIN" ] || missing_pkgs+=(chromium)
+  [ -n "$(pg_bindir)" ] || missing_pkgs+=(postgresql)
+  # python3 with venv, for schemathesis (the API contract test) and aiosmtpd (the mail tests).
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing_pkgs+=(python3 python3-venv)
+fi
 if [ "$WANT_RELEASE" = 1 ] && ! command -v wasm-opt >/dev/null 2>&1; then
   missing_pkgs+=(binaryen)
 fi
@@ -68,7 +76,9 @@ else
   rustup target add wasm32-unknown-unknown
 fi
 
-if cargo leptos --version 2>/dev/null | grep -Eq "(^|[^0-9.])${CARGO_LEPTOS_VERSION//./\\.}([^0-9.]|$)"; then
+if [ "$MODE" != watch ]; then
+  : # cargo-leptos only for `make watch`: scripts/build.sh builds with cargo and wasm-bindgen
+elif cargo leptos --version 2>/dev/null | grep -Eq "(^|[^0-9.])${CARGO_LEPTOS_VERSION//./\\.}([^0-9.]|$)"; then
   say "cargo-leptos $CARGO_LEPTOS_VERSION: present"
 else
   say "installing cargo-leptos $CARGO_LEPTOS_VERSION (no_downloads: tools come from PATH)"
@@ -93,6 +103,11 @@ else
   cargo install wasm-bindgen-cli --version "$wb_version"
 fi
 
+if ! for_tests; then
+  say "done ($MODE: the test tools are installed by scripts/tools.sh test)"
+  exit 0
+fi
+
 # --- end2end npm packages ----------------------------------------------------
 # @playwright/test 1.x needs Node >= 20 (Debian 12's own nodejs is 18: too old).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -111,17 +126,20 @@ else
   (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
 
-# --- API contract test: schemathesis from PyPI, in its own virtualenv --------
+# --- Python test tools from PyPI, in their own virtualenv --------------------
+# schemathesis: the API contract test; aiosmtpd: the real SMTP server the mail tests send to.
 have_st="$("$CONNVAULT_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}' || true)"
-if [ "$have_st" = "$SCHEMATHESIS_VERSION" ]; then
-  say "schemathesis $SCHEMATHESIS_VERSION: present ($CONNVAULT_VENV)"
+have_smtpd="$("$CONNVAULT_VENV/bin/python" -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null || true)"
+if [ "$have_st" = "$SCHEMATHESIS_VERSION" ] && [ "$have_smtpd" = "$AIOSMTPD_VERSION" ]; then
+  say "schemathesis $SCHEMATHESIS_VERSION, aiosmtpd $AIOSMTPD_VERSION: present ($CONNVAULT_VENV)"
 elif python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-  say "installing schemathesis $SCHEMATHESIS_VERSION into $CONNVAULT_VENV (have: ${have_st:-none})"
+  say "installing schemathesis $SCHEMATHESIS_VERSION and aiosmtpd $AIOSMTPD_VERSION into $CONNVAULT_VENV (have: ${have_st:-none}, ${have_smtpd:-none})"
   python3 -m venv "$CONNVAULT_VENV"
-  "$CONNVAULT_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  "$CONNVAULT_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
 else
-  banner "python3 with venv is missing: schemathesis not installed" \
-    "the API contract test will be skipped (and fail under CI=true)"
+  banner "python3 with venv is missing: schemathesis and aiosmtpd not installed" \
+    "the API contract and mail tests will be skipped (and fail under CI=true)"
 fi
 
 say "done"
