@@ -7,10 +7,13 @@ export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REPO_ROOT
 
-# The Python virtualenv holding schemathesis for the API contract test (scripts/contract.sh);
+# The Python virtualenv holding schemathesis for the API contract test (scripts/contract.sh)
+# and aiosmtpd for the mail tests;
 # scripts/tools.sh installs it.
 export CONNVAULT_VENV="${CONNVAULT_VENV:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/connvault/venv}"
 SCHEMATHESIS_VERSION=4.32.5
+# The real SMTP server the mail tests send to (server/tests/common/aiosmtpd.rs).
+AIOSMTPD_VERSION=1.4.6
 
 # The Chromium the Playwright config launches (end2end/playwright.config.ts).
 export CHROMIUM_BIN=/usr/bin/chromium

@@ -3,7 +3,7 @@
 #
 #   scripts/tools.sh            Rust target, cargo-leptos, wasm-bindgen-cli,
 #                               end2end npm packages, chromium + postgresql,
-#                               schemathesis (PyPI) in $CONNVAULT_VENV
+#                               schemathesis and aiosmtpd (PyPI) in $CONNVAULT_VENV
 #   scripts/tools.sh --release  the same plus binaryen (wasm-opt), which
 #                               `cargo leptos build --release` needs
 #
@@ -112,16 +112,18 @@ else
 fi
 
 # --- API contract test: schemathesis from PyPI, in its own virtualenv --------
+# --- and aiosmtpd, the real SMTP server the mail tests send to ------------------
 have_st="$("$CONNVAULT_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}' || true)"
-if [ "$have_st" = "$SCHEMATHESIS_VERSION" ]; then
-  say "schemathesis $SCHEMATHESIS_VERSION: present ($CONNVAULT_VENV)"
+have_smtpd="$("$CONNVAULT_VENV/bin/python" -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null || true)"
+if [ "$have_st" = "$SCHEMATHESIS_VERSION" ] && [ "$have_smtpd" = "$AIOSMTPD_VERSION" ]; then
+  say "schemathesis $SCHEMATHESIS_VERSION, aiosmtpd $AIOSMTPD_VERSION: present ($CONNVAULT_VENV)"
 elif python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-  say "installing schemathesis $SCHEMATHESIS_VERSION into $CONNVAULT_VENV (have: ${have_st:-none})"
+  say "installing schemathesis $SCHEMATHESIS_VERSION and aiosmtpd $AIOSMTPD_VERSION into $CONNVAULT_VENV (have: ${have_st:-none}, ${have_smtpd:-none})"
   python3 -m venv "$CONNVAULT_VENV"
-  "$CONNVAULT_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  "$CONNVAULT_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
 else
-  banner "python3 with venv is missing: schemathesis not installed" \
-    "the API contract test will be skipped (and fail under CI=true)"
+  banner "python3 with venv is missing: schemathesis and aiosmtpd not installed" \
+    "the API contract test and the mail tests will be skipped (and fail under CI=true)"
 fi
 
 say "done"
