@@ -12,6 +12,7 @@ export REPO_ROOT
 # scripts/tools.sh installs it.
 export CONNVAULT_VENV="${CONNVAULT_VENV:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/connvault/venv}"
 SCHEMATHESIS_VERSION=4.32.5
+# The real SMTP server the mail tests send to (server/tests/integration/common/aiosmtpd.rs).
 AIOSMTPD_VERSION=1.4.6
 
 # The Chromium the Playwright config launches (end2end/playwright.config.ts).

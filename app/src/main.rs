@@ -377,9 +377,12 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!("connvault listening on http://{addr} (public URL {})", services.config.public_url);
     // On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish for up to
     // SHUTDOWN_DRAIN, keep the token use counted in memory, then close the database. A client
-    // that holds a request open cannot keep the process alive past the drain.
+    // that holds a request open cannot keep the process alive past the drain. Headers must
+    // arrive within CONNVAULT_HEADER_TIMEOUT_SECS, requests end within
+    // CONNVAULT_REQUEST_TIMEOUT_SECS, and CONNVAULT_MAX_CONNECTIONS bounds open connections.
     let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown({
+    let limits = server::serve::Limits::from_config(&services.config);
+    let server = server::serve::serve(listener, router, limits, {
         let signalled = signalled.clone();
         async move {
             shutdown_signal().await;

@@ -139,6 +139,25 @@ fn serve_creates_a_private_key_file_and_answers_health() {
     assert!(stderr.contains("BACK IT UP"), "{stderr}");
 }
 
+/// Promise 20 through the real `connvault serve`: a client that sends half a request header is
+/// closed within CONNVAULT_HEADER_TIMEOUT_SECS (before, it was still open after 75 s).
+#[test]
+fn serve_closes_a_half_sent_header_within_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = serve_with(dir.path(), port, &[("CONNVAULT_HEADER_TIMEOUT_SECS", "2")]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = s.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(read.is_ok(), "still open after 10 s: {read:?}");
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(6), "closed after {took:?}");
+    assert_eq!(get(port, "/health").unwrap().0, 200, "whole requests are still served");
+}
+
 #[test]
 fn a_wrong_key_refuses_to_start_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -156,7 +156,6 @@ impl Broker {
         integration: &str,
         force_refresh: bool,
     ) -> Result<Token> {
-        s.limiter.guard(addr)?;
         let row = match api_keys::key_prefix(presented) {
             Some(prefix) => {
                 sqlx::query(AssertSqlSafe(format!(
@@ -176,9 +175,14 @@ impl Broker {
         };
         let key = api_keys::verify(s, presented, addr, row.as_ref())?;
         let row = row.expect("verified");
-        // An unknown environment: the usual lookup gives the usual answer (names the known ones).
+        // An unknown environment: the usual lookup gives the usual answer (names only the
+        // environments whose tokens this key may read).
         let Some(env_id) = row.try_get::<Option<i64>, _>("env_id")? else {
-            return Err(environments::find(&s.db, env_name).await.err().unwrap_or_else(|| Error::NotFound(format!("no environment named {env_name}"))));
+            let visible = |e: &Environment| key.allows(&e.name, Resource::Tokens, Access::Read);
+            return Err(environments::find_for(&s.db, env_name, visible)
+                .await
+                .err()
+                .unwrap_or_else(|| Error::NotFound(format!("no environment named {env_name}"))));
         };
         let env = Environment {
             id: env_id,
@@ -206,9 +210,20 @@ impl Broker {
             });
         };
         if b.provider != SALESFORCE.id {
+            // What an `http` connection hands out is its stored, long-lived secret itself: each
+            // release is audited durably, like a mint, before it leaves; if the record cannot be
+            // written, nothing is released.
             let c = connections::get(&s.db, &env.name, &b.name).await?;
             let token = generic(s, env, &c).await?;
-            self.count(actor, env, &integration);
+            audit::record_alone(
+                &s.db,
+                actor,
+                Event::new("connection.secret_release")
+                    .environment(env.id, &env.name)
+                    .object("connection", &c.name)
+                    .detail(json!({"integration": integration, "provider": b.provider, "token_type": token.token_type})),
+            )
+            .await?;
             return Ok(token);
         }
         let settings = Settings::from_map(&b.settings);

@@ -1,8 +1,9 @@
 //! Configuration: environment variables, over an optional TOML file, over defaults.
 //! Every setting is documented in the README with its default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -14,10 +15,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// `Debug` shows no secret: the database URL (which may hold a password), the SMTP URL and the
+/// master keys are secret types.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
-    pub database_url: String,
+    /// `DATABASE_URL`; PostgreSQL URLs usually carry a password.
+    pub database_url: SecretString,
     /// `CONNVAULT_MASTER_KEY`: when set, the keyring comes from the environment, not a file.
     pub master_key: Option<SecretString>,
     /// `CONNVAULT_MASTER_KEY_PREVIOUS`: older keys that still open existing secrets.
@@ -34,6 +38,27 @@ pub struct Config {
     /// `CONNVAULT_AUTH_FAILURE_LIMIT`: failed sign-ins and API-key attempts one client address
     /// may make within 5 minutes before it gets 429 (default 10).
     pub auth_failure_limit: usize,
+    /// `CONNVAULT_ACCOUNT_FAILURE_LIMIT`: failed sign-ins to one account, from any address,
+    /// within 5 minutes before further attempts get 429 (default 20).
+    pub account_failure_limit: usize,
+    /// `CONNVAULT_TRUSTED_PROXIES`: the proxies (addresses or CIDR ranges) whose
+    /// `X-Forwarded-For` names the client; from anyone else the header is ignored (default none).
+    pub trusted_proxies: Vec<(IpAddr, u8)>,
+    /// `CONNVAULT_HEADER_TIMEOUT_SECS`: how long a client may take to send a request's headers
+    /// (default 10).
+    pub header_timeout: Duration,
+    /// `CONNVAULT_REQUEST_TIMEOUT_SECS`: how long one request may take, body and answer
+    /// included (default 120).
+    pub request_timeout: Duration,
+    /// `CONNVAULT_MAX_CONNECTIONS`: open client connections at once; more wait to be accepted
+    /// (default 1024).
+    pub max_connections: usize,
+    /// `CONNVAULT_MAIL_PER_CONNECTION_PER_HOUR`: emails about one connection (admin requests
+    /// and their resends) per hour (default 5).
+    pub mail_per_connection_per_hour: u32,
+    /// `CONNVAULT_MAIL_PER_PERSON_PER_HOUR`: emails one person or API key may have connvault
+    /// send per hour (default 20).
+    pub mail_per_person_per_hour: u32,
 }
 
 /// The optional TOML file (`CONNVAULT_CONFIG` or `--config`). Keys are the environment
@@ -54,6 +79,13 @@ struct FileConfig {
     db_max_connections: Option<u32>,
     site_addr: Option<String>,
     auth_failure_limit: Option<usize>,
+    account_failure_limit: Option<usize>,
+    trusted_proxies: Option<String>,
+    header_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    mail_per_connection_per_hour: Option<u32>,
+    mail_per_person_per_hour: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +100,31 @@ pub enum ConfigError {
 
 fn setting(name: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Setting { name, message: message.into() }
+}
+
+/// A whole number from `range`: the environment variable `name`, else the file's value, else
+/// `default`. `unit` says what it counts, for the error.
+fn number<T>(env: Option<String>, file: Option<T>, default: T, name: &'static str, range: std::ops::RangeInclusive<T>, unit: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let value = match env {
+        Some(v) => v.trim().parse().ok(),
+        None => Some(file.unwrap_or(default)),
+    };
+    value.filter(|n| range.contains(n)).ok_or_else(|| setting(name, format!("expected a number from {} to {} ({unit})", range.start(), range.end())))
+}
+
+/// `CONNVAULT_TRUSTED_PROXIES`: addresses or CIDR ranges, separated by commas or spaces.
+fn parse_proxies(text: &str) -> Result<Vec<(IpAddr, u8)>, ConfigError> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            crate::ratelimit::parse_cidr(p).ok_or_else(|| {
+                setting("CONNVAULT_TRUSTED_PROXIES", format!("{p:?} is not an address or CIDR range; write e.g. 10.0.0.5, 10.1.0.0/16 or fd00::/8"))
+            })
+        })
+        .collect()
 }
 
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -150,16 +207,48 @@ impl Config {
             }
             None => f.db_max_connections.unwrap_or(10),
         };
-        let auth_failure_limit = match env("CONNVAULT_AUTH_FAILURE_LIMIT") {
-            Some(v) => v.parse().ok(),
-            None => Some(f.auth_failure_limit.unwrap_or(10)),
-        }
-        .filter(|n| (1..=1_000_000).contains(n))
-        .ok_or_else(|| setting("CONNVAULT_AUTH_FAILURE_LIMIT", "expected a number from 1 to 1000000 (failed attempts per client address per 5 minutes)"))?;
+        let auth_failure_limit = number(
+            env("CONNVAULT_AUTH_FAILURE_LIMIT"),
+            f.auth_failure_limit,
+            10,
+            "CONNVAULT_AUTH_FAILURE_LIMIT",
+            1..=1_000_000,
+            "failed attempts per client address per 5 minutes",
+        )?;
+        let account_failure_limit = number(
+            env("CONNVAULT_ACCOUNT_FAILURE_LIMIT"),
+            f.account_failure_limit,
+            20,
+            "CONNVAULT_ACCOUNT_FAILURE_LIMIT",
+            1..=1_000_000,
+            "failed sign-ins per account per 5 minutes",
+        )?;
+        let trusted_proxies = parse_proxies(&env("CONNVAULT_TRUSTED_PROXIES").or(f.trusted_proxies).unwrap_or_default())?;
+        let header_timeout = number(env("CONNVAULT_HEADER_TIMEOUT_SECS"), f.header_timeout_secs, 10, "CONNVAULT_HEADER_TIMEOUT_SECS", 1..=3600, "seconds")?;
+        let request_timeout =
+            number(env("CONNVAULT_REQUEST_TIMEOUT_SECS"), f.request_timeout_secs, 120, "CONNVAULT_REQUEST_TIMEOUT_SECS", 1..=86_400, "seconds")?;
+        let max_connections =
+            number(env("CONNVAULT_MAX_CONNECTIONS"), f.max_connections, 1024, "CONNVAULT_MAX_CONNECTIONS", 1..=1_000_000, "open client connections")?;
+        let mail_per_connection_per_hour = number(
+            env("CONNVAULT_MAIL_PER_CONNECTION_PER_HOUR"),
+            f.mail_per_connection_per_hour,
+            5,
+            "CONNVAULT_MAIL_PER_CONNECTION_PER_HOUR",
+            1..=10_000,
+            "emails about one connection per hour",
+        )?;
+        let mail_per_person_per_hour = number(
+            env("CONNVAULT_MAIL_PER_PERSON_PER_HOUR"),
+            f.mail_per_person_per_hour,
+            20,
+            "CONNVAULT_MAIL_PER_PERSON_PER_HOUR",
+            1..=10_000,
+            "emails per person or API key per hour",
+        )?;
 
         Ok(Config {
             data_dir,
-            database_url,
+            database_url: SecretString::new(database_url),
             master_key: env("CONNVAULT_MASTER_KEY").map(SecretString::new),
             master_key_previous: env("CONNVAULT_MASTER_KEY_PREVIOUS").map(SecretString::new),
             master_key_file,
@@ -172,11 +261,18 @@ impl Config {
             db_max_connections,
             site_addr,
             auth_failure_limit,
+            account_failure_limit,
+            trusted_proxies,
+            header_timeout: Duration::from_secs(header_timeout),
+            request_timeout: Duration::from_secs(request_timeout),
+            max_connections,
+            mail_per_connection_per_hour,
+            mail_per_person_per_hour,
         })
     }
 
     pub fn is_sqlite(&self) -> bool {
-        self.database_url.starts_with("sqlite:")
+        self.database_url.expose_secret().starts_with("sqlite:")
     }
 }
 
@@ -194,7 +290,11 @@ mod tests {
     fn defaults() {
         let c = load(&[], None).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./data"));
-        assert_eq!(c.database_url, "sqlite://./data/connvault.db?mode=rwc");
+        assert_eq!(c.database_url.expose_secret(), "sqlite://./data/connvault.db?mode=rwc");
+        assert_eq!((c.account_failure_limit, c.max_connections), (20, 1024));
+        assert_eq!((c.header_timeout, c.request_timeout), (Duration::from_secs(10), Duration::from_secs(120)));
+        assert_eq!((c.mail_per_connection_per_hour, c.mail_per_person_per_hour), (5, 20));
+        assert!(c.trusted_proxies.is_empty());
         assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
         assert_eq!(c.public_url, "http://127.0.0.1:3000");
         assert!(!c.allow_loopback);
@@ -225,7 +325,12 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_setting() {
-        let cases: [(&[(&str, &str)], &str); 7] = [
+        let cases: [(&[(&str, &str)], &str); 12] = [
+            (&[("CONNVAULT_TRUSTED_PROXIES", "10.0.0.1, proxy.local")], "CONNVAULT_TRUSTED_PROXIES"),
+            (&[("CONNVAULT_HEADER_TIMEOUT_SECS", "0")], "CONNVAULT_HEADER_TIMEOUT_SECS"),
+            (&[("CONNVAULT_REQUEST_TIMEOUT_SECS", "soon")], "CONNVAULT_REQUEST_TIMEOUT_SECS"),
+            (&[("CONNVAULT_MAX_CONNECTIONS", "-1")], "CONNVAULT_MAX_CONNECTIONS"),
+            (&[("CONNVAULT_MAIL_PER_PERSON_PER_HOUR", "0")], "CONNVAULT_MAIL_PER_PERSON_PER_HOUR"),
             (&[("CONNVAULT_ALLOW_LOOPBACK", "maybe")], "CONNVAULT_ALLOW_LOOPBACK"),
             (&[("CONNVAULT_AUTH_FAILURE_LIMIT", "0")], "CONNVAULT_AUTH_FAILURE_LIMIT"),
             (&[("CONNVAULT_AUTH_FAILURE_LIMIT", "many")], "CONNVAULT_AUTH_FAILURE_LIMIT"),
@@ -238,6 +343,37 @@ mod tests {
             let err = load(vars, None).unwrap_err().to_string();
             assert!(err.starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn new_limits_come_from_the_environment_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "trusted_proxies = \"10.0.0.0/8 fd00::1\"\nheader_timeout_secs = 3\nmail_per_connection_per_hour = 2\n").unwrap();
+        let c = load(&[("CONNVAULT_MAX_CONNECTIONS", "7"), ("CONNVAULT_ACCOUNT_FAILURE_LIMIT", "4")], Some(&path)).unwrap();
+        assert_eq!(c.trusted_proxies, vec![("10.0.0.0".parse().unwrap(), 8), ("fd00::1".parse().unwrap(), 128)]);
+        assert_eq!((c.header_timeout, c.max_connections, c.account_failure_limit), (Duration::from_secs(3), 7, 4));
+        assert_eq!(c.mail_per_connection_per_hour, 2);
+        let c = load(&[("CONNVAULT_TRUSTED_PROXIES", "192.0.2.1")], Some(&path)).unwrap();
+        assert_eq!(c.trusted_proxies, vec![("192.0.2.1".parse().unwrap(), 32)]);
+    }
+
+    /// `Debug` of the whole configuration (as a careless log line would print it) shows neither
+    /// the database password nor the SMTP password.
+    #[test]
+    fn debug_shows_no_password() {
+        let c = load(
+            &[
+                ("DATABASE_URL", "postgres://connvault:db-hunter2@db.example.com/connvault"),
+                ("CONNVAULT_SMTP_URL", "smtps://mailer:smtp-hunter2@mail.example.com:465"),
+                ("CONNVAULT_MASTER_KEY", "key-hunter2"),
+            ],
+            None,
+        )
+        .unwrap();
+        let text = format!("{c:?} {c:#?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("database_url"), "{text}");
     }
 
     #[test]

@@ -76,7 +76,8 @@ fn not_found(name: &str, known: &[Environment]) -> Error {
     Error::NotFound(format!("No environment named {name}; the environments are {}", names.join(", ")))
 }
 
-/// Finds an environment by name, case-insensitively.
+/// Finds an environment by name, case-insensitively. Its 404 names no other environment: the
+/// caller may not be allowed to know them (callers that know who asks use [`find_for`]).
 pub async fn find(db: &Db, name: &str) -> Result<Environment> {
     let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM environments WHERE name_key = $1")))
         .bind(name.to_lowercase())
@@ -84,8 +85,27 @@ pub async fn find(db: &Db, name: &str) -> Result<Environment> {
         .await?;
     match row {
         Some(r) => from_row(&r),
-        None => Err(not_found(name, &list(db).await?)),
+        None => Err(unknown(name, &[])),
     }
+}
+
+/// [`find`], whose 404 lists the environments `visible` says the caller may use, and no other.
+pub async fn find_for(db: &Db, name: &str, visible: impl Fn(&Environment) -> bool) -> Result<Environment> {
+    match find(db, name).await {
+        Err(Error::NotFound(_)) => {
+            let seen: Vec<Environment> = list(db).await?.into_iter().filter(|e| visible(e)).collect();
+            Err(unknown(name, &seen))
+        }
+        other => other,
+    }
+}
+
+fn unknown(name: &str, visible: &[Environment]) -> Error {
+    if visible.is_empty() {
+        return Error::NotFound(format!("No environment named {name} that you may use"));
+    }
+    let names: Vec<&str> = visible.iter().map(|e| e.name.as_str()).collect();
+    Error::NotFound(format!("No environment named {name}; the environments you may use here are {}", names.join(", ")))
 }
 
 pub(crate) async fn find_in(tx: &mut Tx<'_>, name: &str) -> Result<Environment> {

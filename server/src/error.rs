@@ -44,6 +44,10 @@ pub enum Error {
     Forbidden(String),
     #[error("too many failed attempts from this address; try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Another limit is used up (an account's failed sign-ins, emails per hour): 429 with the
+    /// message saying which, and a Retry-After.
+    #[error("{message}")]
+    Limited { message: String, retry_after_secs: u64 },
     /// Something connvault depends on (e.g. Salesforce) refuses or fails: 424.
     #[error("{message}")]
     Dependency { code: &'static str, message: String, retry_after_secs: Option<u64> },
@@ -69,6 +73,15 @@ fn validation_summary(errors: &[FieldError]) -> String {
 }
 
 impl Error {
+    /// The seconds a client should wait, for a 429 or a 424 that says so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests { retry_after_secs } | Error::Limited { retry_after_secs, .. } => Some(*retry_after_secs),
+            Error::Dependency { retry_after_secs, .. } => *retry_after_secs,
+            _ => None,
+        }
+    }
+
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Error {
         Error::Validation(vec![FieldError::new(field, message)])
     }
@@ -82,7 +95,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests { .. } | Error::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Dependency { .. } => StatusCode::FAILED_DEPENDENCY,
             Error::MailServer(_) => StatusCode::BAD_GATEWAY,
             Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,7 +111,7 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
-            Error::TooManyRequests { .. } => "too_many_requests",
+            Error::TooManyRequests { .. } | Error::Limited { .. } => "too_many_requests",
             Error::Dependency { code, .. } => code,
             Error::MailServer(_) => "mail_server_failed",
             Error::Seal(_) => "secret_integrity",
@@ -148,7 +161,7 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "request failed");
         }
         let retry_after = match &self {
-            Error::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            Error::TooManyRequests { retry_after_secs } | Error::Limited { retry_after_secs, .. } => Some(*retry_after_secs),
             Error::Dependency { retry_after_secs, .. } => *retry_after_secs,
             _ => None,
         };

@@ -26,6 +26,7 @@ pub mod rotate;
 pub mod salesforce;
 pub mod seal;
 pub mod secret;
+pub mod serve;
 pub mod sessions;
 pub mod startup;
 pub mod tokens;

@@ -13,8 +13,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::{AsyncSmtpTransport, AsyncSmtpTransportBuilder};
@@ -206,6 +206,7 @@ impl Mailer {
     /// comes from); a mail server that cannot be reached or refuses is [`Error::MailServer`].
     pub async fn send(&self, db: &Db, vault: &Vault, email: &Email) -> Result<Delivery> {
         let message = self.message(email)?;
+        check_wire_format(&message.formatted())?;
         match &self.smtp {
             Some(smtp) => {
                 smtp.send(message).await?;
@@ -232,7 +233,15 @@ impl Mailer {
                 errors.push(FieldError::new(format!("attachments[{i}].filename"), "a file name must not be empty, nor contain / \\ or control characters"));
             }
             match ContentType::parse(&a.content_type) {
-                Ok(ct) => parts.push(lettre::message::Attachment::new(a.filename.clone()).body(a.body.clone(), ct)),
+                // Base64 whatever the bytes: a PEM certificate sent as 7bit kept its bare LF line
+                // endings, one 1,100-character line to a mail server (RFC 5321 allows 998).
+                Ok(ct) => parts.push(
+                    lettre::message::Attachment::new(a.filename.clone()).body(
+                        Body::new_with_encoding(a.body.clone(), ContentTransferEncoding::Base64)
+                            .map_err(|_| Error::Internal("an attachment could not be base64-encoded".into()))?,
+                        ct,
+                    ),
+                ),
                 Err(_) => errors.push(FieldError::new(
                     format!("attachments[{i}].content_type"),
                     format!("{:?} is not a MIME type such as application/x-x509-ca-cert", a.content_type),
@@ -261,6 +270,30 @@ impl Mailer {
             .multipart(body)
             .map_err(|e| Error::Internal(format!("the email could not be put together: {e}")))
     }
+}
+
+/// The longest line RFC 5321 (4.5.3.1.6) lets a message carry, CRLF not counted.
+pub const MAX_LINE_OCTETS: usize = 998;
+
+/// Every line of `raw` ends in CRLF (no bare CR or LF) and has at most [`MAX_LINE_OCTETS`]
+/// octets: what standards-conformant mail servers accept, unchanged. A message that is not is
+/// never sent, nor kept in the outbox.
+pub fn check_wire_format(raw: &[u8]) -> Result<()> {
+    for (i, line) in raw.split_inclusive(|b| *b == b'\n').enumerate() {
+        let ended = line.ends_with(b"\n");
+        let text = if ended {
+            line.strip_suffix(b"\r\n").ok_or_else(|| Error::Internal(format!("the email's line {} ends in a bare LF, which mail servers refuse", i + 1)))?
+        } else {
+            line
+        };
+        if text.contains(&b'\r') {
+            return Err(Error::Internal(format!("the email's line {} holds a bare CR, which mail servers refuse", i + 1)));
+        }
+        if text.len() > MAX_LINE_OCTETS {
+            return Err(Error::Internal(format!("the email's line {} has {} octets; mail servers accept at most {MAX_LINE_OCTETS}", i + 1, text.len())));
+        }
+    }
+    Ok(())
 }
 
 fn is_loopback_server(server: &str) -> bool {
@@ -529,6 +562,32 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
         let err = Mailer::from_config(None, "not an address").unwrap_err().to_string();
         assert!(err.starts_with("CONNVAULT_SMTP_FROM \"not an address\""), "{err}");
+    }
+
+    /// A PEM with LF line endings, a text part with a 1,500-character line and LF endings: on
+    /// the wire every line ends in CRLF and is at most 998 octets; the attachment is base64.
+    #[test]
+    fn messages_are_crlf_clean_with_short_lines() {
+        let m = Mailer::from_config(None, "connvault <noreply@example.test>").unwrap();
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", "QUJD".repeat(275));
+        let email = Email {
+            to: "admin@example.com".into(),
+            subject: "A request".into(),
+            text: format!("first line\nsecond: {}\nthird\n", "x".repeat(1500)),
+            html: format!("<p>{}</p>\n<p>next</p>", "y".repeat(1500)),
+            attachments: vec![Attachment { filename: "c.crt".into(), content_type: "application/x-x509-ca-cert".into(), body: pem.into_bytes() }],
+        };
+        let raw = m.message(&email).unwrap().formatted();
+        check_wire_format(&raw).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        let at = text.find("filename=\"c.crt\"").unwrap();
+        let headers = &text[text[..at].rfind("\r\n\r\n").unwrap()..at + text[at..].find("\r\n\r\n").unwrap()];
+        assert!(headers.contains("Content-Transfer-Encoding: base64"), "{headers}");
+
+        assert!(check_wire_format(b"a\r\nb\nc\r\n").unwrap_err().to_string().contains("line 2 ends in a bare LF"));
+        assert!(check_wire_format(b"a\rb\r\n").unwrap_err().to_string().contains("bare CR"));
+        assert!(check_wire_format(format!("{}\r\n", "z".repeat(999)).as_bytes()).unwrap_err().to_string().contains("999 octets"));
+        assert!(check_wire_format(format!("{}\r\n", "z".repeat(998)).as_bytes()).is_ok());
     }
 
     #[test]

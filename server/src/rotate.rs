@@ -31,7 +31,7 @@ pub struct RotationReport {
 /// Rotates to a new key (or finishes an interrupted rotation). With `retire_old`, no new key is
 /// made: stragglers are re-sealed under the current key and every older key leaves the file.
 pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<RotationReport, StartupError> {
-    let check = db::read_check(&config.database_url)
+    let check = db::read_check(config.database_url.expose_secret())
         .await?
         .ok_or_else(|| StartupError::Other("this database has never been started: there is nothing to rotate".into()))?;
     let keyring = startup::load_keyring(config, Some(&check))?;
@@ -61,7 +61,7 @@ pub async fn rotate_master_key(config: &Config, retire_old: bool) -> Result<Rota
         _ => keyring,
     };
 
-    let db = Db::connect(&config.database_url, 2).await?;
+    let db = Db::connect(config.database_url.expose_secret(), 2).await?;
     let resealed = reseal_all(&db, &keyring, &previous).await;
     let resealed = match resealed {
         Ok(n) => n,

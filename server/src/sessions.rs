@@ -13,6 +13,7 @@ use sqlx::Row;
 use crate::audit::{self, Actor, ActorKind, Event};
 use crate::db::{format_time, now, Db, Tx};
 use crate::error::{Error, Result};
+use crate::ratelimit::Bucket;
 use crate::secret::SecretString;
 use crate::startup::Services;
 use crate::tokens;
@@ -43,12 +44,54 @@ async fn start_session(tx: &mut Tx<'_>, user_id: i64, addr: Option<IpAddr>) -> R
     Ok(token)
 }
 
+/// How an identifier that belongs to no account is written to the audit trail: a digest, never
+/// the text as typed (people type their password into the email field; and what an attacker
+/// sends is theirs to choose).
+pub fn unknown_account_label(email: &str) -> String {
+    format!("unknown account {}", &tokens::digest(&email.trim().to_lowercase())[..16])
+}
+
 /// Signs in with email and password. Returns the user and the session token for the cookie.
+///
+/// The email is checked (an address of at most 254 characters) before anything is recorded.
+/// Each attempt then reserves its place under the client address's and the account's failure
+/// limits before Argon2 runs, so that however many arrive at once, at most the limit are
+/// checked; a sign-in that succeeds gives its place back.
 pub async fn sign_in(s: &Services, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
-    s.limiter.guard(addr)?;
     let email = email.trim();
-    match users::check_password(&s.db, email, password).await? {
+    if users::validate_email(email).is_err() {
+        return Err(Error::field("email", "enter the email address of your account, such as alex@example.com (at most 254 characters, no spaces)"));
+    }
+    if password.len() > users::MAX_PASSWORD_LEN {
+        return Err(Error::field("password", format!("a password has at most {} bytes", users::MAX_PASSWORD_LEN)));
+    }
+    let by_addr = s.limiter.reserve_addr(addr)?;
+    let by_account = match s.account_limiter.reserve(&[Bucket::account(email)]) {
+        Ok(r) => r,
+        Err(_) => {
+            by_addr.release();
+            return Err(Error::Limited {
+                message: format!(
+                    "too many failed sign-ins to this account within 5 minutes; try again in a few minutes (at most {} are checked)",
+                    s.account_limiter.max_failures()
+                ),
+                retry_after_secs: 300,
+            });
+        }
+    };
+    let checked = match users::check_password(&s.db, email, password).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Not a wrong password: the attempt does not count.
+            by_addr.release();
+            by_account.release();
+            return Err(e);
+        }
+    };
+    match checked {
         Some(user) => {
+            by_addr.release();
+            by_account.release();
             let mut tx = s.db.begin().await?;
             let token = start_session(&mut tx, user.id, addr).await?;
             audit::record(&mut tx, &user.actor(addr.map(|a| a.to_string())), Event::new("auth.sign_in").object("user", &user.email)).await?;
@@ -56,15 +99,15 @@ pub async fn sign_in(s: &Services, email: &str, password: &SecretString, addr: O
             Ok((user, token))
         }
         None => {
-            if let Some(ip) = addr {
-                s.limiter.record_failure(ip);
-            }
+            // The reservations stay: they are this failure.
+            let known = sqlx::query("SELECT id FROM users WHERE email_key = $1").bind(email.to_lowercase()).fetch_optional(s.db.pool()).await?.is_some();
+            let label = if known { email.to_string() } else { unknown_account_label(email) };
             audit::record_alone(
                 &s.db,
-                &anonymous(addr, email),
+                &anonymous(addr, &label),
                 Event::new("auth.sign_in")
                     .outcome("failure")
-                    .object("user", email)
+                    .object("user", &label)
                     .detail(json!({"reason": "wrong email or password, or account deactivated"})),
             )
             .await?;

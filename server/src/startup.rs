@@ -30,6 +30,8 @@ pub struct Services {
     pub vault: Vault,
     /// Failed sign-ins and API-key authentications per client address.
     pub limiter: Limiter,
+    /// Failed sign-ins per account, from any address.
+    pub account_limiter: Limiter,
     /// The only way to make outbound calls on a user's behalf (see `outbound`).
     pub outbound: Outbound,
     /// The token broker's cache, single-flight locks, back-off and usage counts.
@@ -135,7 +137,7 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
     // A mail setting that cannot work stops the start before anything is written, rather than
     // failing the first email.
     let mailer = Mailer::from_config(config.smtp_url.as_ref().map(|u| u.expose_secret()), &config.smtp_from).map_err(|e| StartupError::Other(e.to_string()))?;
-    let check = db::read_check(&config.database_url).await.map_err(|e| StartupError::Other(format!("cannot read the database: {e}")))?;
+    let check = db::read_check(config.database_url.expose_secret()).await.map_err(|e| StartupError::Other(format!("cannot read the database: {e}")))?;
     let keyring = load_keyring(&config, check.as_ref())?;
     if let Some(check) = &check {
         verify_check(&keyring, check)?;
@@ -147,17 +149,19 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         }
     }
     let outbound = Outbound::new(&config).map_err(|e| StartupError::Other(format!("outbound calls: {e}")))?;
-    let db = Db::connect(&config.database_url, config.db_max_connections).await?;
+    let db = Db::connect(config.database_url.expose_secret(), config.db_max_connections).await?;
     if check.is_none() {
         initialize(&db, &keyring).await?;
     }
     tracing::info!(backend = ?db.backend(), key_id = %keyring.current().id(), mail = %mailer.describe(), "vault open");
     let limiter = Limiter::new(config.auth_failure_limit, std::time::Duration::from_secs(300));
+    let account_limiter = Limiter::new(config.account_failure_limit, std::time::Duration::from_secs(300));
     let services = Services {
         config: Arc::new(config),
         db,
         vault: Vault::new(keyring),
         limiter,
+        account_limiter,
         outbound,
         broker: Broker::default(),
         key_use: Default::default(),

@@ -76,7 +76,7 @@ impl User {
 
 pub fn validate_email(email: &str) -> Result<()> {
     let ok = email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.rsplit_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'));
     if ok {
         Ok(())
@@ -106,6 +106,29 @@ pub fn hash_password(password: &SecretString) -> Result<String> {
 
 fn verify_hash(hash: &str, password: &SecretString) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok())
+}
+
+/// Argon2 runs at most this many at once, on the blocking pool: a burst of sign-ins waits its
+/// turn instead of occupying the async workers that serve every other request (the token
+/// broker's included).
+const ARGON2_AT_ONCE: usize = 2;
+static ARGON2_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
+
+/// Runs `work` (Argon2) on the blocking pool, once a turn is free.
+async fn run_argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _turn = ARGON2_TURNS.acquire().await.map_err(|e| Error::Internal(format!("argon2 turns: {e}")))?;
+    tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("argon2 task: {e}")))
+}
+
+/// [`hash_password`] on the blocking pool.
+pub async fn hash_password_blocking(password: &SecretString) -> Result<String> {
+    let password = password.clone();
+    run_argon2(move || hash_password(&password)).await?
+}
+
+async fn verify_blocking(hash: String, password: &SecretString) -> Result<bool> {
+    let password = password.clone();
+    run_argon2(move || verify_hash(&hash, &password)).await
 }
 
 /// `status` is `active`, `invited` (no password chosen yet) or `deactivated`.
@@ -188,7 +211,10 @@ pub(crate) async fn insert(tx: &mut Tx<'_>, actor: &Actor, email: &str, password
         sqlx::query("INSERT INTO users (email, email_key, password_hash, is_owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id")
             .bind(email)
             .bind(email.to_lowercase())
-            .bind(password.map(hash_password).transpose()?)
+            .bind(match password {
+                Some(p) => Some(hash_password_blocking(p).await?),
+                None => None,
+            })
             .bind(owner as i64)
             .bind(&t)
             .fetch_one(&mut **tx)
@@ -248,13 +274,21 @@ pub async fn check_password(db: &Db, email: &str, password: &SecretString) -> Re
     let Some(row) = row else {
         // Equalize timing with a real verification against a fixed hash.
         static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        let dummy = DUMMY.get_or_init(|| hash_password(&SecretString::from("connvault-dummy-password")).unwrap_or_default());
-        let _ = verify_hash(dummy, password);
+        let password = password.clone();
+        let _ = run_argon2(move || {
+            let dummy = DUMMY.get_or_init(|| hash_password(&SecretString::from("connvault-dummy-password")).unwrap_or_default());
+            verify_hash(dummy, &password)
+        })
+        .await?;
         return Ok(None);
     };
     let hash: Option<String> = row.try_get("password_hash")?;
     let status: String = row.try_get("status")?;
-    if !hash.is_some_and(|h| verify_hash(&h, password)) || status != "active" {
+    let verified = match hash {
+        Some(h) => verify_blocking(h, password).await?,
+        None => false,
+    };
+    if !verified || status != "active" {
         return Ok(None);
     }
     Ok(Some(get(db, row.try_get("id")?).await?))
@@ -268,7 +302,7 @@ pub async fn change_password(db: &Db, user: &User, current: &SecretString, new: 
     validate_password("new_password", new)?;
     let mut tx = db.begin().await?;
     sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(hash_password(new)?)
+        .bind(hash_password_blocking(new).await?)
         .bind(now())
         .bind(user.id)
         .execute(&mut *tx)
@@ -288,7 +322,7 @@ pub(crate) async fn set_first_password(tx: &mut Tx<'_>, user_id: i64, password: 
     validate_password("password", password)?;
     let email = email_of(tx, user_id).await?;
     let done = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash IS NULL AND status = 'active'")
-        .bind(hash_password(password)?)
+        .bind(hash_password_blocking(password).await?)
         .bind(now())
         .bind(user_id)
         .execute(&mut **tx)
@@ -301,20 +335,33 @@ pub(crate) async fn set_first_password(tx: &mut Tx<'_>, user_id: i64, password: 
 
 /// Deactivates an account: its sessions end at once. The last active owner cannot be
 /// deactivated (nobody could manage people and environments any more).
+///
+/// The check and the change are one atomic step, so that two owners deactivating each other at
+/// the same moment cannot leave none: on PostgreSQL the active owners' rows are locked first (in
+/// id order, so two such transactions queue rather than deadlock); on SQLite the change is the
+/// transaction's first statement, which takes the database's write lock. Then the account is
+/// changed, and the transaction rolls back if no active owner remains.
 pub async fn deactivate(db: &Db, actor: &Actor, user_id: i64) -> Result<()> {
     let mut tx = db.begin().await?;
+    if db.backend() == crate::db::Backend::Postgres {
+        sqlx::query("SELECT id FROM users WHERE is_owner = 1 AND status = 'active' ORDER BY id FOR UPDATE").fetch_all(&mut *tx).await?;
+    }
+    let done = sqlx::query("UPDATE users SET status = 'deactivated', updated_at = $1 WHERE id = $2").bind(now()).bind(user_id).execute(&mut *tx).await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("no user with id {user_id}")));
+    }
     let email = email_of(&mut tx, user_id).await?;
     let row = sqlx::query("SELECT is_owner, (SELECT COUNT(*) FROM users WHERE is_owner = 1 AND status = 'active') AS owners FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_one(&mut *tx)
         .await?;
-    if row.try_get::<i64, _>("is_owner")? != 0 && row.try_get::<i64, _>("owners")? <= 1 {
+    if row.try_get::<i64, _>("is_owner")? != 0 && row.try_get::<i64, _>("owners")? < 1 {
+        tx.rollback().await?;
         return Err(Error::Conflict {
             code: "last_owner",
             message: format!("{email} is the only active owner; make someone else an owner before deactivating this account"),
         });
     }
-    sqlx::query("UPDATE users SET status = 'deactivated', updated_at = $1 WHERE id = $2").bind(now()).bind(user_id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     audit::record(&mut tx, actor, Event::new("user.deactivate").object("user", &email)).await?;
     tx.commit().await?;

@@ -47,18 +47,17 @@ pub async fn sign_out() -> Fallible<()> {
 #[server(prefix = "/rpc", endpoint = "change_password")]
 pub async fn change_password(current: String, new: String, confirm: String) -> Fallible<()> {
     let (s, user) = require_user().await?;
-    let addr = client_addr().await;
-    s.limiter.guard(addr).map_err(fail)?;
     if new != confirm {
         return Err(fail(server::Error::field("confirm", "the two new passwords differ; type the same password twice")));
     }
+    // Reserved before the current password is checked (Argon2); kept only if it was wrong.
+    let reservation = s.limiter.reserve_addr(client_addr().await).map_err(fail)?;
     let token = session_token().await;
     let (current, new) = (server::secret::SecretString::new(current), server::secret::SecretString::new(new));
     let result = server::users::change_password(&s.db, &user, &current, &new, token.as_deref()).await;
-    if let (Err(e), Some(ip)) = (&result, addr) {
-        if e.details().iter().any(|d| d.field == "current_password") {
-            s.limiter.record_failure(ip);
-        }
+    match &result {
+        Err(e) if e.details().iter().any(|d| d.field == "current_password") => drop(reservation),
+        _ => reservation.release(),
     }
     result.map_err(fail)
 }

@@ -112,8 +112,8 @@ mod ssr {
         });
         if let Some(r) = use_context::<leptos_axum::ResponseOptions>().filter(|_| over_http) {
             r.set_status(e.status());
-            if let server::Error::TooManyRequests { retry_after_secs } = &e {
-                r.insert_header(axum::http::header::RETRY_AFTER, (*retry_after_secs).into());
+            if let Some(secs) = e.retry_after_secs().filter(|_| e.status() == axum::http::StatusCode::TOO_MANY_REQUESTS) {
+                r.insert_header(axum::http::header::RETRY_AFTER, secs.into());
             }
         }
         if e.status().is_server_error() {
@@ -123,8 +123,13 @@ mod ssr {
         AppError { message: e.public_message(), fields }
     }
 
+    /// The client's address: the peer's, or `X-Forwarded-For`'s when the peer is a trusted
+    /// proxy (CONNVAULT_TRUSTED_PROXIES).
     pub async fn client_addr() -> Option<std::net::IpAddr> {
-        leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>().await.ok().map(|c| c.0.ip())
+        let peer = leptos_axum::extract::<axum::extract::ConnectInfo<std::net::SocketAddr>>().await.ok().map(|c| c.0.ip());
+        let headers: axum::http::HeaderMap = leptos_axum::extract().await.unwrap_or_default();
+        let trusted = services().map(|s| s.config.trusted_proxies.clone()).unwrap_or_default();
+        server::ratelimit::client_addr(peer, &headers, &trusted)
     }
 
     pub async fn session_token() -> Option<String> {

@@ -86,7 +86,7 @@ async fn token(
     Query(q): Query<TokenQuery>,
 ) -> Result<Response> {
     let token = match principal::bearer(&parts.headers)? {
-        Some(key) => s.broker.token_for_key(&s, key, principal::client_addr(&parts), &env, &name, q.force_refresh).await?,
+        Some(key) => s.broker.token_for_key(&s, key, principal::client_addr(&parts, &s), &env, &name, q.force_refresh).await?,
         None => {
             let mut parts = parts;
             let p = <Principal as axum::extract::FromRequestParts<Services>>::from_request_parts(&mut parts, &s).await?;

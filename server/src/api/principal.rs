@@ -70,7 +70,7 @@ impl FromRequestParts<Services> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
-        let addr = client_addr(parts);
+        let addr = client_addr(parts, s);
         if let Some(key) = bearer(&parts.headers)? {
             return Ok(Principal::Key(api_keys::authenticate(s, key, addr).await?, addr));
         }
@@ -84,9 +84,11 @@ impl FromRequestParts<Services> for Principal {
     }
 }
 
-/// The client's address, as the listener saw it.
-pub fn client_addr(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+/// The client's address: as the listener saw it, or as `X-Forwarded-For` says when the peer is
+/// a trusted proxy (CONNVAULT_TRUSTED_PROXIES).
+pub fn client_addr(parts: &Parts, s: &Services) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    crate::ratelimit::client_addr(peer, &parts.headers, &s.config.trusted_proxies)
 }
 
 /// The API key in `Authorization: Bearer …`, if the header is there.

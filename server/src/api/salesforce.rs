@@ -87,10 +87,12 @@ async fn link_view(State(s): State<Services>, Path((env, name)): Path<(String, S
 async fn answer(
     State(s): State<Services>,
     connect: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     Path((env, name)): Path<(String, String)>,
     Body(a): Body<AdminAnswer>,
 ) -> Result<Json<TestResult>> {
-    Ok(Json(salesforce::answer_request(&s, &env, &name, &a, connect.map(|c| c.0 .0.ip())).await?))
+    let addr = crate::ratelimit::client_addr(connect.map(|c| c.0 .0.ip()), &headers, &s.config.trusted_proxies);
+    Ok(Json(salesforce::answer_request(&s, &env, &name, &a, addr).await?))
 }
 
 /// A body as sent, or why it could not be read.

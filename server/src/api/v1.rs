@@ -121,7 +121,7 @@ pub fn router() -> Router<Services> {
 }
 
 pub(super) async fn env_for(s: &Services, p: &Principal, name: &str, resource: Resource, access: Access) -> Result<Environment> {
-    let env = environments::find(&s.db, name).await?;
+    let env = environments::find_for(&s.db, name, |e| p.allows(e, resource, access)).await?;
     p.require(&env, resource, access)?;
     Ok(env)
 }

@@ -296,6 +296,12 @@ pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name
     let (env, c) = load(&s.db, env_name, name).await?;
     let bits = input.key_bits.unwrap_or(2048);
     let admin_email = resolve_admin_email(&c, input.admin_email.as_deref(), input.send_request)?;
+    if admin_email.is_some() {
+        // Refused before a key pair is made for nothing.
+        let mut tx = s.db.begin().await?;
+        check_mail_limits(&mut tx, s, actor, &c).await?;
+        tx.rollback().await?;
+    }
     let (conn_name, env_label) = (c.name.clone(), env.name.clone());
     let issued = tokio::task::spawn_blocking(move || cert::issue(bits, &conn_name, &env_label, time::OffsetDateTime::now_utc()))
         .await
@@ -364,6 +370,49 @@ async fn latest_request(db: &Db, connection_id: i64) -> Result<Option<AdminReque
     row.as_ref().map(request_from_row).transpose()
 }
 
+/// Refuses (429) one more email about `c` when the past hour already holds
+/// CONNVAULT_MAIL_PER_CONNECTION_PER_HOUR requests for it, or
+/// CONNVAULT_MAIL_PER_PERSON_PER_HOUR requests by `actor`: otherwise anyone allowed to change a
+/// connection could have connvault mail any address any number of times. Counted from the
+/// stored requests (sent or not), so a restart does not reset it. On PostgreSQL the
+/// connection's row is locked first, so that requests for one connection are counted one after
+/// the other.
+pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: &Services, actor: &Actor, c: &Connection) -> Result<()> {
+    if s.db.backend() == crate::db::Backend::Postgres {
+        sqlx::query("SELECT id FROM connections WHERE id = $1 FOR UPDATE").bind(c.id).fetch_optional(&mut **tx).await?;
+    }
+    let since = format_time(chrono::Utc::now() - chrono::Duration::hours(1));
+    let limited = |n: i64, first: Option<String>, what: String, setting: &str| -> Error {
+        let wait = first
+            .and_then(|f| chrono::DateTime::parse_from_rfc3339(&f).ok())
+            .map(|f| (f.with_timezone(&chrono::Utc) + chrono::Duration::hours(1) - chrono::Utc::now()).num_seconds().max(1) as u64)
+            .unwrap_or(3600);
+        Error::Limited {
+            message: format!("{what} {n} admin requests in the past hour, the most allowed ({setting}); try again in {} minutes", wait.div_ceil(60)),
+            retry_after_secs: wait,
+        }
+    };
+    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS first FROM salesforce_requests WHERE connection_id = $1 AND created_at > $2")
+        .bind(c.id)
+        .bind(&since)
+        .fetch_one(&mut **tx)
+        .await?;
+    let n: i64 = row.try_get("n")?;
+    if n >= i64::from(s.config.mail_per_connection_per_hour) {
+        return Err(limited(n, row.try_get("first")?, format!("{} has had", c.name), "CONNVAULT_MAIL_PER_CONNECTION_PER_HOUR"));
+    }
+    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS first FROM salesforce_requests WHERE requested_by = $1 AND created_at > $2")
+        .bind(&actor.label)
+        .bind(&since)
+        .fetch_one(&mut **tx)
+        .await?;
+    let n: i64 = row.try_get("n")?;
+    if n >= i64::from(s.config.mail_per_person_per_hour) {
+        return Err(limited(n, row.try_get("first")?, format!("{} has sent", actor.label), "CONNVAULT_MAIL_PER_PERSON_PER_HOUR"));
+    }
+    Ok(())
+}
+
 /// Emails the admin a request with the certificate to upload and a one-time link (7 days).
 /// A previous open request is replaced (its link stops working). If the email cannot be sent,
 /// the request is withdrawn again and the error says why.
@@ -377,11 +426,14 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
     })?;
     let mut tx = s.db.begin().await?;
     let t = now();
+    // The first statement writes (on SQLite it takes the write lock); a refused request rolls
+    // it back.
     sqlx::query("UPDATE salesforce_requests SET state = 'replaced', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
         .bind(&t)
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
+    check_mail_limits(&mut tx, s, actor, &c).await?;
     let token = sessions::create_link(&mut tx, LINK_PURPOSE, Some(("connection", c.id)), LINK_HOURS, &actor.label).await?;
     let expires_at = format_time(chrono::Utc::now() + chrono::Duration::hours(LINK_HOURS));
     let row = sqlx::query(

@@ -14,6 +14,7 @@ mod bundle_props;
 mod contract;
 mod feeds;
 mod integrations;
+mod limits;
 mod mail;
 mod model;
 mod outbound;

@@ -4,8 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod aiosmtpd;
 pub mod api;
-pub mod smtp;
 
 #[allow(unused_imports)]
 pub use api::{key, session, Api, Who};
