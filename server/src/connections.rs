@@ -376,7 +376,13 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
     } else {
         stored.secret_fields.iter().filter(|f| !obsolete.contains(f) && !patch.secrets.contains_key(*f)).cloned().collect()
     };
-    let mut errors = def.validate(&settings, &will_have);
+    // A secret a destination change drops (now, or by an earlier change) is to be set again:
+    // it does not make this change invalid. Secrets that a change newly calls for still must
+    // come with it.
+    let mut judged = will_have.clone();
+    judged.extend(dropped.iter().cloned());
+    judged.extend(def.fields.iter().filter(|f| f.secret && f.required && f.applies(&stored.settings) && f.applies(&settings)).map(|f| f.name.to_string()));
+    let mut errors = def.validate(&settings, &judged);
     errors.extend(def.refuse_managed(&patch.secrets));
     errors.extend(check_secret_values(&patch.secrets));
     if !errors.is_empty() {
