@@ -372,6 +372,9 @@ struct ApiKeyRecord {
     created_by: String,
     /// The email of the account that made it, if a person did.
     created_by_user: Option<String>,
+    /// The prefix of the key that made it, if a key did (listed before it).
+    #[serde(default)]
+    parent: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -586,12 +589,32 @@ async fn read_payload(s: &Services) -> Result<Payload> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    let api_keys = sqlx::query_as(
+    let mut api_keys: Vec<ApiKeyRecord> = sqlx::query_as(
         "SELECT k.name, k.prefix, k.key_hash, k.grants, k.allowed_addresses, k.expires_at, k.last_used_at, k.revoked_at, k.created_by, \
-         u.email AS created_by_user, k.created_at, k.updated_at FROM api_keys k LEFT JOIN users u ON u.id = k.created_by_user_id ORDER BY k.id",
+         u.email AS created_by_user, pk.prefix AS parent, k.created_at, k.updated_at FROM api_keys k LEFT JOIN users u ON u.id = k.created_by_user_id \
+         LEFT JOIN api_keys pk ON pk.id = k.parent_id ORDER BY k.id",
     )
     .fetch_all(&mut *tx)
     .await?;
+    // Grants hold environment ids, which mean nothing in the target: the backup names them.
+    let env_ids: Vec<Environment> = sqlx::query("SELECT id, name FROM environments")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| -> Result<Environment> {
+            Ok(Environment {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                position: 0,
+                allow_dev_api_keys: false,
+                created_at: String::new(),
+                updated_at: String::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for k in &mut api_keys {
+        k.grants = crate::api_keys::grants_by_name(&k.grants, &env_ids)?;
+    }
     let connections = sqlx::query_as(
         "SELECT e.name AS environment, c.name, c.provider, c.settings, c.created_by, c.updated_by, c.created_at, c.updated_at \
          FROM connections c JOIN environments e ON e.id = c.environment_id ORDER BY e.position, c.name_key",
@@ -730,6 +753,18 @@ fn check(p: &Payload) -> Result<()> {
         for (field, text) in [("grants", &k.grants), ("allowed_addresses", &k.allowed_addresses)] {
             if !matches!(serde_json::from_str(text), Ok(Value::Array(_))) {
                 fail(format!("api_keys[{i}].{field}"), "is not a JSON list".into());
+            }
+        }
+        if let Ok(grants) = serde_json::from_str::<Vec<crate::api_keys::Grant>>(&k.grants) {
+            for g in grants.iter().filter(|g| g.environment != "*" && !envs.contains(&key(&g.environment))) {
+                fail(format!("api_keys[{i}].grants"), format!("no environment {} in the backup", g.environment));
+            }
+        } else {
+            fail(format!("api_keys[{i}].grants"), "is not a list of grants {environment, resource, access}".into());
+        }
+        if let Some(parent) = &k.parent {
+            if !prefixes.contains(parent.as_str()) || parent == &k.prefix {
+                fail(format!("api_keys[{i}].parent"), format!("{parent} is not a key listed before this one"));
             }
         }
     }
@@ -891,9 +926,14 @@ pub async fn apply(s: &Services, actor: &Actor, backup: &Backup, replace: bool) 
         let ids = [("user_id", Val::Int(users[&key(&r.user)])), ("environment_id", Val::Int(env(&r.environment).id))];
         insert(&mut tx, "user_roles", row_of(r, &["user", "environment"], ids)?).await?;
     }
+    let mut key_ids: BTreeMap<String, i64> = BTreeMap::new();
     for k in &p.api_keys {
         let by = k.created_by_user.as_deref().and_then(|email| users.get(&key(email)).copied());
-        insert(&mut tx, "api_keys", row_of(k, &["created_by_user"], [("created_by_user_id", Val::MaybeInt(by))])?).await?;
+        let parent = k.parent.as_deref().and_then(|prefix| key_ids.get(prefix).copied());
+        let grants = crate::api_keys::grants_by_id(&k.grants, |name| envs.get(&key(name)).map(|e| e.id))?;
+        let columns = [("created_by_user_id", Val::MaybeInt(by)), ("parent_id", Val::MaybeInt(parent)), ("grants", Val::Text(grants))];
+        let id = insert(&mut tx, "api_keys", row_of(k, &["created_by_user", "parent", "grants"], columns)?).await?;
+        key_ids.insert(k.prefix.clone(), id);
     }
     // Connection ids by (environment, name).
     let mut conns: BTreeMap<(String, String), i64> = BTreeMap::new();

@@ -160,7 +160,9 @@ impl Broker {
             Some(prefix) => {
                 sqlx::query(AssertSqlSafe(format!(
                 "SELECT {}, e.id AS env_id, e.name AS env_name, e.position AS env_position, e.allow_dev_api_keys AS env_allow, e.created_at AS env_created_at, \
-                 e.updated_at AS env_updated_at, {} FROM api_keys k LEFT JOIN environments e ON e.name_key = $2 \
+                 e.updated_at AS env_updated_at, u.email AS creator_email, u.status AS creator_status, u.is_owner AS creator_owner, ur.role AS creator_role, \
+                 {} FROM api_keys k LEFT JOIN environments e ON e.name_key = $2 \
+                 LEFT JOIN users u ON u.id = k.created_by_user_id LEFT JOIN user_roles ur ON ur.user_id = k.created_by_user_id AND ur.environment_id = e.id \
                  LEFT JOIN integrations i ON i.environment_id = e.id AND i.name_key = $3 LEFT JOIN connections c ON c.id = i.connection_id WHERE k.prefix = $1",
                 api_keys::columns_of("k"),
                 integrations::BINDING_COLUMNS
@@ -178,7 +180,8 @@ impl Broker {
         // An unknown environment: the usual lookup gives the usual answer (names only the
         // environments whose tokens this key may read).
         let Some(env_id) = row.try_get::<Option<i64>, _>("env_id")? else {
-            let visible = |e: &Environment| key.allows(&e.name, Resource::Tokens, Access::Read);
+            let key = api_keys::effective(s, key, addr).await?;
+            let visible = |e: &Environment| key.allows(e, Resource::Tokens, Access::Read);
             return Err(environments::find_for(&s.db, env_name, visible)
                 .await
                 .err()
@@ -192,10 +195,13 @@ impl Broker {
             created_at: row.try_get("env_created_at")?,
             updated_at: row.try_get("env_updated_at")?,
         };
-        if !key.allows(&env.name, Resource::Tokens, Access::Read) {
+        // Limited by the creator's current rights (read in the same query); a key made by a key
+        // is checked with its whole chain.
+        let key = if key.parent_id.is_some() { api_keys::effective(s, key, addr).await? } else { api_keys::effective_from_row(key, &row, &env)? };
+        if !key.allows(&env, Resource::Tokens, Access::Read) {
             return Err(Error::Forbidden(format!("you may not read tokens in {}", env.name)));
         }
-        api_keys::touch(s, &key).await?;
+        api_keys::touch(s, &key.key).await?;
         let (name, bound) = integrations::binding_from_row(&row, &env, integration)?;
         self.serve(s, &key.actor(addr), &env, &name, bound, force_refresh).await
     }

@@ -367,7 +367,22 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
     }
     let mut will_have: BTreeSet<String> = stored.secret_fields.iter().filter(|f| !obsolete.contains(f)).cloned().collect();
     will_have.extend(patch.secrets.keys().cloned());
-    let mut errors = def.validate(&settings, &will_have);
+    // Promise 17: a credential only goes where it went when it was stored. A new destination
+    // drops every stored secret this change does not bring anew (a provider's managed key too).
+    // The connection stays valid as it was (the secrets it needs are asked for again).
+    let moved = def.destination_changes(&stored.settings, &settings);
+    let dropped: Vec<String> = if moved.is_empty() {
+        Vec::new()
+    } else {
+        stored.secret_fields.iter().filter(|f| !obsolete.contains(f) && !patch.secrets.contains_key(*f)).cloned().collect()
+    };
+    // A secret a destination change drops (now, or by an earlier change) is to be set again:
+    // it does not make this change invalid. Secrets that a change newly calls for still must
+    // come with it.
+    let mut judged = will_have.clone();
+    judged.extend(dropped.iter().cloned());
+    judged.extend(def.fields.iter().filter(|f| f.secret && f.required && f.applies(&stored.settings) && f.applies(&settings)).map(|f| f.name.to_string()));
+    let mut errors = def.validate(&settings, &judged);
     errors.extend(def.refuse_managed(&patch.secrets));
     errors.extend(check_secret_values(&patch.secrets));
     if !errors.is_empty() {
@@ -395,8 +410,13 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         .execute(&mut *tx)
         .await
         .map_err(|e| map_unique(e.into(), &env.name, &new_name))?;
-    for field in &obsolete {
+    for field in obsolete.iter().chain(&dropped) {
         remove_secret(&mut tx, stored.id, field).await?;
+    }
+    if !moved.is_empty() {
+        if let Some(retire) = def.retire_on_destination_change {
+            retire(&mut tx, stored.id).await?;
+        }
     }
     if !changed_settings.is_empty() || !patch.secrets.is_empty() {
         // The latest check was of other settings: it no longer says anything about these.
@@ -409,6 +429,12 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
     let mut detail = json!({"changed_settings": changed_settings, "replaced_secrets": replaced, "removed_secrets": obsolete});
     if new_name != stored.name {
         detail["renamed_from"] = json!(stored.name);
+    }
+    if !moved.is_empty() {
+        // Which secrets ended because the connection now sends its credential elsewhere.
+        detail["destination_changed"] = json!(moved);
+        detail["dropped_secrets"] = json!(dropped);
+        detail["retired_signing_key"] = json!(dropped.iter().any(|f| def.is_managed(f) && !def.cached_secrets.contains(&f.as_str())));
     }
     audit::record(&mut tx, actor, Event::new("connection.update").environment(env.id, &env.name).object("connection", &new_name).detail(detail)).await?;
     if !patch.secrets.is_empty() {

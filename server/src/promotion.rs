@@ -631,8 +631,21 @@ fn plan(
             Some(t) => {
                 let keys: BTreeSet<&String> = t.settings.keys().chain(c.settings.keys()).collect();
                 let changed: Vec<String> = keys.into_iter().filter(|k| t.settings.get(*k) != c.settings.get(*k)).cloned().collect();
+                let moved = c.def.destination_changes(&t.settings, &c.settings);
                 if changed.is_empty() {
                     item(Kind::Connection, &c.name, Action::Unchanged, "same provider and settings".into(), &c.path)
+                } else if !moved.is_empty() {
+                    // Promise 17: where a credential goes is never changed by a bundle, which
+                    // anyone with rights in the source environment shapes.
+                    let detail = format!(
+                        "its {} in {} differ{} from the bundle's: an import never changes where a connection sends its credential, not even with \
+                         overwrite_settings=true; change it in {} itself (its secrets must then be set again), or make it equal in the bundle's source",
+                        moved.join(" and "),
+                        env.name,
+                        if moved.len() == 1 { "s" } else { "" },
+                        env.name
+                    );
+                    item(Kind::Connection, &c.name, Action::Conflict, detail, &c.path)
                 } else if options.overwrite_settings {
                     let mut obsolete = c.def.obsolete_secrets(&c.settings, t.secret_fields.iter());
                     obsolete.extend(t.secret_fields.iter().filter(|f| c.def.cached_secrets.contains(&f.as_str())).cloned());

@@ -195,7 +195,12 @@ pub async fn list_keys() -> Fallible<KeysPage> {
         .filter(|(may, _)| user.is_owner || *may)
         .map(|(may_revoke, k)| KeyItem {
             id: k.id,
-            grants: k.grants.iter().map(|g| format!("{} {} {}", g.environment, g.resource, if g.access == Access::Read { "read" } else { "write" })).collect(),
+            grants: k
+                .grants
+                .iter()
+                .map(|g| g.render(&envs))
+                .map(|g| format!("{} {} {}", g.environment, g.resource, if g.access == Access::Read { "read" } else { "write" }))
+                .collect(),
             name: k.name,
             prefix: k.prefix,
             allowed_addresses: k.allowed_addresses,

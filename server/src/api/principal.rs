@@ -8,9 +8,9 @@ use axum::http::header;
 use axum::http::request::Parts;
 
 use crate::access::{self, Access, Resource};
-use crate::api_keys::{self, ApiKey};
+use crate::api_keys::{self, Effective};
 use crate::audit::Actor;
-use crate::environments::Environment;
+use crate::environments::{self, Environment};
 use crate::error::Error;
 use crate::sessions;
 use crate::startup::Services;
@@ -18,7 +18,8 @@ use crate::users::User;
 
 pub enum Principal {
     User(User, Option<IpAddr>),
-    Key(ApiKey, Option<IpAddr>),
+    /// A key with what limits it now (its chain, its creator's current rights).
+    Key(Box<Effective>, Option<IpAddr>),
 }
 
 impl Principal {
@@ -32,36 +33,40 @@ impl Principal {
     pub fn allows(&self, env: &Environment, resource: Resource, access: Access) -> bool {
         match self {
             Principal::User(u, _) => access::user_allows(u, &env.name, env.allow_dev_api_keys, resource, access),
-            Principal::Key(k, _) => k.allows(&env.name, resource, access),
+            Principal::Key(k, _) => k.allows(env, resource, access),
         }
     }
 
     /// `allows`, or a 403 that says what is missing.
     pub fn require(&self, env: &Environment, resource: Resource, access: Access) -> Result<(), Error> {
         if self.allows(env, resource, access) {
-            Ok(())
-        } else {
-            let what = match access {
-                Access::Read => "read",
-                Access::Write => "change",
-            };
-            Err(Error::Forbidden(format!("you may not {what} {} in {}", resource.as_str(), env.name)))
+            return Ok(());
         }
+        if let Principal::Key(k, _) = self {
+            return Err(k.refusal(env, resource, access));
+        }
+        let what = match access {
+            Access::Read => "read",
+            Access::Write => "change",
+        };
+        Err(Error::Forbidden(format!("you may not {what} {} in {}", resource.as_str(), env.name)))
     }
 
     /// For resources that span environments (API keys, users, the whole audit trail): an owner,
-    /// or a key granted the resource on every environment (`*`).
-    pub fn require_global(&self, resource: Resource, access: Access) -> Result<(), Error> {
+    /// or a key granted the resource on every environment (`*`) whose creator is an owner or
+    /// holds it in every environment there is now.
+    pub async fn require_global(&self, s: &Services, resource: Resource, access: Access) -> Result<(), Error> {
         let ok = match self {
             Principal::User(u, _) => u.is_owner,
-            Principal::Key(k, _) => {
-                k.grants.iter().any(|g| g.environment == "*" && (g.resource == "*" || g.resource == resource.as_str()) && g.access == access)
-            }
+            Principal::Key(k, _) => k.allows_everywhere(&environments::list(&s.db).await?, resource, access),
         };
         if ok {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!("{} across all environments needs an owner, or an API key granted it on *", resource.as_str())))
+            Err(Error::Forbidden(format!(
+                "{} across all environments needs an owner, or an API key granted it on * by someone who holds it in every environment",
+                resource.as_str()
+            )))
         }
     }
 }
@@ -72,7 +77,7 @@ impl FromRequestParts<Services> for Principal {
     async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
         let addr = client_addr(parts, s);
         if let Some(key) = bearer(&parts.headers)? {
-            return Ok(Principal::Key(api_keys::authenticate(s, key, addr).await?, addr));
+            return Ok(Principal::Key(Box::new(api_keys::authenticate(s, key, addr).await?), addr));
         }
         let token = sessions::token_from_headers(&parts.headers).map(str::to_string);
         if let Some(token) = token {

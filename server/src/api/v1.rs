@@ -199,30 +199,26 @@ async fn delete_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_keys(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<api_keys::ApiKey>>> {
+async fn list_keys(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<api_keys::ApiKeyView>>> {
     let (feed, limit) = q.parse()?;
-    p.require_global(Resource::ApiKeys, Access::Read)?;
-    Ok(Json(api_keys::page(&s.db, &feed, limit).await?))
+    p.require_global(&s, Resource::ApiKeys, Access::Read).await?;
+    let envs = environments::list(&s.db).await?;
+    Ok(Json(api_keys::page(&s.db, &feed, limit).await?.map(|k| k.view(&envs))))
 }
 
 async fn create_key(State(s): State<Services>, p: Principal, Body(input): Body<NewApiKey>) -> Result<Response> {
     let creator = match &p {
         Principal::User(u, _) => Creator::User(u),
-        // A key may mint keys only with api_keys write on every environment, and never wider
-        // than its own grants.
+        // A key may mint keys only with api_keys write on every environment; the new key stays
+        // within its grants, addresses and expiry, and ends with it.
         Principal::Key(k, _) => {
-            p.require_global(Resource::ApiKeys, Access::Write)?;
-            for g in &input.grants {
-                let covered = k.grants.iter().any(|own| own.includes(g));
-                if !covered {
-                    return Err(Error::Forbidden("a key cannot create a key wider than itself".into()));
-                }
-            }
-            Creator::Operator
+            p.require_global(&s, Resource::ApiKeys, Access::Write).await?;
+            Creator::Key(k)
         }
     };
     let (key, value) = api_keys::create(&s.db, &p.actor(), creator, input).await?;
-    let mut body = serde_json::to_value(&key).map_err(|e| Error::Internal(e.to_string()))?;
+    let view = key.view(&environments::list(&s.db).await?);
+    let mut body = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
     body["key"] = json!(value.expose_secret());
     Ok((StatusCode::CREATED, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
@@ -235,7 +231,7 @@ async fn revoke_key(State(s): State<Services>, p: Principal, Path(id): Path<i64>
                 return Err(Error::Forbidden("you may revoke keys you created, or keys whose environments you manage API keys in".into()));
             }
         }
-        Principal::Key(..) => p.require_global(Resource::ApiKeys, Access::Write)?,
+        Principal::Key(..) => p.require_global(&s, Resource::ApiKeys, Access::Write).await?,
     }
     api_keys::revoke(&s.db, &p.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -263,7 +259,7 @@ async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<Aud
     let environment_id = match q.environment.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
         Some(name) => Some(env_for(&s, &p, name, Resource::Audit, Access::Read).await?.id),
         None => {
-            p.require_global(Resource::Audit, Access::Read)?;
+            p.require_global(&s, Resource::Audit, Access::Read).await?;
             None
         }
     };
@@ -273,7 +269,7 @@ async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<Aud
 
 async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<serde_json::Value>>> {
     let (feed, limit) = q.parse()?;
-    p.require_global(Resource::Users, Access::Read)?;
+    p.require_global(&s, Resource::Users, Access::Read).await?;
     let page = users::page(&s.db, &feed, limit).await?;
     Ok(Json(page.map(|u| {
         json!({"id": u.id, "email": u.email, "status": u.status, "owner": u.is_owner, "last_sign_in_at": u.last_sign_in_at, "roles": u.roles, "created_at": u.created_at, "updated_at": u.updated_at})

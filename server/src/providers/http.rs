@@ -82,6 +82,8 @@ pub static HTTP: ProviderDef = ProviderDef {
     test: Some(test),
     managed_secrets: &[],
     cached_secrets: &[],
+    destination_settings: &["base_url"],
+    retire_on_destination_change: None,
 };
 
 /// Headers that a credential must not replace: they would break or hijack the request.

@@ -9,7 +9,8 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::FieldError;
+use crate::db::Tx;
+use crate::error::{FieldError, Result};
 use crate::outbound::{self, Outbound, OutboundError};
 use crate::secret::SecretString;
 
@@ -71,7 +72,21 @@ pub struct ProviderDef {
     /// Managed secrets that are only a cache of what the settings produce (a session token):
     /// dropped whenever a setting changes, so nothing minted for the old settings is reused.
     pub cached_secrets: &'static [&'static str],
+    /// The settings that say where the connection's credential goes (a base URL, a login URL,
+    /// an audience, a token URL, an authority, a service root). A change of any of them drops
+    /// the stored secrets (managed ones too) unless the same change supplies new ones, and an
+    /// import never makes it (promise 17): whoever re-points a connection must bring the
+    /// secret for the new place.
+    pub destination_settings: &'static [&'static str],
+    /// For providers that sign with a key connvault keeps: what else ends with the key when a
+    /// destination changes (certificates, open requests to an admin, a cached session), inside
+    /// the change's transaction. The key itself is dropped with the other stored secrets.
+    pub retire_on_destination_change: Option<RetireFn>,
 }
+
+pub type RetireFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+/// `retire(tx, connection_id)`.
+pub type RetireFn = for<'a> fn(&'a mut Tx<'static>, i64) -> RetireFuture<'a>;
 
 /// The outcome of a live check: whether it worked, what happened, and what to fix. A check that
 /// ran and failed is a result (`ok: false`), not an error.
@@ -202,6 +217,13 @@ impl ProviderDef {
         stored.filter(|name| !self.is_managed(name) && !self.field(name).is_some_and(|s| s.secret && s.applies(settings))).cloned().collect()
     }
 
+    /// The destination settings whose value differs between `old` and `new` (URLs compared as
+    /// parsed, so `HTTPS://Host/` and `https://host` are the same place; a setting that appears
+    /// or disappears is a change).
+    pub fn destination_changes(&self, old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<&'static str> {
+        self.destination_settings.iter().copied().filter(|name| destination_key(old.get(*name)) != destination_key(new.get(*name))).collect()
+    }
+
     pub fn is_managed(&self, name: &str) -> bool {
         self.managed_secrets.contains(&name)
     }
@@ -221,6 +243,17 @@ impl ProviderDef {
         } else {
             "it is set by connvault"
         }
+    }
+}
+
+/// A destination setting's value in comparable form: a URL as parsed (scheme and host in lower
+/// case, default port dropped) without a trailing `/`; anything else as its JSON text.
+fn destination_key(value: Option<&Value>) -> Option<String> {
+    let value = value?;
+    let Some(text) = value.as_str() else { return Some(value.to_string()) };
+    match url::Url::parse(text.trim()) {
+        Ok(url) => Some(url.as_str().trim_end_matches('/').to_string()),
+        Err(_) => Some(text.trim().to_string()),
     }
 }
 

@@ -5,7 +5,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{FieldKind, FieldSpec, ProviderDef};
+use super::{FieldKind, FieldSpec, ProviderDef, RetireFuture};
+use crate::db::Tx;
 use crate::error::FieldError;
 
 pub const PRODUCTION: &str = "https://login.salesforce.com";
@@ -91,7 +92,28 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     test: None,
     managed_secrets: &[PRIVATE_KEY, PENDING_PRIVATE_KEY, ACCESS_TOKEN],
     cached_secrets: &[ACCESS_TOKEN],
+    destination_settings: &["login_url", "audience"],
+    retire_on_destination_change: Some(retire),
 };
+
+/// A new login URL or audience: the private key (dropped with the other stored secrets by the
+/// caller) is retired with its certificates, open requests to the admin and their links, and
+/// the cached session. The connection needs a certificate again.
+fn retire<'a>(tx: &'a mut Tx<'static>, connection_id: i64) -> RetireFuture<'a> {
+    Box::pin(crate::salesforce::retire_credentials(tx, connection_id))
+}
+
+/// The hosts whose token endpoint is Salesforce's own: the issuer that accepts an assertion
+/// signed with the connection's key. Production and sandbox logins, My Domain (with its
+/// sandbox, developer and scratch forms, all under `.my.salesforce.com`), and Experience Cloud
+/// sites on Salesforce's domains (`.my.site.com`, and the older `.force.com`). An Experience
+/// Cloud site on a custom domain cannot be told from any other host and is refused; use the
+/// site's `.my.site.com` address.
+pub fn is_salesforce_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let under = |suffix: &str| host.len() > suffix.len() && host.ends_with(suffix) && !host[..host.len() - suffix.len()].ends_with('.');
+    host == "login.salesforce.com" || host == "test.salesforce.com" || under(".my.salesforce.com") || under(".my.site.com") || under(".force.com")
+}
 
 fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -108,6 +130,16 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
                 errors.push(FieldError::new(
                     format!("settings.{name}"),
                     format!("give only the address, without a path, e.g. {} (connvault adds /services/oauth2/token)", url.origin().ascii_serialization()),
+                ));
+            } else if !is_loopback_host(&url) && !url.host_str().is_some_and(is_salesforce_host) {
+                errors.push(FieldError::new(
+                    format!("settings.{name}"),
+                    format!(
+                        "{} is not a Salesforce login host: use https://login.salesforce.com, https://test.salesforce.com, your My Domain \
+                         (https://NAME.my.salesforce.com, https://NAME--SANDBOX.sandbox.my.salesforce.com) or an Experience Cloud site on \
+                         .my.site.com; the connection's signed assertions go nowhere else",
+                        url.host_str().unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -211,6 +243,23 @@ mod tests {
         assert_eq!(errors(json!({"username": "integration"})), ["settings.username"]);
         assert_eq!(errors(json!({"consumer_key": "3MVG9 abc"})), ["settings.consumer_key"]);
         assert_eq!(errors(json!({"session_lifetime_minutes": 2})), ["settings.session_lifetime_minutes"]);
+        // Only Salesforce's own hosts (and a local stand-in) receive assertions.
+        for ok in ["https://acme.my.salesforce.com", "https://acme--qa.sandbox.my.salesforce.com", "https://acme.my.site.com", "https://test.salesforce.com"] {
+            assert!(errors(json!({"login_url": ok, "audience": ok})).is_empty(), "{ok}");
+        }
+        for bad in ["https://evil.example.com", "https://my.salesforce.com", "https://login.salesforce.com.evil.io", "https://evilmy.salesforce.com"] {
+            assert_eq!(errors(json!({"login_url": bad})), ["settings.login_url"], "{bad}");
+            assert_eq!(errors(json!({"audience": bad})), ["settings.audience"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn login_url_and_audience_are_destinations() {
+        let old = json!({"login_url": "https://login.salesforce.com", "username": "u@x.io"});
+        let same = json!({"login_url": "HTTPS://Login.Salesforce.com/", "username": "other@x.io"});
+        let moved = json!({"login_url": "https://acme.my.salesforce.com", "username": "u@x.io", "audience": "https://login.salesforce.com"});
+        assert!(SALESFORCE.destination_changes(old.as_object().unwrap(), same.as_object().unwrap()).is_empty());
+        assert_eq!(SALESFORCE.destination_changes(old.as_object().unwrap(), moved.as_object().unwrap()), ["login_url", "audience"]);
     }
 
     #[test]

@@ -290,6 +290,27 @@ async fn store_certificate(
     Ok(info)
 }
 
+/// Retires everything that came with a connection's key when its login URL or audience
+/// changes (see `providers::salesforce::SALESFORCE.retire_on_destination_change`): its
+/// certificates, the open request to the admin and its link, and the session minted with it.
+/// The caller drops the key itself with the other stored secrets, in the same transaction.
+pub(crate) async fn retire_credentials(tx: &mut Tx<'static>, connection_id: i64) -> Result<()> {
+    let t = now();
+    sqlx::query("UPDATE salesforce_certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state <> 'retired'")
+        .bind(&t)
+        .bind(connection_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE salesforce_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+        .bind(&t)
+        .bind(connection_id)
+        .execute(&mut **tx)
+        .await?;
+    sessions::drop_links(tx, LINK_PURPOSE, ("connection", connection_id)).await?;
+    sqlx::query("DELETE FROM salesforce_sessions WHERE connection_id = $1").bind(connection_id).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// "Request admin help" / "Rotate certificate": a new key pair and self-signed certificate,
 /// and (with `send_request`) the request email to the admin.
 pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name: &str, input: IssueRequest) -> Result<Issued> {

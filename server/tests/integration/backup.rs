@@ -164,7 +164,7 @@ async fn a_backup_restores_into_a_fresh_instance_with_another_master_key() {
         let dev = users::list(db).await.unwrap().into_iter().find(|u| u.email == "dev@example.com").unwrap();
         assert_eq!(dev.roles.get("DEV"), Some(&Role::Developer));
         let key = server::api_keys::authenticate(&target, &api_key, None).await.unwrap();
-        assert_eq!(key.name, "test");
+        assert_eq!(key.key.name, "test");
 
         // Audited on both sides; the target's database holds no secret in clear.
         assert!(rows(&source_db, "SELECT action FROM audit_events").await.contains(&"backup.create".to_string()));

@@ -21,5 +21,6 @@ mod outbound;
 mod people;
 mod promotion;
 mod salesforce;
+mod security;
 mod standin;
 mod vault_promises;

@@ -178,7 +178,8 @@ async fn promise_13_plan_apply_and_apply_again() {
 }
 
 /// Promise 13: a conflict without the option stops the apply (409 naming it) with nothing
-/// written; the plan shows it; `overwrite_settings` takes the bundle's settings.
+/// written; the plan shows it; `overwrite_settings` takes the bundle's settings (except where
+/// the credential goes: promise 17, in security.rs).
 #[tokio::test]
 async fn promise_13_conflicts_stop_the_import_unless_overwritten() {
     for db in backends().await {
@@ -189,7 +190,7 @@ async fn promise_13_conflicts_stop_the_import_unless_overwritten() {
                 Who::Key(&k),
                 "PATCH",
                 "/api/v1/environments/QA/connections/Billing",
-                Some(json!({"settings": {"base_url": "https://qa-billing.example.com"}})),
+                Some(json!({"settings": {"auth": "header", "header_name": "X-Billing-Key"}})),
             )
             .await;
         assert_eq!(st, 200);
@@ -204,14 +205,14 @@ async fn promise_13_conflicts_stop_the_import_unless_overwritten() {
         assert_eq!((st, err["error"]["code"].as_str()), (409, Some("import_conflict")), "{err}");
         assert!(err["error"]["message"].as_str().unwrap().contains("connection Billing"), "{err}");
         assert_eq!(fields(&err), ["connections[0]"]);
-        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("base_url"), "{err}");
+        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("auth, header_name"), "{err}");
         assert_eq!(db.content_digest().await, before, "a refused import wrote something");
 
         let (st, applied) = import(&api, &k, "mode=apply&overwrite_settings=true", &bundle).await;
         assert_eq!(st, 200, "{applied}");
         assert!(actions(&applied).contains(&change("connection", "Billing", "update")), "{applied}");
         let (_, qa, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/connections/Billing", None).await;
-        assert_eq!(qa["settings"]["base_url"], "https://billing.example.com");
+        assert_eq!((qa["settings"]["auth"].as_str(), qa["settings"].get("header_name")), (Some("bearer"), None), "{qa}");
         assert!(qa["secrets_set"]["token"].is_string(), "QA's own secret stays: {qa}");
         let token = server::connections::open_secret(&api.s.db, &api.s.vault, "QA", "Billing", "token").await.unwrap();
         assert_eq!(token.expose_secret(), "qa-token");
