@@ -37,6 +37,26 @@ pub struct Grant {
     pub access: Access,
 }
 
+// A grant: the resources from `access::RESOURCES`, the read-only ones taking read only.
+crate::api::doc::hand_schema!(Grant, "Grant", || {
+    use crate::access::RESOURCES;
+    let resources: Vec<&str> = std::iter::once("*").chain(RESOURCES.iter().map(|r| r.as_str())).collect();
+    let read_only: Vec<&str> = RESOURCES.iter().filter(|r| r.read_only()).map(|r| r.as_str()).collect();
+    serde_json::json!({
+        "type": "object",
+        "required": ["environment", "resource", "access"],
+        "properties": {
+            "environment": {"type": "string", "description": "An environment name (case-insensitive) or *"},
+            "resource": {"type": "string", "enum": resources},
+            "access": {"type": "string", "enum": ["read", "write"]}
+        },
+        "additionalProperties": false,
+        "description": format!("{} can only be read", read_only.join(", ")),
+        "if": {"properties": {"resource": {"enum": read_only}}, "required": ["resource"]},
+        "then": {"properties": {"access": {"const": "read"}}}
+    })
+});
+
 impl Grant {
     /// Whether this grant gives at least everything `other` gives.
     pub fn includes(&self, other: &Grant) -> bool {
@@ -67,18 +87,23 @@ pub fn parse_grant(text: &str) -> Result<Vec<Grant>> {
     Ok(accesses.into_iter().map(|access| Grant { environment: env.to_string(), resource: resource.to_string(), access }).collect())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: i64,
     pub name: String,
     pub prefix: String,
     pub grants: Vec<Grant>,
     pub allowed_addresses: Vec<String>,
+    #[schema(required = true)]
     pub expires_at: Option<String>,
+    #[schema(required = true)]
     pub last_used_at: Option<String>,
+    #[schema(required = true)]
     pub revoked_at: Option<String>,
     pub created_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -108,6 +133,48 @@ pub struct NewApiKey {
     #[serde(default)]
     pub expires_at: Option<String>,
 }
+
+crate::api::doc::hand_schema!(
+    NewApiKey,
+    "NewApiKey",
+    || {
+        use crate::api::doc::{CONTROL, WS};
+        serde_json::json!({
+            "type": "object",
+            "required": ["name", "grants"],
+            "additionalProperties": false,
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "pattern": format!("^[{WS}]*[^{WS}{CONTROL}](?:[^{CONTROL}]{{0,98}}[^{WS}{CONTROL}])?[{WS}]*$"),
+                    "description": "1 to 100 characters (surrounding white space is dropped), no control characters; e.g. the app that uses it"
+                },
+                "grants": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": crate::api::doc::schema_ref::<Grant>(),
+                    "description": "Read-only resources (audit, users) take read only; every environment named must exist"
+                },
+                "allowed_addresses": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "description": "An IPv4 or IPv6 address, or a CIDR range such as 10.0.0.0/8 (surrounding white space is dropped)",
+                        "pattern": format!("^[{WS}]*(?:{IPV4}|{IPV6})[{WS}]*$")
+                    },
+                    "description": "Addresses or CIDR ranges (e.g. 10.0.0.0/8) the key may be used from; none: any"
+                },
+                "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339, in the future"}
+            }
+        })
+    },
+    [Grant]
+);
+
+/// An IPv4 address, optionally with a prefix length (for `allowed_addresses`' schema).
+const IPV4: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}(?:/(?:3[0-2]|[12]?[0-9]))?";
+/// An IPv6 address (every abbreviation), optionally with a prefix length.
+const IPV6: &str = r"(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?";
 
 /// Who is creating a key: a person (limited by their own rights) or the operator at the
 /// server's command line.
