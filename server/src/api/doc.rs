@@ -175,6 +175,19 @@ error_responses! {
     Conflict = "Conflict", "The request conflicts with what is stored (`code` says how, e.g. connection_exists)";
 }
 
+/// An error response of one operation: `operation_error!(Type, "Name", "description")`.
+macro_rules! operation_error {
+    ($ty:ident, $name:literal, $description:literal) => {
+        struct $ty;
+        impl<'r> utoipa::ToResponse<'r> for $ty {
+            fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+                ($name, $crate::api::doc::error_response($description).build().into())
+            }
+        }
+    };
+}
+pub(crate) use operation_error;
+
 /// 429 from the failed-authentication limit, with `Retry-After`.
 pub struct TooManyRequests;
 

@@ -13,7 +13,7 @@ use axum::Json;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use super::doc::{params_doc, query, BadRequest, EnvPath, Forbidden, NotFound, TooLarge, TooManyRequests, Unauthorized};
+use super::doc::{operation_error, params_doc, query, BadRequest, EnvPath, Forbidden, NotFound, TooLarge, TooManyRequests, Unauthorized};
 use super::principal::Principal;
 use super::v1::{env_for, Path, Query};
 use crate::access::{Access, Resource};
@@ -70,25 +70,15 @@ params_doc!(ImportOptions, || {
     ]
 });
 
-/// 409 of `import`: what an apply would overwrite.
-struct ImportConflict;
+// 409 of `import`: what an apply would overwrite.
+operation_error!(ImportConflict, "ImportConflict", "import_conflict: applying would overwrite something the target decided (settings, provider, a binding); details name each conflict by its path in the bundle. Nothing was written.");
 
-impl<'r> utoipa::ToResponse<'r> for ImportConflict {
-    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
-        let response = super::doc::error_response("import_conflict: applying would overwrite something the target decided (settings, provider, a binding); details name each conflict by its path in the bundle. Nothing was written.").build();
-        ("ImportConflict", response.into())
-    }
-}
-
-/// 422 of `import`: what is wrong with the bundle.
-struct BundleInvalid;
-
-impl<'r> utoipa::ToResponse<'r> for BundleInvalid {
-    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
-        let response = super::doc::error_response("The bundle is wrong (format, version, digest, an item): details name each problem by its path, e.g. integrations[3].provider. Nothing was written.").build();
-        ("BundleInvalid", response.into())
-    }
-}
+// 422 of `import`: what is wrong with the bundle.
+operation_error!(
+    BundleInvalid,
+    "BundleInvalid",
+    "The bundle is wrong (format, version, digest, an item): details name each problem by its path, e.g. integrations[3].provider. Nothing was written."
+);
 
 #[utoipa::path(
     get, path = "/environments/{env}/export", operation_id = "exportEnvironment",

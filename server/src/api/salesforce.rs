@@ -12,7 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::doc::{
-    hand_schema, params_doc, BadRequest, Conflict, ConnectionPath, ErrorResponse, Forbidden, Invalid, NotFound, TooLarge, TooManyRequests, Unauthorized,
+    hand_schema, operation_error, params_doc, BadRequest, Conflict, ConnectionPath, ErrorResponse, Forbidden, Invalid, NotFound, TooLarge, TooManyRequests,
+    Unauthorized,
 };
 use super::principal::Principal;
 use super::v1::{env_for, Body, Path, Query};
@@ -45,15 +46,8 @@ impl<'r> utoipa::ToResponse<'r> for Pem {
     }
 }
 
-/// 403 of the admin's link: the link is the permission.
-struct LinkRefused;
-
-impl<'r> utoipa::ToResponse<'r> for LinkRefused {
-    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
-        let response = super::doc::error_response("The link is not valid (unknown, used, expired or replaced), or names another connection").build();
-        ("LinkRefused", response.into())
-    }
-}
+// 403 of the admin's link: the link is the permission.
+operation_error!(LinkRefused, "LinkRefused", "The link is not valid (unknown, used, expired or replaced), or names another connection");
 
 #[utoipa::path(
     post, path = "/environments/{env}/connections/{name}/certificate", operation_id = "issueCertificate",
