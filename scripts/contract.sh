@@ -11,8 +11,8 @@
 # (scripts/contract/seed.py), then runs schemathesis on the served /api/v1/openapi.json with
 # random data (the seed is printed: pass --seed N to replay a run). Exits non-zero on any
 # failure; the server is stopped and the data directory removed either way.
-# CONTRACT_SCHEMA=server/src/api/openapi.json tests the document as edited instead of the one
-# built into the binary (which serves it as is), to work on it without rebuilding.
+# CONTRACT_SCHEMA=FILE tests that document (e.g. a saved copy of the served one, edited to try a
+# change) instead of the one the binary generates, to work on it without rebuilding.
 set -euo pipefail
 
 # shellcheck source=scripts/common.sh

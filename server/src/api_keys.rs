@@ -46,6 +46,26 @@ pub struct Grant {
     pub access: Access,
 }
 
+// A grant: the resources from `access::RESOURCES`, the read-only ones taking read only.
+crate::api::doc::hand_schema!(Grant, "Grant", || {
+    use crate::access::RESOURCES;
+    let resources: Vec<&str> = std::iter::once("*").chain(RESOURCES.iter().map(|r| r.as_str())).collect();
+    let read_only: Vec<&str> = RESOURCES.iter().filter(|r| r.read_only()).map(|r| r.as_str()).collect();
+    serde_json::json!({
+        "type": "object",
+        "required": ["environment", "resource", "access"],
+        "properties": {
+            "environment": {"type": "string", "description": "An environment name (case-insensitive) or *"},
+            "resource": {"type": "string", "enum": resources},
+            "access": {"type": "string", "enum": ["read", "write"]}
+        },
+        "additionalProperties": false,
+        "description": format!("{} can only be read", read_only.join(", ")),
+        "if": {"properties": {"resource": {"enum": read_only}}, "required": ["resource"]},
+        "then": {"properties": {"access": {"const": "read"}}}
+    })
+});
+
 /// Which environments a stored grant reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -162,19 +182,26 @@ pub struct ApiKey {
 }
 
 /// A key as the API shows it: grants by environment name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
 pub struct ApiKeyView {
     pub id: i64,
     pub name: String,
     pub prefix: String,
     pub grants: Vec<Grant>,
     pub allowed_addresses: Vec<String>,
+    #[schema(required = true)]
     pub expires_at: Option<String>,
+    #[schema(required = true)]
     pub last_used_at: Option<String>,
+    #[schema(required = true)]
     pub revoked_at: Option<String>,
     pub created_by: String,
+    #[schema(required = true)]
     pub parent_id: Option<i64>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -224,32 +251,47 @@ pub struct NewApiKey {
     pub expires_at: Option<String>,
 }
 
-/// Stored grants (environments by id) as the API writes them (by name), for a backup; grants
-/// for an environment that is gone are left out (they reach nothing).
-pub fn grants_by_name(stored: &str, envs: &[Environment]) -> Result<String> {
-    let grants: Vec<KeyGrant> = serde_json::from_str(stored).map_err(|e| Error::Internal(format!("stored grants: {e}")))?;
-    let named: Vec<Grant> = grants
-        .iter()
-        .filter(|g| matches!(g.scope, Scope::Env(id) if envs.iter().any(|e| e.id == id)) || g.scope == Scope::All)
-        .map(|g| g.render(envs))
-        .collect();
-    serde_json::to_string(&named).map_err(|e| Error::Internal(e.to_string()))
-}
+crate::api::doc::hand_schema!(
+    NewApiKey,
+    "NewApiKey",
+    || {
+        use crate::api::doc::{CONTROL, WS};
+        serde_json::json!({
+            "type": "object",
+            "required": ["name", "grants"],
+            "additionalProperties": false,
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "pattern": format!("^[{WS}]*[^{WS}{CONTROL}](?:[^{CONTROL}]{{0,98}}[^{WS}{CONTROL}])?[{WS}]*$"),
+                    "description": "1 to 100 characters (surrounding white space is dropped), no control characters; e.g. the app that uses it"
+                },
+                "grants": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": crate::api::doc::schema_ref::<Grant>(),
+                    "description": "Read-only resources (audit, users) take read only; every environment named must exist"
+                },
+                "allowed_addresses": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "description": "An IPv4 or IPv6 address, or a CIDR range such as 10.0.0.0/8 (surrounding white space is dropped)",
+                        "pattern": format!("^[{WS}]*(?:{IPV4}|{IPV6})[{WS}]*$")
+                    },
+                    "description": "Addresses or CIDR ranges (e.g. 10.0.0.0/8) the key may be used from; none: any"
+                },
+                "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339, in the future"}
+            }
+        })
+    },
+    [Grant]
+);
 
-/// Grants by environment name (a backup's) in their stored form, by the ids `id_of` gives.
-pub fn grants_by_id(named: &str, id_of: impl Fn(&str) -> Option<i64>) -> Result<String> {
-    let grants: Vec<Grant> = serde_json::from_str(named).map_err(|e| Error::field("grants", format!("not a list of grants: {e}")))?;
-    let mut stored = Vec::with_capacity(grants.len());
-    for g in grants {
-        let scope = if g.environment == "*" {
-            Scope::All
-        } else {
-            Scope::Env(id_of(&g.environment).ok_or_else(|| Error::field("grants", format!("no environment {} for a grant", g.environment)))?)
-        };
-        stored.push(KeyGrant { scope, resource: g.resource, access: g.access });
-    }
-    serde_json::to_string(&stored).map_err(|e| Error::Internal(e.to_string()))
-}
+/// An IPv4 address, optionally with a prefix length (for `allowed_addresses`' schema).
+const IPV4: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}(?:/(?:3[0-2]|[12]?[0-9]))?";
+/// An IPv6 address (every abbreviation), optionally with a prefix length.
+const IPV6: &str = r"(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?";
 
 /// Who is creating a key: a person (limited by their own rights), a key (limited by its own
 /// effective rights, addresses and expiry), or the operator at the server's command line.

@@ -151,7 +151,7 @@ pub async fn record_alone(db: &Db, actor: &Actor, event: Event<'_>) -> Result<()
 
 /// A stored event, as the audit page and `GET /api/v1/audit` show it. Events never change:
 /// `updated_at` is always `created_at`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub id: i64,
     pub actor_kind: String,
@@ -163,7 +163,9 @@ pub struct AuditEvent {
     pub object_name: Option<String>,
     pub detail: Value,
     pub client_addr: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 

@@ -25,21 +25,36 @@ pub const MAX_NAME_LEN: usize = 100;
 
 /// A connection as every reader sees it: settings, and which secrets are set and when, never
 /// their values.
-#[derive(Debug, Clone, Serialize)]
+/// (`deny_unknown_fields` only for its schema: an answer holds these fields and nothing else.)
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Connection {
     pub id: i64,
     pub environment: String,
     pub name: String,
+    #[schema(schema_with = crate::api::doc::fields::provider)]
     pub provider: String,
+    #[schema(value_type = Object)]
     pub settings: Map<String, Value>,
     /// Secret field → when it was last set (RFC 3339 UTC).
+    #[schema(schema_with = secrets_set_schema)]
     pub secrets_set: BTreeMap<String, String>,
     /// Secret field → who set it.
     pub secrets_set_by: BTreeMap<String, String>,
     pub created_by: String,
     pub updated_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+fn secrets_set_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(json!({
+        "type": "object",
+        "additionalProperties": {"type": "string", "format": "date-time"},
+        "description": "Secret field → when it was set"
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +66,32 @@ pub struct NewConnection {
     pub settings: Map<String, Value>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretString>,
+}
+
+// A new connection: one schema per provider (each provider's `schema`), told apart by `provider`.
+crate::api::doc::hand_schema!(NewConnection, "NewConnection", || json!({
+    "type": "object",
+    "description": "A connection: its provider decides its settings and secrets (the private key of a Salesforce connection is issued or uploaded through /certificate, never sent here)",
+    "oneOf": providers::REGISTRY.iter().map(|p| {
+        let mut schema = p.connection_schema();
+        schema["title"] = json!(p.id);
+        schema["type"] = json!("object");
+        schema["additionalProperties"] = json!(false);
+        schema["properties"]["name"] = name_schema();
+        schema["properties"]["provider"] = json!({"const": p.id});
+        schema
+    }).collect::<Vec<_>>(),
+    "discriminator": {"propertyName": "provider"}
+}));
+
+/// The schema of a connection or integration name ([`is_valid_name`]).
+pub fn name_schema() -> Value {
+    json!({"type": "string", "pattern": format!("^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{}}}$", MAX_NAME_LEN - 1)})
+}
+
+/// The schema of a secret's value as people send it (see `check_secret_values`).
+pub fn secret_value_schema() -> Value {
+    json!({"type": "string", "writeOnly": true, "pattern": crate::api::doc::not_blank(), "description": "Not blank; at most 64 KiB (UTF-8)"})
 }
 
 /// A partial change: settings given replace (a `null` removes one), secrets given are replaced,
@@ -65,6 +106,21 @@ pub struct ConnectionPatch {
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretString>,
 }
+
+crate::api::doc::hand_schema!(ConnectionPatch, "ConnectionPatch", || {
+    let mut name = name_schema();
+    name["description"] = json!("A new name (a rename)");
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "A partial change. Which settings and secrets are valid depends on the stored connection's provider and settings (see NewConnection): the result must be a valid connection, else 422 naming each field",
+        "properties": {
+            "name": name,
+            "settings": {"type": "object", "description": "Given keys replace; null removes", "additionalProperties": {"type": ["string", "integer", "null"]}},
+            "secrets": {"type": "object", "additionalProperties": secret_value_schema(), "writeOnly": true, "description": "Given secrets are replaced"}
+        }
+    })
+});
 
 /// Which connections to list.
 #[derive(Debug, Default, Clone)]

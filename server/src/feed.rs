@@ -29,6 +29,30 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T: utoipa::ToSchema> utoipa::__dev::ComposeSchema for Page<T> {
+    fn compose(_: Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::api::doc::json_schema(serde_json::json!({
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": crate::api::doc::schema_ref::<T>()},
+                "next_cursor": {"type": ["string", "null"]}
+            }
+        }))
+    }
+}
+
+impl<T: utoipa::ToSchema> utoipa::ToSchema for Page<T> {
+    fn name() -> std::borrow::Cow<'static, str> {
+        format!("Page_{}", T::name()).into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((T::name().into(), T::schema()));
+        T::schemas(schemas);
+    }
+}
+
 /// Which records a list returns, in which order, and where to continue (`cursor`, from a
 /// previous page's `next_cursor`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +160,29 @@ pub struct FeedParams {
     pub since_id: Option<String>,
     pub updated_since: Option<String>,
 }
+
+crate::api::doc::params_doc!(FeedParams, || {
+    use crate::api::doc::query;
+    use serde_json::json;
+    vec![
+        query("limit", json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}), "Records per page (default 100)"),
+        query(
+            "cursor",
+            json!({"type": "string", "minLength": 1}),
+            "`next_cursor` of the previous page, as it was issued: any other value is refused (422). A cursor continues only the list and the mode (default order, `since_id` or `updated_since`) that issued it: send the same `since_id` / `updated_since` with it.",
+        ),
+        query(
+            "since_id",
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX}),
+            "Change feed: records created after this id, in id order. Cannot be combined with `updated_since`.",
+        ),
+        query(
+            "updated_since",
+            json!({"type": "string", "format": "date-time"}),
+            "Change feed: records created or changed at or after this instant (RFC 3339; converted to UTC), in (updated_at, id) order. Cannot be combined with `since_id`. An empty value is refused, like any other that is not such a time.",
+        ),
+    ]
+});
 
 /// A parameter as sent: an empty value is a value (and refused where it is not valid), not an
 /// absent parameter, so that a script's unset variable does not silently widen a list.

@@ -22,11 +22,16 @@ pub const MAX_OBJECTS: usize = 200;
 pub const MAX_TEXT_LEN: usize = 500;
 
 /// One object an integration uses, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectUse {
     pub name: String,
     /// `read` or `read_write`.
+    #[schema(schema_with = access_schema)]
     pub access: String,
+}
+
+fn access_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["read", "read_write"]}))
 }
 
 /// As sent: an object name (read-only), or `{name, access}`.
@@ -54,7 +59,45 @@ pub struct Publish {
     pub version: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+crate::api::doc::hand_schema!(Publish, "Publish", || {
+    let mut schema = serde_json::json!({"type": "object", "required": ["provider"], "additionalProperties": false});
+    schema["properties"] = publish_properties();
+    schema
+});
+
+/// The properties of a [`Publish`] body (also an integration's in a promotion bundle).
+pub fn publish_properties() -> serde_json::Value {
+    use crate::api::doc::WS;
+    let name = serde_json::json!({"type": "string", "pattern": format!("^[{WS}]*[^{WS}]{{1,100}}[{WS}]*$")});
+    let mut described = name.clone();
+    described["description"] = "An object name: 1 to 100 characters without white space (surrounding white space is dropped), e.g. Account".into();
+    let mut read_only = name;
+    read_only["description"] = "An object name, read-only".into();
+    let text = serde_json::json!({"type": ["string", "null"], "maxLength": MAX_TEXT_LEN, "description": "Blank means none"});
+    serde_json::json!({
+        "provider": {"type": "string", "enum": crate::providers::ids()},
+        "objects": {
+            "type": "array",
+            "maxItems": MAX_OBJECTS,
+            "uniqueItems": true,
+            "description": "Each object once (names compared case-insensitively)",
+            "items": {
+                "oneOf": [
+                    read_only,
+                    {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": described, "access": {"type": "string", "enum": ["read", "read_write"], "default": "read"}}
+                    }
+                ]
+            }
+        },
+        "description": text,
+        "version": text
+    })
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Integration {
     pub id: i64,
     pub environment: String,
@@ -66,15 +109,23 @@ pub struct Integration {
     /// The bound connection's name, if bound.
     pub connection: Option<String>,
     pub bound_by: Option<String>,
+    #[schema(schema_with = crate::api::doc::fields::optional_date_time)]
     pub bound_at: Option<String>,
     /// `bound`, `failing` or `needs_connection`.
+    #[schema(schema_with = status_schema)]
     pub status: String,
     /// Why it is failing, or what it needs, in plain words.
     pub status_reason: Option<String>,
     pub published_by: String,
     pub updated_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+fn status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["bound", "failing", "needs_connection"]}))
 }
 
 /// Whether a publish created, changed or left alone the integration.

@@ -418,11 +418,14 @@ impl Smtp {
 }
 
 /// One message in the outbox, as lists show it (nothing sealed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OutboxItem {
     pub id: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    /// The recipient's address.
     pub to: String,
     pub subject: String,
     /// The size of the whole message (`.eml`), in bytes.

@@ -250,6 +250,58 @@ pub struct Bundle {
     bindings: BTreeMap<String, InBinding>,
 }
 
+// A bundle as export writes it and import reads it (see `parse` for every check).
+crate::api::doc::hand_schema!(Bundle, "Bundle", || {
+    use crate::connections::name_schema;
+    let not_blank = json!({"type": "string", "pattern": crate::api::doc::not_blank(), "description": "Not blank, as export writes it"});
+    let provider = json!({"type": "string", "enum": crate::providers::ids()});
+    let mut integration = crate::integrations::publish_properties();
+    integration["name"] = name_schema();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": TOP_LEVEL,
+        "properties": {
+            "format": {"const": FORMAT},
+            "format_version": {"const": FORMAT_VERSION},
+            "source_environment": not_blank,
+            "exported_at": {"type": "string", "format": "date-time"},
+            "exported_by": not_blank,
+            "integrations": {
+                "type": "array",
+                "items": {"type": "object", "required": ["name", "provider"], "additionalProperties": false, "properties": integration}
+            },
+            "connections": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "provider", "settings"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": name_schema(),
+                        "provider": provider,
+                        "settings": {"type": "object", "description": "Non-secret settings only, valid for the provider (see NewConnection)"}
+                    }
+                }
+            },
+            "bindings": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["integration", "connection"],
+                    "additionalProperties": false,
+                    "properties": {"integration": name_schema(), "connection": name_schema()}
+                }
+            },
+            "digest": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "SHA-256 (hex) of the canonical JSON (keys sorted at every level, no whitespace) of the bundle without digest"
+            }
+        }
+    })
+});
+
 /// Moves a validation error of one item under its path in the bundle (`name` →
 /// `integrations[3].name`); any other error is reported at the item itself.
 fn nest(prefix: &str, result: Result<()>, errors: &mut Vec<FieldError>) {
@@ -443,7 +495,7 @@ pub fn check(value: &Value) -> Result<Bundle> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Plan,
@@ -459,7 +511,7 @@ pub struct Options {
     pub create_placeholders: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Integration,
@@ -477,7 +529,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
@@ -498,9 +550,10 @@ impl Action {
 }
 
 /// One line of an import plan. A binding's `name` is its integration's.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Change {
     pub kind: Kind,
+    /// For a binding: its integration.
     pub name: String,
     pub action: Action,
     pub detail: String,
@@ -509,7 +562,8 @@ pub struct Change {
     pub path: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportReport)]
 pub struct Report {
     pub mode: Mode,
     pub changes: Vec<Change>,

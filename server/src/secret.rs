@@ -14,6 +14,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SecretString(String);
 
+crate::api::doc::hand_schema!(
+    SecretString,
+    "SecretString",
+    || serde_json::json!({"type": "string", "writeOnly": true, "description": "A secret: accepted, never answered"})
+);
+
 impl SecretString {
     pub fn new(value: String) -> Self {
         Self(value)

@@ -4,11 +4,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::doc::{params_doc, query, BadRequest, Conflict, EnvPath, Forbidden, IntegrationPath, Invalid, NotFound, TooLarge, TooManyRequests, Unauthorized};
 use super::principal::{self, Principal};
 use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
@@ -17,25 +19,51 @@ use crate::feed::{FeedParams, Page};
 use crate::integrations::{self, Change, Integration, Publish};
 use crate::startup::Services;
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/environments/{env}/integrations", get(list))
-        .route("/environments/{env}/integrations/{name}", get(read).put(publish).delete(unpublish))
-        .route("/environments/{env}/integrations/{name}/binding", put(bind).delete(unbind))
-        .route("/environments/{env}/integrations/{name}/token", axum::routing::post(token))
+pub fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(read, publish, unpublish)).routes(routes!(bind, unbind)).routes(routes!(token))
 }
 
+#[utoipa::path(
+    get, path = "/environments/{env}/integrations", operation_id = "listIntegrations",
+    summary = "Integrations by name (default), or a change feed, with binding status",
+    params(EnvPath, FeedParams),
+    responses(
+        (status = 200, description = "A page of integrations", body = inline(Page<Integration>)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn list(State(s): State<Services>, p: Principal, Path(env): Path<String>, Query(q): Query<FeedParams>) -> Result<Json<Page<Integration>>> {
     let (feed, limit) = q.parse()?;
     let env = env_for(&s, &p, &env, Resource::Integrations, Access::Read).await?;
     Ok(Json(integrations::list(&s.db, &env.name, &feed, limit).await?))
 }
 
+#[utoipa::path(
+    get, path = "/environments/{env}/integrations/{name}", operation_id = "getIntegration",
+    summary = "One integration, with its binding status",
+    params(IntegrationPath),
+    responses(
+        (status = 200, description = "The integration", body = Integration),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn read(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Integration>> {
     let env = env_for(&s, &p, &env, Resource::Integrations, Access::Read).await?;
     Ok(Json(integrations::get(&s.db, &env.name, &name).await?))
 }
 
+#[utoipa::path(
+    put, path = "/environments/{env}/integrations/{name}", operation_id = "publishIntegration",
+    summary = "Publish or update; the same body twice changes nothing ('change': 'unchanged')",
+    params(PublishPath),
+    request_body = Publish,
+    responses(
+        (status = 200, description = "Updated, or unchanged", body = Integration),
+        (status = 201, description = "Published (created)", body = Integration),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 413, response = TooLarge), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 /// 201 when created, 200 when changed or already so (`"change"` says which).
 async fn publish(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(input): Body<Publish>) -> Result<Response> {
     let env = env_for(&s, &p, &env, Resource::Integrations, Access::Write).await?;
@@ -46,23 +74,68 @@ async fn publish(State(s): State<Services>, p: Principal, Path((env, name)): Pat
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/environments/{env}/integrations/{name}", operation_id = "unpublishIntegration",
+    summary = "Unpublish an integration (and drop its binding)",
+    params(IntegrationPath),
+    responses(
+        (status = 204, description = "Unpublished"),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn unpublish(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<StatusCode> {
     let env = env_for(&s, &p, &env, Resource::Integrations, Access::Write).await?;
     integrations::unpublish(&s.db, &p.actor(), &env.name, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// `{env}` and the `{name}` of the integration to publish (a new name must be valid).
+struct PublishPath;
+
+params_doc!(PublishPath, || {
+    use utoipa::openapi::path::ParameterIn;
+    let mut params = <EnvPath as utoipa::IntoParams>::into_params(|| None);
+    params.push(super::doc::param(
+        "name",
+        ParameterIn::Path,
+        true,
+        crate::connections::name_schema(),
+        Some("Integration name: 1 to 100 letters, digits, _ - or ., starting with a letter or digit (else 422)"),
+    ));
+    params
+});
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Binding {
     connection: String,
 }
 
+#[utoipa::path(
+    put, path = "/environments/{env}/integrations/{name}/binding", operation_id = "bindIntegration",
+    summary = "Bind to a connection of the same environment and provider (else 422)",
+    params(IntegrationPath),
+    request_body = inline(Binding),
+    responses(
+        (status = 200, description = "Bound", body = Integration),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 413, response = TooLarge),
+        (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn bind(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(b): Body<Binding>) -> Result<Json<Integration>> {
     let env = env_for(&s, &p, &env, Resource::Bindings, Access::Write).await?;
     Ok(Json(integrations::bind(&s.db, &p.actor(), &env.name, &name, &b.connection).await?))
 }
 
+#[utoipa::path(
+    delete, path = "/environments/{env}/integrations/{name}/binding", operation_id = "unbindIntegration",
+    summary = "Unbind: the integration then needs a connection",
+    params(IntegrationPath),
+    responses(
+        (status = 200, description = "Unbound: the integration needs a connection", body = Integration),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn unbind(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Integration>> {
     let env = env_for(&s, &p, &env, Resource::Bindings, Access::Write).await?;
     Ok(Json(integrations::unbind(&s.db, &p.actor(), &env.name, &name).await?))
@@ -75,6 +148,67 @@ struct TokenQuery {
     force_refresh: bool,
 }
 
+params_doc!(TokenQuery, || vec![query(
+    "force_refresh",
+    serde_json::json!({"type": "boolean", "default": false}),
+    "Mint a new session even if the cached one is young enough (after the caller saw INVALID_SESSION_ID)"
+)]);
+
+/// 200 of `token`: the credentials, never cached.
+struct TokenIssued;
+
+impl<'r> utoipa::ToResponse<'r> for TokenIssued {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+        let body = super::doc::json_schema(json!({
+            "type": "object",
+            "required": ["access_token", "token_type", "instance_url", "expires_at", "connection", "cached"],
+            "properties": {
+                "access_token": {"type": "string"},
+                "token_type": {
+                    "type": "string",
+                    "description": "Bearer (Salesforce, http bearer), Basic (http basic: base64 of user:password) or Header (http header: send access_token in header_name)"
+                },
+                "instance_url": {"type": ["string", "null"], "description": "Salesforce: where to send API calls; http: the base URL"},
+                "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "When to treat the token as stale; null for credentials that do not expire"},
+                "connection": {"type": "string"},
+                "header_name": {"type": "string"},
+                "cached": {"type": "boolean"}
+            }
+        }));
+        let response = utoipa::openapi::ResponseBuilder::new()
+            .description("Credentials (Cache-Control: no-store)")
+            .content("application/json", utoipa::openapi::Content::new(Some(body)))
+            .header("Cache-Control", super::doc::no_store())
+            .build();
+        ("Token", response.into())
+    }
+}
+
+/// 424 of `token`: the bound connection could not give credentials.
+struct DependencyFailed;
+
+impl<'r> utoipa::ToResponse<'r> for DependencyFailed {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+        let response = super::doc::error_response(
+            "The bound connection failed to give credentials (Salesforce refused, or could not be reached): `message` says why; Retry-After when it is backing off",
+        )
+        .header("Retry-After", super::doc::header(json!({"type": "integer", "minimum": 1}), None, false))
+        .build();
+        ("DependencyFailed", response.into())
+    }
+}
+
+#[utoipa::path(
+    post, path = "/environments/{env}/integrations/{name}/token", operation_id = "integrationToken",
+    summary = "Run-time credentials for the integration's bound connection (API key with tokens:read)",
+    description = "Salesforce: a cached session while younger than the connection's session lifetime less a safety margin (no database write, no outbound call); otherwise, or with force_refresh=true (after the caller saw INVALID_SESSION_ID), one new JWT-bearer mint per connection at a time, across processes sharing PostgreSQL. A failing connection answers 424 with Salesforce's reason and Retry-After, backing off. Generic connections answer their stored credential. 409 when the integration has no connection.",
+    params(IntegrationPath, TokenQuery),
+    responses(
+        (status = 200, response = inline(TokenIssued)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 422, response = Invalid),
+        (status = 424, response = inline(DependencyFailed)), (status = 429, response = TooManyRequests),
+    )
+)]
 /// Run-time credentials for an app: `{access_token, token_type, instance_url, expires_at,
 /// connection}`, never cached by intermediaries.
 /// API keys take the one-round-trip path; a signed-in session (a person trying it out) the

@@ -6,10 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::Error;
 use crate::startup::Services;
 
+pub mod doc;
 mod integrations;
 mod outbox;
 pub mod principal;
@@ -17,25 +20,43 @@ mod promotion;
 mod salesforce;
 pub mod v1;
 
-/// Routes that do not need a session: `/health` and the API's JSON 404.
+pub use doc::openapi_json;
+
+/// `/health`, the REST API under `/api/v1` (with its JSON 404) and the Salesforce callback.
 pub fn router(services: Services) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/salesforce/callback", get(salesforce::callback))
-        .nest(
-            "/api/v1",
-            v1::router()
-                .merge(integrations::router())
-                .merge(promotion::router())
-                .merge(salesforce::router())
-                .merge(outbox::router())
-                .route("/openapi.json", get(openapi))
-                .fallback(api_not_found),
-        )
-        .with_state(services)
+    api_router().split_for_parts().0.with_state(services)
 }
 
+/// Every route with its OpenAPI operation: the document (`doc::document`) is made from the same
+/// declarations as the router, so a route cannot be left out of it.
+fn api_router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(health)).route("/salesforce/callback", get(salesforce::callback)).nest(
+        "/api/v1",
+        v1::router()
+            .merge(integrations::router())
+            .merge(promotion::router())
+            .merge(salesforce::router())
+            .merge(outbox::router())
+            .routes(routes!(openapi))
+            .fallback(api_not_found),
+    )
+}
+
+/// The body of `/health`.
+struct Health;
+
+doc::hand_schema!(Health, "Health", || json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}));
+
 /// 200 `{"status":"ok"}` once the database answers and the keyring is open; 503 otherwise.
+#[utoipa::path(
+    get, path = "/health", operation_id = "health",
+    summary = "200 once the database answers and the keyring is open",
+    security(),
+    responses(
+        (status = 200, description = "Serving", body = inline(Health)),
+        (status = 503, description = "Not serving", body = inline(doc::AnyObject)),
+    )
+)]
 async fn health(State(s): State<Services>) -> Response {
     match s.db.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))).into_response(),
@@ -46,12 +67,14 @@ async fn health(State(s): State<Services>) -> Response {
     }
 }
 
-/// The OpenAPI 3.1 document of everything under `/api/v1` (kept beside the handlers; a test
-/// checks that every route is in it).
-pub const OPENAPI: &str = include_str!("openapi.json");
-
+/// The OpenAPI 3.1 document of everything under `/api/v1` (and `/health`).
+#[utoipa::path(
+    get, path = "/openapi.json", operation_id = "openapi",
+    security(),
+    responses((status = 200, description = "This document", body = inline(doc::AnyObject)))
+)]
 async fn openapi() -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
 async fn api_not_found() -> Error {

@@ -9,25 +9,86 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
+use super::doc::{operation_error, params_doc, query, BadRequest, EnvPath, Forbidden, NotFound, TooLarge, TooManyRequests, Unauthorized};
 use super::principal::Principal;
 use super::v1::{env_for, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::{Error, FieldError, Result};
-use crate::promotion::{self, Mode, Options, Report, MAX_BUNDLE_BYTES};
+use crate::promotion::{self, Bundle, Mode, Options, Report, MAX_BUNDLE_BYTES};
 use crate::startup::Services;
 
-pub fn router() -> Router<Services> {
-    Router::new().route("/environments/{env}/export", get(export)).route(
-        "/environments/{env}/import",
+pub fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(export)).routes(
         // Explicit, and larger than the default: a bundle of a big environment is still one
         // request, while anything past this is refused before it is read.
-        post(import).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
+        routes!(import).layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES)),
     )
 }
 
+/// 200 of `export`: the bundle, never cached.
+struct Exported;
+
+impl<'r> utoipa::ToResponse<'r> for Exported {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+        let response = utoipa::openapi::ResponseBuilder::new()
+            .description("The bundle")
+            .content("application/json", utoipa::openapi::Content::new(Some(super::doc::json_schema(super::doc::schema_ref::<Bundle>()))))
+            .header("Cache-Control", super::doc::no_store())
+            .build();
+        ("Exported", response.into())
+    }
+}
+
+/// The query of `import` (read by `options`).
+struct ImportOptions;
+
+params_doc!(ImportOptions, || {
+    use serde_json::json;
+    use utoipa::openapi::path::ParameterIn;
+    vec![
+        super::doc::param(
+            "mode",
+            ParameterIn::Query,
+            true,
+            json!({"type": "string", "enum": ["plan", "apply"]}),
+            Some("plan writes nothing; apply makes the changes, or none when any conflicts"),
+        ),
+        query(
+            "overwrite_settings",
+            json!({"type": "boolean", "default": false}),
+            "Change a target connection's settings where they differ from the bundle's (otherwise a conflict). Never changes a provider.",
+        ),
+        query(
+            "create_placeholders",
+            json!({"type": "boolean", "default": false}),
+            "Create the connections the target lacks, with settings only (no secrets), so that their integrations can be bound; the target's administrator fills in the secrets.",
+        ),
+    ]
+});
+
+// 409 of `import`: what an apply would overwrite.
+operation_error!(ImportConflict, "ImportConflict", "import_conflict: applying would overwrite something the target decided (settings, provider, a binding); details name each conflict by its path in the bundle. Nothing was written.");
+
+// 422 of `import`: what is wrong with the bundle.
+operation_error!(
+    BundleInvalid,
+    "BundleInvalid",
+    "The bundle is wrong (format, version, digest, an item): details name each problem by its path, e.g. integrations[3].provider. Nothing was written."
+);
+
+#[utoipa::path(
+    get, path = "/environments/{env}/export", operation_id = "exportEnvironment",
+    summary = "Promotion bundle: integrations, connection descriptors (non-secret settings only, never a secret) and bindings by connection name, each list by name. Needs promotion read.",
+    params(EnvPath),
+    responses(
+        (status = 200, response = inline(Exported)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+    )
+)]
 /// The bundle, never cached by intermediaries (it describes an environment's setup).
 async fn export(State(s): State<Services>, p: Principal, Path(env): Path<String>) -> Result<Response> {
     let env = env_for(&s, &p, &env, Resource::Promotion, Access::Read).await?;
@@ -66,6 +127,18 @@ fn options(q: &BTreeMap<String, String>) -> Result<(Mode, Options)> {
     }
 }
 
+#[utoipa::path(
+    post, path = "/environments/{env}/import", operation_id = "importBundle",
+    summary = "Plan or apply a promotion bundle. Validated completely before anything is read or written; apply is one transaction (all or nothing, audited) and idempotent. Needs promotion write.",
+    params(EnvPath, ImportOptions),
+    request_body(content = Bundle, description = "A bundle from an export, at most 10 MB"),
+    responses(
+        (status = 200, description = "The plan, or what was applied", body = Report),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = inline(ImportConflict)), (status = 413, response = TooLarge),
+        (status = 422, response = inline(BundleInvalid)), (status = 429, response = TooManyRequests),
+    )
+)]
 /// 200 with the plan (mode=plan) or what was done (mode=apply); 409 `import_conflict` when an
 /// apply would overwrite something, 422 when the bundle itself is wrong, 413 past 10 MB.
 async fn import(

@@ -6,10 +6,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::doc::{
+    hand_schema, operation_error, params_doc, BadRequest, Conflict, ConnectionPath, ErrorResponse, Forbidden, Invalid, NotFound, TooLarge, TooManyRequests,
+    Unauthorized,
+};
 use super::principal::Principal;
 use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
@@ -19,14 +24,44 @@ use crate::salesforce::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueR
 use crate::secret::SecretString;
 use crate::startup::Services;
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/environments/{env}/connections/{name}/certificate", post(issue).get(download).put(upload))
-        .route("/environments/{env}/connections/{name}/status", get(status))
-        .route("/environments/{env}/connections/{name}/admin-request", post(resend).delete(cancel))
-        .route("/environments/{env}/connections/{name}/admin-response", get(link_view).post(answer))
+pub fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(super::doc::optional_body(routes!(issue, download, upload), "issueCertificate"))
+        .routes(routes!(status))
+        .routes(super::doc::optional_body(routes!(resend, cancel), "resendAdminRequest"))
+        .routes(routes!(link_view, answer))
 }
 
+/// 200 of `download`: the certificate file.
+struct Pem;
+
+impl<'r> utoipa::ToResponse<'r> for Pem {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+        let response = utoipa::openapi::ResponseBuilder::new()
+            .description("PEM")
+            .content("application/x-pem-file", utoipa::openapi::Content::new(Some(super::doc::json_schema(serde_json::json!({"type": "string"})))))
+            .header("Content-Disposition", super::doc::header(serde_json::json!({"type": "string", "pattern": "^attachment; filename=\""}), None, true))
+            .build();
+        ("Pem", response.into())
+    }
+}
+
+// 403 of the admin's link: the link is the permission.
+operation_error!(LinkRefused, "LinkRefused", "The link is not valid (unknown, used, expired or replaced), or names another connection");
+
+#[utoipa::path(
+    post, path = "/environments/{env}/connections/{name}/certificate", operation_id = "issueCertificate",
+    summary = "Salesforce: issue a new key pair and self-signed certificate (a rotation if one exists)",
+    description = "RSA 2048 (default) or 4096, SHA-256, random serial, two years. With an active certificate the new one is pending: the old one keeps signing until the new one has worked once. With send_request, the admin request email goes out (admin_email, or the connection's setting). Needs connections write. The private key never leaves the server.",
+    params(ConnectionPath),
+    request_body(content = IssueRequest, description = "Optional: an empty body takes the defaults"),
+    responses(
+        (status = 201, description = "Issued", body = Issued),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 413, response = TooLarge), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+        (status = 502, response = ErrorResponse),
+    )
+)]
 /// 201 with the new certificate (and the request, when `send_request`).
 async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<Issued>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
@@ -34,6 +69,15 @@ async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<
     Ok((StatusCode::CREATED, Json(salesforce::issue_certificate(&s, &p.actor(), &env.name, &name, input).await?)))
 }
 
+#[utoipa::path(
+    get, path = "/environments/{env}/connections/{name}/certificate", operation_id = "downloadCertificate",
+    summary = "The certificate to upload to the connected app (the pending one during a rotation), as NAME-ENV.crt; never the key",
+    params(ConnectionPath),
+    responses(
+        (status = 200, response = inline(Pem)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 429, response = TooManyRequests),
+    )
+)]
 /// The certificate as a `.crt` download; never the key.
 async fn download(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Response> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
@@ -42,11 +86,32 @@ async fn download(State(s): State<Services>, p: Principal, Path((env, name)): Pa
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file".to_string()), (header::CONTENT_DISPOSITION, disposition)], pem).into_response())
 }
 
+#[utoipa::path(
+    put, path = "/environments/{env}/connections/{name}/certificate", operation_id = "uploadCertificate",
+    summary = "Upload the admin's own certificate and private key (PEM; PKCS#8 or PKCS#1)",
+    description = "Refused with 422 and the reason: anything that does not parse, an encrypted key, a non-RSA or < 2048-bit key, an expired certificate, a key that does not belong to the certificate.",
+    params(ConnectionPath),
+    request_body = Upload,
+    responses(
+        (status = 200, description = "Stored", body = CertificateInfo),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 413, response = TooLarge), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn upload(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(u): Body<Upload>) -> Result<Json<CertificateInfo>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     Ok(Json(salesforce::upload_certificate(&s, &p.actor(), &env.name, &name, &u).await?))
 }
 
+#[utoipa::path(
+    get, path = "/environments/{env}/connections/{name}/status", operation_id = "salesforceStatus",
+    summary = "Salesforce: waiting for admin / consumer key received / connected / failing, with the certificate's expiry",
+    params(ConnectionPath),
+    responses(
+        (status = 200, description = "Status", body = Status),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn status(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Status>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
     Ok(Json(salesforce::status_of(&s.db, &env.name, &name).await?))
@@ -59,6 +124,24 @@ struct Resend {
     admin_email: Option<String>,
 }
 
+hand_schema!(Resend, "Resend", || serde_json::json!({
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {"admin_email": salesforce::admin_email_input()}
+}));
+
+#[utoipa::path(
+    post, path = "/environments/{env}/connections/{name}/admin-request", operation_id = "resendAdminRequest",
+    summary = "Send the admin request again (a new one-time link; the old one stops working)",
+    params(ConnectionPath),
+    request_body(content = Resend, description = "Optional: an empty body sends to the connection's admin_email"),
+    responses(
+        (status = 201, description = "Sent", body = AdminRequest),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 413, response = TooLarge), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+        (status = 502, response = ErrorResponse),
+    )
+)]
 /// Sends the request again (a new link; the old one stops working).
 async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<AdminRequest>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
@@ -66,6 +149,15 @@ async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path
     Ok((StatusCode::CREATED, Json(salesforce::request_admin_help(&s, &p.actor(), &env.name, &name, to.as_deref()).await?)))
 }
 
+#[utoipa::path(
+    delete, path = "/environments/{env}/connections/{name}/admin-request", operation_id = "cancelAdminRequest",
+    summary = "Cancel the open request: its link stops working",
+    params(ConnectionPath),
+    responses(
+        (status = 204, description = "Cancelled"),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn cancel(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<StatusCode> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     salesforce::cancel_request(&s, &p.actor(), &env.name, &name).await?;
@@ -77,11 +169,42 @@ struct LinkQuery {
     token: SecretString,
 }
 
+params_doc!(LinkQuery, || vec![super::doc::param(
+    "token",
+    utoipa::openapi::path::ParameterIn::Query,
+    true,
+    serde_json::json!({"type": "string"}),
+    Some("The token of the link in the request email")
+)]);
+
+#[utoipa::path(
+    get, path = "/environments/{env}/connections/{name}/admin-response", operation_id = "adminLinkView",
+    summary = "For the Salesforce admin, without an account: what the one-time link is about (the link is checked, not used)",
+    security(),
+    params(ConnectionPath, LinkQuery),
+    responses(
+        (status = 200, description = "The request", body = LinkView),
+        (status = 403, response = inline(LinkRefused)), (status = 422, response = Invalid),
+    )
+)]
 /// For the admin, without an account: the link itself is the permission.
 async fn link_view(State(s): State<Services>, Path((env, name)): Path<(String, String)>, Query(q): Query<LinkQuery>) -> Result<Json<LinkView>> {
     Ok(Json(salesforce::link_view(&s.db, &env, &name, q.token.expose_secret()).await?))
 }
 
+#[utoipa::path(
+    post, path = "/environments/{env}/connections/{name}/admin-response", operation_id = "answerAdminRequest",
+    summary = "The admin's answer: the consumer key (and optionally their own certificate and key); single use, 7 days, this connection only",
+    description = "Everything is checked before the link is used (a typo does not burn it). Then the connection is tested at once and the result returned.",
+    security(),
+    params(ConnectionPath),
+    request_body = AdminAnswer,
+    responses(
+        (status = 200, description = "Stored and tested", body = TestResult),
+        (status = 400, response = BadRequest), (status = 403, response = inline(LinkRefused)), (status = 413, response = TooLarge),
+        (status = 422, response = Invalid),
+    )
+)]
 /// The admin's answer: the consumer key (and possibly their own certificate and key). Answers
 /// with the connection test that follows at once.
 async fn answer(

@@ -6,11 +6,16 @@ use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::doc::{
+    hand_schema, params_doc, query, BadRequest, Conflict, ConnectionPath, EnvPath, ErrorResponse, Forbidden, IdPath, Invalid, NotFound, TooLarge,
+    TooManyRequests, Unauthorized,
+};
 use super::principal::Principal;
 use crate::access::{Access, Resource};
 use crate::api_keys::{self, Creator, NewApiKey};
@@ -108,16 +113,16 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Que
     }
 }
 
-pub fn router() -> Router<Services> {
-    Router::new()
-        .route("/environments", get(list_environments))
-        .route("/environments/{env}/connections", get(list_connections).post(create_connection))
-        .route("/environments/{env}/connections/{name}", get(get_connection).patch(update_connection).delete(delete_connection))
-        .route("/api-keys", get(list_keys).post(create_key))
-        .route("/api-keys/{id}", delete(revoke_key))
-        .route("/audit", get(list_audit))
-        .route("/users", get(list_users))
-        .route("/environments/{env}/connections/{name}/test", post(test_connection))
+pub fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(list_environments))
+        .routes(routes!(list_connections, create_connection))
+        .routes(routes!(get_connection, update_connection, delete_connection))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(list_audit))
+        .routes(routes!(list_users))
+        .routes(routes!(test_connection))
 }
 
 pub(super) async fn env_for(s: &Services, p: &Principal, name: &str, resource: Resource, access: Access) -> Result<Environment> {
@@ -126,15 +131,27 @@ pub(super) async fn env_for(s: &Services, p: &Principal, name: &str, resource: R
     Ok(env)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Environment)]
 struct EnvironmentItem {
     id: i64,
     name: String,
     position: i64,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
+#[utoipa::path(
+    get, path = "/environments", operation_id = "listEnvironments",
+    summary = "Environments the caller may read, in promotion order (default), or a change feed",
+    params(FeedParams),
+    responses(
+        (status = 200, description = "Environments", body = inline(Page<EnvironmentItem>)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn list_environments(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<EnvironmentItem>>> {
     let (feed, limit) = q.parse()?;
     let readable: Vec<i64> = environments::list(&s.db).await?.into_iter().filter(|e| p.allows(e, Resource::Environments, Access::Read)).map(|e| e.id).collect();
@@ -150,6 +167,24 @@ struct ListParams {
     feed: FeedParams,
 }
 
+params_doc!(ListParams, || {
+    let mut params = vec![
+        query("provider", json!({"type": "string"}), "Only connections of this provider"),
+        query("q", json!({"type": "string"}), "Name contains (case-insensitive)"),
+    ];
+    params.extend(<FeedParams as utoipa::IntoParams>::into_params(|| None));
+    params
+});
+
+#[utoipa::path(
+    get, path = "/environments/{env}/connections", operation_id = "listConnections",
+    summary = "Connections by name (default), or a change feed",
+    params(EnvPath, ListParams),
+    responses(
+        (status = 200, description = "A page of connections", body = inline(Page<connections::Connection>)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn list_connections(
     State(s): State<Services>,
     p: Principal,
@@ -161,17 +196,48 @@ async fn list_connections(
     Ok(Json(connections::list(&s.db, &env.name, &ListQuery { provider: q.provider, search: q.q, limit, feed }).await?))
 }
 
+#[utoipa::path(
+    post, path = "/environments/{env}/connections", operation_id = "createConnection",
+    summary = "Create a connection: its provider decides its settings and secrets",
+    params(EnvPath),
+    request_body = NewConnection,
+    responses(
+        (status = 201, description = "Created", body = connections::Connection),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 413, response = TooLarge), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn create_connection(State(s): State<Services>, p: Principal, Path(env): Path<String>, Body(input): Body<NewConnection>) -> Result<Response> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     let c = connections::create(&s.db, &s.vault, &p.actor(), &env.name, input).await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/environments/{env}/connections/{name}", operation_id = "getConnection",
+    summary = "One connection: its settings, and which secrets are set (never their values)",
+    params(ConnectionPath),
+    responses(
+        (status = 200, description = "The connection (no secret values)", body = connections::Connection),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn get_connection(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<connections::Connection>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
     Ok(Json(connections::get(&s.db, &env.name, &name).await?))
 }
 
+#[utoipa::path(
+    patch, path = "/environments/{env}/connections/{name}", operation_id = "updateConnection",
+    summary = "Change settings, replace secrets, or rename",
+    params(ConnectionPath),
+    request_body = ConnectionPatch,
+    responses(
+        (status = 200, description = "Changed", body = connections::Connection),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict),
+        (status = 413, response = TooLarge), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn update_connection(
     State(s): State<Services>,
     p: Principal,
@@ -188,6 +254,22 @@ struct DeleteParams {
     force: bool,
 }
 
+params_doc!(DeleteParams, || vec![query(
+    "force",
+    json!({"type": "boolean", "default": false}),
+    "Delete even when integrations are bound to it (they then need a connection); without it, that is a 409"
+)]);
+
+#[utoipa::path(
+    delete, path = "/environments/{env}/connections/{name}", operation_id = "deleteConnection",
+    summary = "Delete a connection and its secrets",
+    params(ConnectionPath, DeleteParams),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 409, response = Conflict), (status = 422, response = Invalid),
+        (status = 429, response = TooManyRequests),
+    )
+)]
 async fn delete_connection(
     State(s): State<Services>,
     p: Principal,
@@ -199,6 +281,15 @@ async fn delete_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/api-keys", operation_id = "listApiKeys",
+    summary = "API keys by id (default), or a change feed",
+    params(FeedParams),
+    responses(
+        (status = 200, description = "Keys (never their values)", body = inline(Page<api_keys::ApiKeyView>)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn list_keys(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<api_keys::ApiKeyView>>> {
     let (feed, limit) = q.parse()?;
     p.require_global(&s, Resource::ApiKeys, Access::Read).await?;
@@ -206,6 +297,36 @@ async fn list_keys(State(s): State<Services>, p: Principal, Query(q): Query<Feed
     Ok(Json(api_keys::page(&s.db, &feed, limit).await?.map(|k| k.view(&envs))))
 }
 
+/// 201 of `create_key`: the key, its value shown this once, never cached.
+struct KeyCreated;
+
+impl<'r> utoipa::ToResponse<'r> for KeyCreated {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+        let body = super::doc::json_schema(json!({
+            "allOf": [
+                super::doc::schema_ref::<api_keys::ApiKeyView>(),
+                {"type": "object", "required": ["key"], "properties": {"key": {"type": "string", "pattern": "^cvk_"}}}
+            ]
+        }));
+        let response = utoipa::openapi::ResponseBuilder::new()
+            .description("Created; `key` is shown this once")
+            .content("application/json", utoipa::openapi::Content::new(Some(body)))
+            .header("Cache-Control", super::doc::no_store())
+            .build();
+        ("KeyCreated", response.into())
+    }
+}
+
+#[utoipa::path(
+    post, path = "/api-keys", operation_id = "createApiKey",
+    summary = "Create an API key; its value is in this answer only",
+    request_body = NewApiKey,
+    responses(
+        (status = 201, response = inline(KeyCreated)),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 413, response = TooLarge), (status = 422, response = Invalid),
+        (status = 429, response = TooManyRequests),
+    )
+)]
 async fn create_key(State(s): State<Services>, p: Principal, Body(input): Body<NewApiKey>) -> Result<Response> {
     let creator = match &p {
         Principal::User(u, _) => Creator::User(u),
@@ -223,6 +344,15 @@ async fn create_key(State(s): State<Services>, p: Principal, Body(input): Body<N
     Ok((StatusCode::CREATED, [(axum::http::header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/api-keys/{id}", operation_id = "revokeApiKey",
+    summary = "Revoke an API key: it stops working at once",
+    params(IdPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn revoke_key(State(s): State<Services>, p: Principal, Path(id): Path<i64>) -> Result<StatusCode> {
     let key = api_keys::get(&s.db, id).await?;
     match &p {
@@ -248,6 +378,35 @@ struct AuditParams {
     feed: FeedParams,
 }
 
+params_doc!(AuditParams, || {
+    let mut params = vec![
+        query(
+            "environment",
+            json!({"type": "string"}),
+            "Events of this environment (needs audit read there); without it, all events (needs audit read on every environment)",
+        ),
+        query(
+            "actor",
+            json!({"type": "string"}),
+            "Case-insensitive substring of the actor label (a person's email, `API key NAME (cvk_…)`, `operator (…)`, `connvault (…)`)",
+        ),
+        query("action", json!({"type": "string"}), "Exact action name, e.g. `connection.create`"),
+        query("from", json!({"type": "string", "format": "date-time"}), "Events at or after this instant (RFC 3339)"),
+        query("to", json!({"type": "string", "format": "date-time"}), "Events before this instant (RFC 3339)"),
+    ];
+    params.extend(<FeedParams as utoipa::IntoParams>::into_params(|| None));
+    params
+});
+
+#[utoipa::path(
+    get, path = "/audit", operation_id = "listAudit",
+    summary = "Audit events, newest first (default), or a change feed",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "Newest first; in id order with since_id; in (updated_at, id) order with updated_since", body = inline(Page<audit::AuditEvent>)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<AuditParams>) -> Result<Json<Page<audit::AuditEvent>>> {
     let mut errors = Vec::new();
     let mut time = |field: &str, value: &Option<String>| value.as_deref().and_then(|v| feed::parse_time(field, v).map_err(|e| errors.push(e)).ok());
@@ -267,6 +426,33 @@ async fn list_audit(State(s): State<Services>, p: Principal, Query(q): Query<Aud
     Ok(Json(audit::search(&s.db, &query).await?))
 }
 
+/// A user as `list_users` answers it.
+struct UserItem;
+
+hand_schema!(UserItem, "User", || json!({
+    "type": "object",
+    "required": ["id", "email", "status", "owner", "last_sign_in_at", "roles", "created_at", "updated_at"],
+    "properties": {
+        "id": {"type": "integer", "format": "int64"},
+        "email": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "invited", "deactivated"], "description": "invited: no password chosen yet"},
+        "owner": {"type": "boolean"},
+        "last_sign_in_at": {"type": ["string", "null"]},
+        "roles": {"type": "object", "additionalProperties": {"type": "string", "enum": ["administrator", "developer", "viewer"]}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"}
+    }
+}));
+
+#[utoipa::path(
+    get, path = "/users", operation_id = "listUsers",
+    summary = "Accounts by email (default), or a change feed. Role changes count as changes; so does signing in (last_sign_in_at)",
+    params(FeedParams),
+    responses(
+        (status = 200, description = "Accounts for identity governance", body = inline(Page<UserItem>)),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 422, response = Invalid), (status = 429, response = TooManyRequests),
+    )
+)]
 async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<FeedParams>) -> Result<Json<Page<serde_json::Value>>> {
     let (feed, limit) = q.parse()?;
     p.require_global(&s, Resource::Users, Access::Read).await?;
@@ -276,6 +462,16 @@ async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<Fee
     })))
 }
 
+#[utoipa::path(
+    post, path = "/environments/{env}/connections/{name}/test", operation_id = "testConnection",
+    summary = "Live check of a connection with its stored credentials",
+    description = "Calls the service with the stored settings and secrets (for `http`: a GET of `base_url` with the configured authentication) and says what the answer means. A check that ran and failed is still 200, with `ok: false`. Needs connections write on the environment. Every test is audited (`connection.test`); if the audit record cannot be written, the call fails and no result is returned. Outbound calls to internal addresses are refused (see the README, \"Outbound calls\"). No body is needed.",
+    params(ConnectionPath),
+    responses(
+        (status = 200, description = "The check ran", body = crate::providers::TestResult),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden), (status = 404, response = NotFound), (status = 429, response = TooManyRequests), (status = 500, response = ErrorResponse),
+    )
+)]
 /// A live check with the stored credentials: 200 `{ok, detail, advice}` whether or not it worked.
 async fn test_connection(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<crate::providers::TestResult>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;

@@ -4,7 +4,7 @@
 use base64::Engine;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use super::{FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
@@ -84,7 +84,41 @@ pub static HTTP: ProviderDef = ProviderDef {
     cached_secrets: &[],
     destination_settings: &["base_url"],
     retire_on_destination_change: None,
+    schema,
 };
+
+/// The settings' schemas (see [`ProviderDef::schema`]): what `check_value`, `check_url` and
+/// `check` accept.
+fn schema() -> Value {
+    use super::patterns::{any_case, CONTROL, HOST, PORT, WS};
+    let reserved: Vec<String> = RESERVED_HEADERS.iter().map(|h| any_case(h)).collect();
+    json!({
+        "base_url": {
+            "type": "string",
+            "maxLength": super::MAX_SETTING_LEN,
+            "pattern": format!("^{}://{HOST}(?::{PORT})?(?:/[^?#{WS}{CONTROL}]*)?$", any_case("http") + "[Ss]?"),
+            "description": "An absolute http(s) URL without user name, password, query or fragment, e.g. https://api.example.com/v2"
+        },
+        "auth": {
+            "type": "string",
+            "enum": AUTH,
+            "description": "bearer: Authorization: Bearer TOKEN; basic: user name and password; header: TOKEN in a header you name"
+        },
+        "username": {
+            "type": "string",
+            "maxLength": super::MAX_SETTING_LEN,
+            "pattern": format!("^[^{CONTROL}]*[^{WS}{CONTROL}][^{CONTROL}]*$"),
+            "description": "For basic authentication (only then)"
+        },
+        "header_name": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$",
+            "not": {"pattern": format!("^(?:{})$", reserved.join("|"))},
+            "maxLength": super::MAX_SETTING_LEN,
+            "description": "For header authentication (only then): an HTTP header name, e.g. X-API-Key; not Host, Content-Length, Content-Type, Transfer-Encoding, Connection or Cookie"
+        }
+    })
+}
 
 /// Headers that a credential must not replace: they would break or hijack the request.
 const RESERVED_HEADERS: &[&str] = &["host", "content-length", "content-type", "transfer-encoding", "connection", "cookie"];

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::db::Tx;
 use crate::error::{FieldError, Result};
@@ -82,6 +82,11 @@ pub struct ProviderDef {
     /// destination changes (certificates, open requests to an admin, a cached session), inside
     /// the change's transaction. The key itself is dropped with the other stored secrets.
     pub retire_on_destination_change: Option<RetireFn>,
+    /// The JSON Schema of a new connection of this provider, for the OpenAPI document: its
+    /// `required` list and the `settings` and `secrets` properties, with every rule of the field
+    /// specs and of `check` that a schema can state (`name`, `provider` and the object's
+    /// strictness are added by `NewConnection`'s schema).
+    pub schema: fn() -> Value,
 }
 
 pub type RetireFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
@@ -90,10 +95,14 @@ pub type RetireFn = for<'a> fn(&'a mut Tx<'static>, i64) -> RetireFuture<'a>;
 
 /// The outcome of a live check: whether it worked, what happened, and what to fix. A check that
 /// ran and failed is a result (`ok: false`), not an error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TestResult {
+    /// Whether the service accepted the credentials
     pub ok: bool,
+    /// What happened, in plain words (HTTP status, a short excerpt of an error answer); never a secret
     pub detail: String,
+    /// What to fix, when there is something to fix
+    #[schema(required = true)]
     pub advice: Option<String>,
 }
 
@@ -254,6 +263,106 @@ fn destination_key(value: Option<&Value>) -> Option<String> {
     match url::Url::parse(text.trim()) {
         Ok(url) => Some(url.as_str().trim_end_matches('/').to_string()),
         Err(_) => Some(text.trim().to_string()),
+    }
+}
+
+impl ProviderDef {
+    /// The JSON Schema of a new connection of this provider (see `NewConnection`'s schema): the
+    /// provider's own settings schemas (`schema`), every secret field's value, and what the field
+    /// specs say: which fields are required, and which apply only when a setting has some value
+    /// (an `if`/`then` rule per value of that setting).
+    pub fn connection_schema(&self) -> Value {
+        let settings_props = (self.schema)();
+        let secret_fields: Vec<&FieldSpec> = self.fields.iter().filter(|f| f.secret).collect();
+        let always =
+            |secret: bool| -> Vec<&str> { self.fields.iter().filter(|f| f.secret == secret && f.required && f.when.is_none()).map(|f| f.name).collect() };
+        let mut settings = json!({"type": "object", "additionalProperties": false, "properties": settings_props});
+        if !always(false).is_empty() {
+            settings["required"] = json!(always(false));
+        }
+        let secrets = if secret_fields.is_empty() {
+            // Nothing people may send: the provider's secrets are kept by connvault itself.
+            json!({"type": "object", "maxProperties": 0, "writeOnly": true})
+        } else {
+            let props: Map<String, Value> = secret_fields.iter().map(|f| (f.name.to_string(), crate::connections::secret_value_schema())).collect();
+            json!({"type": "object", "additionalProperties": false, "properties": props})
+        };
+        let mut required = vec!["name", "provider", "settings"];
+        if self.fields.iter().any(|f| f.secret && f.required) {
+            required.push("secrets");
+        }
+        let mut schema = json!({"required": required, "properties": {"settings": settings, "secrets": secrets}});
+        let rules = self.conditional_rules();
+        if !rules.is_empty() {
+            schema["allOf"] = Value::Array(rules);
+        }
+        schema
+    }
+
+    /// For each setting that other fields depend on (`when`), one rule per value it can take:
+    /// then the fields that apply are required (when `required`) and the others refused.
+    fn conditional_rules(&self) -> Vec<Value> {
+        let mut rules = Vec::new();
+        let mut settings: Vec<&str> = self.fields.iter().filter_map(|f| f.when.map(|(s, _)| s)).collect();
+        settings.dedup();
+        for setting in settings {
+            let Some(spec) = self.field(setting) else { continue };
+            for value in spec.choices {
+                let dependent = self.fields.iter().filter(|f| f.when.is_some_and(|(s, _)| s == setting));
+                let (applies, refused): (Vec<&FieldSpec>, Vec<&FieldSpec>) = dependent.partition(|f| f.when.is_some_and(|(_, vals)| vals.contains(value)));
+                let part = |secret: bool| {
+                    let mut rule = Map::new();
+                    let required: Vec<&str> = applies.iter().filter(|f| f.secret == secret && f.required).map(|f| f.name).collect();
+                    if !required.is_empty() {
+                        rule.insert("required".into(), json!(required));
+                    }
+                    let refused: Vec<Value> = refused.iter().filter(|f| f.secret == secret).map(|f| json!({"required": [f.name]})).collect();
+                    if !refused.is_empty() {
+                        rule.insert("not".into(), json!({"anyOf": refused}));
+                    }
+                    Value::Object(rule)
+                };
+                let mut then = json!({"properties": {"settings": part(false), "secrets": part(true)}});
+                if applies.iter().any(|f| f.secret && f.required) {
+                    then["required"] = json!(["secrets"]);
+                }
+                rules.push(json!({
+                    "if": {"properties": {"settings": {"properties": {setting: {"const": value}}, "required": [setting]}}, "required": ["settings"]},
+                    "then": then
+                }));
+            }
+        }
+        rules
+    }
+}
+
+/// Patterns for the OpenAPI document, spelling out what the checks here accept.
+pub mod patterns {
+    pub use crate::api::doc::{CONTROL, WS};
+
+    /// A port number, 0 to 65535, without leading zeros.
+    pub const PORT: &str = "(?:0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    /// A host name as the URL checks accept it: dot-separated labels, the last one starting
+    /// with a letter.
+    pub const HOST: &str = "(?:[A-Za-z0-9]{1,63}\\.)*[A-Za-z][A-Za-z0-9]{0,62}";
+
+    /// [`super::looks_like_email`]: the whole address (the lengths are separate patterns).
+    pub const EMAIL: &str = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+";
+
+    /// An email address as [`super::looks_like_email`] accepts it, `padding` (a character
+    /// class, or empty) allowed around it.
+    pub fn email(padding: &str) -> serde_json::Value {
+        let pad = if padding.is_empty() { String::new() } else { format!("[{padding}]*") };
+        serde_json::json!({
+            "type": "string",
+            "pattern": format!("^{pad}{EMAIL}{pad}$"),
+            "allOf": [{"pattern": format!("^{pad}[^@]{{1,64}}@")}, {"pattern": format!("@[^@{padding}]{{1,254}}{pad}$")}]
+        })
+    }
+
+    /// A word in any mix of upper and lower case (`[Hh][Oo][Ss][Tt]`).
+    pub fn any_case(word: &str) -> String {
+        word.chars().map(|c| if c.is_ascii_alphabetic() { format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()) } else { c.to_string() }).collect()
     }
 }
 

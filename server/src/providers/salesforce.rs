@@ -3,7 +3,7 @@
 //! `/certificate` and kept by connvault, as is the session token the flow produces. The live
 //! check needs the database (the key, the cached session), so it lives in `crate::salesforce`.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::{FieldKind, FieldSpec, ProviderDef, RetireFuture};
 use crate::db::Tx;
@@ -94,6 +94,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     cached_secrets: &[ACCESS_TOKEN],
     destination_settings: &["login_url", "audience"],
     retire_on_destination_change: Some(retire),
+    schema,
 };
 
 /// A new login URL or audience: the private key (dropped with the other stored secrets by the
@@ -113,6 +114,62 @@ pub fn is_salesforce_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let under = |suffix: &str| host.len() > suffix.len() && host.ends_with(suffix) && !host[..host.len() - suffix.len()].ends_with('.');
     host == "login.salesforce.com" || host == "test.salesforce.com" || under(".my.salesforce.com") || under(".my.site.com") || under(".force.com")
+}
+
+/// The settings' schemas (see [`ProviderDef::schema`]): what `check_value` and `check` accept.
+fn schema() -> Value {
+    use super::patterns::{email, CONTROL, WS};
+    let login = || {
+        json!({
+            "type": "string",
+            "maxLength": super::MAX_SETTING_LEN,
+            "pattern": login_url_pattern(),
+            "description": "Only the address, without a path: https://login.salesforce.com, https://test.salesforce.com or a My Domain (http:// only for a local stand-in on 127.0.0.1 or localhost)"
+        })
+    };
+    let mut admin_email = email("");
+    admin_email["description"] =
+        json!("An email address such as admin@acme.com: ASCII, the part before @ at most 64 characters, the domain (two or more labels) at most 254");
+    json!({
+        "login_url": login(),
+        "username": {
+            "type": "string",
+            "maxLength": super::MAX_SETTING_LEN,
+            "pattern": format!("^[^@{WS}{CONTROL}]+@[^{WS}{CONTROL}]*\\.[^{WS}{CONTROL}]*$"),
+            "description": "The integration user, e.g. integration@acme.com"
+        },
+        "consumer_key": {
+            "type": "string",
+            "maxLength": 256,
+            "pattern": format!("^[^{WS}{CONTROL}]+$"),
+            "description": "As the connected app shows it; usually filled in by the admin through the request link"
+        },
+        "admin_email": admin_email,
+        "audience": login(),
+        "session_lifetime_minutes": {
+            "type": "integer",
+            "minimum": SESSION_MINUTES.start(),
+            "maximum": SESSION_MINUTES.end(),
+            "default": DEFAULT_SESSION_MINUTES
+        }
+    })
+}
+
+/// A Salesforce login URL or audience as `check` accepts it: https to a Salesforce login host
+/// (`is_salesforce_host`), or http(s) to a local stand-in on loopback; no path.
+pub fn login_url_pattern() -> String {
+    use super::patterns::{any_case, PORT};
+    // `is_salesforce_host`, spelled as a pattern (host names in any case, dots literal).
+    let word = |w: &str| any_case(w).replace('.', "\\.");
+    let salesforce = format!(
+        "(?:{}|{}|(?:[A-Za-z0-9-]{{1,63}}\\.)+(?:{}|{}|{}))",
+        word("login.salesforce.com"),
+        word("test.salesforce.com"),
+        word("my.salesforce.com"),
+        word("my.site.com"),
+        word("force.com")
+    );
+    format!("^(?:{}://{salesforce}|(?:{}|{})://(?:localhost|127\\.0\\.0\\.1))(?::{PORT})?/*$", any_case("https"), any_case("https"), any_case("http"))
 }
 
 fn check(settings: &Map<String, Value>) -> Vec<FieldError> {

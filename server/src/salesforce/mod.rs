@@ -39,35 +39,69 @@ pub const LINK_HOURS: i64 = 7 * 24;
 /// Certificates expiring within this many days are flagged.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
+// The values of the text fields below, for their schemas.
+fn certificate_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["active", "pending", "retired"]}))
+}
+
+fn certificate_origins() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["issued", "uploaded"]}))
+}
+
+fn request_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["open", "answered", "cancelled", "replaced"]}))
+}
+
+fn deliveries() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["smtp", "outbox"]}))
+}
+
+fn status_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::api::doc::json_schema(
+        serde_json::json!({"type": "string", "enum": ["no_certificate", "waiting_for_admin", "consumer_key_received", "connected", "failing"]}),
+    )
+}
+
 /// A certificate as anyone may see it (the key never leaves the server).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = Certificate)]
 pub struct CertificateInfo {
     pub id: i64,
     /// active, pending (a rotation that has not worked yet) or retired.
+    #[schema(schema_with = certificate_states)]
     pub state: String,
     /// issued (by connvault) or uploaded.
+    #[schema(schema_with = certificate_origins)]
     pub origin: String,
     pub fingerprint_sha256: String,
     pub bits: i64,
+    #[schema(format = DateTime)]
     pub not_after: String,
+    /// Expires within 30 days.
     pub expires_soon: bool,
     pub created_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
 /// A request to a Salesforce admin.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AdminRequest {
     pub id: i64,
     pub admin_email: String,
     /// open, answered, cancelled or replaced.
+    #[schema(schema_with = request_states)]
     pub state: String,
     pub requested_by: String,
+    #[schema(format = DateTime)]
     pub requested_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(required = true)]
     pub answered_at: Option<String>,
     /// How the email left: "smtp" or "outbox".
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = deliveries)]
     pub delivery: Option<String>,
     /// The outbox message, when no mail server is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +109,7 @@ pub struct AdminRequest {
 }
 
 /// Who the last good session acts as.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Connected {
     pub org_id: Option<String>,
     pub username: Option<String>,
@@ -84,9 +118,11 @@ pub struct Connected {
 }
 
 /// Where a Salesforce connection stands, in the words the UI uses.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = SalesforceStatus)]
 pub struct Status {
     /// no_certificate, waiting_for_admin, consumer_key_received, connected, failing.
+    #[schema(schema_with = status_states)]
     pub state: String,
     pub summary: String,
     pub advice: Option<String>,
@@ -109,14 +145,41 @@ pub struct IssueRequest {
     pub send_request: bool,
 }
 
-#[derive(Debug, Serialize)]
+crate::api::doc::hand_schema!(IssueRequest, "IssueRequest", || serde_json::json!({
+    "type": "object",
+    "additionalProperties": false,
+    "properties": {
+        "key_bits": {"type": ["integer", "null"], "enum": [2048, 4096, null], "default": 2048},
+        "admin_email": admin_email_input(),
+        "send_request": {
+            "type": "boolean",
+            "default": false,
+            "description": "Send the request email to the admin (then an admin email is needed, given here or in the settings)"
+        }
+    }
+}));
+
+/// An `admin_email` in a request's body, as `resolve_admin_email` reads it: blank or left out
+/// means the connection's setting; else an address, white space around it dropped.
+pub fn admin_email_input() -> serde_json::Value {
+    use crate::api::doc::WS;
+    let mut address = crate::providers::patterns::email(WS);
+    address["type"] = serde_json::json!("string");
+    serde_json::json!({
+        "type": ["string", "null"],
+        "anyOf": [{"type": "null"}, {"type": "string", "pattern": format!("^[{WS}]*$")}, address],
+        "description": "The Salesforce admin's email (as for the admin_email setting; surrounding white space is dropped); blank or left out: the connection's admin_email setting"
+    })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Issued {
     pub certificate: CertificateInfo,
     pub request: Option<AdminRequest>,
 }
 
 /// Body of `PUT …/certificate` (and of the admin's answer, when they bring their own pair).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
     pub certificate: String,
@@ -124,7 +187,7 @@ pub struct Upload {
 }
 
 /// What the admin sends back through the link.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminAnswer {
     pub token: SecretString,
@@ -136,7 +199,7 @@ pub struct AdminAnswer {
 }
 
 /// What the admin's link page shows: enough to know what they are answering, nothing secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkView {
     pub environment: String,
     pub connection: String,

@@ -216,7 +216,7 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         assert!(!eml.contains(&key_sample), "the request email carries only the certificate");
         // Every GET route the OpenAPI document lists (a test below checks it against the
         // router, so a new route cannot be left out), plus the list filters and feeds.
-        let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+        let doc: Value = serde_json::from_str(server::api::openapi_json()).unwrap();
         let mut paths: Vec<String> = doc["paths"]
             .as_object()
             .unwrap()
@@ -322,7 +322,7 @@ async fn the_openapi_document_matches_the_router() {
     let (st, served, _) = api.call(Who::Nobody, "GET", "/api/v1/openapi.json", None).await;
     assert_eq!(st, 200);
     assert_eq!(served["openapi"], "3.1.0");
-    let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+    let doc: Value = serde_json::from_str(server::api::openapi_json()).unwrap();
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path.replace("{env}", "DEV").replace("{name}", "nothing-here").replace("{id}", "999999");
@@ -338,4 +338,199 @@ async fn the_openapi_document_matches_the_router() {
         }
     }
     assert_eq!(checked, 33);
+}
+
+/// What the contract test (scripts/contract.sh) relies on in the generated OpenAPI document:
+/// every status each operation answers, the error format, the headers and content types, the
+/// security schemes, and request schemas that refuse what the server refuses (unknown fields,
+/// names, each provider's settings and secrets). A change to an annotation or a schema that
+/// loosens any of it fails here.
+#[test]
+fn the_openapi_document_keeps_its_strictness() {
+    let doc: Value = serde_json::from_str(server::api::openapi_json()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let resolve = |v: &Value| -> Value {
+        match v["$ref"].as_str() {
+            Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap_or_else(|| panic!("{r} does not resolve")).clone(),
+            None => v.clone(),
+        }
+    };
+    // Every reference resolves.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in &all {
+        assert!(doc.pointer(r.trim_start_matches('#')).is_some(), "{r} does not resolve");
+    }
+    // Each operation, with every status it is documented to answer.
+    let expected: &[(&str, &[u16])] = &[
+        ("health", &[200, 503]),
+        ("listEnvironments", &[200, 401, 403, 422, 429]),
+        ("listConnections", &[200, 401, 403, 404, 422, 429]),
+        ("createConnection", &[201, 400, 401, 403, 404, 409, 413, 422, 429]),
+        ("getConnection", &[200, 401, 403, 404, 429]),
+        ("updateConnection", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
+        ("deleteConnection", &[204, 401, 403, 404, 409, 422, 429]),
+        ("testConnection", &[200, 401, 403, 404, 429, 500]),
+        ("listApiKeys", &[200, 401, 403, 422, 429]),
+        ("createApiKey", &[201, 400, 401, 403, 413, 422, 429]),
+        ("revokeApiKey", &[204, 401, 403, 404, 429]),
+        ("listAudit", &[200, 401, 403, 404, 422, 429]),
+        ("listUsers", &[200, 401, 403, 422, 429]),
+        ("listOutbox", &[200, 401, 403, 422, 429]),
+        ("downloadOutboxEml", &[200, 401, 403, 404, 429]),
+        ("openapi", &[200]),
+        ("listIntegrations", &[200, 401, 403, 404, 422, 429]),
+        ("getIntegration", &[200, 401, 403, 404, 429]),
+        ("publishIntegration", &[200, 201, 400, 401, 403, 404, 409, 413, 422, 429]),
+        ("unpublishIntegration", &[204, 401, 403, 404, 429]),
+        ("bindIntegration", &[200, 400, 401, 403, 404, 413, 422, 429]),
+        ("unbindIntegration", &[200, 401, 403, 404, 429]),
+        ("issueCertificate", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
+        ("downloadCertificate", &[200, 401, 403, 404, 409, 429]),
+        ("uploadCertificate", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
+        ("salesforceStatus", &[200, 401, 403, 404, 409, 429]),
+        ("resendAdminRequest", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
+        ("cancelAdminRequest", &[204, 401, 403, 404, 409, 429]),
+        ("adminLinkView", &[200, 403, 422]),
+        ("answerAdminRequest", &[200, 400, 403, 413, 422]),
+        ("integrationToken", &[200, 401, 403, 404, 409, 422, 424, 429]),
+        ("exportEnvironment", &[200, 401, 403, 404, 429]),
+        ("importBundle", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
+    ];
+    let mut operations = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId")).to_string();
+            assert!(operations.insert(id.clone(), (method.clone(), path.clone(), op.clone())).is_none(), "operationId {id} twice");
+        }
+    }
+    assert_eq!(operations.len(), expected.len(), "{:?}", operations.keys().collect::<Vec<_>>());
+    for (id, statuses) in expected {
+        let (method, path, op) = operations.get(*id).unwrap_or_else(|| panic!("no operation {id}"));
+        let documented: Vec<u16> = op["responses"].as_object().unwrap().keys().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(&documented, statuses, "{method} {path} ({id})");
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let response = resolve(response);
+            assert!(response["description"].as_str().is_some_and(|d| !d.is_empty()), "{id} {status}: no description");
+            if status.starts_with(['4', '5']) && *id != "health" {
+                assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error", "{id} {status}");
+            }
+        }
+        // Signed-in or key-authenticated operations take the document's security unless they
+        // say otherwise; the three public ones say `[]` (an empty requirement).
+        let public = matches!(*id, "health" | "openapi" | "adminLinkView" | "answerAdminRequest");
+        if public {
+            assert_eq!(op["security"], json!([]), "{id} is public");
+        } else if id.contains("Outbox") {
+            assert_eq!(op["security"], json!([{"session": []}]), "{id}: sessions only");
+        } else {
+            assert!(op.get("security").is_none(), "{id} takes the document's security");
+        }
+        // Path parameters are declared, and required.
+        for name in ["env", "name", "id"] {
+            if path.contains(&format!("{{{name}}}")) {
+                let p = op["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name && p["in"] == "path");
+                assert!(p.is_some_and(|p| p["required"] == true), "{id}: path parameter {name}");
+            }
+        }
+        // Every request body object refuses unknown fields (the one exception: an object of an
+        // integration's `objects` list, which serde reads leniently).
+        if let Some(body) = op.get("requestBody") {
+            let schema = resolve(&body["content"]["application/json"]["schema"]);
+            fn strict(v: &Value, doc: &Value, at: &str, seen: &mut Vec<String>) {
+                match v {
+                    Value::Object(m) => {
+                        if let Some(Value::String(r)) = m.get("$ref") {
+                            if !seen.contains(r) {
+                                seen.push(r.clone());
+                                strict(doc.pointer(r.trim_start_matches('#')).unwrap(), doc, r, seen);
+                            }
+                            return;
+                        }
+                        let lenient =
+                            m.get("properties").is_some_and(|p| p.get("access").is_some() && p.get("name").is_some() && p.as_object().unwrap().len() == 2);
+                        if m.get("type") == Some(&json!("object")) && m.contains_key("properties") && !lenient {
+                            assert_eq!(m.get("additionalProperties"), Some(&json!(false)), "{at}: an object that takes unknown fields");
+                        }
+                        for (k, v) in m {
+                            strict(v, doc, &format!("{at}/{k}"), seen);
+                        }
+                    }
+                    Value::Array(a) => a.iter().for_each(|v| strict(v, doc, at, seen)),
+                    _ => {}
+                }
+            }
+            strict(&schema, &doc, id, &mut Vec::new());
+        }
+    }
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    // The error format is closed, its code snake_case.
+    assert_eq!(schema("Error")["additionalProperties"], false);
+    assert_eq!(schema("Error")["properties"]["error"]["additionalProperties"], false);
+    assert_eq!(schema("Error")["properties"]["error"]["properties"]["code"]["pattern"], "^[a-z][a-z0-9_]*$");
+    // One schema per provider, with its settings and secrets closed.
+    let new_connection = schema("NewConnection");
+    let providers: Vec<&str> = new_connection["oneOf"].as_array().unwrap().iter().map(|p| p["properties"]["provider"]["const"].as_str().unwrap()).collect();
+    assert_eq!(providers, server::providers::ids());
+    assert_eq!(providers, ["http", "salesforce"]);
+    for p in new_connection["oneOf"].as_array().unwrap() {
+        assert_eq!(p["additionalProperties"], false);
+        assert_eq!(p["properties"]["name"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$");
+        assert_eq!(p["properties"]["settings"]["additionalProperties"], false);
+        assert!(p["properties"]["secrets"]["additionalProperties"] == false || p["properties"]["secrets"]["maxProperties"] == 0, "{p}");
+    }
+    let http = &new_connection["oneOf"][0];
+    assert_eq!(http["properties"]["settings"]["properties"]["auth"]["enum"], json!(["bearer", "basic", "header"]));
+    assert_eq!(http["properties"]["settings"]["properties"]["base_url"]["maxLength"], 2048);
+    assert_eq!(http["allOf"].as_array().unwrap().len(), 3, "a rule per auth value");
+    let sf = &new_connection["oneOf"][1];
+    assert_eq!(sf["properties"]["settings"]["required"], json!(["login_url", "username"]));
+    assert_eq!(sf["properties"]["settings"]["properties"]["session_lifetime_minutes"]["minimum"], 5);
+    assert_eq!(sf["properties"]["settings"]["properties"]["consumer_key"]["maxLength"], 256);
+    assert_eq!(schema("Grant")["then"]["properties"]["access"]["const"], "read");
+    assert_eq!(schema("NewApiKey")["properties"]["grants"]["minItems"], 1);
+    assert_eq!(schema("Publish")["properties"]["objects"]["maxItems"], 200);
+    assert_eq!(schema("Bundle")["properties"]["digest"]["pattern"], "^[0-9a-f]{64}$");
+    // Headers and content types.
+    let response = |id: &str, status: &str| resolve(&operations[id].2["responses"][status]);
+    for (id, status) in [("createApiKey", "201"), ("integrationToken", "200"), ("exportEnvironment", "200"), ("downloadOutboxEml", "200")] {
+        let header = &response(id, status)["headers"]["Cache-Control"];
+        assert_eq!((&header["required"], &header["schema"]["const"]), (&json!(true), &json!("no-store")), "{id} {status}");
+    }
+    let retry = &doc["components"]["responses"]["TooManyRequests"]["headers"]["Retry-After"];
+    assert_eq!((&retry["required"], &retry["schema"]["minimum"]), (&json!(true), &json!(1)));
+    assert!(response("integrationToken", "424")["headers"]["Retry-After"].is_object());
+    assert!(response("downloadCertificate", "200")["content"]["application/x-pem-file"].is_object());
+    assert!(response("downloadOutboxEml", "200")["content"]["message/rfc822"].is_object());
+    assert_eq!(response("downloadOutboxEml", "200")["headers"]["Content-Disposition"]["required"], true);
+    // Bodies that may be left out, but when sent are an object (never `null`).
+    for id in ["issueCertificate", "resendAdminRequest"] {
+        let body = &operations[id].2["requestBody"];
+        assert_eq!(body["required"], false, "{id}");
+        let schema = resolve(&body["content"]["application/json"]["schema"]);
+        assert_eq!((&schema["type"], &schema["additionalProperties"]), (&json!("object"), &json!(false)), "{id}: {schema}");
+    }
+    // Security schemes.
+    assert_eq!(doc["security"], json!([{"apiKey": []}, {"session": []}]));
+    assert_eq!(doc["components"]["securitySchemes"]["apiKey"], json!({"type": "http", "scheme": "bearer", "description": "cvk_… API key"}));
+    assert_eq!(doc["components"]["securitySchemes"]["session"], json!({"type": "apiKey", "in": "cookie", "name": "cv_session"}));
+    // Query parameters as the handlers read them.
+    let import = &operations["importBundle"].2;
+    let mode = import["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "mode").unwrap();
+    assert_eq!((&mode["required"], &mode["schema"]["enum"]), (&json!(true), &json!(["plan", "apply"])));
+    let list = &operations["listConnections"].2;
+    let limit = list["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!((&limit["schema"]["minimum"], &limit["schema"]["maximum"]), (&json!(1), &json!(1000)));
 }

@@ -352,7 +352,7 @@ async fn who_may_export_and_import() {
 async fn the_routes_are_documented_and_answer_sessions() {
     let db = backends().await.into_iter().next().unwrap();
     let (api, k) = setup(&db).await;
-    let doc: Value = serde_json::from_str(server::api::OPENAPI).unwrap();
+    let doc: Value = serde_json::from_str(server::api::openapi_json()).unwrap();
     assert!(doc["paths"]["/api/v1/environments/{env}/export"]["get"].is_object());
     assert!(doc["paths"]["/api/v1/environments/{env}/import"]["post"].is_object());
     let (st, err, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/import", Some(json!({}))).await;
