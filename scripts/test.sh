@@ -193,7 +193,8 @@ fi
 # --- Rust tests --------------------------------------------------------------
 if want rust; then
   # One invocation, so both packages share one feature resolution and nothing builds twice.
-  run_step "cargo test -p server -p app --features app/ssr" cargo test -p server -p app --features app/ssr || true
+  # --no-fail-fast: every test binary runs and reports, not only those before the first failure.
+  run_step "cargo test -p server -p app --features app/ssr" cargo test --no-fail-fast -p server -p app --features app/ssr || true
   if [ -z "${CONNVAULT_TEST_POSTGRES_URL:-}" ]; then
     skip_step "PostgreSQL backend tests" "no PostgreSQL"
   fi

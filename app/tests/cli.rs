@@ -657,9 +657,13 @@ fn promote_export_and_import_against_a_running_server() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("0 created, 0 updated, 1 unchanged, 0 conflicts (nothing to change)"), "{out}");
 
-    // QA's own Billing, with other settings: a conflict (exit 2, named), planned or not.
+    // QA's own Billing, with other settings (the same destination: an import never changes
+    // where a credential goes, promise 17): a conflict (exit 2, named), planned or not.
     local(
-        &[&["connection", "create", "--env", "QA", "--name", "Billing", "--setting", "base_url=https://billing-qa.example.com"][..], &http].concat(),
+        &[
+            "connection", "create", "--env", "QA", "--name", "Billing", "--provider", "http", "--setting", "base_url=https://billing.example.com",
+            "--setting", "auth=header", "--setting", "header_name=X-Billing-Key", "--secret", "token=-",
+        ],
         "qa-token\n",
     );
     let before = qa();
@@ -668,7 +672,7 @@ fn promote_export_and_import_against_a_running_server() {
         let (code, out, err) = cli(args, &[], "");
         assert_eq!(code, Some(2), "{out}{err}");
         let row = out.lines().find(|l| l.contains("Billing") && l.contains("conflict")).unwrap_or_else(|| panic!("the conflict is not named: {out}"));
-        assert!(row.trim_start().starts_with("connection") && row.contains("base_url") && row.contains("--overwrite-settings"), "{row}");
+        assert!(row.trim_start().starts_with("connection") && row.contains("auth") && row.contains("--overwrite-settings"), "{row}");
         assert!(out.contains("1 created, 0 updated, 1 unchanged, 1 conflict (planned; nothing was written)"), "{out}");
         assert!(err.contains("1 conflict with QA: nothing was imported"), "{err}");
     }
