@@ -661,8 +661,22 @@ fn promote_export_and_import_against_a_running_server() {
     // where a credential goes, promise 17): a conflict (exit 2, named), planned or not.
     local(
         &[
-            "connection", "create", "--env", "QA", "--name", "Billing", "--provider", "http", "--setting", "base_url=https://billing.example.com",
-            "--setting", "auth=header", "--setting", "header_name=X-Billing-Key", "--secret", "token=-",
+            "connection",
+            "create",
+            "--env",
+            "QA",
+            "--name",
+            "Billing",
+            "--provider",
+            "http",
+            "--setting",
+            "base_url=https://billing.example.com",
+            "--setting",
+            "auth=header",
+            "--setting",
+            "header_name=X-Billing-Key",
+            "--secret",
+            "token=-",
         ],
         "qa-token\n",
     );

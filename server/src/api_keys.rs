@@ -293,6 +293,33 @@ const IPV4: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5
 /// An IPv6 address (every abbreviation), optionally with a prefix length.
 const IPV6: &str = r"(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?";
 
+/// Stored grants (environments by id) as the API writes them (by name), for a backup; grants
+/// for an environment that is gone are left out (they reach nothing).
+pub fn grants_by_name(stored: &str, envs: &[Environment]) -> Result<String> {
+    let grants: Vec<KeyGrant> = serde_json::from_str(stored).map_err(|e| Error::Internal(format!("stored grants: {e}")))?;
+    let named: Vec<Grant> = grants
+        .iter()
+        .filter(|g| matches!(g.scope, Scope::Env(id) if envs.iter().any(|e| e.id == id)) || g.scope == Scope::All)
+        .map(|g| g.render(envs))
+        .collect();
+    serde_json::to_string(&named).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Grants by environment name (a backup's) in their stored form, by the ids `id_of` gives.
+pub fn grants_by_id(named: &str, id_of: impl Fn(&str) -> Option<i64>) -> Result<String> {
+    let grants: Vec<Grant> = serde_json::from_str(named).map_err(|e| Error::field("grants", format!("not a list of grants: {e}")))?;
+    let mut stored = Vec::with_capacity(grants.len());
+    for g in grants {
+        let scope = if g.environment == "*" {
+            Scope::All
+        } else {
+            Scope::Env(id_of(&g.environment).ok_or_else(|| Error::field("grants", format!("no environment {} for a grant", g.environment)))?)
+        };
+        stored.push(KeyGrant { scope, resource: g.resource, access: g.access });
+    }
+    serde_json::to_string(&stored).map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// Who is creating a key: a person (limited by their own rights), a key (limited by its own
 /// effective rights, addresses and expiry), or the operator at the server's command line.
 pub enum Creator<'a> {
