@@ -160,11 +160,7 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let retry_after = match &self {
-            Error::TooManyRequests { retry_after_secs } | Error::Limited { retry_after_secs, .. } => Some(*retry_after_secs),
-            Error::Dependency { retry_after_secs, .. } => *retry_after_secs,
-            _ => None,
-        };
+        let retry_after = self.retry_after_secs();
         let body = Body { error: ErrorBody { code: self.code(), message: self.public_message(), details: self.details() } };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {
