@@ -452,7 +452,7 @@ async fn main() -> ExitCode {
     server::logging::init(&config);
     let result = match command {
         Command::Serve => serve(config).await,
-        Command::DevSalesforce { addr } => server::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
+        Command::DevSalesforce { addr } => server::providers::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
         other => run_command(config, other).await,
     };
     match result {

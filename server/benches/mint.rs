@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use server::salesforce::jwt::{AssertionSigner, Claims};
+use server::providers::salesforce::jwt::{AssertionSigner, Claims};
 
 const CONSUMER_KEY: &str = "3MVG9benchmarkconsumerkey";
 const USERNAME: &str = "integration+bench@acme.com";
@@ -160,7 +160,7 @@ fn main() {
     let rounds: usize = std::env::var("MINT_ROUNDS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(3);
     let seconds: u32 = std::env::var("MINT_SECONDS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(3);
 
-    let issued = server::salesforce::cert::issue(2048, "Bench", "DEV", time::OffsetDateTime::now_utc()).expect("an RSA 2048 key");
+    let issued = server::certs::issue(2048, "Bench", "DEV", time::OffsetDateTime::now_utc()).expect("an RSA 2048 key");
     let pkcs8 = issued.private_key.expose_secret();
     let signer = AssertionSigner::from_pkcs8_der(pkcs8).expect("the key parses");
     assert_eq!(signer.bits(), 2048);

@@ -17,10 +17,10 @@
 //!
 //! The payload (JSON) holds what a fresh instance needs to work with the same credentials:
 //! environments; accounts (password hashes) and their roles; API keys (their hashes only);
-//! connections with their settings and every secret in clear (managed Salesforce private keys
+//! connections with their settings and every secret in clear (managed private keys
 //! included), their certificates; integrations and their bindings. It leaves out what belongs to
 //! one running instance: sessions, one-time links (setup, invitations, admin request links) and
-//! the Salesforce admin requests that wait on them, the outbox, caches (Salesforce session
+//! the admin requests that wait on them, the outbox, caches (minted
 //! tokens, the latest live check of each connection), the audit trail and the keyring check.
 //!
 //! Restoring decrypts and checks the whole file before it touches the database, then writes
@@ -623,7 +623,7 @@ async fn read_payload(s: &Services) -> Result<Payload> {
     .await?;
     let certificates = sqlx::query_as(
         "SELECT e.name AS environment, c.name AS connection, s.state, s.origin, s.certificate_pem, s.fingerprint, s.bits, s.not_after, \
-         s.created_by, s.created_at, s.updated_at FROM salesforce_certificates s JOIN connections c ON c.id = s.connection_id \
+         s.created_by, s.created_at, s.updated_at FROM certificates s JOIN connections c ON c.id = s.connection_id \
          JOIN environments e ON e.id = c.environment_id ORDER BY e.position, c.name_key, s.id",
     )
     .fetch_all(&mut *tx)
@@ -648,7 +648,7 @@ async fn read_payload(s: &Services) -> Result<Payload> {
     for r in &sealed {
         let provider: String = r.try_get("provider")?;
         let field: String = r.try_get("field")?;
-        // Caches (a Salesforce session token) are minted again by the restored instance.
+        // Caches (a minted token) are minted again by the restored instance.
         if providers::get(&provider).is_some_and(|p| p.cached_secrets.contains(&field.as_str())) {
             continue;
         }
@@ -890,9 +890,9 @@ pub async fn apply(s: &Services, actor: &Actor, backup: &Backup, replace: bool) 
         "integrations",
         "connection_secrets",
         "connection_health",
-        "salesforce_sessions",
-        "salesforce_requests",
-        "salesforce_certificates",
+        "tokens",
+        "admin_requests",
+        "certificates",
         "connections",
         "user_roles",
         "sessions",
@@ -949,7 +949,7 @@ pub async fn apply(s: &Services, actor: &Actor, backup: &Backup, replace: bool) 
     }
     for c in &p.certificates {
         let id = [("connection_id", Val::Int(conn(&c.environment, &c.connection)))];
-        insert(&mut tx, "salesforce_certificates", row_of(c, &["environment", "connection"], id)?).await?;
+        insert(&mut tx, "certificates", row_of(c, &["environment", "connection"], id)?).await?;
     }
     for i in &p.integrations {
         let columns = [
@@ -1034,7 +1034,7 @@ async fn held(tx: &mut Tx<'_>) -> Result<Counts> {
     let r = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM environments) AS environments, (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM api_keys) AS api_keys, \
          (SELECT COUNT(*) FROM connections) AS connections, (SELECT COUNT(*) FROM connection_secrets) AS secrets, \
-         (SELECT COUNT(*) FROM salesforce_certificates) AS certificates, (SELECT COUNT(*) FROM integrations) AS integrations, \
+         (SELECT COUNT(*) FROM certificates) AS certificates, (SELECT COUNT(*) FROM integrations) AS integrations, \
          (SELECT COUNT(*) FROM integrations WHERE connection_id IS NOT NULL) AS bindings",
     )
     .fetch_one(&mut **tx)

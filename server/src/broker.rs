@@ -1,7 +1,8 @@
 //! The token broker: "a token for integration X in environment Y", for apps at run time.
 //!
-//! - A Salesforce session is served from memory while it is younger than the connection's
-//!   session lifetime less a safety margin. That path reads the binding and writes nothing: it
+//! - A minted token (a Salesforce session, an Entra access token) is served from memory until
+//!   shortly before it expires: its `expires_in`, or the connection's session lifetime for
+//!   Salesforce, less a safety margin. That path reads the binding and writes nothing: it
 //!   neither touches the database nor calls out. Hits are counted per API key and minute in
 //!   memory and written to the audit trail once a minute ([`Broker::flush_usage`]).
 //! - A stale (or `force_refresh`ed) session is minted once per connection at a time: callers in
@@ -9,9 +10,9 @@
 //!   the mint also holds a transaction-scoped advisory lock, so several `connvault serve`
 //!   processes mint once between them (the others find the fresh token in the database).
 //! - A connection whose mint failed is not hammered: calls within the back-off window get 424
-//!   with Salesforce's reason at once; the window doubles with each failure (5 s up to 5 min),
+//!   with the provider's reason at once; the window doubles with each failure (5 s up to 5 min),
 //!   and ends early when the connection changes or a test succeeds.
-//! - Generic providers answer with their stored credential.
+//! - Providers without a mint answer with their stored credential.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -32,9 +33,8 @@ use crate::environments;
 use crate::environments::Environment;
 use crate::error::{Error, Result};
 use crate::integrations::{self, Bound};
-use crate::providers::salesforce::{Settings, ACCESS_TOKEN, SALESFORCE};
-use crate::providers::TestResult;
-use crate::salesforce;
+use crate::providers::{self, Minting, TestResult};
+use crate::signing;
 use crate::secret::SecretString;
 use crate::startup::Services;
 
@@ -81,10 +81,19 @@ impl Token {
 #[derive(Clone)]
 struct Cached {
     token: SecretString,
+    token_type: String,
     instance_url: String,
     obtained_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
     /// The connection's `updated_at` when the token was minted: any change invalidates it.
     stamp: String,
+}
+
+impl Cached {
+    /// From here on the token is not handed out: its expiry less the safety margin.
+    fn stale_at(&self) -> DateTime<Utc> {
+        self.expires_at - safety_margin(self.expires_at - self.obtained_at)
+    }
 }
 
 struct Backoff {
@@ -126,14 +135,11 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-/// A session is stale this long before the connection's session lifetime ends: a tenth of it,
-/// at least one minute and at most ten.
+/// A token is stale this long before it expires: a tenth of its lifetime, at least one minute
+/// and at most ten (MSAL renews Entra tokens with five minutes left; a one-hour token here is
+/// renewed with six).
 pub fn safety_margin(lifetime: chrono::Duration) -> chrono::Duration {
     (lifetime / 10).clamp(chrono::Duration::minutes(1), chrono::Duration::minutes(10))
-}
-
-fn lifetime(settings: &Settings) -> chrono::Duration {
-    chrono::Duration::minutes(settings.session_lifetime_minutes)
 }
 
 impl Broker {
@@ -215,10 +221,10 @@ impl Broker {
                 message: format!("integration {integration} in {} needs a connection: bind one on the My integrations page or with PUT …/binding", env.name),
             });
         };
-        if b.provider != SALESFORCE.id {
-            // What an `http` connection hands out is its stored, long-lived secret itself: each
-            // release is audited durably, like a mint, before it leaves; if the record cannot be
-            // written, nothing is released.
+        let Some(minting) = providers::get(&b.provider).and_then(|d| d.minting) else {
+            // What a connection without a mint hands out is its stored, long-lived secret itself:
+            // each release is audited durably, like a mint, before it leaves; if the record
+            // cannot be written, nothing is released.
             let c = connections::get(&s.db, &env.name, &b.name).await?;
             let token = generic(s, env, &c).await?;
             audit::record_alone(
@@ -231,14 +237,12 @@ impl Broker {
             )
             .await?;
             return Ok(token);
-        }
-        let settings = Settings::from_map(&b.settings);
-        let fresh_after = Utc::now() - (lifetime(&settings) - safety_margin(lifetime(&settings)));
+        };
         let started = Utc::now();
         if !force_refresh {
-            if let Some(hit) = self.cached(b.id, &b.updated_at, fresh_after) {
+            if let Some(hit) = self.cached(b.id, &b.updated_at, None) {
                 self.count(actor, env, &integration);
-                return Ok(answer(&b.name, &settings, hit, true));
+                return Ok(answer(&b.name, hit, true));
             }
         }
         let c = connections::get(&s.db, &env.name, &b.name).await?;
@@ -248,10 +252,10 @@ impl Broker {
         let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
         let _turn = flight.lock().await;
         // … and whoever waited finds the token the one before it minted.
-        let newer_than = if force_refresh { started } else { fresh_after };
+        let newer_than = force_refresh.then_some(started);
         if let Some(hit) = self.cached(c.id, &c.updated_at, newer_than) {
             self.count(actor, env, &integration);
-            return Ok(answer(&c.name, &settings, hit, true));
+            return Ok(answer(&c.name, hit, true));
         }
         self.check_backoff(&c)?;
 
@@ -262,18 +266,21 @@ impl Broker {
             let mut tx = s.db.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_NAMESPACE | c.id).execute(&mut *tx).await?;
             lock = Some(tx);
-            if let Some(hit) = self.stored(s, env, &c, newer_than).await? {
+            if let Some(hit) = self.stored(s, env, &c, minting, newer_than).await? {
                 self.count(actor, env, &integration);
-                return Ok(answer(&c.name, &settings, hit, true));
+                return Ok(answer(&c.name, hit, true));
             }
         }
-        let minted = salesforce::mint(s, actor, env, &c).await?;
+        let minted = signing::mint(s, actor, env, &c).await?;
         let result = match minted {
-            Ok((session, at)) => {
+            Ok((minted, at, expires)) => {
+                let parse = |t: &str| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
                 let hit = Cached {
-                    token: session.access_token,
-                    instance_url: session.instance_url,
-                    obtained_at: DateTime::parse_from_rfc3339(&at).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now()),
+                    token: minted.access_token,
+                    token_type: minted.token_type,
+                    instance_url: minted.instance_url,
+                    obtained_at: parse(&at),
+                    expires_at: parse(&expires),
                     stamp: c.updated_at.clone(),
                 };
                 self.inner.cache.lock().expect("broker lock").insert(c.id, hit.clone());
@@ -281,21 +288,20 @@ impl Broker {
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &TestResult::passed(format!("token obtained from {}", hit.instance_url)), "token").await?;
                 tx.commit().await?;
-                Ok(answer(&c.name, &settings, hit, false))
+                Ok(answer(&c.name, hit, false))
             }
-            Err(failure) => {
-                let reason = failure.explain(&settings);
+            Err(refusal) => {
+                let reason = refusal.result;
                 let window = self.back_off(&c, &reason);
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
                 audit::record(
                     &mut tx,
                     actor,
-                    Event::new("salesforce.token_mint")
-                        .outcome("failure")
-                        .environment(env.id, &env.name)
-                        .object("connection", &c.name)
-                        .detail(json!({"integration": integration, "detail": reason.detail, "retry_in_secs": window.as_secs()})),
+                    Event::new("token.mint").outcome("failure").environment(env.id, &env.name).object("connection", &c.name).detail(json!({
+                        "provider": c.provider, "integration": integration, "detail": reason.detail, "transient": refusal.transient,
+                        "retry_in_secs": window.as_secs()
+                    })),
                 )
                 .await?;
                 tx.commit().await?;
@@ -308,29 +314,30 @@ impl Broker {
         result
     }
 
-    /// The cached session of connection `id`, if minted for its current version (`stamp`) and
-    /// newer than `newer_than`.
-    fn cached(&self, id: i64, stamp: &str, newer_than: DateTime<Utc>) -> Option<Cached> {
+    /// The cached token of connection `id`, if minted for its current version (`stamp`), not
+    /// stale, and (when given) obtained after `newer_than`.
+    fn cached(&self, id: i64, stamp: &str, newer_than: Option<DateTime<Utc>>) -> Option<Cached> {
         let cache = self.inner.cache.lock().expect("broker lock");
-        cache.get(&id).filter(|hit| hit.stamp == stamp && hit.obtained_at > newer_than).cloned()
+        let now = Utc::now();
+        cache.get(&id).filter(|hit| hit.stamp == stamp && hit.stale_at() > now && newer_than.is_none_or(|t| hit.obtained_at > t)).cloned()
     }
 
     /// A token another process minted (under the advisory lock), if fresh enough.
-    async fn stored(&self, s: &Services, env: &Environment, c: &Connection, newer_than: DateTime<Utc>) -> Result<Option<Cached>> {
-        let row =
-            sqlx::query("SELECT instance_url, obtained_at FROM salesforce_sessions WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
+    async fn stored(&self, s: &Services, env: &Environment, c: &Connection, minting: &Minting, newer_than: Option<DateTime<Utc>>) -> Result<Option<Cached>> {
+        let row = sqlx::query("SELECT instance_url, obtained_at, expires_at FROM tokens WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
         let Some(row) = row else { return Ok(None) };
-        let obtained: String = row.try_get("obtained_at")?;
-        let Ok(obtained_at) = DateTime::parse_from_rfc3339(&obtained).map(|t| t.with_timezone(&Utc)) else { return Ok(None) };
-        if obtained_at <= newer_than {
-            return Ok(None);
-        }
-        let token = match connections::open_secret(&s.db, &s.vault, &env.name, &c.name, ACCESS_TOKEN).await {
+        let parse = |t: Option<String>| t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc));
+        let Some(obtained_at) = parse(row.try_get("obtained_at")?) else { return Ok(None) };
+        let expires_at = parse(row.try_get("expires_at")?).unwrap_or_else(|| obtained_at + (minting.default_lifetime)(&c.settings));
+        let token = match connections::open_secret(&s.db, &s.vault, &env.name, &c.name, minting.token_field).await {
             Ok(t) => t,
             Err(Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let hit = Cached { token, instance_url: row.try_get("instance_url")?, obtained_at, stamp: c.updated_at.clone() };
+        let hit = Cached { token, token_type: "Bearer".into(), instance_url: row.try_get("instance_url")?, obtained_at, expires_at, stamp: c.updated_at.clone() };
+        if hit.stale_at() <= Utc::now() || newer_than.is_some_and(|t| obtained_at <= t) {
+            return Ok(None);
+        }
         self.inner.cache.lock().expect("broker lock").insert(c.id, hit.clone());
         Ok(Some(hit))
     }
@@ -402,12 +409,12 @@ impl Broker {
     }
 }
 
-fn answer(connection: &str, settings: &Settings, hit: Cached, cached: bool) -> Token {
+fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
     Token {
         access_token: hit.token,
-        token_type: "Bearer".into(),
+        token_type: hit.token_type,
         instance_url: Some(hit.instance_url),
-        expires_at: Some(format_time(hit.obtained_at + lifetime(settings))),
+        expires_at: Some(format_time(hit.expires_at)),
         connection: connection.to_string(),
         header_name: None,
         cached,

@@ -594,6 +594,15 @@ pub(crate) async fn integrity_failure(db: &Db, (env_id, env_name): (i64, &str), 
     .await
 }
 
+/// The secrets people typed for `c` that apply to its settings, opened (in memory only).
+pub(crate) async fn open_applicable_secrets(db: &Db, vault: &Vault, env_name: &str, c: &Connection, def: &ProviderDef) -> Result<Secrets> {
+    let mut secrets = Secrets::new();
+    for field in c.secrets_set.keys().filter(|f| def.field(f).is_some_and(|s| s.secret && s.applies(&c.settings))) {
+        secrets.insert(field.clone(), open_secret(db, vault, env_name, &c.name, field).await?);
+    }
+    Ok(secrets)
+}
+
 /// "Test connection": runs the provider's live check with the stored settings and secrets, and
 /// audits it (`connection.test`, outcome `ok` or `failed`). The secrets are opened only in
 /// memory; the result and the audit record are scrubbed of them. A check that ran and failed
@@ -606,11 +615,12 @@ pub async fn test(s: &Services, actor: &Actor, env_name: &str, name: &str) -> Re
     let def = provider(&c.provider)?;
     let mut secrets = Secrets::new();
     let result = match def.test {
-        _ if def.id == crate::providers::salesforce::SALESFORCE.id => crate::salesforce::live_check(s, actor, &env, &c).await?,
+        _ if def.minting.is_some() => {
+            secrets = open_applicable_secrets(db, vault, &env.name, &c, def).await?;
+            crate::signing::live_check(s, actor, &env, &c).await?
+        }
         Some(check) => {
-            for field in c.secrets_set.keys().filter(|f| def.field(f).is_some_and(|s| s.secret && s.applies(&c.settings))) {
-                secrets.insert(field.clone(), open_secret(db, vault, &env.name, &c.name, field).await?);
-            }
+            secrets = open_applicable_secrets(db, vault, &env.name, &c, def).await?;
             check(outbound, &c.settings, &secrets).await
         }
         None => TestResult { ok: false, detail: format!("{} connections have no live check yet", def.label), advice: None },

@@ -644,7 +644,7 @@ async fn load_target(tx: &mut Tx<'_>, env: &Environment) -> Result<(BTreeMap<Str
 
 /// What the secrets of a placeholder will need, in words.
 fn secrets_to_fill(def: &ProviderDef, settings: &Map<String, Value>) -> String {
-    if def.id == providers::salesforce::SALESFORCE.id {
+    if def.signing(settings).is_some() {
         return "issue or upload its certificate there before use".into();
     }
     let needed: Vec<&str> = def.fields.iter().filter(|f| f.secret && f.applies(settings)).map(|f| f.name).collect();

@@ -82,6 +82,9 @@ pub struct ConnectionDetail {
     pub created_at: String,
     pub updated_by: String,
     pub updated_at: String,
+    /// Who is asked for help, when this connection signs with a certificate connvault keeps
+    /// (e.g. "Salesforce admin"): the page then shows the certificate panel.
+    pub signing_admin: Option<String>,
 }
 
 impl ConnectionDetail {
@@ -159,7 +162,7 @@ pub async fn list_connections(
     let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
     let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
     let mut health = server::connections::health_of(&s.db, &ids).await.map_err(fail)?;
-    let mut briefs = server::salesforce::briefs(&s.db, &page.items).await.map_err(fail)?;
+    let mut briefs = server::signing::briefs(&s.db, &page.items).await.map_err(fail)?;
     let items = page
         .items
         .into_iter()
@@ -197,7 +200,10 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         None
     } else {
         let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
+        let def = server::providers::get(&c.provider);
+        let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
         Some(ConnectionDetail {
+            signing_admin,
             settings: c.settings.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
             secrets: secret_states(&c),
             name: c.name,
@@ -318,7 +324,7 @@ pub async fn test_connection(environment: String, name: String) -> Fallible<Test
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
 }
 
-/// Salesforce certificates in use that expire within 30 days, in the environments this person
+/// Certificates in use that expire within 30 days, in the environments this person
 /// can see (for the start page).
 #[server(prefix = "/rpc", endpoint = "expiring_certificates")]
 pub async fn expiring_certificates() -> Fallible<Vec<(String, String, String)>> {
@@ -327,6 +333,6 @@ pub async fn expiring_certificates() -> Fallible<Vec<(String, String, String)>> 
     let envs = server::environments::list(&s.db).await.map_err(fail)?;
     let ids: Vec<i64> =
         envs.iter().filter(|e| server::access::user_allows(&user, &e.name, e.allow_dev_api_keys, Resource::Connections, Access::Read)).map(|e| e.id).collect();
-    let list = server::salesforce::expiring(&s.db, &ids).await.map_err(fail)?;
+    let list = server::signing::expiring(&s.db, &ids).await.map_err(fail)?;
     Ok(list.into_iter().map(|e| (e.environment, e.connection, e.not_after)).collect())
 }

@@ -14,7 +14,7 @@ mod integrations;
 mod outbox;
 mod people;
 mod promotion;
-mod salesforce;
+mod certificates;
 
 pub use access::*;
 pub use audit::*;
@@ -24,7 +24,7 @@ pub use integrations::*;
 pub use outbox::*;
 pub use people::*;
 pub use promotion::*;
-pub use salesforce::*;
+pub use certificates::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentItem {

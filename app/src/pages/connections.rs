@@ -150,13 +150,13 @@ pub fn ConnectionPage() -> impl IntoView {
     // is stored now ("set on DATE by WHO", last changed).
     let save = ServerAction::<SaveConnection>::new();
     let data = Resource::new(move || (env(), name(), save.version().get()), |(env, name, _)| connection_form(env, name));
-    let salesforce_state = crate::pages::salesforce::SalesforceState::new(env, name);
+    let signing_state = crate::pages::certificates::SigningState::new(env, name);
     view! {
         <section class="panel">
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(d) => view! { <ConnectionEditor data=d save=save salesforce_state=salesforce_state/> }.into_any(),
+                        Ok(d) => view! { <ConnectionEditor data=d save=save signing_state=signing_state/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}
@@ -169,7 +169,7 @@ pub fn ConnectionPage() -> impl IntoView {
 fn ConnectionEditor(
     data: ConnectionFormData,
     save: ServerAction<SaveConnection>,
-    salesforce_state: crate::pages::salesforce::SalesforceState,
+    signing_state: crate::pages::certificates::SigningState,
 ) -> impl IntoView {
     let query = use_query_map();
     let saved = move || match save.value().get() {
@@ -178,7 +178,7 @@ fn ConnectionEditor(
     };
     let ConnectionFormData { environment, can_write, providers, connection } = data;
     let existing = connection.clone();
-    let salesforce = connection.clone().filter(|c| c.provider == "salesforce");
+    let signing = connection.clone().filter(|c| c.signing_admin.is_some());
     let provider_id = RwSignal::new(connection.as_ref().map(|c| c.provider.clone()).or_else(|| providers.first().map(|p| p.id.clone())).unwrap_or_default());
     let error = move || save.value().get().and_then(|r| r.err());
     let field_error = move |name: &str| error().and_then(|e| e.field(name));
@@ -232,8 +232,9 @@ fn ConnectionEditor(
         </ActionForm>
         {move || error().filter(|e| e.fields.is_empty()).map(|e| view! { <p class="error" role="alert">{e.message}</p> })}
         {move || error().filter(|e| !e.fields.is_empty()).map(|_| view! { <p class="error" role="alert">"Fix the fields marked above."</p> })}
-        {salesforce.map(|c| view! {
-            <crate::pages::salesforce::SalesforcePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email") can_write=can_write state=salesforce_state/>
+        {signing.map(|c| view! {
+            <crate::pages::certificates::CertificatePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email")
+                admin=c.signing_admin.clone().unwrap_or_default() can_write=can_write state=signing_state/>
         })}
         {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone()/> })}
         {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}

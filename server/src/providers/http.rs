@@ -85,6 +85,8 @@ pub static HTTP: ProviderDef = ProviderDef {
     destination_settings: &["base_url"],
     retire_on_destination_change: None,
     schema,
+    minting: None,
+    admin_help: None,
 };
 
 /// The settings' schemas (see [`ProviderDef::schema`]): what `check_value`, `check_url` and

@@ -1,6 +1,7 @@
 //! The provider registry: which fields a connection of each provider has, which of them are
-//! secret, and how to validate them. Adding a provider means adding one file here and one line
-//! to [`REGISTRY`].
+//! secret, how to validate them, and, for providers whose credential is minted, how to mint
+//! it and whom to ask for help. Adding a provider means adding one module here and one line to
+//! [`REGISTRY`]; shared code asks the provider and never names one (a test checks that).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -14,8 +15,12 @@ use crate::error::{FieldError, Result};
 use crate::outbound::{self, Outbound, OutboundError};
 use crate::secret::SecretString;
 
+pub mod dataverse;
+pub mod dynamics365;
 pub mod http;
+pub mod microsoft;
 pub mod salesforce;
+pub mod sharepoint;
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +92,114 @@ pub struct ProviderDef {
     /// specs and of `check` that a schema can state (`name`, `provider` and the object's
     /// strictness are added by `NewConnection`'s schema).
     pub schema: fn() -> Value,
+    /// For providers whose run-time credential is minted (a token endpoint, signed with a key
+    /// connvault keeps or with a typed secret): how. The token broker, the live check and the
+    /// certificate lifecycle (`crate::signing`) run on it.
+    pub minting: Option<&'static Minting>,
+    /// For providers whose admin is asked by email with a certificate and a one-time link.
+    pub admin_help: Option<&'static AdminHelp>,
+}
+
+/// How a provider mints its run-time credential.
+#[derive(Debug)]
+pub struct Minting {
+    /// Whether these settings sign with a certificate and key connvault keeps (else the typed
+    /// secrets carry the client credential, e.g. a Dataverse client secret).
+    pub signs: fn(&Map<String, Value>) -> bool,
+    /// What must be filled in before a token can be asked for, as `(detail, advice)`: a
+    /// Salesforce consumer key, an Entra tenant and client ID.
+    pub not_ready: fn(&Map<String, Value>) -> Option<(String, String)>,
+    /// One token request.
+    pub exchange: ExchangeFn,
+    /// After a token: the call that says whom it acts as (userinfo, the site, WhoAmI).
+    pub verify: VerifyFn,
+    /// How long a token lives when the answer does not say (Salesforce: the session lifetime).
+    pub default_lifetime: fn(&Map<String, Value>) -> chrono::Duration,
+    /// The managed secret holding the signing key in use, the one of a rotation that has not
+    /// worked yet, and the token cache.
+    pub key_field: &'static str,
+    pub pending_key_field: &'static str,
+    pub token_field: &'static str,
+}
+
+/// The key a signing provider signs with: the parsed private key and its certificate.
+pub struct Key<'a> {
+    pub signer: &'a crate::assertion::AssertionSigner,
+    pub certificate_der: &'a [u8],
+}
+
+/// A token the provider gave.
+#[derive(Debug)]
+pub struct Minted {
+    pub access_token: SecretString,
+    pub token_type: String,
+    /// Where the credential is used (Salesforce's instance, the SharePoint site, the Dataverse
+    /// environment).
+    pub instance_url: String,
+    /// From the answer's `expires_in`, when it has one.
+    pub expires_in: Option<chrono::Duration>,
+    pub scope: Option<String>,
+    /// Who the token acts as, when the token answer says (Salesforce's org and user ids).
+    pub org_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// Whom a token acts as, from the provider's verifying call.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    pub org_id: Option<String>,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    /// "connected to org … as …", for the test result.
+    pub summary: String,
+}
+
+/// Why there is no token: what to show, and whether asking again later, unchanged, may work
+/// (then the broker backs off instead of calling it a configuration problem).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub result: TestResult,
+    pub transient: bool,
+}
+
+pub type MintFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Minted, Refusal>> + Send + 'a>>;
+/// `exchange(outbound, settings, typed secrets, key)`: the key is `Some` exactly when `signs`.
+pub type ExchangeFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets, Option<Key<'a>>) -> MintFuture<'a>;
+pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>>;
+pub type VerifyFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Minted) -> VerifyFuture<'a>;
+
+/// A provider whose admin connvault asks by email: the certificate to register, the steps, and
+/// a one-time link through which the admin sends back what they created.
+#[derive(Debug)]
+pub struct AdminHelp {
+    /// Who is asked, e.g. "Salesforce admin".
+    pub admin: &'static str,
+    /// The settings the admin's answer fills in (each a field of the provider), in order.
+    pub answer_fields: &'static [&'static str],
+    /// The status once an answer is in but not tested yet, e.g. `consumer_key_received`.
+    pub answered_state: &'static str,
+    /// The request email.
+    pub email: fn(&RequestFacts<'_>) -> crate::mail::Email,
+    /// What the admin's page shows about the connection, as `(label, value)`.
+    pub link_facts: fn(&Map<String, Value>) -> Vec<(&'static str, String)>,
+}
+
+/// What goes into one request to an admin.
+pub struct RequestFacts<'a> {
+    /// Who asks (shown as "NAME requests your help …").
+    pub requester: &'a str,
+    pub to: &'a str,
+    pub connection: &'a str,
+    pub environment: &'a str,
+    pub settings: &'a Map<String, Value>,
+    /// `PUBLIC_URL/oauth/callback`.
+    pub callback_url: &'a str,
+    pub link: &'a str,
+    pub expires_at: &'a str,
+    pub certificate_pem: &'a str,
+    pub certificate_file: &'a str,
+    /// Upper-case hex, as the Entra portal shows it.
+    pub thumbprint_sha1: &'a str,
 }
 
 pub type RetireFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
@@ -132,7 +245,7 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE];
+pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)
@@ -247,11 +360,16 @@ impl ProviderDef {
     }
 
     fn managed_hint(&self) -> &'static str {
-        if self.id == "salesforce" {
+        if self.minting.is_some_and(|m| self.is_managed(m.key_field)) {
             "issue or upload the certificate and key through /certificate"
         } else {
             "it is set by connvault"
         }
+    }
+
+    /// The minting of a provider whose settings sign with a key connvault keeps.
+    pub fn signing(&self, settings: &Map<String, Value>) -> Option<&'static Minting> {
+        self.minting.filter(|m| (m.signs)(settings))
     }
 }
 

@@ -11,7 +11,7 @@ use server::backup::{self, Created};
 use server::connections::{self, NewConnection};
 use server::error::Error;
 use server::integrations::{self, Publish};
-use server::salesforce::{self, IssueRequest};
+use server::signing::{self, IssueRequest};
 use server::secret::SecretString;
 use server::startup::Services;
 use server::users::{self, Role};
@@ -52,8 +52,8 @@ async fn seed(s: &Services) -> String {
     connections::create(db, vault, &op, "QA", connection("Ledger", "http", basic, &[("password", BASIC_MARKER)])).await.unwrap();
     let sf = json!({"login_url": "https://login.salesforce.com", "username": "int@acme.com", "consumer_key": "3MVG9abc"});
     connections::create(db, vault, &op, "DEV", connection("SF_Main", "salesforce", sf, &[])).await.unwrap();
-    salesforce::issue_certificate(s, &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
-    let rotation = salesforce::issue_certificate(s, &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
+    signing::issue_certificate(s, &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
+    let rotation = signing::issue_certificate(s, &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
     assert_eq!(rotation.certificate.state, "pending");
     for (name, provider, connection) in [("Accounts", "salesforce", Some("SF_Main")), ("Billing_Sync", "http", Some("Billing")), ("Reports", "http", None)] {
         let publish = Publish { provider: provider.into(), objects: vec![], description: Some(format!("{name} sync")), version: Some("1.0".into()) };
@@ -146,9 +146,9 @@ async fn a_backup_restores_into_a_fresh_instance_with_another_master_key() {
         );
 
         // Certificates: the one to upload, and both states.
-        assert_eq!(salesforce::certificate_pem(db, "DEV", "SF_Main").await.unwrap(), salesforce::certificate_pem(&source.db, "DEV", "SF_Main").await.unwrap());
-        let status = salesforce::status_of(db, "DEV", "SF_Main").await.unwrap();
-        let status_before = salesforce::status_of(&source.db, "DEV", "SF_Main").await.unwrap();
+        assert_eq!(signing::certificate_pem(db, "DEV", "SF_Main").await.unwrap(), signing::certificate_pem(&source.db, "DEV", "SF_Main").await.unwrap());
+        let status = signing::status_of(db, "DEV", "SF_Main").await.unwrap();
+        let status_before = signing::status_of(&source.db, "DEV", "SF_Main").await.unwrap();
         assert_eq!(status.certificate.map(|c| c.fingerprint_sha256), status_before.certificate.map(|c| c.fingerprint_sha256));
         assert_eq!(status.pending_certificate.map(|c| c.fingerprint_sha256), status_before.pending_certificate.map(|c| c.fingerprint_sha256));
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use common::{backends, key, Api, TestDb, Who};
 use serde_json::{json, Value};
-use server::salesforce::standin::{ConnectedApp, StandIn};
+use server::providers::salesforce::standin::{ConnectedApp, StandIn};
 use server::startup::{self, Services};
 
 const USER: &str = "integration+dev@acme.com";
@@ -145,7 +145,7 @@ async fn request_admin_help_then_the_admin_answers_through_the_link_and_the_conn
         // Every step is audited, and no response or audit row carries the key or the token.
         let (_, audit, audit_text) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
         let actions: BTreeSet<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-        for a in ["salesforce.certificate_issue", "salesforce.admin_request", "salesforce.admin_response", "salesforce.token_mint", "connection.test"] {
+        for a in ["certificate.issue", "admin_request.send", "admin_request.answer", "token.mint", "connection.test"] {
             assert!(actions.contains(a), "{a} missing from {actions:?}");
         }
         assert!(!audit_text.contains("PRIVATE") && !audit_text.contains("!AR"), "no key or token in the audit trail");
@@ -181,7 +181,7 @@ async fn each_salesforce_refusal_becomes_advice_that_names_the_setting() {
             (
                 "Other_Cert",
                 Box::new(|sf, _| {
-                    let other = server::salesforce::cert::issue(2048, "Other", "DEV", time::OffsetDateTime::now_utc()).unwrap();
+                    let other = server::certs::issue(2048, "Other", "DEV", time::OffsetDateTime::now_utc()).unwrap();
                     register(sf, &other.certificate_pem, |_| {})
                 }),
                 "invalid assertion",
@@ -256,8 +256,8 @@ async fn uploads_are_checked_and_links_are_single_use_expiring_and_scoped() {
 
         // Uploads: an expired certificate, a key that is not the certificate's, garbage.
         let now = time::OffsetDateTime::now_utc();
-        let good = server::salesforce::cert::issue(2048, "A", "DEV", now).unwrap();
-        let other = server::salesforce::cert::issue(2048, "X", "DEV", now).unwrap();
+        let good = server::certs::issue(2048, "A", "DEV", now).unwrap();
+        let other = server::certs::issue(2048, "X", "DEV", now).unwrap();
         let key_pem = |der: &[u8]| {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -471,7 +471,7 @@ async fn certificates_expiring_within_30_days_are_flagged() {
         certificate(&api, &k, "Soon").await;
         certificate(&api, &k, "Later").await;
         let envs: Vec<i64> = server::environments::list(&api.s.db).await.unwrap().iter().map(|e| e.id).collect();
-        assert!(server::salesforce::expiring(&api.s.db, &envs).await.unwrap().is_empty(), "two fresh two-year certificates");
+        assert!(server::signing::expiring(&api.s.db, &envs).await.unwrap().is_empty(), "two fresh two-year certificates");
 
         let in_ten_days = server::db::format_time(chrono::Utc::now() + chrono::Duration::days(10));
         sqlx::query("UPDATE salesforce_certificates SET not_after = $1 WHERE connection_id = (SELECT id FROM connections WHERE name = 'Soon')")
@@ -479,13 +479,13 @@ async fn certificates_expiring_within_30_days_are_flagged() {
             .execute(api.s.db.pool())
             .await
             .unwrap();
-        let soon = server::salesforce::expiring(&api.s.db, &envs).await.unwrap();
+        let soon = server::signing::expiring(&api.s.db, &envs).await.unwrap();
         assert_eq!(soon.iter().map(|e| (e.environment.as_str(), e.connection.as_str())).collect::<Vec<_>>(), [("DEV", "Soon")]);
         let (_, status, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/Soon/status", None).await;
         assert_eq!(status["certificate"]["expires_soon"], true);
 
         let page = server::connections::list(&api.s.db, "DEV", &Default::default()).await.unwrap();
-        let briefs = server::salesforce::briefs(&api.s.db, &page.items).await.unwrap();
+        let briefs = server::signing::briefs(&api.s.db, &page.items).await.unwrap();
         let by_name = |n: &str| briefs[&page.items.iter().find(|c| c.name == n).unwrap().id].clone();
         assert_eq!(by_name("Soon").certificate_expires.map(|(_, soon)| soon), Some(true));
         assert_eq!(by_name("Later").certificate_expires.map(|(_, soon)| soon), Some(false));

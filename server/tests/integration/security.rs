@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use common::{backends, key, Api, TestDb, Who};
 use serde_json::{json, Value};
 use server::audit::Actor;
-use server::salesforce::standin::{ConnectedApp, StandIn};
+use server::providers::salesforce::standin::{ConnectedApp, StandIn};
 use server::secret::SecretString;
 use server::startup::{self, Services};
 use server::users::{self, Role};

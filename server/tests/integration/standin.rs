@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use server::salesforce::cert;
-use server::salesforce::standin::{ConnectedApp, StandIn, TokenError, JWT_BEARER_GRANT};
+use server::certs as cert;
+use server::providers::salesforce::standin::{ConnectedApp, StandIn, TokenError, JWT_BEARER_GRANT};
 
 const CONSUMER_KEY: &str = "3MVG9testconsumerkey.A_b";
 /// Salesforce usernames are email-shaped and may hold a `+`, which must survive form encoding.

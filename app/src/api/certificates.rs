@@ -1,4 +1,4 @@
-//! Salesforce connections in the browser: status, "Request admin help" (certificate + email),
+//! Connections that sign, in the browser: status, "Request admin help" (certificate + email),
 //! resend / cancel, upload of the admin's own certificate, and the admin's answer page (no
 //! account: the one-time link is the permission).
 
@@ -12,13 +12,14 @@ use super::ssr::*;
 use super::AppError;
 use super::Fallible;
 
-/// The wasm build cannot see `server::salesforce`'s types; these carry the same fields and are
+/// The wasm build cannot see `server::signing`'s types; these carry the same fields and are
 /// filled from them through serde, so a renamed field fails loudly instead of going missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SfCertificate {
+pub struct CertificateView {
     pub state: String,
     pub origin: String,
     pub fingerprint_sha256: String,
+    pub thumbprint_sha1: String,
     pub bits: i64,
     pub not_after: String,
     pub expires_soon: bool,
@@ -27,7 +28,7 @@ pub struct SfCertificate {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SfRequest {
+pub struct RequestView {
     pub admin_email: String,
     pub state: String,
     pub requested_by: String,
@@ -37,7 +38,7 @@ pub struct SfRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SfConnected {
+pub struct ConnectedView {
     pub org_id: Option<String>,
     pub username: Option<String>,
     pub instance_url: String,
@@ -45,25 +46,43 @@ pub struct SfConnected {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SfStatus {
+pub struct SigningStatus {
     pub state: String,
     pub summary: String,
     pub advice: Option<String>,
-    pub certificate: Option<SfCertificate>,
-    pub pending_certificate: Option<SfCertificate>,
-    pub request: Option<SfRequest>,
-    pub connected: Option<SfConnected>,
+    pub certificate: Option<CertificateView>,
+    pub pending_certificate: Option<CertificateView>,
+    pub request: Option<RequestView>,
+    pub connected: Option<ConnectedView>,
     pub checked_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SfLinkView {
+pub struct Fact {
+    pub label: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerField {
+    pub name: String,
+    pub label: String,
+    pub help: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkView {
     pub environment: String,
     pub connection: String,
-    pub username: String,
-    pub login_url: String,
+    pub provider: String,
+    pub provider_label: String,
+    pub admin: String,
+    pub facts: Vec<Fact>,
+    pub answer_fields: Vec<AnswerField>,
     pub requested_by: String,
     pub expires_at: String,
+    pub certificate_pem: Option<String>,
+    pub thumbprint_sha1: Option<String>,
 }
 
 #[cfg(feature = "ssr")]
@@ -71,12 +90,12 @@ fn mirror<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, 
     serde_json::to_value(value).and_then(serde_json::from_value).map_err(|e| AppError::new(format!("internal: {e}")))
 }
 
-#[server(prefix = "/rpc", endpoint = "salesforce_status")]
-pub async fn salesforce_status(environment: String, name: String) -> Fallible<SfStatus> {
+#[server(prefix = "/rpc", endpoint = "signing_status")]
+pub async fn signing_status(environment: String, name: String) -> Fallible<SigningStatus> {
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
-    mirror(&server::salesforce::status_of(&s.db, &env.name, &name).await.map_err(fail)?)
+    mirror(&server::signing::status_of(&s.db, &env.name, &name).await.map_err(fail)?)
 }
 
 /// "Request admin help" / "Rotate certificate": a new key pair and certificate, and the email.
@@ -85,8 +104,8 @@ pub async fn request_admin_help(environment: String, name: String, admin_email: 
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
-    let input = server::salesforce::IssueRequest { key_bits, admin_email: Some(admin_email), send_request: true };
-    server::salesforce::issue_certificate(&s, &actor_of(&user).await, &env.name, &name, input).await.map_err(fail)?;
+    let input = server::signing::IssueRequest { key_bits, admin_email: Some(admin_email), send_request: true };
+    server::signing::issue_certificate(&s, &actor_of(&user).await, &env.name, &name, input).await.map_err(fail)?;
     Ok(())
 }
 
@@ -98,9 +117,9 @@ pub async fn admin_request_again(environment: String, name: String, cancel: bool
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
     let actor = actor_of(&user).await;
     if cancel {
-        server::salesforce::cancel_request(&s, &actor, &env.name, &name).await.map_err(fail)?;
+        server::signing::cancel_request(&s, &actor, &env.name, &name).await.map_err(fail)?;
     } else {
-        server::salesforce::request_admin_help(&s, &actor, &env.name, &name, None).await.map_err(fail)?;
+        server::signing::request_admin_help(&s, &actor, &env.name, &name, None).await.map_err(fail)?;
     }
     Ok(())
 }
@@ -110,37 +129,37 @@ pub async fn upload_certificate(environment: String, name: String, certificate: 
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
-    let upload = server::salesforce::Upload { certificate, private_key: server::secret::SecretString::new(private_key) };
-    server::salesforce::upload_certificate(&s, &actor_of(&user).await, &env.name, &name, &upload).await.map_err(fail)?;
+    let upload = server::signing::Upload { certificate, private_key: server::secret::SecretString::new(private_key) };
+    server::signing::upload_certificate(&s, &actor_of(&user).await, &env.name, &name, &upload).await.map_err(fail)?;
     Ok(())
 }
 
 /// What the admin's page shows; the link is checked, not used.
 #[server(prefix = "/rpc", endpoint = "admin_link_view")]
-pub async fn admin_link_view(environment: String, name: String, token: String) -> Fallible<SfLinkView> {
+pub async fn admin_link_view(environment: String, name: String, token: String) -> Fallible<LinkView> {
     let s = services()?;
-    mirror(&server::salesforce::link_view(&s.db, &environment, &name, &token).await.map_err(fail)?)
+    mirror(&server::signing::link_view(&s.db, &environment, &name, &token).await.map_err(fail)?)
 }
 
-/// The admin's answer: the consumer key (and possibly their own certificate and key); answered
-/// with the connection test that follows.
+/// The admin's answer: the provider's answer fields (`fields[consumer_key]`, `fields[tenant]`…)
+/// and possibly their own certificate and key; answered with the connection test that follows.
 #[server(prefix = "/rpc", endpoint = "answer_admin_request")]
 pub async fn answer_admin_request(
     environment: String,
     name: String,
     token: String,
-    consumer_key: String,
+    #[server(default)] fields: std::collections::BTreeMap<String, String>,
     #[server(default)] certificate: String,
     #[server(default)] private_key: String,
 ) -> Fallible<TestOutcome> {
     use server::secret::SecretString;
     let s = services()?;
-    let answer = server::salesforce::AdminAnswer {
+    let answer = server::signing::AdminAnswer {
         token: SecretString::new(token),
-        consumer_key,
+        fields: fields.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect(),
         certificate: Some(certificate).filter(|c| !c.trim().is_empty()),
         private_key: Some(private_key).filter(|k| !k.trim().is_empty()).map(SecretString::new),
     };
-    let r = server::salesforce::answer_request(&s, &environment, &name, &answer, client_addr().await).await.map_err(fail)?;
+    let r = server::signing::answer_request(&s, &environment, &name, &answer, client_addr().await).await.map_err(fail)?;
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
 }

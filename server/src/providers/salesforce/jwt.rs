@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn assertions_verify_with_the_certificate_key_and_carry_the_claims() {
-        let issued = super::super::cert::issue(2048, "SF", "DEV", time::OffsetDateTime::now_utc()).unwrap();
+        let issued = crate::certs::issue(2048, "SF", "DEV", time::OffsetDateTime::now_utc()).unwrap();
         let signer = AssertionSigner::from_pkcs8_der(issued.private_key.expose_secret()).unwrap();
         let now = chrono::Utc::now().timestamp();
         let claims = Claims::new("3MVG9key", "int+dev@acme.com", "https://login.salesforce.com", now);

@@ -1,13 +1,20 @@
 //! The `salesforce` provider: a connected app used through the OAuth 2.0 JWT-bearer flow. People
 //! type only non-secret settings; the private key is generated (or uploaded) through
-//! `/certificate` and kept by connvault, as is the session token the flow produces. The live
-//! check needs the database (the key, the cached session), so it lives in `crate::salesforce`.
+//! `/certificate` and kept by connvault, as is the session token the flow produces. The
+//! certificate lifecycle, the admin request and the mint run in `crate::signing` on what this
+//! module declares: the exchange (`client`), userinfo, the admin's email (`request`).
+
+pub mod client;
+pub mod jwt;
+pub mod request;
+pub mod standin;
 
 use serde_json::{json, Map, Value};
 
-use super::{FieldKind, FieldSpec, ProviderDef, RetireFuture};
+use super::{AdminHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Refusal, RetireFuture, Secrets, VerifyFuture};
 use crate::db::Tx;
 use crate::error::FieldError;
+use crate::outbound::Outbound;
 
 pub const PRODUCTION: &str = "https://login.salesforce.com";
 pub const SANDBOX: &str = "https://test.salesforce.com";
@@ -95,13 +102,89 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     destination_settings: &["login_url", "audience"],
     retire_on_destination_change: Some(retire),
     schema,
+    minting: Some(&MINTING),
+    admin_help: Some(&ADMIN_HELP),
 };
+
+static MINTING: Minting = Minting {
+    signs: |_| true,
+    not_ready,
+    exchange,
+    verify,
+    default_lifetime: |settings| chrono::Duration::minutes(Settings::from_map(settings).session_lifetime_minutes),
+    key_field: PRIVATE_KEY,
+    pending_key_field: PENDING_PRIVATE_KEY,
+    token_field: ACCESS_TOKEN,
+};
+
+static ADMIN_HELP: AdminHelp = AdminHelp {
+    admin: "Salesforce admin",
+    answer_fields: &["consumer_key"],
+    answered_state: "consumer_key_received",
+    email: request::email,
+    link_facts: |settings| {
+        let s = Settings::from_map(settings);
+        vec![("Integration user", s.username), ("Login URL", s.login_url)]
+    },
+};
+
+fn not_ready(settings: &Map<String, Value>) -> Option<(String, String)> {
+    Settings::from_map(settings).consumer_key.is_none().then(|| {
+        (
+            "no consumer key yet".to_string(),
+            "paste the connected app's Consumer Key into this connection, or wait for the Salesforce admin to send it through the request link".to_string(),
+        )
+    })
+}
+
+fn refusal(failure: client::Failure, settings: &Settings) -> Refusal {
+    Refusal { transient: failure.is_transient(), result: failure.explain(settings) }
+}
+
+/// One JWT-bearer exchange: an RS256 assertion for the integration user, signed with `key`.
+fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, _secrets: &'a Secrets, key: Option<Key<'a>>) -> MintFuture<'a> {
+    Box::pin(async move {
+        let s = Settings::from_map(settings);
+        let Some(key) = key else { return Err(refusal(client::Failure::Unexpected("no key to sign with".into()), &s)) };
+        let consumer_key = s.consumer_key.clone().unwrap_or_default();
+        let claims = jwt::Claims::new(&consumer_key, &s.username, &s.audience, chrono::Utc::now().timestamp());
+        let assertion = key.signer.assertion(&claims).map_err(|e| refusal(client::Failure::Unexpected(e.public_message()), &s))?;
+        match client::request_token(out, &s.login_url, &assertion).await {
+            Ok(session) => Ok(Minted {
+                access_token: session.access_token,
+                token_type: "Bearer".into(),
+                instance_url: session.instance_url,
+                expires_in: None,
+                scope: None,
+                org_id: session.org_id,
+                user_id: session.user_id,
+            }),
+            Err(f) => Err(refusal(f, &s)),
+        }
+    })
+}
+
+/// userinfo with the new token: whom the session acts as.
+fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a Minted) -> VerifyFuture<'a> {
+    Box::pin(async move {
+        let s = Settings::from_map(settings);
+        match client::userinfo(out, &minted.instance_url, &minted.access_token).await {
+            Ok(info) => Ok(Identity {
+                summary: format!("connected to org {} as {} ({})", info.organization_id, info.preferred_username, minted.instance_url),
+                org_id: Some(info.organization_id),
+                user_id: Some(info.user_id),
+                username: Some(info.preferred_username),
+            }),
+            Err(f) => Err(refusal(f, &s)),
+        }
+    })
+}
 
 /// A new login URL or audience: the private key (dropped with the other stored secrets by the
 /// caller) is retired with its certificates, open requests to the admin and their links, and
 /// the cached session. The connection needs a certificate again.
 fn retire<'a>(tx: &'a mut Tx<'static>, connection_id: i64) -> RetireFuture<'a> {
-    Box::pin(crate::salesforce::retire_credentials(tx, connection_id))
+    Box::pin(crate::signing::retire_credentials(tx, connection_id))
 }
 
 /// The hosts whose token endpoint is Salesforce's own: the issuer that accepts an assertion

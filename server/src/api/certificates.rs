@@ -1,5 +1,6 @@
-//! Salesforce connections: the certificate (issue, download, upload), the request to the admin
-//! (send again, cancel), the admin's answer through the one-time link, and the status.
+//! Connections that sign (Salesforce, SharePoint, Dataverse, Dynamics 365): the certificate
+//! (issue, download, upload), the request to the admin (send again, cancel), the admin's answer
+//! through the one-time link, and the status.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,7 +21,7 @@ use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::Result;
 use crate::providers::TestResult;
-use crate::salesforce::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
+use crate::signing::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
 use crate::secret::SecretString;
 use crate::startup::Services;
 
@@ -51,7 +52,7 @@ operation_error!(LinkRefused, "LinkRefused", "The link is not valid (unknown, us
 
 #[utoipa::path(
     post, path = "/environments/{env}/connections/{name}/certificate", operation_id = "issueCertificate",
-    summary = "Salesforce: issue a new key pair and self-signed certificate (a rotation if one exists)",
+    summary = "Issue a new key pair and self-signed certificate (a rotation if one exists)",
     description = "RSA 2048 (default) or 4096, SHA-256, random serial, two years. With an active certificate the new one is pending: the old one keeps signing until the new one has worked once. With send_request, the admin request email goes out (admin_email, or the connection's setting). Needs connections write. The private key never leaves the server.",
     params(ConnectionPath),
     request_body(content = IssueRequest, description = "Optional: an empty body takes the defaults"),
@@ -66,12 +67,12 @@ operation_error!(LinkRefused, "LinkRefused", "The link is not valid (unknown, us
 async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<Issued>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     let input: IssueRequest = optional_json(body)?;
-    Ok((StatusCode::CREATED, Json(salesforce::issue_certificate(&s, &p.actor(), &env.name, &name, input).await?)))
+    Ok((StatusCode::CREATED, Json(signing::issue_certificate(&s, &p.actor(), &env.name, &name, input).await?)))
 }
 
 #[utoipa::path(
     get, path = "/environments/{env}/connections/{name}/certificate", operation_id = "downloadCertificate",
-    summary = "The certificate to upload to the connected app (the pending one during a rotation), as NAME-ENV.crt; never the key",
+    summary = "The certificate to register with the system (the pending one during a rotation), as NAME-ENV.crt; never the key",
     params(ConnectionPath),
     responses(
         (status = 200, response = inline(Pem)),
@@ -81,7 +82,7 @@ async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<
 /// The certificate as a `.crt` download; never the key.
 async fn download(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Response> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
-    let (pem, file) = salesforce::certificate_pem(&s.db, &env.name, &name).await?;
+    let (pem, file) = signing::certificate_pem(&s.db, &env.name, &name).await?;
     let disposition = format!("attachment; filename=\"{}\"", file.replace(['"', '\\', '\r', '\n'], "_"));
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file".to_string()), (header::CONTENT_DISPOSITION, disposition)], pem).into_response())
 }
@@ -100,12 +101,12 @@ async fn download(State(s): State<Services>, p: Principal, Path((env, name)): Pa
 )]
 async fn upload(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(u): Body<Upload>) -> Result<Json<CertificateInfo>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    Ok(Json(salesforce::upload_certificate(&s, &p.actor(), &env.name, &name, &u).await?))
+    Ok(Json(signing::upload_certificate(&s, &p.actor(), &env.name, &name, &u).await?))
 }
 
 #[utoipa::path(
-    get, path = "/environments/{env}/connections/{name}/status", operation_id = "salesforceStatus",
-    summary = "Salesforce: waiting for admin / consumer key received / connected / failing, with the certificate's expiry",
+    get, path = "/environments/{env}/connections/{name}/status", operation_id = "signingStatus",
+    summary = "A connection that signs: no certificate / waiting for admin / answer received / connected / failing, with the certificate's expiry and thumbprints",
     params(ConnectionPath),
     responses(
         (status = 200, description = "Status", body = Status),
@@ -114,7 +115,7 @@ async fn upload(State(s): State<Services>, p: Principal, Path((env, name)): Path
 )]
 async fn status(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<Status>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Read).await?;
-    Ok(Json(salesforce::status_of(&s.db, &env.name, &name).await?))
+    Ok(Json(signing::status_of(&s.db, &env.name, &name).await?))
 }
 
 #[derive(Default, Deserialize)]
@@ -127,7 +128,7 @@ struct Resend {
 hand_schema!(Resend, "Resend", || serde_json::json!({
     "type": "object",
     "additionalProperties": false,
-    "properties": {"admin_email": salesforce::admin_email_input()}
+    "properties": {"admin_email": signing::admin_email_input()}
 }));
 
 #[utoipa::path(
@@ -146,7 +147,7 @@ hand_schema!(Resend, "Resend", || serde_json::json!({
 async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<AdminRequest>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     let to = optional_json::<Resend>(body)?.admin_email;
-    Ok((StatusCode::CREATED, Json(salesforce::request_admin_help(&s, &p.actor(), &env.name, &name, to.as_deref()).await?)))
+    Ok((StatusCode::CREATED, Json(signing::request_admin_help(&s, &p.actor(), &env.name, &name, to.as_deref()).await?)))
 }
 
 #[utoipa::path(
@@ -160,7 +161,7 @@ async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path
 )]
 async fn cancel(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<StatusCode> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    salesforce::cancel_request(&s, &p.actor(), &env.name, &name).await?;
+    signing::cancel_request(&s, &p.actor(), &env.name, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -179,7 +180,7 @@ params_doc!(LinkQuery, || vec![super::doc::param(
 
 #[utoipa::path(
     get, path = "/environments/{env}/connections/{name}/admin-response", operation_id = "adminLinkView",
-    summary = "For the Salesforce admin, without an account: what the one-time link is about (the link is checked, not used)",
+    summary = "For the system's admin, without an account: what the one-time link is about (the link is checked, not used)",
     security(),
     params(ConnectionPath, LinkQuery),
     responses(
@@ -189,12 +190,12 @@ params_doc!(LinkQuery, || vec![super::doc::param(
 )]
 /// For the admin, without an account: the link itself is the permission.
 async fn link_view(State(s): State<Services>, Path((env, name)): Path<(String, String)>, Query(q): Query<LinkQuery>) -> Result<Json<LinkView>> {
-    Ok(Json(salesforce::link_view(&s.db, &env, &name, q.token.expose_secret()).await?))
+    Ok(Json(signing::link_view(&s.db, &env, &name, q.token.expose_secret()).await?))
 }
 
 #[utoipa::path(
     post, path = "/environments/{env}/connections/{name}/admin-response", operation_id = "answerAdminRequest",
-    summary = "The admin's answer: the consumer key (and optionally their own certificate and key); single use, 7 days, this connection only",
+    summary = "The admin's answer: Salesforce consumer_key, Entra tenant and client_id (and optionally their own certificate and key); single use, 7 days, this connection only",
     description = "Everything is checked before the link is used (a typo does not burn it). Then the connection is tested at once and the result returned.",
     security(),
     params(ConnectionPath),
@@ -205,7 +206,8 @@ async fn link_view(State(s): State<Services>, Path((env, name)): Path<(String, S
         (status = 422, response = Invalid),
     )
 )]
-/// The admin's answer: the consumer key (and possibly their own certificate and key). Answers
+/// The admin's answer: what the provider's admin created (and possibly their own certificate
+/// and key). Answers
 /// with the connection test that follows at once.
 async fn answer(
     State(s): State<Services>,
@@ -215,7 +217,7 @@ async fn answer(
     Body(a): Body<AdminAnswer>,
 ) -> Result<Json<TestResult>> {
     let addr = crate::ratelimit::client_addr(connect.map(|c| c.0 .0.ip()), &headers, &s.config.trusted_proxies);
-    Ok(Json(salesforce::answer_request(&s, &env, &name, &a, addr).await?))
+    Ok(Json(signing::answer_request(&s, &env, &name, &a, addr).await?))
 }
 
 /// A body as sent, or why it could not be read.
@@ -235,11 +237,11 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: RawBody) -> Res
     })
 }
 
-/// The callback URL Salesforce requires on every connected app; the JWT-bearer flow never
-/// calls it.
+/// `PUBLIC_URL/oauth/callback`, the callback URL a connected app or app registration must name;
+/// the certificate flows never call it.
 pub async fn callback() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "connvault uses the OAuth 2.0 JWT bearer flow: Salesforce requires a callback URL on the connected app, but this flow never calls it.\n",
+        "connvault signs its token requests with a certificate: the system requires a callback URL on the app, but this flow never calls it.\n",
     )
 }

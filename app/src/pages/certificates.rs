@@ -1,64 +1,71 @@
-//! Salesforce on the connection page (status, certificate, the request to the admin) and the
-//! page the admin's one-time link opens.
+//! A connection that signs, on the connection page (status, certificate, the request to the
+//! admin), and the page the admin's one-time link opens. The same for every provider that
+//! signs; the provider's words come from the server (who the admin is, what they send back).
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{salesforce_status, urlencode, AdminRequestAgain, AnswerAdminRequest, Fallible, RequestAdminHelp, SfCertificate, SfStatus, UploadCertificate};
+use crate::api::{signing_status, urlencode, AdminRequestAgain, AnswerAdminRequest, CertificateView, Fallible, RequestAdminHelp, SigningStatus, UploadCertificate};
 use crate::pages::auth::error_view;
 use crate::pages::connections::ResultBox;
 use crate::pages::short_time;
 
-fn state_label(state: &str) -> &'static str {
+fn state_label(state: &str) -> String {
     match state {
-        "connected" => "Connected",
-        "failing" => "Failing",
-        "consumer_key_received" => "Consumer key received",
-        "waiting_for_admin" => "Waiting for admin",
-        _ => "No certificate yet",
+        "connected" => "Connected".into(),
+        "failing" => "Failing".into(),
+        "waiting_for_admin" => "Waiting for admin".into(),
+        "no_certificate" => "No certificate yet".into(),
+        // The provider's "answer received" state, e.g. consumer_key_received.
+        other => {
+            let words = other.replace('_', " ");
+            let mut chars = words.chars();
+            chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+        }
     }
 }
 
-fn certificate_line(c: &SfCertificate) -> String {
+fn certificate_line(c: &CertificateView) -> String {
     format!(
-        "{} RSA {} certificate ({}), SHA-256 {}…, expires {}{}",
+        "{} RSA {} certificate ({}), thumbprint {} (SHA-256 {}…), expires {}{}",
         if c.state == "pending" { "New" } else { "Current" },
         c.bits,
         c.origin,
+        c.thumbprint_sha1,
         &c.fingerprint_sha256[..16.min(c.fingerprint_sha256.len())],
         short_time(&c.not_after),
         if c.expires_soon { " — expires within 30 days: rotate it" } else { "" }
     )
 }
 
-/// What the Salesforce panel loads and changes. Created with the connection page, outside its
+/// What the certificate panel loads and changes. Created with the connection page, outside its
 /// Suspense: a resource created inside a Suspense's children can stall server rendering
 /// (leptos-rs/leptos#4866), which showed as a page that never finished loading.
 #[derive(Clone, Copy)]
-pub struct SalesforceState {
+pub struct SigningState {
     pub request: ServerAction<RequestAdminHelp>,
     pub again: ServerAction<AdminRequestAgain>,
     pub upload: ServerAction<UploadCertificate>,
-    pub status: Resource<Fallible<SfStatus>>,
+    pub status: Resource<Fallible<SigningStatus>>,
 }
 
-impl SalesforceState {
+impl SigningState {
     pub fn new(environment: impl Fn() -> String + Send + Sync + 'static, name: impl Fn() -> String + Send + Sync + 'static) -> Self {
         let request = ServerAction::<RequestAdminHelp>::new();
         let again = ServerAction::<AdminRequestAgain>::new();
         let upload = ServerAction::<UploadCertificate>::new();
         let status = Resource::new(
             move || (environment(), name(), request.version().get(), again.version().get(), upload.version().get()),
-            |(environment, name, ..)| salesforce_status(environment, name),
+            |(environment, name, ..)| signing_status(environment, name),
         );
-        SalesforceState { request, again, upload, status }
+        SigningState { request, again, upload, status }
     }
 }
 
-/// The Salesforce part of a connection's page.
+/// The certificate part of a connection's page; `admin` names who is asked ("Salesforce admin").
 #[component]
-pub fn SalesforcePanel(environment: String, name: String, admin_email: String, can_write: bool, state: SalesforceState) -> impl IntoView {
-    let SalesforceState { request, again, upload, status } = state;
+pub fn CertificatePanel(environment: String, name: String, admin_email: String, admin: String, can_write: bool, state: SigningState) -> impl IntoView {
+    let SigningState { request, again, upload, status } = state;
     let has_certificate = move || status.get().and_then(|r| r.ok()).is_some_and(|st| st.certificate.is_some() || st.pending_certificate.is_some());
     let download = format!("/api/v1/environments/{}/connections/{}/certificate", urlencode(&environment), urlencode(&name));
     // ActionForm children move what they use: one copy per form.
@@ -72,14 +79,14 @@ pub fn SalesforcePanel(environment: String, name: String, admin_email: String, c
             .next()
     };
     view! {
-        <section class="salesforce" aria-labelledby="sf-title">
-            <h2 id="sf-title">"Salesforce connected app"</h2>
+        <section class="certificate" aria-labelledby="cert-title">
+            <h2 id="cert-title">"Certificate and admin request"</h2>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || {
                     let download = download.clone();
                     Suspend::new(async move {
                     match status.await {
-                        Ok(st) => view! { <SalesforceStatus st=st download=download/> }.into_any(),
+                        Ok(st) => view! { <StatusView st=st download=download/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}}
@@ -89,11 +96,11 @@ pub fn SalesforcePanel(environment: String, name: String, admin_email: String, c
                 <ActionForm action=request attr:class="stack form">
                     <input type="hidden" name="environment" value=env2.clone()/>
                     <input type="hidden" name="name" value=name2.clone()/>
-                    <label for="sf-admin">"Salesforce admin's email"</label>
-                    <input id="sf-admin" name="admin_email" type="email" required value=admin_email.clone()/>
-                    <label for="sf-bits">"Key size"</label>
-                    <select id="sf-bits" name="key_bits">
-                        <option value="2048" selected>"RSA 2048 (Salesforce's recipe)"</option>
+                    <label for="cert-admin">{format!("{}'s email", upper_first(&admin))}</label>
+                    <input id="cert-admin" name="admin_email" type="email" required value=admin_email.clone()/>
+                    <label for="cert-bits">"Key size"</label>
+                    <select id="cert-bits" name="key_bits">
+                        <option value="2048" selected>"RSA 2048 (recommended)"</option>
                         <option value="4096">"RSA 4096"</option>
                     </select>
                     <button type="submit" disabled=move || request.pending().get()>
@@ -126,10 +133,10 @@ pub fn SalesforcePanel(environment: String, name: String, admin_email: String, c
                     <ActionForm action=upload attr:class="stack form">
                         <input type="hidden" name="environment" value=env_up/>
                         <input type="hidden" name="name" value=name_up/>
-                        <label for="sf-cert">"Certificate (PEM)"</label>
-                        <textarea id="sf-cert" name="certificate" rows="6" required></textarea>
-                        <label for="sf-key">"Private key (PEM, PKCS#8 or PKCS#1, not encrypted)"</label>
-                        <textarea id="sf-key" name="private_key" rows="6" required autocomplete="off"></textarea>
+                        <label for="cert-pem">"Certificate (PEM)"</label>
+                        <textarea id="cert-pem" name="certificate" rows="6" required></textarea>
+                        <label for="cert-key">"Private key (PEM, PKCS#8 or PKCS#1, not encrypted)"</label>
+                        <textarea id="cert-key" name="private_key" rows="6" required autocomplete="off"></textarea>
                         <button type="submit" class="secondary">"Upload"</button>
                     </ActionForm>
                 </details>
@@ -138,16 +145,28 @@ pub fn SalesforcePanel(environment: String, name: String, admin_email: String, c
     }
 }
 
+fn upper_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+}
+
 #[component]
-fn SalesforceStatus(st: SfStatus, download: String) -> impl IntoView {
+fn StatusView(st: SigningStatus, download: String) -> impl IntoView {
     let good = st.state == "connected";
     let bad = st.state == "failing";
     view! {
-        <div class=if good { "result ok-box" } else if bad { "result bad-box" } else { "result" } data-testid="sf-status">
+        <div class=if good { "result ok-box" } else if bad { "result bad-box" } else { "result" } data-testid="cert-status">
             <strong>{state_label(&st.state)}</strong>
             <p>{st.summary.clone()}</p>
             {st.advice.clone().map(|a| view! { <p class="advice"><strong>"What to do: "</strong>{a}</p> })}
-            {st.connected.clone().map(|c| view! { <p class="muted">"Org " {c.org_id.unwrap_or_default()} " as " {c.username.unwrap_or_default()} ", token from " {short_time(&c.obtained_at)}</p> })}
+            {st.connected.clone().map(|c| view! {
+                <p class="muted">{c.org_id.map(|o| format!("Org {o}, ")).unwrap_or_default()} {c.username.map(|u| format!("as {u}, ")).unwrap_or_default()} "token from " {short_time(&c.obtained_at)}</p>
+            })}
         </div>
         {st.certificate.as_ref().map(|c| view! { <p class=if c.expires_soon { "notice" } else { "muted" }>{certificate_line(c)}</p> })}
         {st.pending_certificate.as_ref().map(|c| view! { <p class="notice">{certificate_line(c)} " — in use once it has worked"</p> })}
@@ -158,7 +177,8 @@ fn SalesforceStatus(st: SfStatus, download: String) -> impl IntoView {
     }
 }
 
-/// `/respond/:env/:name?token=…`: the Salesforce admin pastes the consumer key. No account.
+/// `/respond/:env/:name?token=…`: the system's admin sends back what they created (a Salesforce
+/// consumer key; an Entra tenant and client ID). No account.
 #[component]
 pub fn RespondPage() -> impl IntoView {
     let params = use_params_map();
@@ -170,20 +190,38 @@ pub fn RespondPage() -> impl IntoView {
     let answer = ServerAction::<AnswerAdminRequest>::new();
     view! {
         <section class="panel">
-            <h1>"Send the consumer key to connvault"</h1>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match view_data.await {
-                        Ok(v) => view! {
-                            <p>{v.requested_by.clone()} " asked you to create a connected app for the connection " <strong>{v.connection.clone()}</strong>
-                               " in " {v.environment.clone()} " (integration user " <span class="mono">{v.username.clone()}</span> ", " {v.login_url.clone()} ")."</p>
+                        Ok(v) => {
+                            let what = v.answer_fields.iter().map(|f| lower_first(&f.label)).collect::<Vec<_>>().join(" and ");
+                            let checking = format!("Checking with {}…", v.provider_label);
+                            let facts = v.facts.iter().map(|f| format!("{}: {}", f.label, f.value)).collect::<Vec<_>>().join("; ");
+                            let pem = v.certificate_pem.clone();
+                            view! {
+                            <h1>{format!("Send the {what} to connvault")}</h1>
+                            <p>{v.requested_by.clone()} " asked you, as " {v.admin.clone()} ", to set up " {v.provider_label.clone()} " for the connection " <strong>{v.connection.clone()}</strong>
+                               " in " {v.environment.clone()} " (" <span class="mono">{facts}</span> ")."</p>
+                            {v.thumbprint_sha1.clone().map(|t| view! { <p>"Certificate to register: thumbprint " <span class="mono" data-testid="thumbprint">{t}</span></p> })}
+                            {pem.map(|p| view! {
+                                <details>
+                                    <summary>"Show the certificate (PEM)"</summary>
+                                    <pre class="mono" data-testid="certificate-pem">{p}</pre>
+                                </details>
+                            })}
                             <p class="muted">"This link works once, until " {short_time(&v.expires_at)} "."</p>
                             <ActionForm action=answer attr:class="stack form">
                                 <input type="hidden" name="environment" value=v.environment.clone()/>
                                 <input type="hidden" name="name" value=v.connection.clone()/>
                                 <input type="hidden" name="token" value=token()/>
-                                <label for="r-key">"Consumer key"</label>
-                                <input id="r-key" name="consumer_key" required autocomplete="off" class="mono"/>
+                                {v.answer_fields.iter().map(|f| {
+                                    let id = format!("r-{}", f.name);
+                                    view! {
+                                        <label for=id.clone()>{f.label.clone()}</label>
+                                        <input id=id name=format!("fields[{}]", f.name) required autocomplete="off" class="mono"/>
+                                        <span class="muted">{f.help.clone()}</span>
+                                    }
+                                }).collect_view()}
                                 <details>
                                     <summary>"I used my own certificate instead of the attached one"</summary>
                                     <label for="r-cert">"Certificate (PEM)"</label>
@@ -191,9 +229,9 @@ pub fn RespondPage() -> impl IntoView {
                                     <label for="r-pkey">"Its private key (PEM, not encrypted)"</label>
                                     <textarea id="r-pkey" name="private_key" rows="6" autocomplete="off"></textarea>
                                 </details>
-                                <button type="submit" disabled=move || answer.pending().get()>{move || if answer.pending().get() { "Checking with Salesforce…" } else { "Send" }}</button>
+                                <button type="submit" disabled=move || answer.pending().get()>{move || if answer.pending().get() { checking.clone() } else { "Send".to_string() }}</button>
                             </ActionForm>
-                        }.into_any(),
+                        }.into_any()},
                         Err(e) => error_view(&e),
                     }
                 })}

@@ -1,6 +1,7 @@
-//! Key pairs and self-signed certificates for the Salesforce JWT-bearer flow. The private key
-//! leaves this module only as PKCS#8 DER in a `SecretBytes`, to be sealed at once; the
-//! certificate is public (PEM, well under Salesforce's 4 KB limit).
+//! Key pairs and self-signed certificates for every provider that signs (Salesforce's JWT
+//! bearer flow, Entra ID's client assertions). The private key leaves this module only as
+//! PKCS#8 DER in a `SecretBytes`, to be sealed at once; the certificate is public (PEM, well
+//! under Salesforce's 4 KB limit), with its SHA-1 and SHA-256 thumbprints.
 
 use rsa::pkcs8::EncodePrivateKey;
 use rsa::PrivateKey;
@@ -48,6 +49,23 @@ pub fn issue(bits: usize, connection: &str, environment: &str, now: time::Offset
     params.not_after = now + time::Duration::days(VALIDITY_DAYS);
     let cert = params.self_signed(&pair).map_err(|e| Error::Internal(format!("certificate: {e}")))?;
     Ok(Issued { private_key, certificate_pem: cert.pem(), not_before: params.not_before, not_after: params.not_after })
+}
+
+/// The DER inside a certificate's PEM (empty if it is not PEM).
+pub fn der_of(certificate_pem: &str) -> Vec<u8> {
+    x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()).map(|(_, p)| p.contents).unwrap_or_default()
+}
+
+/// SHA-256 of the DER, lower-case hex (what connvault has always shown).
+pub fn thumbprint_sha256(der: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(der))
+}
+
+/// SHA-1 of the DER, upper-case hex: the "Thumbprint" the Entra portal shows.
+pub fn thumbprint_sha1(der: &[u8]) -> String {
+    use sha1::Digest;
+    hex::encode_upper(sha1::Sha1::digest(der))
 }
 
 /// An administrator's own certificate and private key, checked.
@@ -136,6 +154,19 @@ mod tests {
             Err(e) => panic!("{e:?}"),
             Ok(_) => panic!("accepted"),
         }
+    }
+
+    #[test]
+    fn thumbprints_are_those_of_the_der() {
+        let a = issue(2048, "A", "DEV", time::OffsetDateTime::now_utc()).unwrap();
+        let der = der_of(&a.certificate_pem);
+        assert!(der.len() > 500);
+        let sha1 = thumbprint_sha1(&der);
+        assert_eq!(sha1.len(), 40);
+        assert_eq!(sha1, sha1.to_ascii_uppercase());
+        assert_eq!(thumbprint_sha256(&der).len(), 64);
+        assert_ne!(thumbprint_sha1(&der_of(&issue(2048, "B", "DEV", time::OffsetDateTime::now_utc()).unwrap().certificate_pem)), sha1);
+        assert!(der_of("not pem").is_empty());
     }
 
     #[test]

@@ -1,39 +1,33 @@
-//! The Salesforce connected-app flow: certificates (issued or uploaded, rotated without a gap),
-//! the request to the Salesforce admin and the one-time link that answers it, the JWT-bearer
-//! flow, and each connection's status.
+//! The certificate lifecycle and the admin's help, for every provider that signs: certificates
+//! (issued or uploaded, rotated without a gap), the request to the system's admin and the
+//! one-time link that answers it, the mint with the provider's exchange, and each
+//! connection's status. The provider says what differs ([`crate::providers::Minting`],
+//! [`crate::providers::AdminHelp`]); nothing here names one.
 //!
-//! Private keys and session tokens are managed secrets of the connection (sealed in
-//! `connection_secrets`, see `providers::salesforce`); certificates are public and live in
-//! `salesforce_certificates`. A rotated certificate is `pending` until an assertion signed with
-//! its key has worked once; until then the `active` one keeps signing.
-
-pub mod cert;
-pub mod client;
-pub mod jwt;
-pub mod request;
-pub mod standin;
+//! Private keys and tokens are managed secrets of the connection (sealed in
+//! `connection_secrets`); certificates are public and live in `certificates`. A rotated
+//! certificate is `pending` until a token request signed with its key has worked once; until
+//! then the `active` one keeps signing.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::assertion::AssertionSigner;
 use crate::audit::{self, Actor, Event};
+use crate::certs;
 use crate::connections::{self, Connection};
 use crate::db::{format_time, now, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
-use crate::providers::salesforce::{Settings, ACCESS_TOKEN, PENDING_PRIVATE_KEY, PRIVATE_KEY, SALESFORCE};
-use crate::providers::TestResult;
+use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, TestResult};
 use crate::secret::{SecretBytes, SecretString};
 use crate::sessions;
 use crate::startup::Services;
-use client::{Failure, Session};
-use jwt::{AssertionSigner, Claims};
 
-pub const LINK_PURPOSE: &str = "salesforce_admin";
+pub const LINK_PURPOSE: &str = "admin_request";
 /// An admin request link works for 7 days.
 pub const LINK_HOURS: i64 = 7 * 24;
 /// Certificates expiring within this many days are flagged.
@@ -57,9 +51,14 @@ fn deliveries() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 }
 
 fn status_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(
-        serde_json::json!({"type": "string", "enum": ["no_certificate", "waiting_for_admin", "consumer_key_received", "connected", "failing"]}),
-    )
+    let mut states = vec!["no_certificate", "waiting_for_admin"];
+    for help in providers::REGISTRY.iter().filter_map(|p| p.admin_help) {
+        if !states.contains(&help.answered_state) {
+            states.push(help.answered_state);
+        }
+    }
+    states.extend(["not_tested", "connected", "failing"]);
+    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": states}))
 }
 
 /// A certificate as anyone may see it (the key never leaves the server).
@@ -73,7 +72,10 @@ pub struct CertificateInfo {
     /// issued (by connvault) or uploaded.
     #[schema(schema_with = certificate_origins)]
     pub origin: String,
+    /// SHA-256 of the DER, lower-case hex.
     pub fingerprint_sha256: String,
+    /// SHA-1 of the DER, upper-case hex: the "Thumbprint" the Entra portal shows.
+    pub thumbprint_sha1: String,
     pub bits: i64,
     #[schema(format = DateTime)]
     pub not_after: String,
@@ -84,7 +86,7 @@ pub struct CertificateInfo {
     pub created_at: String,
 }
 
-/// A request to a Salesforce admin.
+/// A request to the system's admin.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AdminRequest {
     pub id: i64,
@@ -108,7 +110,7 @@ pub struct AdminRequest {
     pub outbox_id: Option<i64>,
 }
 
-/// Who the last good session acts as.
+/// Who the last good token acts as.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Connected {
     pub org_id: Option<String>,
@@ -117,11 +119,12 @@ pub struct Connected {
     pub obtained_at: String,
 }
 
-/// Where a Salesforce connection stands, in the words the UI uses.
+/// Where a connection that signs stands, in the words the UI uses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-#[schema(as = SalesforceStatus)]
+#[schema(as = SigningStatus)]
 pub struct Status {
-    /// no_certificate, waiting_for_admin, consumer_key_received, connected, failing.
+    /// no_certificate, waiting_for_admin, the provider's "answer received" state (Salesforce:
+    /// consumer_key_received; Entra: app_ids_received), not_tested, connected, failing.
     #[schema(schema_with = status_states)]
     pub state: String,
     pub summary: String,
@@ -168,7 +171,7 @@ pub fn admin_email_input() -> serde_json::Value {
     serde_json::json!({
         "type": ["string", "null"],
         "anyOf": [{"type": "null"}, {"type": "string", "pattern": format!("^[{WS}]*$")}, address],
-        "description": "The Salesforce admin's email (as for the admin_email setting; surrounding white space is dropped); blank or left out: the connection's admin_email setting"
+        "description": "The system admin's email (as for the admin_email setting; surrounding white space is dropped); blank or left out: the connection's admin_email setting"
     })
 }
 
@@ -186,16 +189,54 @@ pub struct Upload {
     pub private_key: SecretString,
 }
 
-/// What the admin sends back through the link.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// What the admin sends back through the link: the link's token, the settings the provider's
+/// admin fills in (Salesforce `consumer_key`; Entra `tenant`, `client_id`), and possibly their
+/// own certificate and key.
+#[derive(Debug, Deserialize)]
 pub struct AdminAnswer {
     pub token: SecretString,
-    pub consumer_key: String,
     #[serde(default)]
     pub certificate: Option<String>,
     #[serde(default)]
     pub private_key: Option<SecretString>,
+    /// Everything else: checked against the provider's answer fields.
+    #[serde(flatten)]
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+crate::api::doc::hand_schema!(AdminAnswer, "AdminAnswer", || {
+    let mut properties = serde_json::Map::new();
+    properties.insert("token".into(), json!({"type": "string", "writeOnly": true, "description": "The one-time link's token"}));
+    properties.insert("certificate".into(), json!({"type": ["string", "null"], "description": "PEM; only with your own key"}));
+    properties.insert("private_key".into(), json!({"type": ["string", "null"], "writeOnly": true, "description": "PEM (PKCS#8 or PKCS#1), with your own certificate"}));
+    for def in providers::REGISTRY.iter().filter(|d| d.admin_help.is_some()) {
+        for name in def.admin_help.map(|h| h.answer_fields).unwrap_or_default() {
+            let label = def.field(name).map(|f| f.label).unwrap_or(name);
+            properties.entry(name.to_string()).or_insert_with(|| json!({"type": "string", "maxLength": providers::MAX_SETTING_LEN, "description": label}));
+        }
+    }
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["token"],
+        "properties": properties,
+        "description": "The provider's answer fields (Salesforce: consumer_key; SharePoint, Dataverse, Dynamics 365: tenant and client_id); others are refused"
+    })
+});
+
+/// One thing the admin's page shows about the connection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Fact {
+    pub label: String,
+    pub value: String,
+}
+
+/// A field the admin fills in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AnswerField {
+    pub name: String,
+    pub label: String,
+    pub help: String,
 }
 
 /// What the admin's link page shows: enough to know what they are answering, nothing secret.
@@ -203,42 +244,70 @@ pub struct AdminAnswer {
 pub struct LinkView {
     pub environment: String,
     pub connection: String,
-    pub username: String,
-    pub login_url: String,
+    /// The provider's id and name, e.g. `salesforce`, "Salesforce".
+    pub provider: String,
+    pub provider_label: String,
+    /// Who is asked, e.g. "Salesforce admin".
+    pub admin: String,
+    /// What the connection is (the user it acts as, the login URL, the site…).
+    pub facts: Vec<Fact>,
+    /// What the admin sends back.
+    pub answer_fields: Vec<AnswerField>,
     pub requested_by: String,
     pub expires_at: String,
-}
-
-fn fingerprint(certificate_pem: &str) -> String {
-    let der = x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()).map(|(_, p)| p.contents).unwrap_or_default();
-    hex::encode(Sha256::digest(der))
+    /// The certificate the admin registers (public), and its thumbprint.
+    #[schema(required = true)]
+    pub certificate_pem: Option<String>,
+    #[schema(required = true)]
+    pub thumbprint_sha1: Option<String>,
 }
 
 pub fn certificate_file_name(connection: &str, environment: &str) -> String {
     format!("{connection}-{environment}.crt")
 }
 
-/// The environment and the Salesforce connection `name` in it.
-async fn load(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Connection)> {
+/// The provider of a connection that signs (409 for one that does not).
+fn signing_def(c: &Connection) -> Result<(&'static ProviderDef, &'static Minting)> {
+    let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
+    match def.signing(&c.settings) {
+        Some(m) => Ok((def, m)),
+        None => {
+            let signing: Vec<&str> = providers::REGISTRY.iter().filter(|d| d.minting.is_some_and(|m| d.is_managed(m.key_field))).map(|d| d.label).collect();
+            let why = if def.minting.is_some_and(|m| def.is_managed(m.key_field)) {
+                format!("{} uses a client secret, not a certificate (its auth setting)", c.name)
+            } else {
+                format!("{} is a {} connection", c.name, def.label)
+            };
+            Err(Error::Conflict {
+                code: "not_signing",
+                message: format!("{why}; certificates, admin requests and this status belong to connections that sign with a certificate ({})", signing.join(", ")),
+            })
+        }
+    }
+}
+
+/// The environment and the signing connection `name` in it.
+async fn load(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Connection, &'static ProviderDef, &'static Minting)> {
     let env = environments::find(db, env_name).await?;
     let c = connections::get(db, &env.name, name).await?;
-    if c.provider != SALESFORCE.id {
-        return Err(Error::Conflict {
-            code: "not_salesforce",
-            message: format!("{} is a {} connection; certificates, admin requests and status belong to Salesforce connections", c.name, c.provider),
-        });
-    }
-    Ok((env, c))
+    let (def, minting) = signing_def(&c)?;
+    Ok((env, c, def, minting))
+}
+
+fn help_of(def: &'static ProviderDef) -> Result<&'static AdminHelp> {
+    def.admin_help.ok_or_else(|| Error::Conflict { code: "no_admin_help", message: format!("{} connections have no admin request", def.label) })
 }
 
 fn cert_from_row(r: &sqlx::any::AnyRow) -> Result<CertificateInfo> {
     let not_after: String = r.try_get("not_after")?;
     let soon = format_time(chrono::Utc::now() + chrono::Duration::days(EXPIRY_WARNING_DAYS));
+    let pem: String = r.try_get("certificate_pem")?;
     Ok(CertificateInfo {
         id: r.try_get("id")?,
         state: r.try_get("state")?,
         origin: r.try_get("origin")?,
         fingerprint_sha256: r.try_get("fingerprint")?,
+        thumbprint_sha1: certs::thumbprint_sha1(&certs::der_of(&pem)),
         bits: r.try_get("bits")?,
         expires_soon: not_after <= soon,
         not_after,
@@ -247,11 +316,11 @@ fn cert_from_row(r: &sqlx::any::AnyRow) -> Result<CertificateInfo> {
     })
 }
 
-const CERT_COLUMNS: &str = "id, connection_id, state, origin, fingerprint, bits, not_after, created_by, created_at";
+const CERT_COLUMNS: &str = "id, connection_id, state, origin, certificate_pem, fingerprint, bits, not_after, created_by, created_at";
 
 /// The active and pending certificates of a connection.
 async fn certificates(db: &Db, connection_id: i64) -> Result<(Option<CertificateInfo>, Option<CertificateInfo>)> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM salesforce_certificates WHERE connection_id = $1 AND state <> 'retired'")))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM certificates WHERE connection_id = $1 AND state <> 'retired'")))
         .bind(connection_id)
         .fetch_all(db.pool())
         .await?;
@@ -271,12 +340,12 @@ async fn certificates(db: &Db, connection_id: i64) -> Result<(Option<Certificate
 /// The PEM of the certificate the admin should upload: the pending one during a rotation,
 /// otherwise the active one.
 pub async fn certificate_pem(db: &Db, env_name: &str, name: &str) -> Result<(String, String)> {
-    let (env, c) = load(db, env_name, name).await?;
+    let (env, c, _, _) = load(db, env_name, name).await?;
     current_pem(db, &env, &c).await
 }
 
 async fn current_pem(db: &Db, env: &Environment, c: &Connection) -> Result<(String, String)> {
-    let row = sqlx::query("SELECT certificate_pem FROM salesforce_certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1")
+    let row = sqlx::query("SELECT certificate_pem FROM certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1")
         .bind(c.id)
         .fetch_optional(db.pool())
         .await?
@@ -296,40 +365,39 @@ struct NewCertificate<'a> {
 
 /// Stores a new certificate and its key, and audits it as `action`: active if the connection
 /// has none, pending (a rotation) otherwise. A previous pending certificate is retired.
+#[allow(clippy::too_many_arguments)]
 async fn store_certificate(
     tx: &mut Tx<'_>,
     s: &Services,
     actor: &Actor,
     env: &Environment,
     c: &Connection,
+    minting: &Minting,
     new: NewCertificate<'_>,
     action: &str,
 ) -> Result<CertificateInfo> {
     let NewCertificate { origin, certificate_pem, key_der, not_after } = new;
     let not_after = &format_time(chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default());
     let (connection_id, by) = (c.id, actor.label.as_str());
-    let has_active = sqlx::query("SELECT id FROM salesforce_certificates WHERE connection_id = $1 AND state = 'active'")
-        .bind(connection_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some();
+    let has_active =
+        sqlx::query("SELECT id FROM certificates WHERE connection_id = $1 AND state = 'active'").bind(connection_id).fetch_optional(&mut **tx).await?.is_some();
     let t = now();
-    sqlx::query("UPDATE salesforce_certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state = 'pending'")
+    sqlx::query("UPDATE certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state = 'pending'")
         .bind(&t)
         .bind(connection_id)
         .execute(&mut **tx)
         .await?;
-    let (state, field) = if has_active { ("pending", PENDING_PRIVATE_KEY) } else { ("active", PRIVATE_KEY) };
+    let (state, field) = if has_active { ("pending", minting.pending_key_field) } else { ("active", minting.key_field) };
     let bits = AssertionSigner::from_pkcs8_der(key_der.expose_secret())?.bits() as i64;
     let row = sqlx::query(
-        "INSERT INTO salesforce_certificates (connection_id, state, origin, certificate_pem, fingerprint, bits, not_after, created_by, created_at, updated_at) \
+        "INSERT INTO certificates (connection_id, state, origin, certificate_pem, fingerprint, bits, not_after, created_by, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
     )
     .bind(connection_id)
     .bind(state)
     .bind(origin)
     .bind(certificate_pem)
-    .bind(fingerprint(certificate_pem))
+    .bind(certs::thumbprint_sha256(&certs::der_of(certificate_pem)))
     .bind(bits)
     .bind(not_after)
     .bind(by)
@@ -339,47 +407,52 @@ async fn store_certificate(
     let id: i64 = row.try_get("id")?;
     let key = SecretString::new(STANDARD.encode(key_der.expose_secret()));
     connections::put_secret(tx, &s.vault, env, connection_id, field, &key, by).await?;
-    let row =
-        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM salesforce_certificates WHERE id = $1"))).bind(id).fetch_one(&mut **tx).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = $1"))).bind(id).fetch_one(&mut **tx).await?;
     let info = cert_from_row(&row)?;
     audit::record(
         tx,
         actor,
         Event::new(action).environment(env.id, &env.name).object("connection", &c.name).detail(json!({
-            "origin": origin, "bits": bits, "fingerprint_sha256": info.fingerprint_sha256, "state": info.state, "not_after": info.not_after
+            "provider": c.provider, "origin": origin, "bits": bits, "fingerprint_sha256": info.fingerprint_sha256,
+            "thumbprint_sha1": info.thumbprint_sha1, "state": info.state, "not_after": info.not_after
         })),
     )
     .await?;
     Ok(info)
 }
 
-/// Retires everything that came with a connection's key when its login URL or audience
-/// changes (see `providers::salesforce::SALESFORCE.retire_on_destination_change`): its
-/// certificates, the open request to the admin and its link, and the session minted with it.
-/// The caller drops the key itself with the other stored secrets, in the same transaction.
-pub(crate) async fn retire_credentials(tx: &mut Tx<'static>, connection_id: i64) -> Result<()> {
+/// Retires everything that came with a connection's key when a destination setting changes
+/// (a provider's `retire_on_destination_change`): its certificates, the open request to the
+/// admin and its link, and the token minted with it. The caller drops the key itself with the
+/// other stored secrets, in the same transaction.
+pub async fn retire_credentials(tx: &mut Tx<'static>, connection_id: i64) -> Result<()> {
     let t = now();
-    sqlx::query("UPDATE salesforce_certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state <> 'retired'")
+    sqlx::query("UPDATE certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state <> 'retired'")
         .bind(&t)
         .bind(connection_id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("UPDATE salesforce_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+    sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
         .bind(&t)
         .bind(connection_id)
         .execute(&mut **tx)
         .await?;
     sessions::drop_links(tx, LINK_PURPOSE, ("connection", connection_id)).await?;
-    sqlx::query("DELETE FROM salesforce_sessions WHERE connection_id = $1").bind(connection_id).execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM tokens WHERE connection_id = $1").bind(connection_id).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// "Request admin help" / "Rotate certificate": a new key pair and self-signed certificate,
 /// and (with `send_request`) the request email to the admin.
 pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name: &str, input: IssueRequest) -> Result<Issued> {
-    let (env, c) = load(&s.db, env_name, name).await?;
+    let (env, c, def, minting) = load(&s.db, env_name, name).await?;
     let bits = input.key_bits.unwrap_or(2048);
-    let admin_email = resolve_admin_email(&c, input.admin_email.as_deref(), input.send_request)?;
+    let admin_email = if input.send_request || input.admin_email.as_deref().is_some_and(|e| !e.trim().is_empty()) {
+        let help = help_of(def)?;
+        resolve_admin_email(&c, help, input.admin_email.as_deref(), input.send_request)?
+    } else {
+        None
+    };
     if admin_email.is_some() {
         // Refused before a key pair is made for nothing.
         let mut tx = s.db.begin().await?;
@@ -387,7 +460,7 @@ pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name
         tx.rollback().await?;
     }
     let (conn_name, env_label) = (c.name.clone(), env.name.clone());
-    let issued = tokio::task::spawn_blocking(move || cert::issue(bits, &conn_name, &env_label, time::OffsetDateTime::now_utc()))
+    let issued = tokio::task::spawn_blocking(move || certs::issue(bits, &conn_name, &env_label, time::OffsetDateTime::now_utc()))
         .await
         .map_err(|e| Error::Internal(format!("key generation stopped: {e}")))??;
     let mut tx = s.db.begin().await?;
@@ -397,7 +470,7 @@ pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name
         key_der: &issued.private_key,
         not_after: issued.not_after.unix_timestamp(),
     };
-    let certificate = store_certificate(&mut tx, s, actor, &env, &c, new, "salesforce.certificate_issue").await?;
+    let certificate = store_certificate(&mut tx, s, actor, &env, &c, minting, new, "certificate.issue").await?;
     tx.commit().await?;
     let request = match admin_email {
         Some(to) => Some(request_admin_help(s, actor, &env.name, &c.name, Some(&to)).await?),
@@ -407,12 +480,12 @@ pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name
 }
 
 /// The admin's address for a request: the one given, else the connection's setting.
-fn resolve_admin_email(c: &Connection, given: Option<&str>, needed: bool) -> Result<Option<String>> {
+fn resolve_admin_email(c: &Connection, help: &AdminHelp, given: Option<&str>, needed: bool) -> Result<Option<String>> {
     let stored = c.settings.get("admin_email").and_then(|v| v.as_str());
     let email = given.map(str::trim).filter(|e| !e.is_empty()).or(stored).map(str::to_string);
     match email {
         Some(e) if !crate::providers::looks_like_email(&e) => Err(Error::field("admin_email", "the admin's email must be an address such as admin@acme.com")),
-        None if needed => Err(Error::field("admin_email", "say whom to ask: give the Salesforce admin's email address")),
+        None if needed => Err(Error::field("admin_email", format!("say whom to ask: give the {}'s email address", help.admin))),
         Some(e) if needed => Ok(Some(e)),
         _ => Ok(None),
     }
@@ -420,11 +493,11 @@ fn resolve_admin_email(c: &Connection, given: Option<&str>, needed: bool) -> Res
 
 /// `PUT …/certificate`: the admin's own certificate and key, checked, instead of an issued one.
 pub async fn upload_certificate(s: &Services, actor: &Actor, env_name: &str, name: &str, upload: &Upload) -> Result<CertificateInfo> {
-    let (env, c) = load(&s.db, env_name, name).await?;
-    let checked = cert::check_upload(&upload.certificate, upload.private_key.expose_secret(), chrono::Utc::now().timestamp())?;
+    let (env, c, _, minting) = load(&s.db, env_name, name).await?;
+    let checked = certs::check_upload(&upload.certificate, upload.private_key.expose_secret(), chrono::Utc::now().timestamp())?;
     let mut tx = s.db.begin().await?;
     let new = NewCertificate { origin: "uploaded", certificate_pem: &checked.certificate_pem, key_der: &checked.private_key, not_after: checked.not_after };
-    let info = store_certificate(&mut tx, s, actor, &env, &c, new, "salesforce.certificate_upload").await?;
+    let info = store_certificate(&mut tx, s, actor, &env, &c, minting, new, "certificate.upload").await?;
     tx.commit().await?;
     Ok(info)
 }
@@ -446,7 +519,7 @@ fn request_from_row(r: &sqlx::any::AnyRow) -> Result<AdminRequest> {
 /// The latest request of a connection.
 async fn latest_request(db: &Db, connection_id: i64) -> Result<Option<AdminRequest>> {
     let row = sqlx::query(
-        "SELECT id, admin_email, state, requested_by, created_at, expires_at, answered_at FROM salesforce_requests WHERE connection_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT id, admin_email, state, requested_by, created_at, expires_at, answered_at FROM admin_requests WHERE connection_id = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(connection_id)
     .fetch_optional(db.pool())
@@ -476,7 +549,7 @@ pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: &Services, actor: &Act
             retry_after_secs: wait,
         }
     };
-    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS first FROM salesforce_requests WHERE connection_id = $1 AND created_at > $2")
+    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS first FROM admin_requests WHERE connection_id = $1 AND created_at > $2")
         .bind(c.id)
         .bind(&since)
         .fetch_one(&mut **tx)
@@ -485,7 +558,7 @@ pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: &Services, actor: &Act
     if n >= i64::from(s.config.mail_per_connection_per_hour) {
         return Err(limited(n, row.try_get("first")?, format!("{} has had", c.name), "CONNVAULT_MAIL_PER_CONNECTION_PER_HOUR"));
     }
-    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS first FROM salesforce_requests WHERE requested_by = $1 AND created_at > $2")
+    let row = sqlx::query("SELECT COUNT(*) AS n, MIN(created_at) AS first FROM admin_requests WHERE requested_by = $1 AND created_at > $2")
         .bind(&actor.label)
         .bind(&since)
         .fetch_one(&mut **tx)
@@ -501,9 +574,9 @@ pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: &Services, actor: &Act
 /// A previous open request is replaced (its link stops working). If the email cannot be sent,
 /// the request is withdrawn again and the error says why.
 pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, name: &str, admin_email: Option<&str>) -> Result<AdminRequest> {
-    let (env, c) = load(&s.db, env_name, name).await?;
-    let to = resolve_admin_email(&c, admin_email, true)?.expect("needed");
-    let settings = Settings::from_map(&c.settings);
+    let (env, c, def, _) = load(&s.db, env_name, name).await?;
+    let help = help_of(def)?;
+    let to = resolve_admin_email(&c, help, admin_email, true)?.expect("needed");
     let (pem, file) = current_pem(&s.db, &env, &c).await.map_err(|_| Error::Conflict {
         code: "no_certificate",
         message: format!("{} has no certificate to send; issue one first (POST …/certificate) or upload your own", c.name),
@@ -512,7 +585,7 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
     let t = now();
     // The first statement writes (on SQLite it takes the write lock); a refused request rolls
     // it back.
-    sqlx::query("UPDATE salesforce_requests SET state = 'replaced', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+    sqlx::query("UPDATE admin_requests SET state = 'replaced', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
         .bind(&t)
         .bind(c.id)
         .execute(&mut *tx)
@@ -521,8 +594,8 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
     let token = sessions::create_link(&mut tx, LINK_PURPOSE, Some(("connection", c.id)), LINK_HOURS, &actor.label).await?;
     let expires_at = format_time(chrono::Utc::now() + chrono::Duration::hours(LINK_HOURS));
     let row = sqlx::query(
-        "INSERT INTO salesforce_requests (connection_id, certificate_id, admin_email, state, requested_by, expires_at, created_at, updated_at) \
-         VALUES ($1, (SELECT id FROM salesforce_certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1), \
+        "INSERT INTO admin_requests (connection_id, certificate_id, admin_email, state, requested_by, expires_at, created_at, updated_at) \
+         VALUES ($1, (SELECT id FROM certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1), \
          $2, 'open', $3, $4, $5, $5) RETURNING id",
     )
     .bind(c.id)
@@ -536,27 +609,31 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
     audit::record(
         &mut tx,
         actor,
-        Event::new("salesforce.admin_request").environment(env.id, &env.name).object("connection", &c.name).detail(json!({"to": to, "expires_at": expires_at})),
+        Event::new("admin_request.send")
+            .environment(env.id, &env.name)
+            .object("connection", &c.name)
+            .detail(json!({"provider": c.provider, "to": to, "expires_at": expires_at})),
     )
     .await?;
     tx.commit().await?;
 
     let base = s.config.public_url.trim_end_matches('/');
     let link = format!("{base}/respond/{}/{}?token={}", url_part(&env.name), url_part(&c.name), token.expose_secret());
-    let facts = request::RequestFacts {
+    let thumbprint = certs::thumbprint_sha1(&certs::der_of(&pem));
+    let facts = RequestFacts {
         requester: &actor.label,
         to: &to,
         connection: &c.name,
         environment: &env.name,
-        username: &settings.username,
-        login_url: &settings.login_url,
-        callback_url: &format!("{base}/salesforce/callback"),
+        settings: &c.settings,
+        callback_url: &format!("{base}/oauth/callback"),
         link: &link,
         expires_at: &expires_at,
         certificate_pem: &pem,
         certificate_file: &file,
+        thumbprint_sha1: &thumbprint,
     };
-    match s.mailer.send(&s.db, &s.vault, &request::email(&facts)).await {
+    match s.mailer.send(&s.db, &s.vault, &(help.email)(&facts)).await {
         Ok(delivery) => {
             let (delivery, outbox_id) = match delivery {
                 crate::mail::Delivery::Sent => ("smtp", None),
@@ -576,16 +653,16 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
         }
         Err(e) => {
             let mut tx = s.db.begin().await?;
-            sqlx::query("UPDATE salesforce_requests SET state = 'cancelled', updated_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&mut *tx).await?;
             sessions::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
             audit::record(
                 &mut tx,
                 actor,
-                Event::new("salesforce.admin_request")
+                Event::new("admin_request.send")
                     .outcome("failure")
                     .environment(env.id, &env.name)
                     .object("connection", &c.name)
-                    .detail(json!({"to": to, "error": e.public_message()})),
+                    .detail(json!({"provider": c.provider, "to": to, "error": e.public_message()})),
             )
             .await?;
             tx.commit().await?;
@@ -600,9 +677,9 @@ fn url_part(text: &str) -> String {
 
 /// Cancels the open request: its link stops working.
 pub async fn cancel_request(s: &Services, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
-    let (env, c) = load(&s.db, env_name, name).await?;
+    let (env, c, _, _) = load(&s.db, env_name, name).await?;
     let mut tx = s.db.begin().await?;
-    let done = sqlx::query("UPDATE salesforce_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+    let done = sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
         .bind(now())
         .bind(c.id)
         .execute(&mut *tx)
@@ -611,50 +688,85 @@ pub async fn cancel_request(s: &Services, actor: &Actor, env_name: &str, name: &
         return Err(Error::Conflict { code: "no_open_request", message: format!("{} has no open admin request to cancel", c.name) });
     }
     sessions::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
-    audit::record(&mut tx, actor, Event::new("salesforce.admin_request_cancel").environment(env.id, &env.name).object("connection", &c.name)).await?;
+    audit::record(&mut tx, actor, Event::new("admin_request.cancel").environment(env.id, &env.name).object("connection", &c.name)).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// A connection the link may name; any mismatch looks like an invalid link.
-async fn load_for_link(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Connection)> {
-    load(db, env_name, name).await.map_err(|e| if matches!(e, Error::Database(_) | Error::Internal(_)) { e } else { sessions::invalid_link() })
+async fn load_for_link(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Connection, &'static ProviderDef, &'static Minting, &'static AdminHelp)> {
+    let invalid = |e: Error| if matches!(e, Error::Database(_) | Error::Internal(_)) { e } else { sessions::invalid_link() };
+    let (env, c, def, minting) = load(db, env_name, name).await.map_err(invalid)?;
+    let help = help_of(def).map_err(invalid)?;
+    Ok((env, c, def, minting, help))
 }
 
 /// What the admin's link page shows (the link is checked, not used).
 pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Result<LinkView> {
-    let (env, c) = load_for_link(db, env_name, name).await?;
+    let (env, c, def, _, help) = load_for_link(db, env_name, name).await?;
     sessions::peek_link(db, LINK_PURPOSE, token, ("connection", c.id)).await?;
-    let settings = Settings::from_map(&c.settings);
     let request = latest_request(db, c.id).await?;
+    let pem = current_pem(db, &env, &c).await.ok().map(|(pem, _)| pem);
     Ok(LinkView {
         environment: env.name,
         connection: c.name,
-        username: settings.username,
-        login_url: settings.login_url,
+        provider: def.id.to_string(),
+        provider_label: def.label.to_string(),
+        admin: help.admin.to_string(),
+        facts: (help.link_facts)(&c.settings).into_iter().map(|(label, value)| Fact { label: label.to_string(), value }).collect(),
+        answer_fields: help
+            .answer_fields
+            .iter()
+            .map(|name| {
+                let spec = def.field(name);
+                AnswerField {
+                    name: name.to_string(),
+                    label: spec.map(|f| f.label).unwrap_or(name).to_string(),
+                    help: spec.map(|f| f.help).unwrap_or_default().to_string(),
+                }
+            })
+            .collect(),
         requested_by: request.as_ref().map(|r| r.requested_by.clone()).unwrap_or_default(),
         expires_at: request.map(|r| r.expires_at).unwrap_or_default(),
+        thumbprint_sha1: pem.as_deref().map(|p| certs::thumbprint_sha1(&certs::der_of(p))),
+        certificate_pem: pem,
     })
 }
 
-/// The admin's answer through the one-time link: the consumer key (and possibly their own
-/// certificate and key). Everything is checked before the link is used, so a typo does not
-/// burn it; then the link is used, the answer stored, and the connection tested at once so the
-/// admin sees whether it works.
+/// The admin's answer through the one-time link: the provider's answer fields (and possibly
+/// their own certificate and key). Everything is checked before the link is used, so a typo
+/// does not burn it; then the link is used, the answer stored, and the connection tested at
+/// once so the admin sees whether it works.
 pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<TestResult> {
-    let (env, c) = load_for_link(&s.db, env_name, name).await?;
+    let (env, c, def, minting, help) = load_for_link(&s.db, env_name, name).await?;
     sessions::peek_link(&s.db, LINK_PURPOSE, answer.token.expose_secret(), ("connection", c.id)).await?;
-    let key = answer.consumer_key.trim();
     let mut settings = c.settings.clone();
-    settings.insert("consumer_key".into(), json!(key));
-    let mut errors: Vec<FieldError> = if key.is_empty() {
-        vec![FieldError::new("consumer_key", "paste the Consumer Key from the connected app (Manage Consumer Details)")]
-    } else {
-        SALESFORCE.validate(&settings, &Default::default()).into_iter().map(|e| FieldError::new(e.field.trim_start_matches("settings."), e.message)).collect()
-    };
+    let mut errors: Vec<FieldError> = Vec::new();
+    for (name, value) in &answer.fields {
+        if !help.answer_fields.contains(&name.as_str()) {
+            errors.push(FieldError::new(name, format!("a {} answers with {} only; remove {name}", help.admin, help.answer_fields.join(", "))));
+            continue;
+        }
+        match value.as_str().map(str::trim) {
+            Some(v) if !v.is_empty() => {
+                settings.insert(name.clone(), json!(v));
+            }
+            Some(_) => {}
+            None => errors.push(FieldError::new(name, format!("{name} must be text"))),
+        }
+    }
+    for name in help.answer_fields {
+        if !settings.contains_key(*name) || answer.fields.get(*name).and_then(|v| v.as_str()).is_some_and(|v| v.trim().is_empty()) {
+            let spec = def.field(name);
+            errors.push(FieldError::new(*name, format!("{} is needed: {}", spec.map(|f| f.label).unwrap_or(name), spec.map(|f| f.help).unwrap_or_default())));
+        }
+    }
+    if errors.is_empty() {
+        errors = def.validate(&settings, &Default::default()).into_iter().map(|e| FieldError::new(e.field.trim_start_matches("settings."), e.message)).collect();
+    }
     let upload = match (&answer.certificate, &answer.private_key) {
         (Some(cert), Some(key)) if !cert.trim().is_empty() || !key.is_empty() => {
-            match cert::check_upload(cert, key.expose_secret(), chrono::Utc::now().timestamp()) {
+            match certs::check_upload(cert, key.expose_secret(), chrono::Utc::now().timestamp()) {
                 Ok(u) => Some(u),
                 Err(Error::Validation(e)) => {
                     errors.extend(e);
@@ -672,7 +784,7 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
-    let actor = Actor { kind: audit::ActorKind::User, id: None, label: "Salesforce admin (request link)".into(), client_addr: addr.map(|a| a.to_string()) };
+    let actor = Actor { kind: audit::ActorKind::User, id: None, label: format!("{} (request link)", help.admin), client_addr: addr.map(|a| a.to_string()) };
     let mut tx = s.db.begin().await?;
     sessions::consume_link(&mut tx, LINK_PURPOSE, answer.token.expose_secret(), Some(("connection", c.id))).await?;
     let t = now();
@@ -683,198 +795,229 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
-    connections::remove_secret(&mut tx, c.id, ACCESS_TOKEN).await?;
+    connections::remove_secret(&mut tx, c.id, minting.token_field).await?;
     sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(c.id).execute(&mut *tx).await?;
-    sqlx::query("UPDATE salesforce_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+    sqlx::query("UPDATE admin_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
         .bind(&t)
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
-    let mut detail = json!({"consumer_key_set": true});
+    let filled: Vec<&str> = help.answer_fields.to_vec();
+    let mut detail = json!({"provider": c.provider, "settings_set": filled});
     if let Some(u) = &upload {
         let new = NewCertificate { origin: "uploaded", certificate_pem: &u.certificate_pem, key_der: &u.private_key, not_after: u.not_after };
-        let info = store_certificate(&mut tx, s, &actor, &env, &c, new, "salesforce.certificate_upload").await?;
+        let info = store_certificate(&mut tx, s, &actor, &env, &c, minting, new, "certificate.upload").await?;
         detail["certificate_uploaded"] = json!(info.fingerprint_sha256);
     }
-    audit::record(&mut tx, &actor, Event::new("salesforce.admin_response").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
+    audit::record(&mut tx, &actor, Event::new("admin_request.answer").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
     tx.commit().await?;
     connections::test(s, &actor, &env.name, &c.name).await
 }
 
-/// Opens a managed private key (`field`) and parses it once for signing.
-async fn signer(s: &Services, env: &Environment, c: &Connection, field: &str) -> Result<AssertionSigner> {
+/// A managed private key (`field`), opened and parsed once for signing, with the DER of the
+/// certificate it belongs to (the pending certificate for the pending key).
+async fn key_of(s: &Services, env: &Environment, c: &Connection, minting: &Minting, field: &str) -> Result<(AssertionSigner, Vec<u8>)> {
     let b64 = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, field).await?;
     let der = zeroize::Zeroizing::new(STANDARD.decode(b64.expose_secret()).map_err(|_| Error::Internal("a stored private key is not base64".into()))?);
-    AssertionSigner::from_pkcs8_der(&der)
+    let signer = AssertionSigner::from_pkcs8_der(&der)?;
+    let state = if field == minting.pending_key_field { "pending" } else { "active" };
+    let pem: Option<String> = sqlx::query("SELECT certificate_pem FROM certificates WHERE connection_id = $1 AND state = $2 ORDER BY id DESC LIMIT 1")
+        .bind(c.id)
+        .bind(state)
+        .fetch_optional(s.db.pool())
+        .await?
+        .map(|r| r.try_get("certificate_pem"))
+        .transpose()?;
+    Ok((signer, pem.map(|p| certs::der_of(&p)).unwrap_or_default()))
 }
 
-/// One JWT-bearer exchange with the key in `field`.
-async fn exchange(s: &Services, env: &Environment, c: &Connection, settings: &Settings, field: &str) -> Result<std::result::Result<Session, Failure>> {
-    let Some(consumer_key) = settings.consumer_key.as_deref() else {
-        return Ok(Err(Failure::NotReady {
-            detail: "no consumer key yet".into(),
-            advice: "paste the connected app's Consumer Key into this connection, or wait for the Salesforce admin to send it through the request link".into(),
-        }));
+/// One token request: with the key in `field` for a connection that signs, else with its
+/// typed secrets.
+async fn exchange(s: &Services, env: &Environment, c: &Connection, def: &ProviderDef, minting: &Minting, field: &str) -> Result<std::result::Result<Minted, Refusal>> {
+    if let Some((detail, advice)) = (minting.not_ready)(&c.settings) {
+        return Ok(Err(Refusal { result: TestResult::failed(detail, advice), transient: false }));
+    }
+    let secrets = connections::open_applicable_secrets(&s.db, &s.vault, &env.name, c, def).await?;
+    let values: Vec<String> = secrets.values().map(|v| v.expose_secret().to_string()).collect();
+    let scrub = |r: Refusal| {
+        let secrets: Vec<&str> = values.iter().map(String::as_str).collect();
+        Refusal { result: r.result.scrubbed(&secrets), transient: r.transient }
     };
-    let signer = signer(s, env, c, field).await?;
-    let assertion = signer.assertion(&Claims::new(consumer_key, &settings.username, &settings.audience, chrono::Utc::now().timestamp()))?;
-    Ok(client::request_token(&s.outbound, &settings.login_url, &assertion).await)
+    if (minting.signs)(&c.settings) {
+        let (signer, der) = key_of(s, env, c, minting, field).await?;
+        Ok((minting.exchange)(&s.outbound, &c.settings, &secrets, Some(Key { signer: &signer, certificate_der: &der })).await.map_err(scrub))
+    } else {
+        Ok((minting.exchange)(&s.outbound, &c.settings, &secrets, None).await.map_err(scrub))
+    }
 }
 
-/// Keeps a new session (token sealed), audited as a mint.
-async fn keep_session(s: &Services, actor: &Actor, env: &Environment, c: &Connection, session: &Session, via: &str) -> Result<String> {
-    let t = now();
+/// When a minted token should be treated as expired.
+fn expiry(minting: &Minting, c: &Connection, minted: &Minted, obtained: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    obtained + minted.expires_in.unwrap_or_else(|| (minting.default_lifetime)(&c.settings))
+}
+
+/// Keeps a new token (sealed), audited as a mint. Returns when it was obtained and when it
+/// expires.
+async fn keep_token(s: &Services, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting, minted: &Minted, via: &str) -> Result<(String, String)> {
+    let obtained = chrono::Utc::now();
+    let (t, expires_at) = (format_time(obtained), format_time(expiry(minting, c, minted, obtained)));
     let mut tx = s.db.begin().await?;
-    connections::put_secret(&mut tx, &s.vault, env, c.id, ACCESS_TOKEN, &session.access_token, &actor.label).await?;
+    connections::put_secret(&mut tx, &s.vault, env, c.id, minting.token_field, &minted.access_token, &actor.label).await?;
     sqlx::query(
-        "INSERT INTO salesforce_sessions (connection_id, instance_url, org_id, user_id, obtained_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+        "INSERT INTO tokens (connection_id, instance_url, org_id, user_id, obtained_at, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $5) \
          ON CONFLICT (connection_id) DO UPDATE SET instance_url = excluded.instance_url, org_id = excluded.org_id, user_id = excluded.user_id, \
-         obtained_at = excluded.obtained_at, updated_at = excluded.updated_at",
+         username = NULL, obtained_at = excluded.obtained_at, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
     )
     .bind(c.id)
-    .bind(&session.instance_url)
-    .bind(&session.org_id)
-    .bind(&session.user_id)
+    .bind(&minted.instance_url)
+    .bind(&minted.org_id)
+    .bind(&minted.user_id)
     .bind(&t)
+    .bind(&expires_at)
     .execute(&mut *tx)
     .await?;
     audit::record(
         &mut tx,
         actor,
-        Event::new("salesforce.token_mint")
-            .environment(env.id, &env.name)
-            .object("connection", &c.name)
-            .detail(json!({"instance_url": session.instance_url, "org_id": session.org_id, "key": via})),
+        Event::new("token.mint").environment(env.id, &env.name).object("connection", &c.name).detail(json!({
+            "provider": c.provider, "instance_url": minted.instance_url, "org_id": minted.org_id, "expires_at": expires_at, "key": via
+        })),
     )
     .await?;
     tx.commit().await?;
-    Ok(t)
+    Ok((t, expires_at))
 }
 
 /// The pending certificate has worked: it becomes the active one, the old one is retired.
-async fn promote_pending(s: &Services, actor: &Actor, env: &Environment, c: &Connection) -> Result<()> {
-    let key = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, PENDING_PRIVATE_KEY).await?;
+async fn promote_pending(s: &Services, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting) -> Result<()> {
+    let key = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, minting.pending_key_field).await?;
     let t = now();
     let mut tx = s.db.begin().await?;
-    sqlx::query("UPDATE salesforce_certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state = 'active'")
+    sqlx::query("UPDATE certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state = 'active'")
         .bind(&t)
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE salesforce_certificates SET state = 'active', updated_at = $1 WHERE connection_id = $2 AND state = 'pending'")
+    sqlx::query("UPDATE certificates SET state = 'active', updated_at = $1 WHERE connection_id = $2 AND state = 'pending'")
         .bind(&t)
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
-    connections::put_secret(&mut tx, &s.vault, env, c.id, PRIVATE_KEY, &key, &actor.label).await?;
-    connections::remove_secret(&mut tx, c.id, PENDING_PRIVATE_KEY).await?;
-    audit::record(&mut tx, actor, Event::new("salesforce.certificate_activate").environment(env.id, &env.name).object("connection", &c.name)).await?;
+    connections::put_secret(&mut tx, &s.vault, env, c.id, minting.key_field, &key, &actor.label).await?;
+    connections::remove_secret(&mut tx, c.id, minting.pending_key_field).await?;
+    audit::record(&mut tx, actor, Event::new("certificate.activate").environment(env.id, &env.name).object("connection", &c.name)).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// A fresh session with the active key (the token broker's mint). Salesforce's refusals are
-/// the inner `Err`; the caller records them.
-pub async fn mint(s: &Services, actor: &Actor, env: &Environment, c: &Connection) -> Result<std::result::Result<(Session, String), Failure>> {
-    let settings = Settings::from_map(&c.settings);
-    if !c.secrets_set.contains_key(PRIVATE_KEY) {
-        return Ok(Err(Failure::NotReady {
-            detail: format!("{} has no certificate in use", c.name),
-            advice: "issue a certificate (Request admin help) or upload one, then test the connection".into(),
+/// A fresh token with the active key, or the typed secret (the token broker's mint). The
+/// provider's refusals are the inner `Err`; the caller records them. On success: the token,
+/// when it was obtained and when it expires.
+pub async fn mint(s: &Services, actor: &Actor, env: &Environment, c: &Connection) -> Result<std::result::Result<(Minted, String, String), Refusal>> {
+    let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
+    let minting = def.minting.ok_or_else(|| Error::Internal(format!("{} connections are not minted", def.label)))?;
+    if (minting.signs)(&c.settings) && !c.secrets_set.contains_key(minting.key_field) {
+        return Ok(Err(Refusal {
+            result: TestResult::failed(
+                format!("{} has no certificate in use", c.name),
+                "issue a certificate (Request admin help) or upload one, then test the connection",
+            ),
+            transient: false,
         }));
     }
-    match exchange(s, env, c, &settings, PRIVATE_KEY).await? {
-        Ok(session) => {
-            let at = keep_session(s, actor, env, c, &session, "active").await?;
-            Ok(Ok((session, at)))
+    match exchange(s, env, c, def, minting, minting.key_field).await? {
+        Ok(minted) => {
+            let (at, expires) = keep_token(s, actor, env, c, minting, &minted, "active").await?;
+            Ok(Ok((minted, at, expires)))
         }
         Err(f) => Ok(Err(f)),
     }
 }
 
-/// "Test connection" for Salesforce: a JWT-bearer exchange (with the pending certificate first,
-/// during a rotation), then userinfo with the new token. Returns the result to show; the
-/// caller audits it and records it as the connection's latest check.
+/// "Test connection" for a minted connection: a token request (with the pending certificate
+/// first, during a rotation), then the provider's verifying call with the new token. Returns
+/// the result to show; the caller audits it and records it as the connection's latest check.
 pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Connection) -> Result<TestResult> {
-    let settings = Settings::from_map(&c.settings);
-    if !c.secrets_set.contains_key(PRIVATE_KEY) && !c.secrets_set.contains_key(PENDING_PRIVATE_KEY) {
+    let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
+    let minting = def.minting.ok_or_else(|| Error::Internal(format!("{} connections are not minted", def.label)))?;
+    let signs = (minting.signs)(&c.settings);
+    let (has_key, has_pending) = (c.secrets_set.contains_key(minting.key_field), c.secrets_set.contains_key(minting.pending_key_field));
+    if signs && !has_key && !has_pending {
+        let admin = def.admin_help.map(|h| h.admin).unwrap_or("system's admin");
         return Ok(TestResult::failed(
             "this connection has no certificate yet",
-            "choose Request admin help to issue a certificate and email the Salesforce admin, or upload your own certificate and key",
+            format!("choose Request admin help to issue a certificate and email the {admin}, or upload your own certificate and key"),
         ));
     }
-    if settings.consumer_key.is_none() {
+    if let Some((detail, advice)) = (minting.not_ready)(&c.settings) {
         let waiting = match latest_request(&s.db, c.id).await? {
             Some(r) if r.state == "open" => format!("; the request to {} was sent on {}", r.admin_email, &r.requested_at[..10.min(r.requested_at.len())]),
             _ => String::new(),
         };
-        return Ok(TestResult::failed(
-            format!("no consumer key yet{waiting}"),
-            "paste the connected app's Consumer Key into this connection, or wait for the Salesforce admin to send it through the request link",
-        ));
+        return Ok(TestResult::failed(format!("{detail}{waiting}"), advice));
     }
     let mut note = String::new();
     let mut outcome = None;
-    if c.secrets_set.contains_key(PENDING_PRIVATE_KEY) {
-        match exchange(s, env, c, &settings, PENDING_PRIVATE_KEY).await? {
-            Ok(session) => {
-                promote_pending(s, actor, env, c).await?;
-                keep_session(s, actor, env, c, &session, "new certificate").await?;
+    if signs && has_pending {
+        match exchange(s, env, c, def, minting, minting.pending_key_field).await? {
+            Ok(minted) => {
+                promote_pending(s, actor, env, c, minting).await?;
+                keep_token(s, actor, env, c, minting, &minted, "new certificate").await?;
                 note = "; the new certificate works and is now in use".into();
-                outcome = Some(Ok(session));
+                outcome = Some(Ok(minted));
             }
-            Err(f) if c.secrets_set.contains_key(PRIVATE_KEY) => {
-                let why = f.explain(&settings);
-                note = format!("; the new certificate does not work yet ({}), so the current one stays in use", why.detail);
+            Err(f) if has_key => {
+                note = format!("; the new certificate does not work yet ({}), so the current one stays in use", f.result.detail);
             }
             Err(f) => outcome = Some(Err(f)),
         }
     }
     let outcome = match outcome {
         Some(o) => o,
-        None => match exchange(s, env, c, &settings, PRIVATE_KEY).await? {
-            Ok(session) => {
-                keep_session(s, actor, env, c, &session, "active").await?;
-                Ok(session)
+        None => match exchange(s, env, c, def, minting, minting.key_field).await? {
+            Ok(minted) => {
+                keep_token(s, actor, env, c, minting, &minted, if signs { "active" } else { "secret" }).await?;
+                Ok(minted)
             }
             Err(f) => Err(f),
         },
     };
-    let session = match outcome {
-        Ok(session) => session,
-        Err(f) => return Ok(f.explain(&settings)),
+    let minted = match outcome {
+        Ok(minted) => minted,
+        Err(f) => return Ok(f.result),
     };
-    let secrets = [session.access_token.expose_secret()];
-    let result = match client::userinfo(&s.outbound, &session.instance_url, &session.access_token).await {
-        Ok(info) => {
-            sqlx::query("UPDATE salesforce_sessions SET org_id = $1, user_id = $2, username = $3, updated_at = $4 WHERE connection_id = $5")
-                .bind(&info.organization_id)
-                .bind(&info.user_id)
-                .bind(&info.preferred_username)
+    let secrets = [minted.access_token.expose_secret()];
+    let result = match (minting.verify)(&s.outbound, &c.settings, &minted).await {
+        Ok(Identity { org_id, user_id, username, summary }) => {
+            sqlx::query("UPDATE tokens SET org_id = COALESCE($1, org_id), user_id = COALESCE($2, user_id), username = $3, updated_at = $4 WHERE connection_id = $5")
+                .bind(&org_id)
+                .bind(&user_id)
+                .bind(&username)
                 .bind(now())
                 .bind(c.id)
                 .execute(s.db.pool())
                 .await?;
             s.broker.forget(c.id);
-            TestResult::passed(format!("connected to org {} as {} ({}){note}", info.organization_id, info.preferred_username, session.instance_url))
+            TestResult::passed(format!("{summary}{note}"))
         }
-        Err(f) => f.explain(&settings),
+        Err(f) => f.result,
     };
     Ok(result.scrubbed(&secrets))
 }
 
-/// Where the Salesforce connection `name` stands (409 for a connection of another provider).
+/// Where the signing connection `name` stands (409 for a connection that does not sign).
 pub async fn status_of(db: &Db, env_name: &str, name: &str) -> Result<Status> {
-    let (_, c) = load(db, env_name, name).await?;
+    let (_, c, _, _) = load(db, env_name, name).await?;
     status(db, &c).await
 }
 
-/// Where this Salesforce connection stands.
+/// Where this signing connection stands.
 pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
+    let (def, minting) = signing_def(c)?;
     let (certificate, pending_certificate) = certificates(db, c.id).await?;
     let request = latest_request(db, c.id).await?;
     let health = connections::health_of(db, &[c.id]).await?.remove(&c.id);
-    let session = sqlx::query("SELECT instance_url, org_id, username, obtained_at FROM salesforce_sessions WHERE connection_id = $1")
+    let session = sqlx::query("SELECT instance_url, org_id, username, obtained_at FROM tokens WHERE connection_id = $1")
         .bind(c.id)
         .fetch_optional(db.pool())
         .await?
@@ -887,16 +1030,19 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
             })
         })
         .transpose()?;
-    let settings = Settings::from_map(&c.settings);
     let open = request.as_ref().filter(|r| r.state == "open" && r.expires_at > now());
+    let admin = def.admin_help.map(|h| h.admin).unwrap_or("system's admin");
+    let answered = def.admin_help.map(|h| h.answered_state).unwrap_or("not_tested");
+    let ready = (minting.not_ready)(&c.settings).is_none();
     let (state, summary, advice) = match (&health, &certificate, &pending_certificate) {
         (Some(h), _, _) if h.ok => ("connected", h.detail.clone(), None),
         (Some(h), _, _) => ("failing", h.detail.clone(), h.advice.clone()),
         (None, None, None) => {
             ("no_certificate", "no certificate yet".to_string(), Some("choose Request admin help, or upload your own certificate".to_string()))
         }
-        _ if settings.consumer_key.is_some() => {
-            ("consumer_key_received", "consumer key received; not tested yet".to_string(), Some("choose Test connection".to_string()))
+        _ if ready => {
+            let what = def.admin_help.map(|h| h.answer_fields.iter().map(|f| def.field(f).map(|s| s.label).unwrap_or(f)).collect::<Vec<_>>().join(" and "));
+            (answered, format!("{} received; not tested yet", what.unwrap_or_else(|| "settings".into())), Some("choose Test connection".to_string()))
         }
         _ => match open {
             Some(r) => (
@@ -907,7 +1053,7 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
             None => (
                 "waiting_for_admin",
                 "certificate ready; no open request to an admin".to_string(),
-                Some("send the request to the Salesforce admin, or paste the consumer key".to_string()),
+                Some(format!("send the request to the {admin}, or fill in what the admin created")),
             ),
         },
     };
@@ -923,41 +1069,40 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
     })
 }
 
-/// What the connections list shows of each Salesforce connection (one query for a page).
+/// What the connections list shows of each signing connection (one query for a page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Brief {
-    /// no_certificate, waiting_for_admin or consumer_key_received (a tested connection shows
-    /// its latest check instead).
+    /// no_certificate, waiting_for_admin or the provider's answered state (a tested
+    /// connection shows its latest check instead).
     pub state: String,
     /// The active certificate's expiry, and whether it is within the warning window.
     pub certificate_expires: Option<(String, bool)>,
 }
 
 pub async fn briefs(db: &Db, list: &[Connection]) -> Result<std::collections::BTreeMap<i64, Brief>> {
-    let ids: Vec<i64> = list.iter().filter(|c| c.provider == SALESFORCE.id).map(|c| c.id).collect();
+    let signing: Vec<(&Connection, &ProviderDef, &Minting)> = list.iter().filter_map(|c| signing_def(c).ok().map(|(d, m)| (c, d, m))).collect();
     let mut out = std::collections::BTreeMap::new();
-    if ids.is_empty() {
+    if signing.is_empty() {
         return Ok(out);
     }
-    let in_list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let in_list = signing.iter().map(|(c, _, _)| c.id.to_string()).collect::<Vec<_>>().join(",");
     // `in_list` is integers read from the database.
-    let certs = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT connection_id, not_after FROM salesforce_certificates WHERE state = 'active' AND connection_id IN ({in_list})"
-    )))
-    .fetch_all(db.pool())
-    .await?;
+    let certs =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT connection_id, not_after FROM certificates WHERE state = 'active' AND connection_id IN ({in_list})")))
+            .fetch_all(db.pool())
+            .await?;
     let soon = format_time(chrono::Utc::now() + chrono::Duration::days(EXPIRY_WARNING_DAYS));
     let mut expiry = std::collections::BTreeMap::new();
     for r in &certs {
         let not_after: String = r.try_get("not_after")?;
         expiry.insert(r.try_get::<i64, _>("connection_id")?, (not_after.clone(), not_after <= soon));
     }
-    for c in list.iter().filter(|c| c.provider == SALESFORCE.id) {
-        let has_key = c.secrets_set.contains_key(PRIVATE_KEY) || c.secrets_set.contains_key(PENDING_PRIVATE_KEY);
+    for (c, def, minting) in signing {
+        let has_key = c.secrets_set.contains_key(minting.key_field) || c.secrets_set.contains_key(minting.pending_key_field);
         let state = if !has_key {
             "no_certificate"
-        } else if c.settings.get("consumer_key").is_some() {
-            "consumer_key_received"
+        } else if (minting.not_ready)(&c.settings).is_none() {
+            def.admin_help.map(|h| h.answered_state).unwrap_or("not_tested")
         } else {
             "waiting_for_admin"
         };
@@ -984,7 +1129,7 @@ pub async fn expiring(db: &Db, environment_ids: &[i64]) -> Result<Vec<Expiring>>
     let soon = format_time(chrono::Utc::now() + chrono::Duration::days(EXPIRY_WARNING_DAYS));
     // `in_list` is integers read from the database.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT e.name AS environment, c.name AS connection, s.not_after FROM salesforce_certificates s JOIN connections c ON c.id = s.connection_id \
+        "SELECT e.name AS environment, c.name AS connection, s.not_after FROM certificates s JOIN connections c ON c.id = s.connection_id \
          JOIN environments e ON e.id = c.environment_id WHERE s.state = 'active' AND s.not_after <= $1 AND c.environment_id IN ({in_list}) ORDER BY s.not_after, c.name"
     )))
     .bind(soon)

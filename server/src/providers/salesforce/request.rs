@@ -4,20 +4,17 @@
 
 use crate::mail::{Attachment, Email};
 
-/// What goes into one request.
-pub struct RequestFacts<'a> {
-    /// Who asks (shown as "NAME requests your help …").
-    pub requester: &'a str,
-    pub to: &'a str,
-    pub connection: &'a str,
-    pub environment: &'a str,
-    pub username: &'a str,
-    pub login_url: &'a str,
-    pub callback_url: &'a str,
-    pub link: &'a str,
-    pub expires_at: &'a str,
-    pub certificate_pem: &'a str,
-    pub certificate_file: &'a str,
+pub use crate::providers::RequestFacts;
+
+/// The Salesforce values a request names.
+struct Values {
+    username: String,
+    login_url: String,
+}
+
+fn values(f: &RequestFacts<'_>) -> Values {
+    let s = super::Settings::from_map(f.settings);
+    Values { username: s.username, login_url: s.login_url }
 }
 
 pub fn subject(requester: &str) -> String {
@@ -26,14 +23,15 @@ pub fn subject(requester: &str) -> String {
 
 /// The admin's steps, each one line, with the values filled in.
 pub fn steps(f: &RequestFacts<'_>) -> Vec<String> {
+    let v = values(f);
     vec![
-        format!("In Salesforce ({}), go to Setup → App Manager → New Connected App (newer orgs: New External Client App, with the JWT bearer flow enabled). Name it e.g. \"connvault {} {}\" and fill in Basic Information.", f.login_url, f.connection, f.environment),
+        format!("In Salesforce ({}), go to Setup → App Manager → New Connected App (newer orgs: New External Client App, with the JWT bearer flow enabled). Name it e.g. \"connvault {} {}\" and fill in Basic Information.", v.login_url, f.connection, f.environment),
         format!("Tick Enable OAuth Settings. Callback URL: {} (required by Salesforce, not used by this flow).", f.callback_url),
         format!("Tick Use digital signatures and upload the attached certificate, {}.", f.certificate_file),
         "Selected OAuth Scopes: add \"Access and manage your data (api)\" and \"Perform requests on your behalf at any time (refresh_token, offline_access)\".".into(),
         "Save, then open Manage Consumer Details and copy the Consumer Key.".into(),
         "Manage → Edit Policies: set Permitted Users to \"Admin approved users are pre-authorized\" (optional: IP Relaxation = Relax IP restrictions). Save.".into(),
-        format!("Create a permission set (License: None), add this connected app under Assigned Connected Apps, and assign the permission set to the integration user {}.", f.username),
+        format!("Create a permission set (License: None), add this connected app under Assigned Connected Apps, and assign the permission set to the integration user {}.", v.username),
         format!("Send the consumer key back through this one-time link (valid until {}): {} — if you used your own certificate instead of the attached one, upload it and its private key there too.", f.expires_at, f.link),
     ]
 }
@@ -48,7 +46,7 @@ pub fn email(f: &RequestFacts<'_>) -> Email {
         "{} asks you, as a Salesforce administrator, to create a connected app so that connvault can connect to Salesforce as {} for the \
          connection {} ({}), using the OAuth 2.0 JWT bearer flow. No password is shared: connvault signs its requests with the private key \
          that belongs to the attached certificate.",
-        f.requester, f.username, f.connection, f.environment
+        f.requester, values(f).username, f.connection, f.environment
     );
     let mut text = format!("{intro}\n\nSteps:\n");
     for (i, step) in steps.iter().enumerate() {
