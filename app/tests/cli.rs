@@ -451,7 +451,7 @@ fn promise_6_a_secret_never_reaches_the_log() {
         ("/rpc/test_connection", "environment=DEV&name=Marked"),
         ("/rpc/list_integrations", "environment=DEV"),
         ("/rpc/list_audit", "environment=DEV"),
-        ("/rpc/salesforce_status", "environment=DEV&name=SF_Marked"),
+        ("/rpc/signing_status", "environment=DEV&name=SF_Marked"),
     ] {
         let (status, _, text) = request(port, "POST", path, &[FORM, ("Origin", &origin), ("Cookie", &session)], body).unwrap();
         assert_eq!(status, 200, "{path}: {text}");
@@ -512,7 +512,7 @@ fn dev_salesforce_serves_the_demo_page_at_the_url_it_prints() {
 /// a PostgreSQL advisory lock; the other server finds the new token in the database).
 #[test]
 fn two_server_processes_on_one_postgresql_mint_once_between_them() {
-    use server::salesforce::standin::{ConnectedApp, StandIn};
+    use server::providers::salesforce::standin::{ConnectedApp, StandIn};
     let Some(admin) = std::env::var("CONNVAULT_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) else {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "CONNVAULT_TEST_POSTGRES_URL is not set: under CI the PostgreSQL test must run");
         eprintln!("SKIPPED: two servers on one PostgreSQL (CONNVAULT_TEST_POSTGRES_URL not set)");

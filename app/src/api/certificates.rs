@@ -46,7 +46,7 @@ pub struct ConnectedView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SigningStatus {
+pub struct SigningView {
     pub state: String,
     pub summary: String,
     pub advice: Option<String>,
@@ -91,7 +91,7 @@ fn mirror<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, 
 }
 
 #[server(prefix = "/rpc", endpoint = "signing_status")]
-pub async fn signing_status(environment: String, name: String) -> Fallible<SigningStatus> {
+pub async fn signing_status(environment: String, name: String) -> Fallible<SigningView> {
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{signing_status, urlencode, AdminRequestAgain, AnswerAdminRequest, CertificateView, Fallible, RequestAdminHelp, SigningStatus, UploadCertificate};
+use crate::api::{signing_status, urlencode, AdminRequestAgain, AnswerAdminRequest, CertificateView, Fallible, RequestAdminHelp, SigningView, UploadCertificate};
 use crate::pages::auth::error_view;
 use crate::pages::connections::ResultBox;
 use crate::pages::short_time;
@@ -46,7 +46,7 @@ pub struct SigningState {
     pub request: ServerAction<RequestAdminHelp>,
     pub again: ServerAction<AdminRequestAgain>,
     pub upload: ServerAction<UploadCertificate>,
-    pub status: Resource<Fallible<SigningStatus>>,
+    pub status: Resource<Fallible<SigningView>>,
 }
 
 impl SigningState {
@@ -86,7 +86,7 @@ pub fn CertificatePanel(environment: String, name: String, admin_email: String, 
                     let download = download.clone();
                     Suspend::new(async move {
                     match status.await {
-                        Ok(st) => view! { <StatusView st=st download=download/> }.into_any(),
+                        Ok(st) => view! { <StatusBox st=st download=download/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}}
@@ -156,7 +156,7 @@ fn lower_first(text: &str) -> String {
 }
 
 #[component]
-fn StatusView(st: SigningStatus, download: String) -> impl IntoView {
+fn StatusBox(st: SigningView, download: String) -> impl IntoView {
     let good = st.state == "connected";
     let bad = st.state == "failing";
     view! {

@@ -400,7 +400,7 @@ fn the_openapi_document_keeps_its_strictness() {
         ("issueCertificate", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
         ("downloadCertificate", &[200, 401, 403, 404, 409, 429]),
         ("uploadCertificate", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
-        ("salesforceStatus", &[200, 401, 403, 404, 409, 429]),
+        ("signingStatus", &[200, 401, 403, 404, 409, 429]),
         ("resendAdminRequest", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
         ("cancelAdminRequest", &[204, 401, 403, 404, 409, 429]),
         ("adminLinkView", &[200, 403, 422]),

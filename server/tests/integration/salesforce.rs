@@ -126,7 +126,10 @@ async fn request_admin_help_then_the_admin_answers_through_the_link_and_the_conn
         let answer_path = "/api/v1/environments/DEV/connections/SF_Main/admin-response";
         let (st, view, text) = api.call(Who::Nobody, "GET", &format!("{answer_path}?token={token}"), None).await;
         assert_eq!(st, 200, "{text}");
-        assert_eq!((view["connection"].as_str(), view["username"].as_str()), (Some("SF_Main"), Some(USER)));
+        assert_eq!((view["connection"].as_str(), view["provider"].as_str(), view["admin"].as_str()), (Some("SF_Main"), Some("salesforce"), Some("Salesforce admin")));
+        assert_eq!(view["facts"][0], json!({"label": "Integration user", "value": USER}), "{view}");
+        assert_eq!(view["answer_fields"][0]["name"], "consumer_key");
+        assert_eq!(view["certificate_pem"].as_str(), Some(pem.as_str()), "the page offers the certificate the email attached");
         let (st, result, text) = api.call(Who::Nobody, "POST", answer_path, Some(json!({"token": token, "consumer_key": consumer_key}))).await;
         assert_eq!(st, 200, "{text}");
         assert_eq!(result["ok"], true, "{result}");
@@ -306,7 +309,7 @@ async fn uploads_are_checked_and_links_are_single_use_expiring_and_scoped() {
         let pem_b = certificate(&api, &k, "B").await;
         let (_, req, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/B/admin-request", None).await;
         let (token, _) = link_token(&api.s, req["outbox_id"].as_i64().unwrap()).await;
-        sqlx::query("UPDATE one_time_links SET expires_at = '2020-01-01T00:00:00Z' WHERE purpose = 'salesforce_admin'").execute(api.s.db.pool()).await.unwrap();
+        sqlx::query("UPDATE one_time_links SET expires_at = '2020-01-01T00:00:00Z' WHERE purpose = 'admin_request'").execute(api.s.db.pool()).await.unwrap();
         let answer = json!({"token": token, "consumer_key": register(&sf, &pem_b, |_| {})});
         let (st, _, _) = api.call(Who::Nobody, "POST", "/api/v1/environments/DEV/connections/B/admin-response", Some(answer)).await;
         assert_eq!(st, 403, "expired");
@@ -474,7 +477,7 @@ async fn certificates_expiring_within_30_days_are_flagged() {
         assert!(server::signing::expiring(&api.s.db, &envs).await.unwrap().is_empty(), "two fresh two-year certificates");
 
         let in_ten_days = server::db::format_time(chrono::Utc::now() + chrono::Duration::days(10));
-        sqlx::query("UPDATE salesforce_certificates SET not_after = $1 WHERE connection_id = (SELECT id FROM connections WHERE name = 'Soon')")
+        sqlx::query("UPDATE certificates SET not_after = $1 WHERE connection_id = (SELECT id FROM connections WHERE name = 'Soon')")
             .bind(&in_ten_days)
             .execute(api.s.db.pool())
             .await
@@ -529,7 +532,7 @@ async fn the_request_email_goes_through_a_real_smtp_server_with_the_certificate_
     walk(&mail, &mut parts);
     let text = parts.iter().find(|p| p.ctype.mimetype == "text/plain").unwrap().get_body().unwrap();
     let html = parts.iter().find(|p| p.ctype.mimetype == "text/html").unwrap().get_body().unwrap();
-    for expected in [USER, "https://vault.example.com/salesforce/callback", "Use digital signatures", "Admin approved users are pre-authorized", "(api)"] {
+    for expected in [USER, "https://vault.example.com/oauth/callback", "Use digital signatures", "Admin approved users are pre-authorized", "(api)"] {
         assert!(text.contains(expected), "the steps name {expected}: {text}");
     }
     assert!(text.contains("https://vault.example.com/respond/DEV/SF_Main?token="), "{text}");
