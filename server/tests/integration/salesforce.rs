@@ -542,3 +542,82 @@ async fn the_request_email_goes_through_a_real_smtp_server_with_the_certificate_
     assert_eq!(String::from_utf8(attachment.get_body_raw().unwrap()).unwrap(), pem, "the attached certificate is the one to upload");
     assert!(!String::from_utf8_lossy(&received[0].data).contains("PRIVATE KEY"));
 }
+
+/// A database written before certificates, admin requests and tokens belonged to every provider
+/// (tables `salesforce_certificates`, `salesforce_requests`, `salesforce_sessions`, links for
+/// `salesforce_admin`) is migrated in place: the connection stays connected with the same
+/// certificate, the open request's link still opens, and the broker mints with the same key.
+/// The old database is made by running today's flow and then putting the schema and the rows
+/// back to the previous release's shape (the exact inverse of 20261202000001), as it would be
+/// found on disk.
+#[tokio::test]
+async fn a_database_from_the_previous_release_keeps_its_salesforce_connections() {
+    for db in backends().await {
+        let (api, k, sf, base) = setup(&db).await;
+        create(&api, &k, "SF_Old", &base, json!({})).await;
+        let pem = certificate(&api, &k, "SF_Old").await;
+        let consumer_key = register(&sf, &pem, |_| {});
+        set_consumer_key(&api, &k, "SF_Old", &consumer_key).await;
+        assert_eq!(test(&api, &k, "SF_Old").await["ok"], true);
+        // An open request with a link, as the admin would still hold it.
+        let (st, req, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/SF_Old/admin-request", None).await;
+        assert_eq!(st, 201, "{text}");
+        let (token, _) = link_token(&api.s, req["outbox_id"].as_i64().unwrap()).await;
+        let (_, before, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Old/status", None).await;
+        let pool = api.s.db.pool().clone();
+        let undo = [
+            "UPDATE one_time_links SET purpose = 'salesforce_admin' WHERE purpose = 'admin_request'",
+            "ALTER TABLE tokens DROP COLUMN expires_at",
+            "ALTER TABLE tokens RENAME TO salesforce_sessions",
+            "ALTER TABLE admin_requests RENAME TO salesforce_requests",
+            "ALTER TABLE certificates RENAME TO salesforce_certificates",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261202000001",
+        ];
+        for sql in undo {
+            sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let indexes: &[&str] = match db.kind {
+            common::Kind::Sqlite => &[
+                "DROP INDEX certificates_connection",
+                "DROP INDEX certificates_expiry",
+                "DROP INDEX admin_requests_connection",
+                "CREATE INDEX salesforce_certificates_connection ON salesforce_certificates(connection_id, state)",
+                "CREATE INDEX salesforce_certificates_expiry ON salesforce_certificates(state, not_after)",
+                "CREATE INDEX salesforce_requests_connection ON salesforce_requests(connection_id, state)",
+            ],
+            common::Kind::Postgres => &[
+                "ALTER INDEX certificates_connection RENAME TO salesforce_certificates_connection",
+                "ALTER INDEX certificates_expiry RENAME TO salesforce_certificates_expiry",
+                "ALTER INDEX admin_requests_connection RENAME TO salesforce_requests_connection",
+            ],
+        };
+        for sql in indexes {
+            sqlx::query(*sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        drop(api);
+        pool.close().await;
+
+        // Today's code opens it: the migration runs, and everything works as before.
+        let api = Api::new(open(&db).await);
+        let (st, after, text) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Old/status", None).await;
+        assert_eq!(st, 200, "{text}");
+        assert_eq!(after["state"], "connected", "{after}");
+        assert_eq!(after["certificate"]["fingerprint_sha256"], before["certificate"]["fingerprint_sha256"]);
+        assert_eq!(after["certificate"]["thumbprint_sha1"].as_str().map(str::len), Some(40));
+        assert_eq!(after["request"]["state"], "open");
+        let (st, view, text) =
+            api.call(Who::Nobody, "GET", &format!("/api/v1/environments/DEV/connections/SF_Old/admin-response?token={token}"), None).await;
+        assert_eq!(st, 200, "the open request's link still opens: {text}");
+        assert_eq!(view["connection"], "SF_Old");
+        let (_, _, pem_after) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Old/certificate", None).await;
+        assert_eq!(pem_after, pem);
+        // The broker mints with the migrated key (the session row has no expiry yet).
+        bound_integration(&api, &k, "SF_Old").await;
+        let minted_before = sf.token_requests();
+        let (st, tok, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/integrations/Accounts/token?force_refresh=true", None).await;
+        assert_eq!(st, 200, "{text}");
+        assert!(tok["expires_at"].is_string() && tok["instance_url"].is_string(), "{tok}");
+        assert_eq!(sf.token_requests(), minted_before + 1);
+        assert_eq!(test(&api, &k, "SF_Old").await["ok"], true);
+    }
+}
