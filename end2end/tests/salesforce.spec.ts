@@ -94,10 +94,10 @@ async function createConnectedApp(browser: Browser, certificate: string, permitt
 test('a developer requests admin help; the email waits in the outbox with the certificate', async ({ browser }) => {
   const page = await ownerPage(browser);
   await createConnection(page, 'SF_Main');
-  await expect(page.getByTestId('sf-status')).toContainText('No certificate yet');
-  await expect(page.locator('#sf-admin')).toHaveValue('sf-admin@acme.example');
+  await expect(page.getByTestId('cert-status')).toContainText('No certificate yet');
+  await expect(page.locator('#cert-admin')).toHaveValue('sf-admin@acme.example');
   await page.getByRole('button', { name: 'Request admin help' }).click();
-  await expect(page.getByTestId('sf-status')).toContainText('Waiting for admin');
+  await expect(page.getByTestId('cert-status')).toContainText('Waiting for admin');
   await expect(page.getByRole('link', { name: 'Download certificate (.crt)' })).toBeVisible();
 
   await page.goto('/outbox');
@@ -136,7 +136,7 @@ test('the admin creates the app and answers through the link; the connection wor
 
   await owner.goto('/env/DEV/connections/SF_Main');
   await hydrated(owner);
-  await expect(owner.getByTestId('sf-status')).toContainText('Connected');
+  await expect(owner.getByTestId('cert-status')).toContainText('Connected');
   await owner.getByRole('button', { name: 'Test connection' }).click();
   await expect(owner.getByTestId('test-result')).toContainText('Works');
   await expect(owner.getByTestId('test-result')).toContainText('connected to org 00D');
@@ -149,7 +149,7 @@ test('a connected app set to self-authorize gets advice that names the policy to
   const page = await ownerPage(browser);
   await createConnection(page, 'SF_Bad');
   await page.getByRole('button', { name: 'Request admin help' }).click();
-  await expect(page.getByTestId('sf-status')).toContainText('Waiting for admin');
+  await expect(page.getByTestId('cert-status')).toContainText('Waiting for admin');
   const certificate = await (await page.request.get('/api/v1/environments/DEV/connections/SF_Bad/certificate')).text();
   const consumerKey = await createConnectedApp(browser, certificate, 'self_authorize');
 
@@ -164,5 +164,5 @@ test('a connected app set to self-authorize gets advice that names the policy to
   // Reloaded, so the status is the stored one rather than the page's own state.
   await page.reload();
   await hydrated(page);
-  await expect(page.getByTestId('sf-status')).toContainText('Failing');
+  await expect(page.getByTestId('cert-status')).toContainText('Failing');
 });

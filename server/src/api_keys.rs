@@ -30,7 +30,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
 use crate::ratelimit::{in_cidr, parse_cidr};
 use crate::secret::SecretString;
-use crate::startup::Services;
+use crate::services::Services;
 use crate::tokens;
 use crate::users::User;
 

@@ -45,7 +45,7 @@ use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 use crate::providers;
 use crate::secret::SecretString;
-use crate::startup::Services;
+use crate::services::Services;
 use crate::users::Role;
 
 /// The first line of every backup file.

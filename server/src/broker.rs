@@ -36,7 +36,7 @@ use crate::integrations::{self, Bound};
 use crate::providers::{self, Minting, TestResult};
 use crate::signing;
 use crate::secret::SecretString;
-use crate::startup::Services;
+use crate::services::Services;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -18,7 +18,7 @@ use crate::feed::{self, contains_pattern, Feed, Filter, Listing, SortKey};
 use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
 use crate::seal::{Place, SealError, Vault};
 use crate::secret::SecretString;
-use crate::startup::Services;
+use crate::services::Services;
 
 pub const SECRETS_TABLE: &str = "connection_secrets";
 pub const MAX_NAME_LEN: usize = 100;

@@ -28,6 +28,7 @@ pub mod rotate;
 pub mod seal;
 pub mod secret;
 pub mod serve;
+pub mod services;
 pub mod sessions;
 pub mod signing;
 pub mod startup;
@@ -35,4 +36,4 @@ pub mod tokens;
 pub mod users;
 
 pub use error::{Error, Result};
-pub use startup::Services;
+pub use services::Services;

@@ -15,7 +15,7 @@ use crate::db::{format_time, now, Db, Tx};
 use crate::error::{Error, Result};
 use crate::ratelimit::Bucket;
 use crate::secret::SecretString;
-use crate::startup::Services;
+use crate::services::Services;
 use crate::tokens;
 use crate::users::{self, User};
 

@@ -25,7 +25,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, TestResult};
 use crate::secret::{SecretBytes, SecretString};
 use crate::sessions;
-use crate::startup::Services;
+use crate::services::Services;
 
 pub const LINK_PURPOSE: &str = "admin_request";
 /// An admin request link works for 7 days.

@@ -22,25 +22,7 @@ use crate::seal::{self, Place, Vault};
 pub const CHECK_PLACE: Place<'static> = Place { table: "keyring_check", row: 0, field: "check", environment: 0 };
 pub const CHECK_PLAINTEXT: &[u8] = b"connvault keyring check v1";
 
-/// Everything a request handler needs.
-#[derive(Clone, Debug)]
-pub struct Services {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub vault: Vault,
-    /// Failed sign-ins and API-key authentications per client address.
-    pub limiter: Limiter,
-    /// Failed sign-ins per account, from any address.
-    pub account_limiter: Limiter,
-    /// The only way to make outbound calls on a user's behalf (see `outbound`).
-    pub outbound: Outbound,
-    /// The token broker's cache, single-flight locks, back-off and usage counts.
-    pub broker: Broker,
-    /// When each API key's use was last written (see `api_keys::touch`).
-    pub key_use: crate::api_keys::KeyUse,
-    /// Email: through CONNVAULT_SMTP_URL's server, or into the outbox without one.
-    pub mailer: Mailer,
-}
+pub use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {

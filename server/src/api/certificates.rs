@@ -23,7 +23,7 @@ use crate::error::Result;
 use crate::providers::TestResult;
 use crate::signing::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
 use crate::secret::SecretString;
-use crate::startup::Services;
+use crate::services::Services;
 
 pub fn router() -> OpenApiRouter<Services> {
     OpenApiRouter::new()

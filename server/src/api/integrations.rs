@@ -17,7 +17,7 @@ use crate::access::{Access, Resource};
 use crate::error::Result;
 use crate::feed::{FeedParams, Page};
 use crate::integrations::{self, Change, Integration, Publish};
-use crate::startup::Services;
+use crate::services::Services;
 
 pub fn router() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(read, publish, unpublish)).routes(routes!(bind, unbind)).routes(routes!(token))

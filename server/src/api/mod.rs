@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::Error;
-use crate::startup::Services;
+use crate::services::Services;
 
 pub mod doc;
 mod integrations;

@@ -14,7 +14,7 @@ use super::v1::{Path, Query};
 use crate::error::{Error, Result};
 use crate::feed::{FeedParams, Page};
 use crate::mail::{self, OutboxItem};
-use crate::startup::Services;
+use crate::services::Services;
 
 pub fn router() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(download))

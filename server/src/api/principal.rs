@@ -13,7 +13,7 @@ use crate::audit::Actor;
 use crate::environments::{self, Environment};
 use crate::error::Error;
 use crate::sessions;
-use crate::startup::Services;
+use crate::services::Services;
 use crate::users::User;
 
 pub enum Principal {

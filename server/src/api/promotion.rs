@@ -19,7 +19,7 @@ use super::v1::{env_for, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::{Error, FieldError, Result};
 use crate::promotion::{self, Bundle, Mode, Options, Report, MAX_BUNDLE_BYTES};
-use crate::startup::Services;
+use crate::services::Services;
 
 pub fn router() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(export)).routes(

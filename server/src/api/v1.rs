@@ -24,7 +24,7 @@ use crate::connections::{self, ConnectionPatch, ListQuery, NewConnection};
 use crate::environments::{self, Environment};
 use crate::error::{Error, Result};
 use crate::feed::{self, FeedParams, Page};
-use crate::startup::Services;
+use crate::services::Services;
 use crate::{audit, users};
 
 /// JSON bodies whose rejections use the API's error format: 400 when the body is not JSON (or

@@ -20,6 +20,7 @@ mod model;
 mod outbound;
 mod people;
 mod promotion;
+// MICROSOFT-PENDING mod microsoft;
 mod salesforce;
 mod security;
 mod standin;
