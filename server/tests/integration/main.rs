@@ -12,6 +12,7 @@ mod api;
 mod backup;
 mod bundle_props;
 mod contract;
+mod entra;
 mod feeds;
 mod integrations;
 mod limits;
