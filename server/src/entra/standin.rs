@@ -307,8 +307,8 @@ impl StandIn {
         self.lock().dataverse_calls
     }
 
-    /// Every client assertion that parsed as a JWT, oldest first, as
-    /// `{"header": {...}, "claims": {...}}`.
+    /// Every client assertion that parsed as a JWT (whatever the outcome, forced failures
+    /// included), oldest first, as `{"header": {...}, "claims": {...}}`.
     pub fn assertions(&self) -> Vec<Value> {
         self.lock().assertions.clone()
     }
@@ -458,9 +458,6 @@ impl StandIn {
                 let jwt = parse_jwt(assertion).ok_or_else(|| EntraError::new("invalid_client", 50027, "JWT token is invalid or malformed.".into()))?;
                 let (header, claims) = (jwt.header.clone(), jwt.claims.clone());
                 let reg_client = app.client_id.clone();
-                if st.assertions.len() < 10_000 {
-                    st.assertions.push(json!({"header": header, "claims": claims}));
-                }
                 let alg = match header.get("alg").and_then(Value::as_str) {
                     Some("PS256") => jsonwebtoken::Algorithm::PS256,
                     Some("RS256") => jsonwebtoken::Algorithm::RS256,
@@ -730,6 +727,15 @@ fn arrive(standin: &StandIn, counter: fn(&mut State) -> &mut usize) -> Option<u1
 
 /// The body is read as form fields whatever the Content-Type says.
 async fn token_endpoint(Shared(standin): Shared<StandIn>, Path(tenant): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    // Every assertion that arrives is recorded, forced failures included, so that tests see
+    // what a client sends on each attempt.
+    let assertion = url::form_urlencoded::parse(&body).find(|(k, _)| k == "client_assertion").map(|(_, v)| v.into_owned());
+    if let Some(jwt) = assertion.as_deref().and_then(parse_jwt) {
+        let mut st = standin.lock();
+        if st.assertions.len() < 10_000 {
+            st.assertions.push(json!({"header": jwt.header, "claims": jwt.claims}));
+        }
+    }
     if let Some(status) = arrive(&standin, |s| &mut s.token_requests) {
         return forced(status);
     }

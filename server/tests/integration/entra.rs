@@ -277,10 +277,11 @@ async fn a_503_is_retried_with_a_fresh_assertion_and_repeated_ones_end_as_unavai
     assert!(failure.is_transient());
     assert!(failure.explain(&w.context(ResourceKind::SharePoint, &w.site_url, with_cert(0))).detail.contains("503 to 3 attempts"));
     assert_eq!(w.standin.token_requests(), 5);
-    // The forced answers did not look at the assertions; the real ones were each fresh.
+    // Each attempt signed a fresh assertion (the stand-in records them, forced failures too).
     w.standin.fail_next(0, 503);
     w.standin.fail_next(1, 500);
     w.token(&w.tenant.id, &w.client_id, &w.site_url, cert(0)).await.unwrap();
+    assert_eq!(w.standin.assertions().len(), 2 + 3 + 2);
     let jtis: BTreeSet<String> = w.standin.assertions().iter().map(|a| a["claims"]["jti"].as_str().unwrap().to_string()).collect();
     assert_eq!(jtis.len(), w.standin.assertions().len(), "no assertion is sent twice");
     // A 4xx is never retried.
