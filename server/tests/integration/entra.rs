@@ -235,6 +235,14 @@ async fn sharepoint_refusals_name_the_site_grant_and_the_audience() {
     let advice = failure.explain(&w.context(ResourceKind::SharePoint, &w.site_url, with_cert(0))).advice.unwrap();
     assert!(advice.contains("audience") && advice.contains(&entra::scope_for(&w.site_url).unwrap()), "{advice}");
 
+    // A token past its lifetime: 401 "expired", and `expires_in` said so.
+    w.standin.set_token_lifetime(Duration::ZERO);
+    let short = w.token(&w.tenant.id, &w.client_id, &finance, cert(0)).await.unwrap();
+    assert_eq!(short.expires_in, Some(Duration::ZERO));
+    let failure = entra::sharepoint_site(&w.out, &finance, &short).await.unwrap_err();
+    assert!(matches!(&failure, Failure::Resource { status: 401, message, .. } if message.contains("expired")), "{failure:?}");
+    w.standin.set_token_lifetime(Duration::from_secs(3599));
+
     // Revoked tokens: 401 on both services.
     w.standin.revoke_all_tokens();
     assert!(matches!(entra::sharepoint_site(&w.out, &finance, &token).await, Err(Failure::Resource { status: 401, .. })));
@@ -306,6 +314,37 @@ async fn unreachable_and_refused_addresses_explain_themselves() {
     let r = failure.explain(&ctx);
     assert!(r.detail.contains("refused the connection") && r.advice.unwrap().contains("check the port"), "{}", r.detail);
 
+    // A listener that accepts and never answers: a timeout on every attempt.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let impatient = Outbound::with_options(OutboundOptions {
+        allow_loopback: true,
+        connect_timeout: Duration::from_millis(300),
+        total_timeout: Duration::from_millis(300),
+        max_body: MAX_BODY,
+    })
+    .unwrap();
+    let failure = entra::client_credentials(&impatient, &silent_url, &w.tenant.id, &w.client_id, &scope, cert(0)).await.unwrap_err();
+    assert!(matches!(&failure, Failure::Unreachable { error: OutboundError::Timeout { .. }, attempts: 3 }), "{failure:?}");
+    assert!(failure.is_transient());
+    let r = failure.explain(&Context { authority_url: &silent_url, ..w.context(ResourceKind::SharePoint, &w.site_url, with_cert(0)) });
+    assert!(r.detail.contains("did not answer in time") && r.advice.unwrap().contains("firewall"), "{}", r.detail);
+
+    // https:// to a plain-HTTP listener: the TLS handshake fails, and the advice says so.
+    let tls_url = w.urls.authority_url.replace("http://", "https://");
+    let failure = entra::client_credentials(&w.out, &tls_url, &w.tenant.id, &w.client_id, &scope, cert(0)).await.unwrap_err();
+    assert!(matches!(&failure, Failure::Unreachable { error: OutboundError::Tls { .. }, .. }), "{failure:?}");
+    let advice = failure.explain(&Context { authority_url: &tls_url, ..w.context(ResourceKind::SharePoint, &w.site_url, with_cert(0)) }).advice.unwrap();
+    assert!(advice.contains("https://") && advice.contains("certificate"), "{advice}");
+    let sent = w.standin.token_requests();
+    assert_eq!(sent, 0, "nothing readable reached the stand-in over TLS");
+
     // Without loopback allowed, nothing is sent: the guard is the only way out.
     let strict = outbound(false);
     let failure = entra::client_credentials(&strict, &w.urls.authority_url, &w.tenant.id, &w.client_id, &scope, cert(0)).await.unwrap_err();
@@ -333,6 +372,14 @@ async fn unreachable_and_refused_addresses_explain_themselves() {
 async fn echoed_secrets_and_assertions_are_scrubbed() {
     use axum::routing::post;
     let app = axum::Router::new().route(
+        "/sites/Echo/_api/web",
+        axum::routing::get(|headers: axum::http::HeaderMap| async move {
+            let auth = headers.get("authorization").and_then(|h| h.to_str().ok()).unwrap_or_default().to_string();
+            let answer = json!({"error_description": format!("Invalid issuer or signature. You sent {auth}")});
+            (axum::http::StatusCode::UNAUTHORIZED, [("content-type", "application/json")], answer.to_string())
+        }),
+    );
+    let app = app.route(
         "/{tenant}/oauth2/v2.0/token",
         post(|body: String| async move {
             let decoded: Vec<String> = url::form_urlencoded::parse(body.as_bytes()).map(|(k, v)| format!("{k}={v}")).collect();
@@ -366,6 +413,15 @@ async fn echoed_secrets_and_assertions_are_scrubbed() {
     let Failure::Refused { description, .. } = &failure else { panic!("{failure:?}") };
     assert!(description.contains("client_assertion=[redacted]"), "{description}");
     assert!(!description.contains("eyJ"), "no part of the assertion: {description}");
+
+    // A service that echoes the bearer token: scrubbed from its message too.
+    let token = entra::Token { access_token: SecretString::new("tok.Secret-123".into()), token_type: "Bearer".into(), expires_in: None, scope: None };
+    let site = format!("{authority}/sites/Echo");
+    let failure = entra::sharepoint_site(&out, &site, &token).await.unwrap_err();
+    let Failure::Resource { status: 401, message, .. } = &failure else { panic!("{failure:?}") };
+    assert!(message.contains("Bearer [redacted]") && !message.contains("tok.Secret-123"), "{message}");
+    let r = failure.explain(&Context { resource: ResourceKind::SharePoint, resource_url: &site, ..ctx });
+    assert!(!r.detail.contains("tok.Secret-123") && !r.advice.unwrap().contains("tok.Secret-123"));
 }
 
 /// `server::oauth` directly: HTTP Basic client authentication reaches the stand-in as
