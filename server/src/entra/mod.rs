@@ -136,6 +136,17 @@ pub enum ClientAuth<'a> {
 
 pub use crate::oauth::Token;
 
+/// How long before `expires_in` runs out a cached token is replaced (MSAL's margin).
+pub const REFRESH_MARGIN_SECS: i64 = 300;
+
+/// Until when (seconds since the epoch) a token obtained at `obtained_unix` may be reused from
+/// a cache: `expires_in` minus [`REFRESH_MARGIN_SECS`] (at most half the lifetime, for short
+/// ones); `obtained_unix` itself (do not cache) when the answer had no `expires_in`.
+pub fn reuse_until(token: &Token, obtained_unix: i64) -> i64 {
+    let Some(lifetime) = token.expires_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)) else { return obtained_unix };
+    obtained_unix.saturating_add(lifetime.saturating_sub(REFRESH_MARGIN_SECS.min(lifetime / 2)))
+}
+
 /// What SharePoint says about the site.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SiteInfo {
@@ -601,6 +612,20 @@ mod tests {
         assert_eq!(aadsts_code(&Value::Null, "AADSTS700016: Application with identifier 'x' was not found"), Some(700016));
         assert_eq!(aadsts_code(&Value::Null, "no code here"), None);
         assert_eq!(without_trace("AADSTS90002: Tenant 'x' not found.\r\nTrace ID: abc\r\nCorrelation ID: def"), "AADSTS90002: Tenant 'x' not found.");
+    }
+
+    #[test]
+    fn cached_tokens_are_replaced_before_they_expire() {
+        let token = |secs: Option<u64>| Token {
+            access_token: SecretString::new("t".into()),
+            token_type: "Bearer".into(),
+            expires_in: secs.map(std::time::Duration::from_secs),
+            scope: None,
+        };
+        assert_eq!(reuse_until(&token(Some(3599)), 1000), 1000 + 3599 - 300);
+        assert_eq!(reuse_until(&token(Some(120)), 1000), 1060, "a short lifetime: half of it");
+        assert_eq!(reuse_until(&token(Some(0)), 1000), 1000);
+        assert_eq!(reuse_until(&token(None), 1000), 1000);
     }
 
     #[test]
