@@ -442,3 +442,37 @@ async fn oauth_client_credentials_with_http_basic() {
     assert_eq!((*status, error.as_str()), (400, "invalid_client"));
     assert_eq!(failure.body_json()["error_codes"], json!([7000215]), "{body}");
 }
+
+/// The stand-in takes Entra's older form too (RS256, `x5t` only) and refuses assertions for
+/// another audience, another client, or without a thumbprint.
+#[tokio::test]
+async fn the_stand_in_checks_thumbprints_audience_and_issuer_like_entra() {
+    use server::assertion::{Alg, HeaderExtras};
+    use server::entra::AssertionClaims;
+    let w = world().await;
+    let url = entra::token_url(&w.urls.authority_url, &w.tenant.id);
+    let scope = entra::scope_for(&w.urls.dataverse_url).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let send = |extras: HeaderExtras, alg: Alg, claims: AssertionClaims| {
+        let jwt = keys(0).signer.jwt(alg, &extras, &claims).unwrap();
+        let (out, url, client, scope) = (&w.out, url.clone(), w.client_id.clone(), scope.clone());
+        async move { server::oauth::client_credentials(out, &url, &client, &[&scope], || Ok(server::oauth::ClientAuth::Assertion(jwt.clone()))).await }
+    };
+    let sha1_only = HeaderExtras { x5t: Some(x5t(&keys(0).der)), x5t_s256: None };
+    assert!(send(sha1_only.clone(), Alg::Rs256, AssertionClaims::new(&w.client_id, &url, now)).await.is_ok(), "RS256 + x5t is accepted");
+    assert!(send(sha1_only, Alg::Ps256, AssertionClaims::new(&w.client_id, &url, now)).await.is_ok(), "PS256 + x5t is accepted");
+    let code = |f: server::oauth::Failure| entra::aadsts_code(&f.body_json(), "");
+    let other_cert = HeaderExtras { x5t: Some(x5t(&keys(1).der)), x5t_s256: None };
+    assert_eq!(code(send(other_cert, Alg::Rs256, AssertionClaims::new(&w.client_id, &url, now)).await.unwrap_err()), Some(700027));
+    assert_eq!(code(send(HeaderExtras::default(), Alg::Ps256, AssertionClaims::new(&w.client_id, &url, now)).await.unwrap_err()), Some(700027));
+    let extras = HeaderExtras::for_certificate(&keys(0).der);
+    let elsewhere = AssertionClaims::new(&w.client_id, "https://login.microsoftonline.com/x/oauth2/v2.0/token", now);
+    let refused = send(extras.clone(), Alg::Ps256, elsewhere).await.unwrap_err();
+    assert!(matches!(&refused, server::oauth::Failure::Refused { description, .. } if description.contains("audience")), "{refused:?}");
+    let mut claims = AssertionClaims::new(&w.client_id, &url, now);
+    claims.iss = "someone-else".into();
+    assert_eq!(code(send(extras.clone(), Alg::Ps256, claims).await.unwrap_err()), Some(700021));
+    let mut early = AssertionClaims::new(&w.client_id, &url, now);
+    early.nbf = now + 3600;
+    assert_eq!(code(send(extras, Alg::Ps256, early).await.unwrap_err()), Some(700024), "not yet valid");
+}
