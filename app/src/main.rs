@@ -64,6 +64,15 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8089")]
         addr: std::net::SocketAddr,
     },
+    /// Serve a stand-in of Microsoft Entra ID's token endpoint, a SharePoint site and a Dataverse
+    /// environment, with a page that plays the Entra admin, for local demos (not Microsoft;
+    /// connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
+    DevMicrosoft {
+        /// Listen address; its URL is the authority URL of the demo connection (SharePoint and
+        /// Dataverse listen on two more ports, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +331,7 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
         | Command::RotateMasterKey { .. }
         | Command::Backup(_)
         | Command::DevSalesforce { .. }
+        | Command::DevMicrosoft { .. }
         | Command::Promote(_)
         | Command::Export(_)
         | Command::Import(_) => unreachable!("handled elsewhere"),
@@ -452,7 +462,10 @@ async fn main() -> ExitCode {
     server::logging::init(&config);
     let result = match command {
         Command::Serve => serve(config).await,
-        Command::DevSalesforce { addr } => server::providers::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
+        Command::DevSalesforce { addr } => {
+            server::providers::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}"))
+        }
+        Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
         other => run_command(config, other).await,
     };
     match result {

@@ -475,13 +475,11 @@ fn promise_6_a_secret_never_reaches_the_log() {
     assert!(!log.contains("PRIVATE KEY") && !log.contains("/respond/DEV/SF_Marked?token="), "the key or the one-time link reached the log");
 }
 
-#[test]
-fn dev_salesforce_serves_the_demo_page_at_the_url_it_prints() {
+/// Starts a stand-in command with its standard output read line by line, and waits up to 30 s
+/// for a line that `done` accepts: the process and the lines printed until then.
+fn stand_in_printing(mut c: Command, what: &str, done: impl Fn(&str) -> bool) -> (Server, Vec<String>) {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut c = cmd(dir.path());
-    c.args(["dev-salesforce", "--addr", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::null());
+    c.stdout(Stdio::piped()).stderr(Stdio::null());
     let mut stand_in = Server(c.spawn().unwrap());
     let stdout = stand_in.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -490,19 +488,49 @@ fn dev_salesforce_serves_the_demo_page_at_the_url_it_prints() {
             let _ = tx.send(line);
         }
     });
-    let url = format!("http://127.0.0.1:{port}/");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut printed = Vec::new();
-    while !printed.iter().any(|l: &String| l.contains(&url)) {
+    let mut printed: Vec<String> = Vec::new();
+    while !printed.iter().any(|l| done(l)) {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => printed.push(line),
-            Err(_) => panic!("dev-salesforce did not print {url} within 30 s: {printed:?}"),
+            Err(_) => panic!("{what} did not print what was expected within 30 s: {printed:?}"),
         }
     }
+    (stand_in, printed)
+}
+
+#[test]
+fn dev_salesforce_serves_the_demo_page_at_the_url_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut c = cmd(dir.path());
+    c.args(["dev-salesforce", "--addr", &format!("127.0.0.1:{port}")]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let (mut stand_in, _) = stand_in_printing(c, "dev-salesforce", |l| l.contains(&url));
     let (status, body) = get(port, "/").unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("for local demos, not Salesforce") && body.contains("action=\"/apps\"") && body.contains("name=\"certificate\""), "{body}");
     assert!(body.contains(&format!("http://127.0.0.1:{port}/services/oauth2/token")), "the page names the token endpoint: {body}");
+    let _ = stand_in.0.kill();
+    assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
+}
+
+#[test]
+fn dev_microsoft_serves_the_demo_page_at_the_url_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut c = cmd(dir.path());
+    c.args(["dev-microsoft", "--addr", &format!("127.0.0.1:{port}")]);
+    let (mut stand_in, printed) = stand_in_printing(c, "dev-microsoft", |l| l.contains("Dataverse environment URL"));
+    let url = format!("http://127.0.0.1:{port}/");
+    assert!(printed.iter().any(|l| l.contains(&url)), "{printed:?}");
+    let (status, body) = get(port, "/").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("for local demos, not Microsoft") && body.contains("action=\"/apps\"") && body.contains("name=\"certificate\""), "{body}");
+    let tenant = body.split("<code id=\"tenant-id\">").nth(1).and_then(|r| r.split('<').next()).expect("the page shows the tenant ID").to_string();
+    assert_eq!(tenant.len(), 36, "{tenant}");
+    assert!(body.contains(&format!("http://127.0.0.1:{port}/{tenant}/oauth2/v2.0/token")), "the page names the token endpoint: {body}");
+    assert!(printed.iter().any(|l| l.contains(&tenant)), "the tenant is printed too: {printed:?}");
     let _ = stand_in.0.kill();
     assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
 }

@@ -34,9 +34,9 @@ use crate::environments::Environment;
 use crate::error::{Error, Result};
 use crate::integrations::{self, Bound};
 use crate::providers::{self, Minting, TestResult};
-use crate::signing;
 use crate::secret::SecretString;
 use crate::services::Services;
+use crate::signing;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -324,7 +324,8 @@ impl Broker {
 
     /// A token another process minted (under the advisory lock), if fresh enough.
     async fn stored(&self, s: &Services, env: &Environment, c: &Connection, minting: &Minting, newer_than: Option<DateTime<Utc>>) -> Result<Option<Cached>> {
-        let row = sqlx::query("SELECT instance_url, obtained_at, expires_at FROM tokens WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
+        let row =
+            sqlx::query("SELECT instance_url, obtained_at, expires_at FROM tokens WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
         let Some(row) = row else { return Ok(None) };
         let parse = |t: Option<String>| t.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc));
         let Some(obtained_at) = parse(row.try_get("obtained_at")?) else { return Ok(None) };
@@ -334,7 +335,8 @@ impl Broker {
             Err(Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let hit = Cached { token, token_type: "Bearer".into(), instance_url: row.try_get("instance_url")?, obtained_at, expires_at, stamp: c.updated_at.clone() };
+        let hit =
+            Cached { token, token_type: "Bearer".into(), instance_url: row.try_get("instance_url")?, obtained_at, expires_at, stamp: c.updated_at.clone() };
         if hit.stale_at() <= Utc::now() || newer_than.is_some_and(|t| obtained_at <= t) {
             return Ok(None);
         }

@@ -53,7 +53,7 @@ pub fn issue(bits: usize, connection: &str, environment: &str, now: time::Offset
 
 /// The DER inside a certificate's PEM (empty if it is not PEM).
 pub fn der_of(certificate_pem: &str) -> Vec<u8> {
-    x509_parser::pem::parse_x509_pem(certificate_pem.as_bytes()).map(|(_, p)| p.contents).unwrap_or_default()
+    crate::assertion::certificate_der_from_pem(certificate_pem).unwrap_or_default()
 }
 
 /// SHA-256 of the DER, lower-case hex (what connvault has always shown).
@@ -62,11 +62,7 @@ pub fn thumbprint_sha256(der: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(der))
 }
 
-/// SHA-1 of the DER, upper-case hex: the "Thumbprint" the Entra portal shows.
-pub fn thumbprint_sha1(der: &[u8]) -> String {
-    use sha1::Digest;
-    hex::encode_upper(sha1::Sha1::digest(der))
-}
+pub use crate::assertion::thumbprint_sha1_hex as thumbprint_sha1;
 
 /// An administrator's own certificate and private key, checked.
 pub struct Uploaded {

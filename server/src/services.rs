@@ -31,4 +31,3 @@ pub struct Services {
     /// Email: through CONNVAULT_SMTP_URL's server, or into the outbox without one.
     pub mailer: Mailer,
 }
-

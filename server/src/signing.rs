@@ -24,8 +24,8 @@ use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, TestResult};
 use crate::secret::{SecretBytes, SecretString};
-use crate::sessions;
 use crate::services::Services;
+use crate::sessions;
 
 pub const LINK_PURPOSE: &str = "admin_request";
 /// An admin request link works for 7 days.
@@ -208,7 +208,10 @@ crate::api::doc::hand_schema!(AdminAnswer, "AdminAnswer", || {
     let mut properties = serde_json::Map::new();
     properties.insert("token".into(), json!({"type": "string", "writeOnly": true, "description": "The one-time link's token"}));
     properties.insert("certificate".into(), json!({"type": ["string", "null"], "description": "PEM; only with your own key"}));
-    properties.insert("private_key".into(), json!({"type": ["string", "null"], "writeOnly": true, "description": "PEM (PKCS#8 or PKCS#1), with your own certificate"}));
+    properties.insert(
+        "private_key".into(),
+        json!({"type": ["string", "null"], "writeOnly": true, "description": "PEM (PKCS#8 or PKCS#1), with your own certificate"}),
+    );
     for def in providers::REGISTRY.iter().filter(|d| d.admin_help.is_some()) {
         for name in def.admin_help.map(|h| h.answer_fields).unwrap_or_default() {
             let label = def.field(name).map(|f| f.label).unwrap_or(name);
@@ -280,7 +283,10 @@ fn signing_def(c: &Connection) -> Result<(&'static ProviderDef, &'static Minting
             };
             Err(Error::Conflict {
                 code: "not_signing",
-                message: format!("{why}; certificates, admin requests and this status belong to connections that sign with a certificate ({})", signing.join(", ")),
+                message: format!(
+                    "{why}; certificates, admin requests and this status belong to connections that sign with a certificate ({})",
+                    signing.join(", ")
+                ),
             })
         }
     }
@@ -345,11 +351,13 @@ pub async fn certificate_pem(db: &Db, env_name: &str, name: &str) -> Result<(Str
 }
 
 async fn current_pem(db: &Db, env: &Environment, c: &Connection) -> Result<(String, String)> {
-    let row = sqlx::query("SELECT certificate_pem FROM certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1")
-        .bind(c.id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("{} in {} has no certificate yet; issue one (Request admin help) or upload your own", c.name, env.name)))?;
+    let row = sqlx::query(
+        "SELECT certificate_pem FROM certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1",
+    )
+    .bind(c.id)
+    .fetch_optional(db.pool())
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("{} in {} has no certificate yet; issue one (Request admin help) or upload your own", c.name, env.name)))?;
     Ok((row.try_get("certificate_pem")?, certificate_file_name(&c.name, &env.name)))
 }
 
@@ -388,6 +396,11 @@ async fn store_certificate(
         .execute(&mut **tx)
         .await?;
     let (state, field) = if has_active { ("pending", minting.pending_key_field) } else { ("active", minting.key_field) };
+    if !has_active {
+        // A check from before there was a certificate ("no certificate yet") no longer says
+        // where the connection stands.
+        sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(connection_id).execute(&mut **tx).await?;
+    }
     let bits = AssertionSigner::from_pkcs8_der(key_der.expose_secret())?.bits() as i64;
     let row = sqlx::query(
         "INSERT INTO certificates (connection_id, state, origin, certificate_pem, fingerprint, bits, not_after, created_by, created_at, updated_at) \
@@ -762,7 +775,8 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
         }
     }
     if errors.is_empty() {
-        errors = def.validate(&settings, &Default::default()).into_iter().map(|e| FieldError::new(e.field.trim_start_matches("settings."), e.message)).collect();
+        errors =
+            def.validate(&settings, &Default::default()).into_iter().map(|e| FieldError::new(e.field.trim_start_matches("settings."), e.message)).collect();
     }
     let upload = match (&answer.certificate, &answer.private_key) {
         (Some(cert), Some(key)) if !cert.trim().is_empty() || !key.is_empty() => {
@@ -833,7 +847,14 @@ async fn key_of(s: &Services, env: &Environment, c: &Connection, minting: &Minti
 
 /// One token request: with the key in `field` for a connection that signs, else with its
 /// typed secrets.
-async fn exchange(s: &Services, env: &Environment, c: &Connection, def: &ProviderDef, minting: &Minting, field: &str) -> Result<std::result::Result<Minted, Refusal>> {
+async fn exchange(
+    s: &Services,
+    env: &Environment,
+    c: &Connection,
+    def: &ProviderDef,
+    minting: &Minting,
+    field: &str,
+) -> Result<std::result::Result<Minted, Refusal>> {
     if let Some((detail, advice)) = (minting.not_ready)(&c.settings) {
         return Ok(Err(Refusal { result: TestResult::failed(detail, advice), transient: false }));
     }
@@ -989,14 +1010,16 @@ pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Conn
     let secrets = [minted.access_token.expose_secret()];
     let result = match (minting.verify)(&s.outbound, &c.settings, &minted).await {
         Ok(Identity { org_id, user_id, username, summary }) => {
-            sqlx::query("UPDATE tokens SET org_id = COALESCE($1, org_id), user_id = COALESCE($2, user_id), username = $3, updated_at = $4 WHERE connection_id = $5")
-                .bind(&org_id)
-                .bind(&user_id)
-                .bind(&username)
-                .bind(now())
-                .bind(c.id)
-                .execute(s.db.pool())
-                .await?;
+            sqlx::query(
+                "UPDATE tokens SET org_id = COALESCE($1, org_id), user_id = COALESCE($2, user_id), username = $3, updated_at = $4 WHERE connection_id = $5",
+            )
+            .bind(&org_id)
+            .bind(&user_id)
+            .bind(&username)
+            .bind(now())
+            .bind(c.id)
+            .execute(s.db.pool())
+            .await?;
             s.broker.forget(c.id);
             TestResult::passed(format!("{summary}{note}"))
         }

@@ -9,22 +9,22 @@ use serde::{Deserialize, Serialize};
 mod access;
 mod audit;
 mod auth;
+mod certificates;
 mod connections;
 mod integrations;
 mod outbox;
 mod people;
 mod promotion;
-mod certificates;
 
 pub use access::*;
 pub use audit::*;
 pub use auth::*;
+pub use certificates::*;
 pub use connections::*;
 pub use integrations::*;
 pub use outbox::*;
 pub use people::*;
 pub use promotion::*;
-pub use certificates::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentItem {

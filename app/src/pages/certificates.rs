@@ -5,7 +5,9 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{signing_status, urlencode, AdminRequestAgain, AnswerAdminRequest, CertificateView, Fallible, RequestAdminHelp, SigningView, UploadCertificate};
+use crate::api::{
+    signing_status, urlencode, AdminRequestAgain, AnswerAdminRequest, CertificateView, Fallible, RequestAdminHelp, SigningView, UploadCertificate,
+};
 use crate::pages::auth::error_view;
 use crate::pages::connections::ResultBox;
 use crate::pages::short_time;

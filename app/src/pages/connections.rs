@@ -166,11 +166,7 @@ pub fn ConnectionPage() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionEditor(
-    data: ConnectionFormData,
-    save: ServerAction<SaveConnection>,
-    signing_state: crate::pages::certificates::SigningState,
-) -> impl IntoView {
+fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>, signing_state: crate::pages::certificates::SigningState) -> impl IntoView {
     let query = use_query_map();
     let saved = move || match save.value().get() {
         Some(result) => result.is_ok(),

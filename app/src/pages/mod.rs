@@ -2,6 +2,7 @@ use leptos::prelude::*;
 
 pub mod audit;
 pub mod auth;
+pub mod certificates;
 pub mod connections;
 pub mod environments;
 pub mod home;
@@ -10,7 +11,6 @@ pub mod keys;
 pub mod outbox;
 pub mod people;
 pub mod promotion;
-pub mod certificates;
 
 /// False while the page is server-rendered HTML, true once the WebAssembly has taken over:
 /// controls that need JavaScript appear (or unlock) only then.

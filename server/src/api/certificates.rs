@@ -21,9 +21,9 @@ use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
 use crate::error::Result;
 use crate::providers::TestResult;
-use crate::signing::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
 use crate::secret::SecretString;
 use crate::services::Services;
+use crate::signing::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
 
 pub fn router() -> OpenApiRouter<Services> {
     OpenApiRouter::new()

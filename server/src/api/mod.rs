@@ -12,12 +12,12 @@ use utoipa_axum::routes;
 use crate::error::Error;
 use crate::services::Services;
 
+mod certificates;
 pub mod doc;
 mod integrations;
 mod outbox;
 pub mod principal;
 mod promotion;
-mod certificates;
 pub mod v1;
 
 pub use doc::openapi_json;
@@ -30,16 +30,20 @@ pub fn router(services: Services) -> Router {
 /// Every route with its OpenAPI operation: the document (`doc::document`) is made from the same
 /// declarations as the router, so a route cannot be left out of it.
 fn api_router() -> OpenApiRouter<Services> {
-    OpenApiRouter::new().routes(routes!(health)).route("/oauth/callback", get(certificates::callback)).route("/salesforce/callback", get(certificates::callback)).nest(
-        "/api/v1",
-        v1::router()
-            .merge(integrations::router())
-            .merge(promotion::router())
-            .merge(certificates::router())
-            .merge(outbox::router())
-            .routes(routes!(openapi))
-            .fallback(api_not_found),
-    )
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .route("/oauth/callback", get(certificates::callback))
+        .route("/salesforce/callback", get(certificates::callback))
+        .nest(
+            "/api/v1",
+            v1::router()
+                .merge(integrations::router())
+                .merge(promotion::router())
+                .merge(certificates::router())
+                .merge(outbox::router())
+                .routes(routes!(openapi))
+                .fallback(api_not_found),
+        )
 }
 
 /// The body of `/health`.

@@ -12,8 +12,8 @@ use crate::api_keys::{self, Effective};
 use crate::audit::Actor;
 use crate::environments::{self, Environment};
 use crate::error::Error;
-use crate::sessions;
 use crate::services::Services;
+use crate::sessions;
 use crate::users::User;
 
 pub enum Principal {

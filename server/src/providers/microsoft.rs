@@ -177,7 +177,7 @@ fn refusal(f: entra::Failure, ctx: &entra::Context<'_>) -> Refusal {
 /// the client secret.
 pub async fn exchange(out: &Outbound, settings: &Map<String, Value>, secrets: &Secrets, key: Option<Key<'_>>, resource: Resource) -> Result<Minted, Refusal> {
     let s = Settings::from_map(settings, resource);
-    let thumbprint = key.as_ref().map(|k| crate::certs::thumbprint_sha1(k.certificate_der));
+    let thumbprint = key.as_ref().map(|k| crate::assertion::thumbprint_sha1_hex(k.certificate_der));
     let ctx = context(&s, resource, thumbprint);
     let not_ready = |detail: &str, advice: &str| entra::Failure::NotReady { detail: detail.to_string(), advice: advice.to_string() };
     let auth = match (&key, secrets.get(CLIENT_SECRET)) {
@@ -207,7 +207,8 @@ pub async fn verify(out: &Outbound, settings: &Map<String, Value>, minted: &Mint
     let s = Settings::from_map(settings, resource);
     let ctx = context(&s, resource, None);
     let app = s.client_id.as_deref().unwrap_or_default();
-    let token = entra::Token { access_token: minted.access_token.clone(), token_type: minted.token_type.clone(), expires_in: None, scope: minted.scope.clone() };
+    let token =
+        entra::Token { access_token: minted.access_token.clone(), token_type: minted.token_type.clone(), expires_in: None, scope: minted.scope.clone() };
     match resource {
         Resource::SharePoint => match entra::sharepoint_site(out, &s.resource_url, &token).await {
             Ok(site) => Ok(Identity { summary: format!("connected to site {} as app {app} ({})", site.title, s.resource_url), ..Identity::default() }),
@@ -245,7 +246,9 @@ fn is_guid(text: &str) -> bool {
 fn is_domain(text: &str) -> bool {
     text.len() <= 253
         && text.contains('.')
-        && text.split('.').all(|l| (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-'))
+        && text
+            .split('.')
+            .all(|l| (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-'))
 }
 
 pub fn is_loopback(url: &url::Url) -> bool {
@@ -267,19 +270,8 @@ pub fn is_sharepoint_host(host: &str) -> bool {
         .any(|suffix| host.strip_suffix(suffix).and_then(|rest| rest.strip_suffix('.')).is_some_and(|label| !label.is_empty() && !label.contains('.')))
 }
 
-/// Dataverse's environment hosts, by pattern (environments come and go; sovereign clouds
-/// exist): `NAME.crm[N].dynamics.com`, and `.dynamics.cn`, `.microsoftdynamics.us`,
-/// `.microsoftdynamics.de`, `.appsplatform.us` for the national clouds.
-pub fn is_dataverse_host(host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    let Some((name, rest)) = host.split_once('.') else { return false };
-    let Some((crm, cloud)) = rest.split_once('.') else { return false };
-    let name_ok = (1..=63).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    let crm_ok = crm.strip_prefix("crm").is_some_and(|n| n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()));
-    name_ok && crm_ok && DATAVERSE_CLOUDS.contains(&cloud)
-}
-
-const DATAVERSE_CLOUDS: &[&str] = &["dynamics.com", "dynamics.cn", "microsoftdynamics.us", "microsoftdynamics.de", "appsplatform.us"];
+/// The national clouds' Dataverse domains (`entra::is_dataverse_host`), for the schema.
+const DATAVERSE_CLOUDS: &[&str] = &["dynamics.com", "dynamics.cn", "microsoftdynamics.de", "microsoftdynamics.us", "appsplatform.us"];
 
 /// The checks every Microsoft connection shares, plus its resource URL's.
 pub fn check(settings: &Map<String, Value>, resource: Resource) -> Vec<FieldError> {
@@ -304,11 +296,17 @@ pub fn check(settings: &Map<String, Value>, resource: Resource) -> Vec<FieldErro
     if let Some(Ok(url)) = text("authority_url").map(url::Url::parse) {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         if !url.path().trim_end_matches('/').is_empty() || url.query().is_some() {
-            errors.push(FieldError::new("settings.authority_url", format!("give only the address, e.g. {DEFAULT_AUTHORITY} (connvault adds /TENANT/oauth2/v2.0/token)")));
+            errors.push(FieldError::new(
+                "settings.authority_url",
+                format!("give only the address, e.g. {DEFAULT_AUTHORITY} (connvault adds /TENANT/oauth2/v2.0/token)"),
+            ));
         } else if !is_loopback(&url) && (url.scheme() != "https" || !AUTHORITY_HOSTS.contains(&host.as_str())) {
             errors.push(FieldError::new(
                 "settings.authority_url",
-                format!("{host} is not a Microsoft Entra sign-in host: use https://{} (the client assertion and secret go nowhere else)", AUTHORITY_HOSTS.join(", https://")),
+                format!(
+                    "{host} is not a Microsoft Entra sign-in host: use https://{} (the client assertion and secret go nowhere else)",
+                    AUTHORITY_HOSTS.join(", https://")
+                ),
             ));
         }
     }
@@ -326,7 +324,7 @@ pub fn check(settings: &Map<String, Value>, resource: Resource) -> Vec<FieldErro
                     "settings.site_url",
                     format!("{host} is not a SharePoint Online host: give the site's address, e.g. https://contoso.sharepoint.com/sites/Sales"),
                 )),
-                Resource::Dataverse | Resource::Dynamics365 if !is_dataverse_host(&host) => errors.push(FieldError::new(
+                Resource::Dataverse | Resource::Dynamics365 if !entra::is_dataverse_host(&host) => errors.push(FieldError::new(
                     "settings.environment_url",
                     format!("{host} is not a Dataverse environment host: give the environment URL from the Power Platform admin center, e.g. https://contoso.crm4.dynamics.com"),
                 )),
@@ -340,7 +338,10 @@ pub fn check(settings: &Map<String, Value>, resource: Resource) -> Vec<FieldErro
     }
     if let Some(date) = text("client_secret_expires_on") {
         if chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
-            errors.push(FieldError::new("settings.client_secret_expires_on", "the date the client secret expires, as YYYY-MM-DD (the Expires column under Certificates & secrets)"));
+            errors.push(FieldError::new(
+                "settings.client_secret_expires_on",
+                "the date the client secret expires, as YYYY-MM-DD (the Expires column under Certificates & secrets)",
+            ));
         }
     }
     errors
@@ -386,13 +387,14 @@ pub fn schema(resource: Resource) -> Value {
             let clouds: Vec<String> = DATAVERSE_CLOUDS.iter().map(|h| word(h)).collect();
             json!({
                 "type": "string", "maxLength": super::MAX_SETTING_LEN,
-                "pattern": format!("^(?:{https}://[A-Za-z0-9-]{{1,63}}\\.{}[0-9]{{0,2}}\\.(?:{})(?::{PORT})?|{loopback})/*$", any_case("crm"), clouds.join("|")),
+                "pattern": format!("^(?:{https}://(?:{label}\\.)+{}[0-9]*\\.(?:{})\\.?(?::{PORT})?|{loopback})/*$", any_case("crm"), clouds.join("|")),
                 "description": "The environment URL from the Power Platform admin center, e.g. https://contoso.crm4.dynamics.com"
             })
         }
     };
     if resource.is_environment() {
-        props["auth"] = json!({"type": "string", "enum": AUTH, "description": "certificate (connvault issues it; the default) or secret (a client secret you paste)"});
+        props["auth"] =
+            json!({"type": "string", "enum": AUTH, "description": "certificate (connvault issues it; the default) or secret (a client secret you paste)"});
         props["client_secret_expires_on"] = json!({
             "type": "string",
             "pattern": "^[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)$",
@@ -438,7 +440,11 @@ pub fn email(f: &RequestFacts<'_>, resource: Resource) -> Email {
         subject: format!("{} requests your help to register an app in Microsoft Entra ID", f.requester),
         text,
         html,
-        attachments: vec![Attachment { filename: f.certificate_file.to_string(), content_type: "application/x-x509-ca-cert".into(), body: f.certificate_pem.as_bytes().to_vec() }],
+        attachments: vec![Attachment {
+            filename: f.certificate_file.to_string(),
+            content_type: "application/x-x509-ca-cert".into(),
+            body: f.certificate_pem.as_bytes().to_vec(),
+        }],
     }
 }
 

@@ -15,12 +15,12 @@ use crate::error::{FieldError, Result};
 use crate::outbound::{self, Outbound, OutboundError};
 use crate::secret::SecretString;
 
-// MICROSOFT-PENDING pub mod dataverse;
-// MICROSOFT-PENDING pub mod dynamics365;
+pub mod dataverse;
+pub mod dynamics365;
 pub mod http;
-// MICROSOFT-PENDING pub mod microsoft;
+pub mod microsoft;
 pub mod salesforce;
-// MICROSOFT-PENDING pub mod sharepoint;
+pub mod sharepoint;
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,7 +245,7 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE]; // MICROSOFT-PENDING
+pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)

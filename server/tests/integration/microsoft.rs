@@ -139,7 +139,10 @@ async fn sharepoint_from_the_admin_request_to_a_token() {
         let (st, _, text) = w.api.call(Who::Nobody, "POST", path, Some(json!({"token": token, "tenant": "contoso", "client_id": client_id}))).await;
         assert_eq!(st, 422, "{text}");
         assert!(text.contains("tenant"), "{text}");
-        let (st, _, text) = w.api.call(Who::Nobody, "POST", path, Some(json!({"token": token, "consumer_key": "x", "tenant": w.ms.home_tenant().id, "client_id": client_id}))).await;
+        let (st, _, text) = w
+            .api
+            .call(Who::Nobody, "POST", path, Some(json!({"token": token, "consumer_key": "x", "tenant": w.ms.home_tenant().id, "client_id": client_id})))
+            .await;
         assert_eq!(st, 422, "another provider's answer field is refused: {text}");
         let answer = json!({"token": token, "tenant": w.ms.home_tenant().id, "client_id": client_id});
         let (st, result, text) = w.api.call(Who::Nobody, "POST", path, Some(answer.clone())).await;
@@ -325,6 +328,11 @@ async fn every_microsoft_refusal_gets_its_own_advice() {
     }
 }
 
+async fn rotating_token(w: &World) {
+    let (st, _, text) = w.call("POST", "integrations/Rotating/token?force_refresh=true", None).await;
+    assert_eq!(st, 200, "no call fails during the rotation: {text}");
+}
+
 /// A rotation: the new certificate is pending until Entra accepts it, the current one keeps
 /// signing meanwhile, and no token call fails on the way.
 #[tokio::test]
@@ -338,24 +346,17 @@ async fn an_entra_certificate_is_rotated_with_no_failed_call() {
         w.set("SP_Rotate", json!({"tenant": w.ms.home_tenant().id, "client_id": client_id})).await;
         assert_eq!(w.test("SP_Rotate").await["ok"], true);
         w.bind("Rotating", "sharepoint", "SP_Rotate").await;
-        let token = |w: &World| {
-            let w = w;
-            async move {
-                let (st, _, text) = w.call("POST", "integrations/Rotating/token?force_refresh=true", None).await;
-                assert_eq!(st, 200, "no call fails during the rotation: {text}");
-            }
-        };
-        token(&w).await;
+        rotating_token(&w).await;
 
         // Rotate: a pending certificate; Entra does not know it yet.
         let (st, issued, text) = w.call("POST", "connections/SP_Rotate/certificate", Some(json!({}))).await;
         assert_eq!(st, 201, "{text}");
         assert_eq!(issued["certificate"]["state"], "pending");
-        token(&w).await;
+        rotating_token(&w).await;
         let r = w.test("SP_Rotate").await;
         assert_eq!(r["ok"], true, "{r}");
         assert!(r["detail"].as_str().unwrap().contains("does not work yet"), "{r}");
-        token(&w).await;
+        rotating_token(&w).await;
 
         // The admin adds the new certificate: the next test switches to it.
         let (_, _, pem) = w.call("GET", "connections/SP_Rotate/certificate", None).await;
@@ -364,10 +365,10 @@ async fn an_entra_certificate_is_rotated_with_no_failed_call() {
         w.ms.update_app(&client_id, |a| a.certificates.push(new.clone())).unwrap();
         let r = w.test("SP_Rotate").await;
         assert!(r["detail"].as_str().unwrap().contains("the new certificate works and is now in use"), "{r}");
-        token(&w).await;
+        rotating_token(&w).await;
         // The old certificate can go: the connection signs with the new one only.
         w.ms.update_app(&client_id, |a| a.certificates.retain(|c| *c != old)).unwrap();
-        token(&w).await;
+        rotating_token(&w).await;
         assert_eq!(w.test("SP_Rotate").await["ok"], true);
         let (_, status, _) = w.call("GET", "connections/SP_Rotate/status", None).await;
         assert!(status["pending_certificate"].is_null(), "{status}");

@@ -126,7 +126,10 @@ async fn request_admin_help_then_the_admin_answers_through_the_link_and_the_conn
         let answer_path = "/api/v1/environments/DEV/connections/SF_Main/admin-response";
         let (st, view, text) = api.call(Who::Nobody, "GET", &format!("{answer_path}?token={token}"), None).await;
         assert_eq!(st, 200, "{text}");
-        assert_eq!((view["connection"].as_str(), view["provider"].as_str(), view["admin"].as_str()), (Some("SF_Main"), Some("salesforce"), Some("Salesforce admin")));
+        assert_eq!(
+            (view["connection"].as_str(), view["provider"].as_str(), view["admin"].as_str()),
+            (Some("SF_Main"), Some("salesforce"), Some("Salesforce admin"))
+        );
         assert_eq!(view["facts"][0], json!({"label": "Integration user", "value": USER}), "{view}");
         assert_eq!(view["answer_fields"][0]["name"], "consumer_key");
         assert_eq!(view["certificate_pem"].as_str(), Some(pem.as_str()), "the page offers the certificate the email attached");
@@ -605,8 +608,7 @@ async fn a_database_from_the_previous_release_keeps_its_salesforce_connections()
         assert_eq!(after["certificate"]["fingerprint_sha256"], before["certificate"]["fingerprint_sha256"]);
         assert_eq!(after["certificate"]["thumbprint_sha1"].as_str().map(str::len), Some(40));
         assert_eq!(after["request"]["state"], "open");
-        let (st, view, text) =
-            api.call(Who::Nobody, "GET", &format!("/api/v1/environments/DEV/connections/SF_Old/admin-response?token={token}"), None).await;
+        let (st, view, text) = api.call(Who::Nobody, "GET", &format!("/api/v1/environments/DEV/connections/SF_Old/admin-response?token={token}"), None).await;
         assert_eq!(st, 200, "the open request's link still opens: {text}");
         assert_eq!(view["connection"], "SF_Old");
         let (_, _, pem_after) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Old/certificate", None).await;

@@ -1,20 +1,9 @@
-//! The JWT-bearer assertion: RS256 over `{iss, sub, aud, exp, iat, jti}`.
-//!
-//! `jsonwebtoken::encode` parses the private key on every call, which costs about two thirds of
-//! a signature (measured: 0.36× `openssl speed rsa2048`). An [`AssertionSigner`] parses the key
-//! once into aws-lc-rs and signs through jsonwebtoken's own `JwtSigner` interface, so every
-//! assertion costs one RSA signature and nothing else (see `benches/mint.rs`).
+//! The JWT-bearer assertion: RS256 over `{iss, sub, aud, exp, iat, jti}`, signed by the shared
+//! [`AssertionSigner`] (`crate::assertion`, which also signs Entra ID's PS256 assertions).
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::crypto::JwtSigner;
-use jsonwebtoken::signature::{Error as SignatureError, Signer};
-use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+pub use crate::assertion::AssertionSigner;
 
 /// Salesforce accepts an `exp` at most three minutes ahead; connvault uses that bound exactly.
 pub const LIFETIME_SECS: i64 = 180;
@@ -45,62 +34,10 @@ impl Claims {
     }
 }
 
-/// A private key parsed once, ready to sign many assertions.
-pub struct AssertionSigner {
-    key: RsaKeyPair,
-    rng: SystemRandom,
-}
-
-impl std::fmt::Debug for AssertionSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AssertionSigner").field("bits", &(self.key.public_modulus_len() * 8)).finish_non_exhaustive()
-    }
-}
-
-impl AssertionSigner {
-    /// From the PKCS#8 DER that `cert::issue` / `cert::check_upload` produce.
-    pub fn from_pkcs8_der(der: &[u8]) -> Result<AssertionSigner> {
-        let key = RsaKeyPair::from_pkcs8(der).map_err(|e| Error::Internal(format!("the stored private key does not parse as RSA PKCS#8: {e}")))?;
-        Ok(AssertionSigner { key, rng: SystemRandom::new() })
-    }
-
-    pub fn bits(&self) -> usize {
-        self.key.public_modulus_len() * 8
-    }
-
-    /// A signed assertion for these claims: `base64url(header).base64url(claims).signature`.
-    pub fn assertion(&self, claims: &Claims) -> Result<String> {
-        let header = Header::new(Algorithm::RS256);
-        let message = format!("{}.{}", b64_json(&header)?, b64_json(claims)?);
-        let signature = self.try_sign(message.as_bytes()).map_err(|e| Error::Internal(format!("signing the assertion: {e}")))?;
-        Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
-    }
-}
-
-impl Signer<Vec<u8>> for AssertionSigner {
-    fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, SignatureError> {
-        let mut signature = vec![0u8; self.key.public_modulus_len()];
-        self.key.sign(&RSA_PKCS1_SHA256, &self.rng, msg, &mut signature).map_err(SignatureError::from_source)?;
-        Ok(signature)
-    }
-}
-
-impl JwtSigner for AssertionSigner {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::RS256
-    }
-}
-
-/// JSON + base64url of a JWT part.
-fn b64_json<T: Serialize>(value: &T) -> Result<String> {
-    let json = serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding a JWT part: {e}")))?;
-    Ok(URL_SAFE_NO_PAD.encode(json))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{DecodingKey, Validation};
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
     #[test]
     fn assertions_verify_with_the_certificate_key_and_carry_the_claims() {

@@ -46,7 +46,10 @@ pub fn email(f: &RequestFacts<'_>) -> Email {
         "{} asks you, as a Salesforce administrator, to create a connected app so that connvault can connect to Salesforce as {} for the \
          connection {} ({}), using the OAuth 2.0 JWT bearer flow. No password is shared: connvault signs its requests with the private key \
          that belongs to the attached certificate.",
-        f.requester, values(f).username, f.connection, f.environment
+        f.requester,
+        values(f).username,
+        f.connection,
+        f.environment
     );
     let mut text = format!("{intro}\n\nSteps:\n");
     for (i, step) in steps.iter().enumerate() {
