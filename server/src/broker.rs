@@ -19,7 +19,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
@@ -28,6 +27,7 @@ use crate::access::{Access, Resource};
 use crate::api_keys;
 use crate::audit::{self, Actor, Event};
 use crate::connections::{self, Connection};
+use crate::credential::{Credential, Scheme};
 use crate::db::{format_time, Backend};
 use crate::environments;
 use crate::environments::Environment;
@@ -61,6 +61,19 @@ pub struct Token {
 }
 
 impl Token {
+    /// The answer for `credential` of connection `connection`.
+    pub fn from_credential(connection: &str, credential: Credential, cached: bool) -> Token {
+        Token {
+            token_type: credential.token_type().to_string(),
+            header_name: credential.header_name().map(str::to_string),
+            instance_url: credential.base_url,
+            expires_at: credential.expires_at.map(format_time),
+            access_token: credential.value,
+            connection: connection.to_string(),
+            cached,
+        }
+    }
+
     /// The response body: the one place the secret value is written out.
     pub fn to_json(&self) -> serde_json::Value {
         let mut body = json!({
@@ -412,15 +425,11 @@ impl Broker {
 }
 
 fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
-    Token {
-        access_token: hit.token,
-        token_type: hit.token_type,
-        instance_url: Some(hit.instance_url),
-        expires_at: Some(format_time(hit.expires_at)),
-        connection: connection.to_string(),
-        header_name: None,
-        cached,
-    }
+    let credential =
+        Credential { scheme: Scheme::Bearer, value: hit.token, expires_at: Some(hit.expires_at), base_url: Some(hit.instance_url), extra_headers: Vec::new() };
+    let mut token = Token::from_credential(connection, credential, cached);
+    token.token_type = hit.token_type;
+    token
 }
 
 /// 424: the connection could not get a token, why, what to do, and when to ask again.
@@ -433,29 +442,14 @@ fn failing(c: &Connection, env: &str, reason: &TestResult, window: Duration) -> 
     }
 }
 
-/// A generic connection's stored credential, as its auth setting sends it.
+/// A connection's stored credential, as its provider makes it from the typed secrets.
 async fn generic(s: &Services, env: &Environment, c: &Connection) -> Result<Token> {
-    let setting = |name: &str| c.settings.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let auth = setting("auth");
-    let (field, token_type) = match auth.as_str() {
-        "basic" => ("password", "Basic"),
-        "header" => ("token", "Header"),
-        _ => ("token", "Bearer"),
-    };
-    let secret = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, field).await?;
-    let access_token = if auth == "basic" {
-        let pair = zeroize::Zeroizing::new(format!("{}:{}", setting("username"), secret.expose_secret()));
-        SecretString::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))
-    } else {
-        secret
-    };
-    Ok(Token {
-        access_token,
-        token_type: token_type.into(),
-        instance_url: Some(setting("base_url")),
-        expires_at: None,
-        connection: c.name.clone(),
-        header_name: (auth == "header").then(|| setting("header_name")),
-        cached: false,
-    })
+    let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
+    let make = def.credential.ok_or_else(|| Error::Internal(format!("{} connections hand out no credential", def.label)))?;
+    let secrets = connections::open_applicable_secrets(&s.db, &s.vault, &env.name, c, def).await?;
+    let credential = make(&c.settings, &secrets).map_err(|u| Error::Conflict {
+        code: "connection_incomplete",
+        message: format!("connection {} in {} cannot hand out a credential: {}; {}", c.name, env.name, u.detail, u.advice),
+    })?;
+    Ok(Token::from_credential(&c.name, credential, false))
 }

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod certs;
 pub mod config;
 pub mod connections;
+pub mod credential;
 pub mod db;
 pub mod entra;
 pub mod environments;

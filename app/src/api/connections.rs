@@ -172,7 +172,12 @@ pub async fn list_connections(
                 stage: brief.as_ref().map(|b| b.state.clone()),
                 certificate_expires: brief.and_then(|b| b.certificate_expires),
                 check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
-                target: ["base_url", "login_url"].iter().find_map(|k| c.settings.get(*k).and_then(|v| v.as_str())).unwrap_or("").to_string(),
+                // Where the credential goes: the provider's first destination setting.
+                target: server::providers::get(&c.provider)
+                    .and_then(|d| d.destination_settings.first())
+                    .and_then(|k| c.settings.get(*k).and_then(|v| v.as_str()))
+                    .unwrap_or("")
+                    .to_string(),
                 secrets: secret_states(&c),
                 name: c.name,
                 provider: c.provider,

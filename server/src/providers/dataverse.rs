@@ -72,10 +72,11 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     retire_on_destination_change: Some(microsoft::retire),
     schema: || microsoft::schema(RESOURCE),
     minting: Some(&MINTING),
+    credential: None,
     admin_help: Some(&ADMIN_HELP),
 };
 
-pub const DESTINATIONS: &[&str] = &["authority_url", "environment_url"];
+pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];
 
 static MINTING: Minting = Minting {
     signs: microsoft::signs,

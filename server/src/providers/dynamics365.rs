@@ -24,6 +24,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     retire_on_destination_change: Some(microsoft::retire),
     schema: || microsoft::schema(RESOURCE),
     minting: Some(&MINTING),
+    credential: None,
     admin_help: Some(&ADMIN_HELP),
 };
 

@@ -1,13 +1,11 @@
 //! The generic `http` provider: a base URL plus a bearer token, basic auth, or an API key
 //! sent in a header of the caller's choosing.
 
-use base64::Engine;
-use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
-use zeroize::Zeroizing;
 
 use super::{FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
+use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::{self, Outbound, OutboundResponse};
 
@@ -86,6 +84,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     retire_on_destination_change: None,
     schema,
     minting: None,
+    credential: Some(credential),
     admin_help: None,
 };
 
@@ -150,6 +149,23 @@ fn test<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Se
     Box::pin(run_test(out, settings, secrets))
 }
 
+/// The stored secret as the `auth` setting sends it.
+fn credential(settings: &Map<String, Value>, secrets: &Secrets) -> Result<Credential, Unusable> {
+    let setting = |name: &str| settings.get(name).and_then(Value::as_str).unwrap_or_default();
+    let auth = setting("auth");
+    let field = if auth == "basic" { "password" } else { "token" };
+    let Some(secret) = secrets.get(field) else {
+        return Err(Unusable { detail: format!("the {field} is not set"), advice: format!("set the {field} on this connection, then test again") });
+    };
+    let credential = match auth {
+        "bearer" => Credential::bearer(secret.clone()),
+        "basic" => Credential::basic(setting("username"), secret),
+        "header" => Credential::header(setting("header_name"), secret.clone()),
+        other => return Err(Unusable { detail: format!("unknown authentication {other:?}"), advice: "set auth to bearer, basic or header".into() }),
+    };
+    Ok(credential.with_base_url(setting("base_url")))
+}
+
 /// GET `base_url` with the configured credentials, and say in plain words what the answer means.
 async fn run_test(out: &Outbound, settings: &Map<String, Value>, secrets: &Secrets) -> TestResult {
     let setting = |name: &str| settings.get(name).and_then(Value::as_str).unwrap_or_default();
@@ -158,37 +174,18 @@ async fn run_test(out: &Outbound, settings: &Map<String, Value>, secrets: &Secre
         Ok(url) => url,
         Err(e) => return e.into(),
     };
-    let auth = setting("auth");
-    let field = if auth == "basic" { "password" } else { "token" };
-    let Some(secret) = secrets.get(field) else {
-        return TestResult::failed(format!("the {field} is not set"), format!("set the {field} on this connection, then test again"));
+    let credential = match credential(settings, secrets) {
+        Ok(c) => c,
+        Err(u) => return TestResult::failed(u.detail, u.advice),
     };
-    let secret = secret.expose_secret();
-    // The header value carries the secret: it lives in zeroized memory and is marked sensitive.
-    let (name, value): (HeaderName, Zeroizing<String>) = match auth {
-        "bearer" => (reqwest::header::AUTHORIZATION, Zeroizing::new(format!("Bearer {secret}"))),
-        "basic" => {
-            let pair = Zeroizing::new(format!("{}:{secret}", setting("username")));
-            (reqwest::header::AUTHORIZATION, Zeroizing::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()))))
-        }
-        "header" => match HeaderName::from_bytes(setting("header_name").as_bytes()) {
-            Ok(name) => (name, Zeroizing::new(secret.to_string())),
-            Err(_) => return TestResult::failed("the header name is not a valid HTTP header name", "set the header name to e.g. X-API-Key"),
-        },
-        other => return TestResult::failed(format!("unknown authentication {other:?}"), "set auth to bearer, basic or header"),
-    };
-    let Ok(mut header) = HeaderValue::from_str(&value) else {
-        return TestResult::failed(
-            format!("the {field} contains characters that cannot be sent in an HTTP header"),
-            format!("replace the {field}: it must be printable text on one line"),
-        );
-    };
-    header.set_sensitive(true);
     let mut request = reqwest::Request::new(Method::GET, url);
-    request.headers_mut().insert(name, header);
-    let sensitive = [secret, value.as_str(), value.trim_start_matches("Basic ").trim_start_matches("Bearer ")];
+    if let Err(u) = credential.apply(&mut request) {
+        return TestResult::failed(u.detail, u.advice);
+    }
+    let sensitive = credential.sensitive();
+    let sensitive: Vec<&str> = sensitive.iter().map(String::as_str).chain(secrets.values().map(|s| s.expose_secret())).collect();
     match out.send(request).await {
-        Ok(response) => explain_status(base, auth, setting("header_name"), &response, &sensitive),
+        Ok(response) => explain_status(base, setting("auth"), setting("header_name"), &response, &sensitive),
         Err(e) => e.into(),
     }
 }

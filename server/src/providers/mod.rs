@@ -81,7 +81,7 @@ pub struct ProviderDef {
     /// an audience, a token URL, an authority, a service root). A change of any of them drops
     /// the stored secrets (managed ones too) unless the same change supplies new ones, and an
     /// import never makes it (promise 17): whoever re-points a connection must bring the
-    /// secret for the new place.
+    /// secret for the new place. The first is what the connections list shows as the target.
     pub destination_settings: &'static [&'static str],
     /// For providers that sign with a key connvault keeps: what else ends with the key when a
     /// destination changes (certificates, open requests to an admin, a cached session), inside
@@ -96,6 +96,10 @@ pub struct ProviderDef {
     /// connvault keeps or with a typed secret): how. The token broker, the live check and the
     /// certificate lifecycle (`crate::signing`) run on it.
     pub minting: Option<&'static Minting>,
+    /// For providers whose run-time credential is a stored secret (a static credential: bearer,
+    /// basic, header, API key): the credential these settings and secrets make. The broker
+    /// hands it out; the live check sends it.
+    pub credential: Option<CredentialFn>,
     /// For providers whose admin is asked by email with a certificate and a one-time link.
     pub admin_help: Option<&'static AdminHelp>,
 }
@@ -161,6 +165,9 @@ pub struct Refusal {
     pub result: TestResult,
     pub transient: bool,
 }
+
+/// `credential(settings, secrets)`: the static credential, or why it cannot be used.
+pub type CredentialFn = fn(&Map<String, Value>, &Secrets) -> std::result::Result<crate::credential::Credential, crate::credential::Unusable>;
 
 pub type MintFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Minted, Refusal>> + Send + 'a>>;
 /// `exchange(outbound, settings, typed secrets, key)`: the key is `Some` exactly when `signs`.
@@ -447,6 +454,23 @@ impl ProviderDef {
                 rules.push(json!({
                     "if": {"properties": {"settings": {"properties": {setting: {"const": value}}, "required": [setting]}}, "required": ["settings"]},
                     "then": then
+                }));
+            }
+            if !spec.required {
+                // Left out, the setting has none of the values: every field that depends on it
+                // is refused (`FieldSpec::applies`).
+                let dependent: Vec<&FieldSpec> = self.fields.iter().filter(|f| f.when.is_some_and(|(s, _)| s == setting)).collect();
+                let refused = |secret: bool| -> Value {
+                    let names: Vec<Value> = dependent.iter().filter(|f| f.secret == secret).map(|f| json!({"required": [f.name]})).collect();
+                    if names.is_empty() {
+                        json!({})
+                    } else {
+                        json!({"not": {"anyOf": names}})
+                    }
+                };
+                rules.push(json!({
+                    "if": {"properties": {"settings": {"not": {"required": [setting]}}}, "required": ["settings"]},
+                    "then": {"properties": {"settings": refused(false), "secrets": refused(true)}}
                 }));
             }
         }

@@ -34,10 +34,11 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     test: None,
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
-    destination_settings: &["authority_url", "site_url"],
+    destination_settings: &["site_url", "authority_url"],
     retire_on_destination_change: Some(microsoft::retire),
     schema: || microsoft::schema(RESOURCE),
     minting: Some(&MINTING),
+    credential: None,
     admin_help: Some(&ADMIN_HELP),
 };
 

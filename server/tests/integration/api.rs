@@ -484,7 +484,7 @@ fn the_openapi_document_keeps_its_strictness() {
     let new_connection = schema("NewConnection");
     let providers: Vec<&str> = new_connection["oneOf"].as_array().unwrap().iter().map(|p| p["properties"]["provider"]["const"].as_str().unwrap()).collect();
     assert_eq!(providers, server::providers::ids());
-    assert_eq!(providers, ["http", "salesforce"]);
+    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365"]);
     for p in new_connection["oneOf"].as_array().unwrap() {
         assert_eq!(p["additionalProperties"], false);
         assert_eq!(p["properties"]["name"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$");
@@ -499,6 +499,16 @@ fn the_openapi_document_keeps_its_strictness() {
     assert_eq!(sf["properties"]["settings"]["required"], json!(["login_url", "username"]));
     assert_eq!(sf["properties"]["settings"]["properties"]["session_lifetime_minutes"]["minimum"], 5);
     assert_eq!(sf["properties"]["settings"]["properties"]["consumer_key"]["maxLength"], 256);
+    let sp = &new_connection["oneOf"][2];
+    assert_eq!(sp["properties"]["settings"]["required"], json!(["site_url"]));
+    assert_eq!(sp["properties"]["secrets"]["maxProperties"], 0, "SharePoint takes no typed secret: {sp}");
+    assert!(sp["properties"]["settings"]["properties"]["client_id"]["pattern"].as_str().unwrap().contains("[0-9A-Fa-f]{8}"));
+    for dv in [&new_connection["oneOf"][3], &new_connection["oneOf"][4]] {
+        assert_eq!(dv["properties"]["settings"]["required"], json!(["environment_url"]));
+        assert_eq!(dv["properties"]["settings"]["properties"]["auth"]["enum"], json!(["certificate", "secret"]));
+        assert_eq!(dv["properties"]["secrets"]["additionalProperties"], false);
+        assert_eq!(dv["allOf"].as_array().unwrap().len(), 3, "a rule per auth value, and one for auth left out: {dv}");
+    }
     assert_eq!(schema("Grant")["then"]["properties"]["access"]["const"], "read");
     assert_eq!(schema("NewApiKey")["properties"]["grants"]["minItems"], 1);
     assert_eq!(schema("Publish")["properties"]["objects"]["maxItems"], 200);

@@ -103,6 +103,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     retire_on_destination_change: Some(retire),
     schema,
     minting: Some(&MINTING),
+    credential: None,
     admin_help: Some(&ADMIN_HELP),
 };
 

@@ -1,0 +1,152 @@
+import { test, expect, type Browser, type Page } from '@playwright/test';
+import { spawn, spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { healthy, hydrated, stopAll } from './support';
+
+// A Dataverse connection in the browser, from "New connection" through the Entra admin's
+// one-time link to "connected", on a vault of its own with the Microsoft stand-in
+// (`connvault dev-microsoft`) playing Entra ID and the Dataverse environment: Request admin
+// help → the email waits in the outbox with the certificate and the Entra steps → the "admin"
+// registers the app on the stand-in's page (certificate, application user) and sends the
+// tenant and client IDs through the link → WhoAmI answers.
+
+const PORT = 3214;
+const MS_PORT = 3215;
+const BASE = `http://127.0.0.1:${PORT}`;
+const AUTHORITY = `http://127.0.0.1:${MS_PORT}`;
+const repoRoot = path.resolve(__dirname, '..', '..');
+const binary = './target/debug/connvault';
+const OWNER = { email: 'owner@example.com', password: 'dataverse e2e owner password' };
+
+const children: ChildProcess[] = [];
+let environmentUrl = '';
+let adminLink = '';
+
+test.describe.configure({ mode: 'serial' });
+
+/** Starts the stand-in and reads the Dataverse environment URL it prints. */
+async function startMicrosoft(env: NodeJS.ProcessEnv): Promise<string> {
+  const child = spawn(binary, ['dev-microsoft', '--addr', `127.0.0.1:${MS_PORT}`], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`dev-microsoft printed no environment URL: ${out}`)), 30_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = out.match(/Dataverse environment URL: (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+}
+
+test.beforeAll(async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'connvault-dataverse-'));
+  const env = {
+    ...process.env,
+    LEPTOS_SITE_ROOT: 'target/site',
+    LEPTOS_SITE_PKG_DIR: 'pkg',
+    LEPTOS_OUTPUT_NAME: 'connvault',
+    LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
+    CONNVAULT_DATA_DIR: dataDir,
+    CONNVAULT_PUBLIC_URL: BASE,
+    CONNVAULT_ALLOW_LOOPBACK: '1',
+    RUST_LOG: 'info,tower_http=debug',
+  };
+  const created = spawnSync(binary, ['user', 'create', '--email', OWNER.email, '--owner'], { cwd: repoRoot, env, input: `${OWNER.password}\n` });
+  expect(created.status, created.stderr?.toString()).toBe(0);
+  environmentUrl = await startMicrosoft(env);
+  const log = fs.openSync(path.join(dataDir, 'serve.log'), 'w');
+  console.log(`dataverse e2e: server log in ${path.join(dataDir, 'serve.log')}`);
+  children.push(spawn(binary, ['serve'], { cwd: repoRoot, env, stdio: ['ignore', log, log] }));
+  await healthy(`${AUTHORITY}/`);
+  await healthy(`${BASE}/health`);
+});
+
+test.afterAll(async () => {
+  await stopAll(children);
+});
+
+async function ownerPage(browser: Browser): Promise<Page> {
+  const page = await (await browser.newContext({ baseURL: BASE })).newPage();
+  await page.goto('/sign-in');
+  await hydrated(page);
+  await page.getByLabel('Email').fill(OWNER.email);
+  await page.getByLabel('Password').fill(OWNER.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).not.toHaveURL(/sign-in/);
+  return page;
+}
+
+test('a developer creates a Dataverse connection and asks the Entra admin for help', async ({ browser }) => {
+  const page = await ownerPage(browser);
+  await page.goto('/env/DEV/connections/new');
+  await hydrated(page);
+  await page.locator('#f-name').fill('DV_Sales');
+  await page.locator('#f-provider').selectOption('dataverse');
+  await page.locator('#f-environment_url').fill(environmentUrl);
+  await page.locator('#f-admin_email').fill('entra-admin@contoso.example');
+  await page.locator('#f-authority_url').fill(AUTHORITY);
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  await expect(page).toHaveURL(/\/env\/DEV\/connections\/DV_Sales/);
+  await hydrated(page);
+
+  await expect(page.getByTestId('cert-status')).toContainText('No certificate yet');
+  await expect(page.locator('#cert-admin')).toHaveValue('entra-admin@contoso.example');
+  await page.getByRole('button', { name: 'Request admin help' }).click();
+  await expect(page.getByTestId('cert-status')).toContainText('Waiting for admin');
+  await expect(page.getByRole('link', { name: 'Download certificate (.crt)' })).toBeVisible();
+
+  await page.goto('/outbox');
+  await hydrated(page);
+  const row = page.getByTestId('outbox').getByRole('row', { name: /requests your help to register an app in Microsoft Entra ID/ });
+  await expect(row).toContainText('DV_Sales-DEV.crt');
+  await row.getByRole('link', { name: 'Show' }).click();
+  const message = page.getByTestId('outbox-message');
+  await expect(message).toContainText('Application users');
+  await expect(message).toContainText(environmentUrl);
+  const text = (await message.textContent())!;
+  adminLink = text.match(/http:\/\/127\.0\.0\.1:3214\/respond\/DEV\/DV_Sales\?token=[A-Za-z0-9_-]+/)![0];
+  await page.context().close();
+});
+
+test('the Entra admin registers the app and answers through the link; the connection works', async ({ browser }) => {
+  const owner = await ownerPage(browser);
+  const certificate = await (await owner.request.get('/api/v1/environments/DEV/connections/DV_Sales/certificate')).text();
+  expect(certificate).toContain('BEGIN CERTIFICATE');
+  expect(certificate).not.toContain('PRIVATE');
+
+  // The admin registers the app with the certificate (the stand-in also creates its
+  // application user) and reads the tenant and client IDs off the page.
+  const portal = await (await browser.newContext()).newPage();
+  await portal.goto(AUTHORITY);
+  await portal.locator('#name').fill('connvault DV_Sales DEV');
+  await portal.locator('#certificate').fill(certificate);
+  await portal.getByRole('button', { name: 'Register and show the client ID' }).click();
+  const tenant = (await portal.locator('#tenant-id').first().textContent())!.trim();
+  const client = (await portal.locator('#client-id').textContent())!.trim();
+  expect(client).toMatch(/^[0-9a-f-]{36}$/);
+
+  // The admin has no account: the link is the permission.
+  const admin = await (await browser.newContext()).newPage();
+  await admin.goto(adminLink);
+  await hydrated(admin);
+  await expect(admin.getByRole('heading', { name: 'Send the directory (tenant) ID and application (client) ID to connvault' })).toBeVisible();
+  await expect(admin.getByTestId('thumbprint')).toHaveText(/^[0-9A-F]{40}$/);
+  await admin.getByLabel('Directory (tenant) ID').fill(tenant);
+  await admin.getByLabel('Application (client) ID').fill(client);
+  await admin.getByRole('button', { name: 'Send' }).click();
+  await expect(admin.getByTestId('answer-result')).toContainText('Thank you: the connection works');
+  await expect(admin.getByTestId('answer-result')).toContainText('connected to Dataverse org');
+
+  await owner.goto('/env/DEV/connections/DV_Sales');
+  await hydrated(owner);
+  await expect(owner.getByTestId('cert-status')).toContainText('Connected');
+  await owner.getByRole('button', { name: 'Test connection' }).click();
+  await expect(owner.getByTestId('test-result')).toContainText('Works');
+  await expect(owner.getByTestId('test-result')).toContainText('as application user');
+});
