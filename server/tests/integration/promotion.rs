@@ -430,3 +430,40 @@ async fn a_binding_made_while_the_import_runs_stops_it() {
         assert!(actions(&applied).contains(&change("binding", "Billing_Sync", "create")), "{applied}");
     }
 }
+
+/// The Microsoft providers travel as descriptors: tenant, client ID, the site or environment
+/// and the authority, never the connvault-kept key or a client secret; in QA the placeholder
+/// says to issue its certificate (or set its secret) before use.
+#[tokio::test]
+async fn microsoft_connections_travel_as_descriptors_without_keys_or_secrets() {
+    for db in backends().await {
+        let (api, k) = setup(&db).await;
+        let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let client = "00001111-aaaa-2222-bbbb-3333cccc4444";
+        let sp = json!({"name": "SP_Sales", "provider": "sharepoint", "settings": {"site_url": "https://contoso.sharepoint.com/sites/Sales", "tenant": tenant, "client_id": client}});
+        let dv = json!({"name": "DV_Secret", "provider": "dataverse", "settings": {"environment_url": "https://contoso.crm4.dynamics.com", "auth": "secret", "tenant": tenant, "client_id": client}, "secrets": {"client_secret": MARKER}});
+        for c in [sp, dv] {
+            let (st, _, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(c)).await;
+            assert_eq!(st, 201, "{text}");
+        }
+        let (st, _, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/SP_Sales/certificate", Some(json!({}))).await;
+        assert_eq!(st, 201, "{text}");
+        let (st, bundle, text) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/export", None).await;
+        assert_eq!(st, 200, "{text}");
+        assert!(!text.contains(MARKER) && !text.contains("private_key") && !text.contains("PRIVATE"), "{text}");
+        let sp = bundle["connections"].as_array().unwrap().iter().find(|c| c["name"] == "SP_Sales").unwrap();
+        assert_eq!(sp["settings"], json!({"site_url": "https://contoso.sharepoint.com/sites/Sales", "tenant": tenant, "client_id": client}));
+        let (st, plan) = import(&api, &k, "mode=plan&create_placeholders=true", &bundle).await;
+        assert_eq!(st, 200, "{plan}");
+        let details: Vec<String> = plan["changes"].as_array().unwrap().iter().filter(|c| c["kind"] == "connection").map(|c| format!("{}: {}", c["name"], c["detail"])).collect();
+        let detail = |name: &str| details.iter().find(|d| d.contains(name)).cloned().unwrap_or_default();
+        assert!(detail("SP_Sales").contains("issue or upload its certificate"), "{details:?}");
+        assert!(detail("DV_Secret").contains("client_secret"), "{details:?}");
+        let (st, applied) = import(&api, &k, "mode=apply&create_placeholders=true", &bundle).await;
+        assert_eq!(st, 200, "{applied}");
+        let (_, qa, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/connections/SP_Sales", None).await;
+        assert_eq!(qa["secrets_set"], json!({}), "no key travels: {qa}");
+        let (_, status, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/connections/SP_Sales/status", None).await;
+        assert_eq!(status["state"], "no_certificate", "{status}");
+    }
+}
