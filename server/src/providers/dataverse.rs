@@ -3,14 +3,8 @@
 //! connvault issues (the default) or a client secret. Dynamics 365 runs on Dataverse and
 //! shares these fields (`super::dynamics365`).
 
-use serde_json::{Map, Value};
-
-use super::microsoft::{self, Resource, ADMIN_EMAIL, AUTHORITY_URL, CLIENT_ID, TENANT};
-use super::{AdminHelp, FieldKind, FieldSpec, Key, MintFuture, Minted, Minting, ProviderDef, Secrets, VerifyFuture};
-use crate::error::FieldError;
-use crate::outbound::Outbound;
-
-const RESOURCE: Resource = Resource::Dataverse;
+use super::microsoft::{self, ADMIN_EMAIL, AUTHORITY_URL, CLIENT_ID, DATAVERSE as R, TENANT};
+use super::{AdminHelp, FieldKind, FieldSpec, Minting, ProviderDef};
 
 /// The fields of a Dataverse environment connection (Dynamics 365 uses the same).
 pub const FIELDS: &[FieldSpec] = &[
@@ -64,13 +58,13 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     id: "dataverse",
     label: "Microsoft Dataverse",
     fields: FIELDS,
-    check,
+    check: microsoft::check_for::<R>,
     test: None,
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: DESTINATIONS,
     retire_on_destination_change: Some(microsoft::retire),
-    schema: || microsoft::schema(RESOURCE),
+    schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
@@ -78,33 +72,6 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];
 
-static MINTING: Minting = Minting {
-    signs: microsoft::signs,
-    not_ready: microsoft::not_ready,
-    exchange,
-    verify,
-    default_lifetime: microsoft::lifetime,
-    key_field: microsoft::PRIVATE_KEY,
-    pending_key_field: microsoft::PENDING_PRIVATE_KEY,
-    token_field: microsoft::ACCESS_TOKEN,
-};
-
-static ADMIN_HELP: AdminHelp = AdminHelp {
-    admin: "Microsoft Entra admin",
-    answer_fields: microsoft::ANSWER_FIELDS,
-    answered_state: "app_ids_received",
-    email: |f| microsoft::email(f, RESOURCE),
-    link_facts: |settings| microsoft::link_facts(settings, RESOURCE),
-};
-
-fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
-    microsoft::check(settings, RESOURCE)
-}
-
-fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Secrets, key: Option<Key<'a>>) -> MintFuture<'a> {
-    Box::pin(microsoft::exchange(out, settings, secrets, key, RESOURCE))
-}
-
-fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a Minted) -> VerifyFuture<'a> {
-    Box::pin(microsoft::verify(out, settings, minted, RESOURCE))
-}
+/// A certificate, or a client secret with `auth` = `secret`.
+static MINTING: Minting = microsoft::minting::<R>(microsoft::signs);
+static ADMIN_HELP: AdminHelp = microsoft::admin_help::<R>();

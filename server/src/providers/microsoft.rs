@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{FieldKind, FieldSpec, Identity, Key, Minted, Refusal, RequestFacts, RetireFuture, Secrets};
+use super::{AdminHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, RetireFuture, Secrets, VerifyFuture};
 use crate::db::Tx;
 use crate::entra::{self, ClientAuth};
 use crate::error::FieldError;
@@ -39,6 +39,69 @@ pub enum Resource {
     Dataverse,
     /// The same for Dynamics 365 (which runs on Dataverse), in its own words.
     Dynamics365,
+}
+
+/// A resource as a const generic, so that each provider's hooks are plain functions:
+/// `exchange_for::<{ SHAREPOINT }>`.
+pub const SHAREPOINT: u8 = 0;
+pub const DATAVERSE: u8 = 1;
+pub const DYNAMICS365: u8 = 2;
+
+const fn resource_of(r: u8) -> Resource {
+    match r {
+        SHAREPOINT => Resource::SharePoint,
+        DATAVERSE => Resource::Dataverse,
+        _ => Resource::Dynamics365,
+    }
+}
+
+/// How a Microsoft provider mints: `signs` says whether its settings sign with a certificate.
+pub const fn minting<const R: u8>(signs: fn(&Map<String, Value>) -> bool) -> Minting {
+    Minting {
+        signs,
+        not_ready,
+        exchange: exchange_for::<R>,
+        verify: verify_for::<R>,
+        default_lifetime: lifetime,
+        key_field: PRIVATE_KEY,
+        pending_key_field: PENDING_PRIVATE_KEY,
+        token_field: ACCESS_TOKEN,
+    }
+}
+
+/// The Entra admin request of a Microsoft provider.
+pub const fn admin_help<const R: u8>() -> AdminHelp {
+    AdminHelp {
+        admin: "Microsoft Entra admin",
+        answer_fields: ANSWER_FIELDS,
+        answered_state: "app_ids_received",
+        email: email_for::<R>,
+        link_facts: link_facts_for::<R>,
+    }
+}
+
+pub fn check_for<const R: u8>(settings: &Map<String, Value>) -> Vec<FieldError> {
+    check(settings, resource_of(R))
+}
+
+pub fn schema_for<const R: u8>() -> Value {
+    schema(resource_of(R))
+}
+
+fn exchange_for<'a, const R: u8>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Secrets, key: Option<Key<'a>>) -> MintFuture<'a> {
+    Box::pin(exchange(out, settings, secrets, key, resource_of(R)))
+}
+
+fn verify_for<'a, const R: u8>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a Minted) -> VerifyFuture<'a> {
+    Box::pin(verify(out, settings, minted, resource_of(R)))
+}
+
+fn email_for<const R: u8>(f: &RequestFacts<'_>) -> Email {
+    email(f, resource_of(R))
+}
+
+fn link_facts_for<const R: u8>(settings: &Map<String, Value>) -> Vec<(&'static str, String)> {
+    link_facts(settings, resource_of(R))
 }
 
 impl Resource {

@@ -455,7 +455,8 @@ async fn microsoft_connections_travel_as_descriptors_without_keys_or_secrets() {
         assert_eq!(sp["settings"], json!({"site_url": "https://contoso.sharepoint.com/sites/Sales", "tenant": tenant, "client_id": client}));
         let (st, plan) = import(&api, &k, "mode=plan&create_placeholders=true", &bundle).await;
         assert_eq!(st, 200, "{plan}");
-        let details: Vec<String> = plan["changes"].as_array().unwrap().iter().filter(|c| c["kind"] == "connection").map(|c| format!("{}: {}", c["name"], c["detail"])).collect();
+        let details: Vec<String> =
+            plan["changes"].as_array().unwrap().iter().filter(|c| c["kind"] == "connection").map(|c| format!("{}: {}", c["name"], c["detail"])).collect();
         let detail = |name: &str| details.iter().find(|d| d.contains(name)).cloned().unwrap_or_default();
         assert!(detail("SP_Sales").contains("issue or upload its certificate"), "{details:?}");
         assert!(detail("DV_Secret").contains("client_secret"), "{details:?}");
