@@ -10,8 +10,8 @@
 #       on PostgreSQL. A URL already set in the environment is used as is.
 #       Then the API contract test (scripts/contract.sh: schemathesis against
 #       the connvault binary those tests built).
-# e2e:  the front end (scripts/build.sh site; in `e2e` mode the server binary
-#       too), then Playwright (end2end/) with the system Chromium against the
+# e2e:  the front end (scripts/build.sh site, in `all` mode built while the contract test
+#       runs; in `e2e` mode the server binary too), then Playwright (end2end/) with the system Chromium against the
 #       connvault binary the Rust tests built; Playwright starts the server
 #       itself (playwright.config.ts).
 #
@@ -52,6 +52,7 @@ as_pg() {
 
 cleanup() {
   local rc=$?
+  if [ -n "${FRONTEND_PID:-}" ]; then kill "$FRONTEND_PID" 2>/dev/null || true; fi
   if [ "$PG_STARTED" = 1 ]; then
     (cd "$PG_DIR" && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop) >/dev/null 2>&1 || true
   fi
@@ -198,6 +199,13 @@ if want rust; then
   if [ -z "${CONNVAULT_TEST_POSTGRES_URL:-}" ]; then
     skip_step "PostgreSQL backend tests" "no PostgreSQL"
   fi
+  # The front end builds while the contract test runs: the contract keeps about one core busy
+  # (schemathesis and the server), the build the other (a minute and a half off `make test`).
+  if [ "$MODE" = all ] && [ -z "$E2E_SKIP" ]; then
+    FRONTEND_LOG="$WORK/frontend.log"
+    (scripts/build.sh site >"$FRONTEND_LOG" 2>&1; echo "$?" >"$FRONTEND_LOG.rc") &
+    FRONTEND_PID=$!
+  fi
   # The binary `cargo test -p app --features ssr` built, against the OpenAPI document.
   if [ -n "$CONTRACT_SKIP" ]; then
     skip_step "API contract test" "$CONTRACT_SKIP"
@@ -207,11 +215,20 @@ if want rust; then
 fi
 
 # --- end-to-end --------------------------------------------------------------
+# The front end: the build started beside the contract test (its output now), or a build here.
+frontend() {
+  if [ -n "${FRONTEND_PID:-}" ]; then
+    wait "$FRONTEND_PID" || true
+    cat "$FRONTEND_LOG"
+    return "$(cat "$FRONTEND_LOG.rc" 2>/dev/null || echo 1)"
+  fi
+  scripts/build.sh "$([ "$MODE" = all ] && echo site || echo all)"
+}
+
 if want e2e; then
   if [ -n "$E2E_SKIP" ]; then
     skip_step "end-to-end browser tests" "$E2E_SKIP"
-  elif run_step "front end (scripts/build.sh $([ "$MODE" = all ] && echo site || echo all))" \
-      scripts/build.sh "$([ "$MODE" = all ] && echo site || echo all)"; then
+  elif run_step "front end (scripts/build.sh $([ "$MODE" = all ] && echo site || echo all))" frontend; then
     # A fresh, empty data directory for the server Playwright starts.
     export CONNVAULT_E2E_DATA_DIR="$WORK/e2e-data"
     mkdir -p "$CONNVAULT_E2E_DATA_DIR"
