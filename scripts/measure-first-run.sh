@@ -40,11 +40,20 @@ git clone -q "$REPO_ROOT" "$WORK/connvault"
 cd "$WORK/connvault"
 echo "clone of $(git rev-parse --short HEAD) in $WORK/connvault; log: $LOG"
 if [ "$FRESH_HOME" = 1 ]; then
-  # rustup's proxies (cargo, rustc) stay on PATH from the machine's own CARGO_HOME/bin.
-  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+  # Only rustup's proxies (cargo, rustc, rustup, rustfmt) come from the machine's own
+  # CARGO_HOME/bin; everything else there (wasm-bindgen, cargo-leptos) is left off PATH, so
+  # `make` installs it into the empty CARGO_HOME as on a new machine.
+  machine_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+  mkdir -p "$WORK/toolchain-bin"
+  for tool in cargo rustc rustup rustfmt; do
+    [ -x "$machine_bin/$tool" ] && ln -s "$machine_bin/$tool" "$WORK/toolchain-bin/$tool"
+  done
+  PATH="$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -x -F "$machine_bin" | paste -sd: -)"
   export CARGO_HOME="$WORK/cargo-home"
-  mkdir -p "$CARGO_HOME"
+  mkdir -p "$CARGO_HOME/bin"
+  export PATH="$CARGO_HOME/bin:$WORK/toolchain-bin:$PATH"
   echo "CARGO_HOME=$CARGO_HOME (empty)"
+  if command -v wasm-bindgen >/dev/null; then echo "warning: wasm-bindgen is still on PATH: $(command -v wasm-bindgen)" >&2; fi
 fi
 
 START=$(date +%s)
