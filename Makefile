@@ -17,7 +17,8 @@
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
-export PATH := $(HOME)/.cargo/bin:$(PATH)
+# Where rustup puts cargo on a fresh machine (CARGO_HOME when it is set, as rustup does).
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
 
 # Runtime configuration of the server (mirrors [[workspace.metadata.leptos]] in Cargo.toml).
 LEPTOS_ENV_VARS := LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_OUTPUT_NAME=connvault
