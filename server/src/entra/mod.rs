@@ -62,26 +62,6 @@ pub fn is_dataverse_host(host: &str) -> bool {
         && matches!(cloud.as_str(), "dynamics.com" | "dynamics.cn" | "microsoftdynamics.de" | "microsoftdynamics.us" | "appsplatform.us")
 }
 
-/// Checks an environment URL: `https://{org}.crm{n}.dynamics.com` style ([`is_dataverse_host`]),
-/// or, only when the outbound options allow loopback (tests, local demos), a loopback URL.
-pub fn check_environment_url(out: &Outbound, environment_url: &str) -> Result<url::Url, String> {
-    let url = out.parse_url(environment_url.trim()).map_err(|e| e.to_string())?;
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
-    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback && out.options().allow_loopback {
-        return Ok(url);
-    }
-    if url.scheme() != "https" {
-        return Err(format!("{environment_url}: a Dataverse environment URL starts with https://"));
-    }
-    if !is_dataverse_host(host) {
-        return Err(format!(
-            "{host} is not a Dataverse environment host: use the environment URL from the Power Platform admin center, such as https://contoso.crm4.dynamics.com"
-        ));
-    }
-    Ok(url)
-}
-
 /// The claims of an Entra client assertion.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AssertionClaims {
@@ -135,17 +115,6 @@ pub enum ClientAuth<'a> {
 }
 
 pub use crate::oauth::Token;
-
-/// How long before `expires_in` runs out a cached token is replaced (MSAL's margin).
-pub const REFRESH_MARGIN_SECS: i64 = 300;
-
-/// Until when (seconds since the epoch) a token obtained at `obtained_unix` may be reused from
-/// a cache: `expires_in` minus [`REFRESH_MARGIN_SECS`] (at most half the lifetime, for short
-/// ones); `obtained_unix` itself (do not cache) when the answer had no `expires_in`.
-pub fn reuse_until(token: &Token, obtained_unix: i64) -> i64 {
-    let Some(lifetime) = token.expires_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)) else { return obtained_unix };
-    obtained_unix.saturating_add(lifetime.saturating_sub(REFRESH_MARGIN_SECS.min(lifetime / 2)))
-}
 
 /// What SharePoint says about the site.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -593,20 +562,6 @@ mod tests {
     }
 
     #[test]
-    fn environment_urls_allow_loopback_only_when_the_outbound_options_do() {
-        use crate::outbound::{OutboundOptions, CONNECT_TIMEOUT, MAX_BODY, TOTAL_TIMEOUT};
-        let opts = |allow_loopback| OutboundOptions { allow_loopback, connect_timeout: CONNECT_TIMEOUT, total_timeout: TOTAL_TIMEOUT, max_body: MAX_BODY };
-        let strict = Outbound::with_options(opts(false)).unwrap();
-        let lax = Outbound::with_options(opts(true)).unwrap();
-        assert!(check_environment_url(&strict, "https://contoso.crm4.dynamics.com").is_ok());
-        assert!(check_environment_url(&strict, "http://contoso.crm4.dynamics.com").unwrap_err().contains("https://"));
-        assert!(check_environment_url(&strict, "https://contoso.example.com").unwrap_err().contains("not a Dataverse environment host"));
-        assert!(check_environment_url(&strict, "http://127.0.0.1:9000").is_err());
-        assert!(check_environment_url(&lax, "http://127.0.0.1:9000").is_ok());
-        assert!(check_environment_url(&lax, "http://10.0.0.1:9000").is_err(), "private stays refused");
-    }
-
-    #[test]
     fn aadsts_codes_come_from_error_codes_or_the_description() {
         assert_eq!(aadsts_code(&json!({"error_codes": [7000215]}), "AADSTS1: x"), Some(7000215));
         assert_eq!(aadsts_code(&Value::Null, "AADSTS700016: Application with identifier 'x' was not found"), Some(700016));
@@ -614,19 +569,6 @@ mod tests {
         assert_eq!(without_trace("AADSTS90002: Tenant 'x' not found.\r\nTrace ID: abc\r\nCorrelation ID: def"), "AADSTS90002: Tenant 'x' not found.");
     }
 
-    #[test]
-    fn cached_tokens_are_replaced_before_they_expire() {
-        let token = |secs: Option<u64>| Token {
-            access_token: SecretString::new("t".into()),
-            token_type: "Bearer".into(),
-            expires_in: secs.map(std::time::Duration::from_secs),
-            scope: None,
-        };
-        assert_eq!(reuse_until(&token(Some(3599)), 1000), 1000 + 3599 - 300);
-        assert_eq!(reuse_until(&token(Some(120)), 1000), 1060, "a short lifetime: half of it");
-        assert_eq!(reuse_until(&token(Some(0)), 1000), 1000);
-        assert_eq!(reuse_until(&token(None), 1000), 1000);
-    }
 
     #[test]
     fn assertion_claims_are_short_lived_and_unique() {
