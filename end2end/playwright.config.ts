@@ -47,9 +47,12 @@ const seedAndServe = [
 
 export default defineConfig({
   testDir: './tests',
+  // Each spec file runs in order inside one worker; two files run at once. Every file but
+  // foundation.spec.ts starts a server of its own on its own port and data folder, so files
+  // share nothing (the Playwright run took 2 minutes with one worker).
   fullyParallel: false,
   forbidOnly: !!process.env.CI,
-  workers: 1,
+  workers: 2,
   retries: 0,
   // list for people; the JSON report feeds end2end/failures.js, the digest at the end of make test.
   reporter: [['list'], ['json', { outputFile: 'test-results/results.json' }]],

@@ -149,6 +149,18 @@ pub fn ConnectionPage() -> impl IntoView {
     // Owned here, so that after a save the connection is read again and the page shows what
     // is stored now ("set on DATE by WHO", last changed).
     let save = ServerAction::<SaveConnection>::new();
+    // Owned here too: a save reads the connection again and rebuilds the editor, which must
+    // not drop a test that was started (or answered) meanwhile. A test answered before the
+    // save describes settings that may be gone (or another connection), so a save or another
+    // connection clears it.
+    let test = ServerAction::<TestConnection>::new();
+    Effect::new(move |previous: Option<(String, String, usize)>| {
+        let now = (env(), name(), save.version().get());
+        if previous.is_some_and(|p| p != now) {
+            test.value().set(None);
+        }
+        now
+    });
     let data = Resource::new(move || (env(), name(), save.version().get()), |(env, name, _)| connection_form(env, name));
     let signing_state = crate::pages::certificates::SigningState::new(env, name);
     view! {
@@ -156,7 +168,7 @@ pub fn ConnectionPage() -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(d) => view! { <ConnectionEditor data=d save=save signing_state=signing_state/> }.into_any(),
+                        Ok(d) => view! { <ConnectionEditor data=d save=save test=test signing_state=signing_state/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}
@@ -166,7 +178,7 @@ pub fn ConnectionPage() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>, signing_state: crate::pages::certificates::SigningState) -> impl IntoView {
+fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>, test: ServerAction<TestConnection>, signing_state: crate::pages::certificates::SigningState) -> impl IntoView {
     let query = use_query_map();
     let saved = move || match save.value().get() {
         Some(result) => result.is_ok(),
@@ -232,7 +244,7 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
             <crate::pages::certificates::CertificatePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email")
                 admin=c.signing_admin.clone().unwrap_or_default() can_write=can_write state=signing_state/>
         })}
-        {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone()/> })}
+        {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone() test=test/> })}
         {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}
     }
 }
@@ -366,8 +378,7 @@ fn DeleteConnectionForm(environment: String, name: String) -> impl IntoView {
 
 /// "Test connection": a live call with the stored credential; the answer says what to fix.
 #[component]
-fn TestPanel(environment: String, name: String) -> impl IntoView {
-    let test = ServerAction::<TestConnection>::new();
+fn TestPanel(environment: String, name: String, test: ServerAction<TestConnection>) -> impl IntoView {
     view! {
         <section class="test" aria-labelledby="test-title">
             <h2 id="test-title">"Test"</h2>

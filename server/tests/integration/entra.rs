@@ -301,10 +301,7 @@ async fn a_503_is_retried_with_a_fresh_assertion_and_repeated_ones_end_as_unavai
 #[tokio::test]
 async fn unreachable_and_refused_addresses_explain_themselves() {
     let w = world().await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_reserved, closed) = crate::common::refusing_port();
     let authority = format!("http://127.0.0.1:{closed}");
     let scope = entra::scope_for(&w.site_url).unwrap();
     let failure = entra::client_credentials(&w.out, &authority, &w.tenant.id, &w.client_id, &scope, cert(0)).await.unwrap_err();

@@ -190,10 +190,7 @@ async fn a_refused_recipient_names_the_server_and_its_reason() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_named() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_reserved, port) = common::refusing_port();
     let db = backends().await.into_iter().next().unwrap();
     let s = db.open().await;
     let mailer = Mailer::from_config(Some(&format!("smtp://user:secret-pw@127.0.0.1:{port}")), FROM).unwrap();

@@ -189,10 +189,8 @@ async fn each_kind_of_auth_is_sent_as_configured() {
 async fn each_failure_has_its_own_detail_and_advice() {
     let fake = fake_api().await;
     let silent = Fake::start(|_| None).await;
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    let (_reserved, closed_port) = crate::common::refusing_port();
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], closed_port));
     for db in backends().await {
         let (mut api, owner) = open(&db, true).await;
         // Short limits for the server that never answers.
@@ -383,10 +381,10 @@ async fn the_domain_function_returns_the_same_result() {
         let (api, owner) = open(&db, true).await;
         create(&api, &owner, http_conn("Api", &fake.url("/api"), "basic")).await;
         let s = &api.s;
-        let result = server::connections::test(s, &Actor::operator(), "dev", "api").await.unwrap();
+        let result = server::checks::test(s.signing(), &Actor::operator(), "dev", "api").await.unwrap();
         assert!(result.ok, "{result:?}");
         assert!(result.advice.is_none());
-        let err = server::connections::test(s, &Actor::operator(), "DEV", "nope").await.unwrap_err();
+        let err = server::checks::test(s.signing(), &Actor::operator(), "DEV", "nope").await.unwrap_err();
         assert_eq!(err.status(), 404);
     }
 }

@@ -223,3 +223,13 @@ pub async fn backends() -> Vec<TestDb> {
     }
     out
 }
+
+/// A loopback port that is bound but not listening, for as long as the socket lives: a
+/// connection to it is refused, and no concurrent test can take the port meanwhile (as it could
+/// a port bound and freed again).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.bind("127.0.0.1:0".parse().expect("an address")).expect("a free port");
+    let port = socket.local_addr().expect("bound").port();
+    (socket, port)
+}
