@@ -405,7 +405,7 @@ async fn serve(config: Config) -> Result<(), String> {
             tracing::warn!("requests still open {} s after the signal; stopping without them", SHUTDOWN_DRAIN.as_secs());
         }
     }
-    if let Err(e) = services.broker.flush_usage(&services, true).await {
+    if let Err(e) = services.broker.flush_usage(&services.db, true).await {
         tracing::warn!(error = %e.public_message(), "token use of the last minute could not be written");
     }
     if tokio::time::timeout(SHUTDOWN_DRAIN, services.db.close()).await.is_err() {

@@ -1,9 +1,6 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { spawn, spawnSync, type ChildProcess } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { healthy, hydrated, stopAll } from './support';
+import { spawn, type ChildProcess } from 'child_process';
+import { binary, fitsWidth, healthy, hydrated, PHONE, repoRoot, signedIn, startVault, stopAll } from './support';
 
 // A Dataverse connection in the browser, from "New connection" through the Entra admin's
 // one-time link to "connected", on a vault of its own with the Microsoft stand-in
@@ -16,8 +13,6 @@ const PORT = 3214;
 const MS_PORT = 3215;
 const BASE = `http://127.0.0.1:${PORT}`;
 const AUTHORITY = `http://127.0.0.1:${MS_PORT}`;
-const repoRoot = path.resolve(__dirname, '..', '..');
-const binary = './target/debug/connvault';
 const OWNER = { email: 'owner@example.com', password: 'dataverse e2e owner password' };
 
 const children: ChildProcess[] = [];
@@ -45,41 +40,18 @@ async function startMicrosoft(env: NodeJS.ProcessEnv): Promise<string> {
 }
 
 test.beforeAll(async () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'connvault-dataverse-'));
-  const env = {
-    ...process.env,
-    LEPTOS_SITE_ROOT: 'target/site',
-    LEPTOS_SITE_PKG_DIR: 'pkg',
-    LEPTOS_OUTPUT_NAME: 'connvault',
-    LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
-    CONNVAULT_DATA_DIR: dataDir,
-    CONNVAULT_PUBLIC_URL: BASE,
-    CONNVAULT_ALLOW_LOOPBACK: '1',
-    RUST_LOG: 'info,tower_http=debug',
-  };
-  const created = spawnSync(binary, ['user', 'create', '--email', OWNER.email, '--owner'], { cwd: repoRoot, env, input: `${OWNER.password}\n` });
-  expect(created.status, created.stderr?.toString()).toBe(0);
-  environmentUrl = await startMicrosoft(env);
-  const log = fs.openSync(path.join(dataDir, 'serve.log'), 'w');
-  console.log(`dataverse e2e: server log in ${path.join(dataDir, 'serve.log')}`);
-  children.push(spawn(binary, ['serve'], { cwd: repoRoot, env, stdio: ['ignore', log, log] }));
-  await healthy(`${AUTHORITY}/`);
-  await healthy(`${BASE}/health`);
+  await startVault('dataverse', PORT, OWNER, children, async (env) => {
+    environmentUrl = await startMicrosoft(env);
+    await healthy(`${AUTHORITY}/`);
+  });
 });
 
 test.afterAll(async () => {
   await stopAll(children);
 });
 
-async function ownerPage(browser: Browser): Promise<Page> {
-  const page = await (await browser.newContext({ baseURL: BASE })).newPage();
-  await page.goto('/sign-in');
-  await hydrated(page);
-  await page.getByLabel('Email').fill(OWNER.email);
-  await page.getByLabel('Password').fill(OWNER.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).not.toHaveURL(/sign-in/);
-  return page;
+function ownerPage(browser: Browser): Promise<Page> {
+  return signedIn(browser, BASE, OWNER);
 }
 
 test('a developer creates a Dataverse connection and asks the Entra admin for help', async ({ browser }) => {
@@ -131,12 +103,13 @@ test('the Entra admin registers the app and answers through the link; the connec
   const client = (await portal.locator('#client-id').textContent())!.trim();
   expect(client).toMatch(/^[0-9a-f-]{36}$/);
 
-  // The admin has no account: the link is the permission.
-  const admin = await (await browser.newContext()).newPage();
+  // The admin has no account: the link is the permission. They may well open it on a phone.
+  const admin = await (await browser.newContext({ viewport: PHONE })).newPage();
   await admin.goto(adminLink);
   await hydrated(admin);
   await expect(admin.getByRole('heading', { name: 'Send the directory (tenant) ID and application (client) ID to connvault' })).toBeVisible();
   await expect(admin.getByTestId('thumbprint')).toHaveText(/^[0-9A-F]{40}$/);
+  await fitsWidth(admin);
   await admin.getByLabel('Directory (tenant) ID').fill(tenant);
   await admin.getByLabel('Application (client) ID').fill(client);
   await admin.getByRole('button', { name: 'Send' }).click();
@@ -149,4 +122,14 @@ test('the Entra admin registers the app and answers through the link; the connec
   await owner.getByRole('button', { name: 'Test connection' }).click();
   await expect(owner.getByTestId('test-result')).toContainText('Works');
   await expect(owner.getByTestId('test-result')).toContainText('as application user');
+
+  // The certificate panel at phone width: status, thumbprints and actions, no sideways scrolling.
+  const phone = await signedIn(browser, BASE, OWNER, PHONE);
+  await phone.goto('/env/DEV/connections/DV_Sales');
+  await hydrated(phone);
+  await expect(phone.getByTestId('cert-status')).toContainText('Connected');
+  const download = phone.getByRole('link', { name: 'Download certificate (.crt)' });
+  await download.scrollIntoViewIfNeeded();
+  await expect(download).toBeInViewport();
+  await fitsWidth(phone);
 });

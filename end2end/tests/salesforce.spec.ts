@@ -1,9 +1,6 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { spawn, spawnSync, type ChildProcess } from 'child_process';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { healthy, hydrated, stopAll } from './support';
+import { spawn, type ChildProcess } from 'child_process';
+import { binary, healthy, hydrated, repoRoot, signedIn, startVault, stopAll } from './support';
 
 // The Salesforce connected-app flow in the browser, on a vault of its own with the Salesforce
 // stand-in (`connvault dev-salesforce`) playing Salesforce: create a connection in DEV →
@@ -15,8 +12,6 @@ const PORT = 3212;
 const SF_PORT = 3213;
 const BASE = `http://127.0.0.1:${PORT}`;
 const SF = `http://127.0.0.1:${SF_PORT}`;
-const repoRoot = path.resolve(__dirname, '..', '..');
-const binary = './target/debug/connvault';
 const OWNER = { email: 'owner@example.com', password: 'salesforce e2e owner password' };
 const USER = 'integration@acme.example';
 
@@ -26,42 +21,18 @@ let adminLink = '';
 test.describe.configure({ mode: 'serial' });
 
 test.beforeAll(async () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'connvault-salesforce-'));
-  const env = {
-    ...process.env,
-    LEPTOS_SITE_ROOT: 'target/site',
-    LEPTOS_SITE_PKG_DIR: 'pkg',
-    LEPTOS_OUTPUT_NAME: 'connvault',
-    LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
-    CONNVAULT_DATA_DIR: dataDir,
-    CONNVAULT_PUBLIC_URL: BASE,
-    CONNVAULT_ALLOW_LOOPBACK: '1',
-    RUST_LOG: 'info,tower_http=debug',
-  };
-  const created = spawnSync(binary, ['user', 'create', '--email', OWNER.email, '--owner'], { cwd: repoRoot, env, input: `${OWNER.password}\n` });
-  expect(created.status, created.stderr?.toString()).toBe(0);
-  children.push(spawn(binary, ['dev-salesforce', '--addr', `127.0.0.1:${SF_PORT}`], { cwd: repoRoot, env, stdio: 'ignore' }));
-  // The server's log stays in its data folder (the path is printed), for when a test fails.
-  const log = fs.openSync(path.join(dataDir, 'serve.log'), 'w');
-  console.log(`salesforce e2e: server log in ${path.join(dataDir, 'serve.log')}`);
-  children.push(spawn(binary, ['serve'], { cwd: repoRoot, env, stdio: ['ignore', log, log] }));
-  await healthy(`${SF}/`);
-  await healthy(`${BASE}/health`);
+  await startVault('salesforce', PORT, OWNER, children, async (env) => {
+    children.push(spawn(binary, ['dev-salesforce', '--addr', `127.0.0.1:${SF_PORT}`], { cwd: repoRoot, env, stdio: 'ignore' }));
+    await healthy(`${SF}/`);
+  });
 });
 
 test.afterAll(async () => {
   await stopAll(children);
 });
 
-async function ownerPage(browser: Browser): Promise<Page> {
-  const page = await (await browser.newContext({ baseURL: BASE })).newPage();
-  await page.goto('/sign-in');
-  await hydrated(page);
-  await page.getByLabel('Email').fill(OWNER.email);
-  await page.getByLabel('Password').fill(OWNER.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).not.toHaveURL(/sign-in/);
-  return page;
+function ownerPage(browser: Browser): Promise<Page> {
+  return signedIn(browser, BASE, OWNER);
 }
 
 async function createConnection(page: Page, name: string) {

@@ -28,13 +28,21 @@ use crate::db::{format_time, now, Db};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
-use crate::ratelimit::{in_cidr, parse_cidr};
+use crate::ratelimit::{in_cidr, parse_cidr, Limiter};
 use crate::secret::SecretString;
-use crate::services::Services;
 use crate::tokens;
 use crate::users::User;
 
 pub const KEY_PREFIX: &str = "cvk_";
+
+/// What checking a presented key uses: the database, the failed-authentication limiter (per
+/// client address) and the record of when each key's use was last written.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub db: &'a Db,
+    pub limiter: &'a Limiter,
+    pub key_use: &'a KeyUse,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +55,7 @@ pub struct Grant {
 }
 
 // A grant: the resources from `access::RESOURCES`, the read-only ones taking read only.
-crate::api::doc::hand_schema!(Grant, "Grant", || {
+crate::schema::hand_schema!(Grant, "Grant", || {
     use crate::access::RESOURCES;
     let resources: Vec<&str> = std::iter::once("*").chain(RESOURCES.iter().map(|r| r.as_str())).collect();
     let read_only: Vec<&str> = RESOURCES.iter().filter(|r| r.read_only()).map(|r| r.as_str()).collect();
@@ -251,11 +259,11 @@ pub struct NewApiKey {
     pub expires_at: Option<String>,
 }
 
-crate::api::doc::hand_schema!(
+crate::schema::hand_schema!(
     NewApiKey,
     "NewApiKey",
     || {
-        use crate::api::doc::{CONTROL, WS};
+        use crate::schema::{CONTROL, WS};
         serde_json::json!({
             "type": "object",
             "required": ["name", "grants"],
@@ -269,7 +277,7 @@ crate::api::doc::hand_schema!(
                 "grants": {
                     "type": "array",
                     "minItems": 1,
-                    "items": crate::api::doc::schema_ref::<Grant>(),
+                    "items": crate::schema::schema_ref::<Grant>(),
                     "description": "Read-only resources (audit, users) take read only; every environment named must exist"
                 },
                 "allowed_addresses": {
@@ -679,7 +687,7 @@ pub async fn revoke(db: &Db, actor: &Actor, id: i64) -> Result<()> {
 /// before the limiter is asked: a key that verifies is never refused by it; failures of the key
 /// itself count against the client address (429 after `CONNVAULT_AUTH_FAILURE_LIMIT`). A key
 /// whose creator is deactivated answers 401.
-pub async fn authenticate(s: &Services, presented: &str, addr: Option<IpAddr>) -> Result<Effective> {
+pub async fn authenticate(s: Handles<'_>, presented: &str, addr: Option<IpAddr>) -> Result<Effective> {
     let prefix = key_prefix(presented).ok_or_else(|| refused(s, addr, "it is not a connvault key"))?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}, key_hash FROM api_keys WHERE prefix = $1")))
         .bind(prefix)
@@ -692,7 +700,7 @@ pub async fn authenticate(s: &Services, presented: &str, addr: Option<IpAddr>) -
 }
 
 /// A verified key with its chain and the person behind it, as they are now.
-pub async fn effective(s: &Services, key: ApiKey, addr: Option<IpAddr>) -> Result<Effective> {
+pub async fn effective(s: Handles<'_>, key: ApiKey, addr: Option<IpAddr>) -> Result<Effective> {
     let ancestors = ancestors(s, &key, addr).await?;
     let creator = match root_creator(&key, &ancestors) {
         Some(user_id) => Some(current_creator(&s.db, &key, user_id).await?),
@@ -757,7 +765,7 @@ async fn current_creator(db: &Db, key: &ApiKey, user_id: i64) -> Result<User> {
 
 /// The keys above `key` (its parent first), each checked as the key itself is: a revoked or
 /// expired parent, or an address a parent may not be used from, stops the key too.
-pub async fn ancestors(s: &Services, key: &ApiKey, addr: Option<IpAddr>) -> Result<Vec<ApiKey>> {
+pub async fn ancestors(s: Handles<'_>, key: &ApiKey, addr: Option<IpAddr>) -> Result<Vec<ApiKey>> {
     let mut chain: Vec<ApiKey> = Vec::new();
     let mut next = key.parent_id;
     while let Some(id) = next {
@@ -791,7 +799,7 @@ pub fn columns_of(alias: &str) -> String {
 }
 
 /// A failed key: counted against the client address; 429 once it has failed too often.
-fn refused(s: &Services, addr: Option<IpAddr>, why: &str) -> Error {
+fn refused(s: Handles<'_>, addr: Option<IpAddr>, why: &str) -> Error {
     match s.limiter.record_failure(addr) {
         Err(too_many) => too_many,
         Ok(()) => Error::Unauthorized(format!("the API key is not valid: {why}")),
@@ -801,7 +809,7 @@ fn refused(s: &Services, addr: Option<IpAddr>, why: &str) -> Error {
 /// Checks a presented key against its stored row (selected with [`columns_of`] or `COLUMNS,
 /// key_hash`; `None` if no key has its prefix): digest, revocation, expiry, address limits.
 /// Failures count against the client address's failure limit (and answer 429 beyond it).
-pub fn verify(s: &Services, presented: &str, addr: Option<IpAddr>, row: Option<&AnyRow>) -> Result<ApiKey> {
+pub fn verify(s: Handles<'_>, presented: &str, addr: Option<IpAddr>, row: Option<&AnyRow>) -> Result<ApiKey> {
     let row = row.ok_or_else(|| refused(s, addr, "unknown key"))?;
     let stored: String = row.try_get("key_hash")?;
     if !bool::from(stored.as_bytes().ct_eq(tokens::digest(presented).as_bytes())) {
@@ -814,7 +822,7 @@ pub fn verify(s: &Services, presented: &str, addr: Option<IpAddr>, row: Option<&
 
 /// Revocation, expiry and address limits of one key. An expiry that does not read as a time
 /// counts as passed (fail closed), never as "no expiry".
-fn usable(s: &Services, key: &ApiKey, addr: Option<IpAddr>) -> Result<()> {
+fn usable(s: Handles<'_>, key: &ApiKey, addr: Option<IpAddr>) -> Result<()> {
     if key.revoked_at.is_some() {
         return Err(refused(s, addr, "it was revoked"));
     }
@@ -857,7 +865,7 @@ impl KeyUse {
 
 /// Records the key's use: `last_used_at` at most once a minute (and per process, by one
 /// request), so the hot path stays write-free.
-pub async fn touch(s: &Services, key: &ApiKey) -> Result<()> {
+pub async fn touch(s: Handles<'_>, key: &ApiKey) -> Result<()> {
     let t = now();
     if key.last_used_at.as_deref().is_none_or(|u| u < &t[..16]) && s.key_use.first_in(key.id, &t[..16]) {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(&t).bind(key.id).execute(s.db.pool()).await?;

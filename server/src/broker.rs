@@ -28,15 +28,14 @@ use crate::api_keys;
 use crate::audit::{self, Actor, Event};
 use crate::connections::{self, Connection};
 use crate::credential::{Credential, Scheme};
-use crate::db::{format_time, Backend};
+use crate::db::{format_time, Backend, Db};
 use crate::environments;
 use crate::environments::Environment;
 use crate::error::{Error, Result};
 use crate::integrations::{self, Bound};
 use crate::providers::{self, Minting, TestResult};
 use crate::secret::SecretString;
-use crate::services::Services;
-use crate::signing;
+use crate::signing::{self, Handles};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -112,6 +111,9 @@ impl Cached {
 struct Backoff {
     /// The connection's `updated_at` when it failed: a change to the connection ends the wait.
     stamp: String,
+    /// When the wait began: a check that worked since (a test here or on another server
+    /// sharing the database, or another server's mint) ends it.
+    since: String,
     until: Instant,
     window: Duration,
     reason: TestResult,
@@ -157,7 +159,7 @@ pub fn safety_margin(lifetime: chrono::Duration) -> chrono::Duration {
 
 impl Broker {
     /// `POST …/integrations/{name}/token` for a caller already authenticated and allowed.
-    pub async fn token(&self, s: &Services, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
+    pub async fn token(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
         let (integration, bound) = integrations::resolve(&s.db, env, integration).await?;
         self.serve(s, actor, env, &integration, bound, force_refresh).await
     }
@@ -168,7 +170,8 @@ impl Broker {
     /// `tokens:read` on the environment.
     pub async fn token_for_key(
         &self,
-        s: &Services,
+        keys: api_keys::Handles<'_>,
+        s: Handles<'_>,
         presented: &str,
         addr: Option<IpAddr>,
         env_name: &str,
@@ -194,12 +197,12 @@ impl Broker {
             }
             None => None,
         };
-        let key = api_keys::verify(s, presented, addr, row.as_ref())?;
+        let key = api_keys::verify(keys, presented, addr, row.as_ref())?;
         let row = row.expect("verified");
         // An unknown environment: the usual lookup gives the usual answer (names only the
         // environments whose tokens this key may read).
         let Some(env_id) = row.try_get::<Option<i64>, _>("env_id")? else {
-            let key = api_keys::effective(s, key, addr).await?;
+            let key = api_keys::effective(keys, key, addr).await?;
             let visible = |e: &Environment| key.allows(e, Resource::Tokens, Access::Read);
             return Err(environments::find_for(&s.db, env_name, visible)
                 .await
@@ -216,16 +219,16 @@ impl Broker {
         };
         // Limited by the creator's current rights (read in the same query); a key made by a key
         // is checked with its whole chain.
-        let key = if key.parent_id.is_some() { api_keys::effective(s, key, addr).await? } else { api_keys::effective_from_row(key, &row, &env)? };
+        let key = if key.parent_id.is_some() { api_keys::effective(keys, key, addr).await? } else { api_keys::effective_from_row(key, &row, &env)? };
         if !key.allows(&env, Resource::Tokens, Access::Read) {
             return Err(Error::Forbidden(format!("you may not read tokens in {}", env.name)));
         }
-        api_keys::touch(s, &key.key).await?;
+        api_keys::touch(keys, &key.key).await?;
         let (name, bound) = integrations::binding_from_row(&row, &env, integration)?;
         self.serve(s, &key.actor(addr), &env, &name, bound, force_refresh).await
     }
 
-    async fn serve(&self, s: &Services, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
+    async fn serve(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
         let integration = integration.to_string();
         // The hot path has read the binding once and writes nothing.
         let Some(b) = bound else {
@@ -234,23 +237,11 @@ impl Broker {
                 message: format!("integration {integration} in {} needs a connection: bind one on the My integrations page or with PUT …/binding", env.name),
             });
         };
-        let Some(minting) = providers::get(&b.provider).and_then(|d| d.minting) else {
-            // What a connection without a mint hands out is its stored, long-lived secret itself:
-            // each release is audited durably, like a mint, before it leaves; if the record
-            // cannot be written, nothing is released.
+        let def = providers::get(&b.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", b.provider)))?;
+        if def.minting.is_none() {
             let c = connections::get(&s.db, &env.name, &b.name).await?;
-            let token = generic(s, env, &c).await?;
-            audit::record_alone(
-                &s.db,
-                actor,
-                Event::new("connection.secret_release")
-                    .environment(env.id, &env.name)
-                    .object("connection", &c.name)
-                    .detail(json!({"integration": integration, "provider": b.provider, "token_type": token.token_type})),
-            )
-            .await?;
-            return Ok(token);
-        };
+            return release(s, actor, env, &integration, &c).await;
+        }
         let started = Utc::now();
         if !force_refresh {
             if let Some(hit) = self.cached(b.id, &b.updated_at, None) {
@@ -259,7 +250,11 @@ impl Broker {
             }
         }
         let c = connections::get(&s.db, &env.name, &b.name).await?;
-        self.check_backoff(&c)?;
+        // The cache holds only minted tokens; these settings may choose a static mode.
+        let Some(minting) = def.minting_for(&c.settings) else {
+            return release(s, actor, env, &integration, &c).await;
+        };
+        self.check_backoff(s.db, &c).await?;
 
         // One mint per connection at a time in this process …
         let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
@@ -270,7 +265,7 @@ impl Broker {
             self.count(actor, env, &integration);
             return Ok(answer(&c.name, hit, true));
         }
-        self.check_backoff(&c)?;
+        self.check_backoff(s.db, &c).await?;
 
         // … and across processes sharing PostgreSQL: an advisory lock held by a transaction, so a
         // dropped request releases it.
@@ -336,7 +331,7 @@ impl Broker {
     }
 
     /// A token another process minted (under the advisory lock), if fresh enough.
-    async fn stored(&self, s: &Services, env: &Environment, c: &Connection, minting: &Minting, newer_than: Option<DateTime<Utc>>) -> Result<Option<Cached>> {
+    async fn stored(&self, s: Handles<'_>, env: &Environment, c: &Connection, minting: &Minting, newer_than: Option<DateTime<Utc>>) -> Result<Option<Cached>> {
         let row =
             sqlx::query("SELECT instance_url, obtained_at, expires_at FROM tokens WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
         let Some(row) = row else { return Ok(None) };
@@ -357,14 +352,28 @@ impl Broker {
         Ok(Some(hit))
     }
 
-    fn check_backoff(&self, c: &Connection) -> Result<()> {
-        let backoff = self.inner.backoff.lock().expect("broker lock");
-        match backoff.get(&c.id) {
-            Some(b) if b.until > Instant::now() && b.stamp == c.updated_at => {
-                Err(failing(c, &c.environment, &b.reason, b.until.saturating_duration_since(Instant::now())))
+    /// Refuses at once while the connection backs off, unless it changed or a live check of it
+    /// has worked since the wait began (read from the database, so it holds across servers;
+    /// only while a wait is on).
+    async fn check_backoff(&self, db: &Db, c: &Connection) -> Result<()> {
+        let waiting = {
+            let backoff = self.inner.backoff.lock().expect("broker lock");
+            match backoff.get(&c.id) {
+                Some(b) if b.until > Instant::now() && b.stamp == c.updated_at => Some((b.since.clone(), b.reason.clone(), b.until)),
+                _ => None,
             }
-            _ => Ok(()),
+        };
+        let Some((since, reason, until)) = waiting else { return Ok(()) };
+        let worked: Option<String> = sqlx::query_scalar("SELECT checked_at FROM connection_health WHERE connection_id = $1 AND ok = 1 AND checked_at > $2")
+            .bind(c.id)
+            .bind(&since)
+            .fetch_optional(db.pool())
+            .await?;
+        if worked.is_some() {
+            self.inner.backoff.lock().expect("broker lock").remove(&c.id);
+            return Ok(());
         }
+        Err(failing(c, &c.environment, &reason, until.saturating_duration_since(Instant::now())))
     }
 
     /// Starts or doubles the back-off window; a configuration problem starts where a transient
@@ -375,15 +384,10 @@ impl Broker {
             Some(b) if b.stamp == c.updated_at => (b.window * 2).min(MAX_BACKOFF),
             _ => FIRST_BACKOFF,
         };
-        backoff.insert(c.id, Backoff { stamp: c.updated_at.clone(), until: Instant::now() + window, window, reason: reason.clone() });
+        backoff.insert(c.id, Backoff { stamp: c.updated_at.clone(), since: crate::db::now(), until: Instant::now() + window, window, reason: reason.clone() });
         window
     }
 
-    /// Forgets a connection's back-off (after a successful test, or a settings change).
-    pub fn forget(&self, connection_id: i64) {
-        self.inner.backoff.lock().expect("broker lock").remove(&connection_id);
-        self.inner.cache.lock().expect("broker lock").remove(&connection_id);
-    }
 
     fn count(&self, actor: &Actor, env: &Environment, integration: &str) {
         let key = UsageKey {
@@ -399,7 +403,7 @@ impl Broker {
     /// Writes the counted hits of finished minutes (all of them with `all`) to the audit trail,
     /// one event per API key, integration and minute. Counts that fail to write are kept for
     /// the next flush.
-    pub async fn flush_usage(&self, s: &Services, all: bool) -> Result<usize> {
+    pub async fn flush_usage(&self, db: &Db, all: bool) -> Result<usize> {
         let this_minute = format_time(Utc::now())[..16].to_string();
         let due: Vec<_> = {
             let mut usage = self.inner.usage.lock().expect("broker lock");
@@ -413,7 +417,7 @@ impl Broker {
                 .environment(k.env_id, &k.env_name)
                 .object("integration", &k.integration)
                 .detail(json!({"minute": k.minute, "cached_hits": n}));
-            if let Err(e) = audit::record_alone(&s.db, &actor, event).await {
+            if let Err(e) = audit::record_alone(db, &actor, event).await {
                 tracing::warn!("token usage could not be audited yet: {e}");
                 *self.inner.usage.lock().expect("broker lock").entry(k).or_default() += n;
                 return Err(e);
@@ -442,8 +446,25 @@ fn failing(c: &Connection, env: &str, reason: &TestResult, window: Duration) -> 
     }
 }
 
+/// What a connection whose auth mode mints nothing hands out: its stored, long-lived secret
+/// itself. Each release is audited durably, like a mint, before it leaves; if the record
+/// cannot be written, nothing is released.
+async fn release(s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, c: &Connection) -> Result<Token> {
+    let token = generic(s, env, c).await?;
+    audit::record_alone(
+        s.db,
+        actor,
+        Event::new("connection.secret_release")
+            .environment(env.id, &env.name)
+            .object("connection", &c.name)
+            .detail(json!({"integration": integration, "provider": c.provider, "token_type": token.token_type})),
+    )
+    .await?;
+    Ok(token)
+}
+
 /// A connection's stored credential, as its provider makes it from the typed secrets.
-async fn generic(s: &Services, env: &Environment, c: &Connection) -> Result<Token> {
+async fn generic(s: Handles<'_>, env: &Environment, c: &Connection) -> Result<Token> {
     let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
     let make = def.credential.ok_or_else(|| Error::Internal(format!("{} connections hand out no credential", def.label)))?;
     let secrets = connections::open_applicable_secrets(&s.db, &s.vault, &env.name, c, def).await?;

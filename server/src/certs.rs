@@ -6,13 +6,39 @@
 use rsa::pkcs8::EncodePrivateKey;
 use rsa::PrivateKey;
 
+use crate::db::{now, Tx};
 use crate::error::{Error, Result};
+use crate::links;
 use crate::secret::SecretBytes;
+
+/// The purpose of an admin request's one-time link.
+pub const LINK_PURPOSE: &str = "admin_request";
 
 /// Key sizes offered: 2048 (Salesforce's documented recipe) and 4096.
 pub const KEY_BITS: [usize; 2] = [2048, 4096];
 /// Validity of an issued certificate.
 pub const VALIDITY_DAYS: i64 = 730;
+
+/// Retires everything that came with a connection's key when a destination setting changes
+/// of a provider that mints: its certificates, the open request to the
+/// admin and its link, and the token minted with it. The caller drops the key itself with the
+/// other stored secrets, in the same transaction.
+pub async fn retire(tx: &mut Tx<'static>, connection_id: i64) -> Result<()> {
+    let t = now();
+    sqlx::query("UPDATE certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state <> 'retired'")
+        .bind(&t)
+        .bind(connection_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+        .bind(&t)
+        .bind(connection_id)
+        .execute(&mut **tx)
+        .await?;
+    links::drop_links(tx, LINK_PURPOSE, ("connection", connection_id)).await?;
+    sqlx::query("DELETE FROM tokens WHERE connection_id = $1").bind(connection_id).execute(&mut **tx).await?;
+    Ok(())
+}
 
 /// A new key pair and its self-signed certificate.
 pub struct Issued {

@@ -18,7 +18,6 @@ use crate::feed::{self, contains_pattern, Feed, Filter, Listing, SortKey};
 use crate::providers::{self, ProviderDef, Secrets, TestResult, MAX_SECRET_LEN};
 use crate::seal::{Place, SealError, Vault};
 use crate::secret::SecretString;
-use crate::services::Services;
 
 pub const SECRETS_TABLE: &str = "connection_secrets";
 pub const MAX_NAME_LEN: usize = 100;
@@ -32,7 +31,7 @@ pub struct Connection {
     pub id: i64,
     pub environment: String,
     pub name: String,
-    #[schema(schema_with = crate::api::doc::fields::provider)]
+    #[schema(schema_with = crate::providers::id_schema)]
     pub provider: String,
     #[schema(value_type = Object)]
     pub settings: Map<String, Value>,
@@ -50,7 +49,7 @@ pub struct Connection {
 }
 
 fn secrets_set_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(json!({
+    crate::schema::json_schema(json!({
         "type": "object",
         "additionalProperties": {"type": "string", "format": "date-time"},
         "description": "Secret field → when it was set"
@@ -69,7 +68,7 @@ pub struct NewConnection {
 }
 
 // A new connection: one schema per provider (each provider's `schema`), told apart by `provider`.
-crate::api::doc::hand_schema!(NewConnection, "NewConnection", || json!({
+crate::schema::hand_schema!(NewConnection, "NewConnection", || json!({
     "type": "object",
     "description": "A connection: its provider decides its settings and secrets (the private key of a Salesforce connection is issued or uploaded through /certificate, never sent here)",
     "oneOf": providers::REGISTRY.iter().map(|p| {
@@ -89,11 +88,6 @@ pub fn name_schema() -> Value {
     json!({"type": "string", "pattern": format!("^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{}}}$", MAX_NAME_LEN - 1)})
 }
 
-/// The schema of a secret's value as people send it (see `check_secret_values`).
-pub fn secret_value_schema() -> Value {
-    json!({"type": "string", "writeOnly": true, "pattern": crate::api::doc::not_blank(), "description": "Not blank; at most 64 KiB (UTF-8)"})
-}
-
 /// A partial change: settings given replace (a `null` removes one), secrets given are replaced,
 /// a new `name` renames.
 #[derive(Debug, Default, Deserialize)]
@@ -107,7 +101,7 @@ pub struct ConnectionPatch {
     pub secrets: BTreeMap<String, SecretString>,
 }
 
-crate::api::doc::hand_schema!(ConnectionPatch, "ConnectionPatch", || {
+crate::schema::hand_schema!(ConnectionPatch, "ConnectionPatch", || {
     let mut name = name_schema();
     name["description"] = json!("A new name (a rename)");
     json!({
@@ -117,7 +111,7 @@ crate::api::doc::hand_schema!(ConnectionPatch, "ConnectionPatch", || {
         "properties": {
             "name": name,
             "settings": {"type": "object", "description": "Given keys replace; null removes", "additionalProperties": {"type": ["string", "integer", "null"]}},
-            "secrets": {"type": "object", "additionalProperties": secret_value_schema(), "writeOnly": true, "description": "Given secrets are replaced"}
+            "secrets": {"type": "object", "additionalProperties": crate::providers::secret_value_schema(), "writeOnly": true, "description": "Given secrets are replaced"}
         }
     })
 });
@@ -151,7 +145,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-fn provider(id: &str) -> Result<&'static ProviderDef> {
+pub(crate) fn provider(id: &str) -> Result<&'static ProviderDef> {
     providers::get(id).ok_or_else(|| Error::field("provider", format!("unknown provider {id:?}; known providers: {}", providers::ids().join(", "))))
 }
 
@@ -470,8 +464,10 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         remove_secret(&mut tx, stored.id, field).await?;
     }
     if !moved.is_empty() {
-        if let Some(retire) = def.retire_on_destination_change {
-            retire(&mut tx, stored.id).await?;
+        // Whatever was minted or signed for the old place ends with it: certificates, open
+        // admin requests and their links, tokens (the key went with the other secrets above).
+        if def.minting.is_some() {
+            crate::certs::retire(&mut tx, stored.id).await?;
         }
     }
     if !changed_settings.is_empty() || !patch.secrets.is_empty() {
@@ -601,47 +597,6 @@ pub(crate) async fn open_applicable_secrets(db: &Db, vault: &Vault, env_name: &s
         secrets.insert(field.clone(), open_secret(db, vault, env_name, &c.name, field).await?);
     }
     Ok(secrets)
-}
-
-/// "Test connection": runs the provider's live check with the stored settings and secrets, and
-/// audits it (`connection.test`, outcome `ok` or `failed`). The secrets are opened only in
-/// memory; the result and the audit record are scrubbed of them. A check that ran and failed
-/// is `Ok` with `ok: false`; an unknown connection is `NotFound`. If the audit record cannot be
-/// written, the result is withheld and this fails (fail closed).
-pub async fn test(s: &Services, actor: &Actor, env_name: &str, name: &str) -> Result<TestResult> {
-    let (db, vault, outbound) = (&s.db, &s.vault, &s.outbound);
-    let env = environments::find(db, env_name).await?;
-    let c = get(db, &env.name, name).await?;
-    let def = provider(&c.provider)?;
-    let mut secrets = Secrets::new();
-    let result = match def.test {
-        _ if def.minting.is_some() => {
-            secrets = open_applicable_secrets(db, vault, &env.name, &c, def).await?;
-            crate::signing::live_check(s, actor, &env, &c).await?
-        }
-        Some(check) => {
-            secrets = open_applicable_secrets(db, vault, &env.name, &c, def).await?;
-            check(outbound, &c.settings, &secrets).await
-        }
-        None => TestResult { ok: false, detail: format!("{} connections have no live check yet", def.label), advice: None },
-    };
-    let values: Vec<&str> = secrets.values().map(SecretString::expose_secret).collect();
-    let result = result.scrubbed(&values);
-    let used: Vec<&String> = secrets.keys().collect();
-    let mut tx = db.begin().await?;
-    record_health(&mut tx, c.id, &result, "test").await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Event::new("connection.test")
-            .outcome(if result.ok { "ok" } else { "failed" })
-            .environment(env.id, &env.name)
-            .object("connection", &c.name)
-            .detail(json!({"provider": def.id, "ok": result.ok, "detail": result.detail, "secrets_used": used})),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(result)
 }
 
 /// Remembers the outcome of the latest live check of a connection (a test or a token mint).

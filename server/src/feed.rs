@@ -31,11 +31,11 @@ pub struct Page<T> {
 
 impl<T: utoipa::ToSchema> utoipa::__dev::ComposeSchema for Page<T> {
     fn compose(_: Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>>) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        crate::api::doc::json_schema(serde_json::json!({
+        crate::schema::json_schema(serde_json::json!({
             "type": "object",
             "required": ["items", "next_cursor"],
             "properties": {
-                "items": {"type": "array", "items": crate::api::doc::schema_ref::<T>()},
+                "items": {"type": "array", "items": crate::schema::schema_ref::<T>()},
                 "next_cursor": {"type": ["string", "null"]}
             }
         }))
@@ -161,8 +161,8 @@ pub struct FeedParams {
     pub updated_since: Option<String>,
 }
 
-crate::api::doc::params_doc!(FeedParams, || {
-    use crate::api::doc::query;
+crate::schema::params_doc!(FeedParams, || {
+    use crate::schema::query;
     use serde_json::json;
     vec![
         query("limit", json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}), "Records per page (default 100)"),

@@ -31,7 +31,7 @@ pub struct ObjectUse {
 }
 
 fn access_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["read", "read_write"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["read", "read_write"]}))
 }
 
 /// As sent: an object name (read-only), or `{name, access}`.
@@ -59,7 +59,7 @@ pub struct Publish {
     pub version: Option<String>,
 }
 
-crate::api::doc::hand_schema!(Publish, "Publish", || {
+crate::schema::hand_schema!(Publish, "Publish", || {
     let mut schema = serde_json::json!({"type": "object", "required": ["provider"], "additionalProperties": false});
     schema["properties"] = publish_properties();
     schema
@@ -67,7 +67,7 @@ crate::api::doc::hand_schema!(Publish, "Publish", || {
 
 /// The properties of a [`Publish`] body (also an integration's in a promotion bundle).
 pub fn publish_properties() -> serde_json::Value {
-    use crate::api::doc::WS;
+    use crate::schema::WS;
     let name = serde_json::json!({"type": "string", "pattern": format!("^[{WS}]*[^{WS}]{{1,100}}[{WS}]*$")});
     let mut described = name.clone();
     described["description"] = "An object name: 1 to 100 characters without white space (surrounding white space is dropped), e.g. Account".into();
@@ -109,7 +109,7 @@ pub struct Integration {
     /// The bound connection's name, if bound.
     pub connection: Option<String>,
     pub bound_by: Option<String>,
-    #[schema(schema_with = crate::api::doc::fields::optional_date_time)]
+    #[schema(schema_with = crate::schema::fields::optional_date_time)]
     pub bound_at: Option<String>,
     /// `bound`, `failing` or `needs_connection`.
     #[schema(schema_with = status_schema)]
@@ -125,7 +125,7 @@ pub struct Integration {
 }
 
 fn status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["bound", "failing", "needs_connection"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["bound", "failing", "needs_connection"]}))
 }
 
 /// Whether a publish created, changed or left alone the integration.

@@ -251,9 +251,9 @@ pub struct Bundle {
 }
 
 // A bundle as export writes it and import reads it (see `parse` for every check).
-crate::api::doc::hand_schema!(Bundle, "Bundle", || {
+crate::schema::hand_schema!(Bundle, "Bundle", || {
     use crate::connections::name_schema;
-    let not_blank = json!({"type": "string", "pattern": crate::api::doc::not_blank(), "description": "Not blank, as export writes it"});
+    let not_blank = json!({"type": "string", "pattern": crate::schema::not_blank(), "description": "Not blank, as export writes it"});
     let provider = json!({"type": "string", "enum": crate::providers::ids()});
     let mut integration = crate::integrations::publish_properties();
     integration["name"] = name_schema();

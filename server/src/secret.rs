@@ -14,7 +14,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SecretString(String);
 
-crate::api::doc::hand_schema!(
+crate::schema::hand_schema!(
     SecretString,
     "SecretString",
     || serde_json::json!({"type": "string", "writeOnly": true, "description": "A secret: accepted, never answered"})

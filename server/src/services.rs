@@ -31,3 +31,15 @@ pub struct Services {
     /// Email: through CONNVAULT_SMTP_URL's server, or into the outbox without one.
     pub mailer: Mailer,
 }
+
+impl Services {
+    /// The handles of the certificate lifecycle, the live checks and the token broker.
+    pub fn signing(&self) -> crate::signing::Handles<'_> {
+        crate::signing::Handles { db: &self.db, vault: &self.vault, outbound: &self.outbound, mailer: &self.mailer, config: &self.config }
+    }
+
+    /// The handles that check a presented API key.
+    pub fn keys(&self) -> crate::api_keys::Handles<'_> {
+        crate::api_keys::Handles { db: &self.db, limiter: &self.limiter, key_use: &self.key_use }
+    }
+}

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::ratelimit::Bucket;
 use crate::secret::SecretString;
 use crate::services::Services;
+use crate::links::{consume_link, create_link};
 use crate::tokens;
 use crate::users::{self, User};
 
@@ -160,33 +161,6 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(token_from_cookie_header)
 }
 
-/// Makes a one-time link token for `purpose` (and `target`, if given) valid for `hours`; older
-/// unused links for the same purpose and target stop working. Only the token's digest is kept.
-pub(crate) async fn create_link(tx: &mut Tx<'_>, purpose: &str, target: Option<(&str, i64)>, hours: i64, created_by: &str) -> Result<SecretString> {
-    let token = tokens::generate();
-    let (kind, id) = target.unzip();
-    sqlx::query("DELETE FROM one_time_links WHERE purpose = $1 AND used_at IS NULL AND COALESCE(target_kind, '') = $2 AND COALESCE(target_id, 0) = $3")
-        .bind(purpose)
-        .bind(kind.unwrap_or(""))
-        .bind(id.unwrap_or(0))
-        .execute(&mut **tx)
-        .await?;
-    let t = now();
-    sqlx::query(
-        "INSERT INTO one_time_links (purpose, token_hash, target_kind, target_id, expires_at, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-    )
-    .bind(purpose)
-    .bind(tokens::digest(token.expose_secret()))
-    .bind(kind)
-    .bind(id)
-    .bind(format_time(chrono::Utc::now() + Duration::hours(hours)))
-    .bind(created_by)
-    .bind(&t)
-    .execute(&mut **tx)
-    .await?;
-    Ok(token)
-}
-
 /// On a server with no accounts: a fresh one-time setup link (older unused ones stop working).
 pub async fn setup_link_if_needed(s: &Services) -> Result<Option<String>> {
     if users::count(&s.db).await? > 0 {
@@ -196,77 +170,6 @@ pub async fn setup_link_if_needed(s: &Services) -> Result<Option<String>> {
     let token = create_link(&mut tx, "setup", None, SETUP_LINK_HOURS, "connvault (first start)").await?;
     tx.commit().await?;
     Ok(Some(format!("{}/setup?token={}", s.config.public_url, token.expose_secret())))
-}
-
-/// Uses a one-time link inside `tx`: it must exist, serve `purpose` (and `target`, if given),
-/// be unused and unexpired. Marks it used, so a second use fails.
-/// Returns the link's target id, if it has one.
-pub(crate) async fn consume_link(tx: &mut Tx<'_>, purpose: &str, token: &str, target: Option<(&str, i64)>) -> Result<Option<i64>> {
-    let t = now();
-    let row = sqlx::query("SELECT id, purpose, target_kind, target_id, expires_at, used_at FROM one_time_links WHERE token_hash = $1")
-        .bind(tokens::digest(token))
-        .fetch_optional(&mut **tx)
-        .await?;
-    let invalid = invalid_link;
-    let Some(row) = row else { return Err(invalid()) };
-    let id: i64 = row.try_get("id")?;
-    let ok_purpose = row.try_get::<String, _>("purpose")? == purpose;
-    let ok_target = match target {
-        None => true,
-        Some((kind, tid)) => {
-            row.try_get::<Option<String>, _>("target_kind")?.as_deref() == Some(kind) && row.try_get::<Option<i64>, _>("target_id")? == Some(tid)
-        }
-    };
-    let unused = row.try_get::<Option<String>, _>("used_at")?.is_none();
-    let current = row.try_get::<String, _>("expires_at")? > t;
-    if !(ok_purpose && ok_target && unused && current) {
-        return Err(invalid());
-    }
-    let done =
-        sqlx::query("UPDATE one_time_links SET used_at = $1, updated_at = $1 WHERE id = $2 AND used_at IS NULL").bind(&t).bind(id).execute(&mut **tx).await?;
-    if done.rows_affected() != 1 {
-        return Err(invalid());
-    }
-    Ok(row.try_get("target_id")?)
-}
-
-pub(crate) fn invalid_link() -> Error {
-    Error::Forbidden("this link is not valid: it may have been used already, have expired, or belong to something else. Ask for a new one".into())
-}
-
-/// Checks a one-time link without using it (to show the page it opens): it must exist, serve
-/// `purpose` and `target`, be unused and unexpired.
-pub(crate) async fn peek_link(db: &Db, purpose: &str, token: &str, target: (&str, i64)) -> Result<()> {
-    let row = sqlx::query("SELECT purpose, target_kind, target_id, expires_at, used_at FROM one_time_links WHERE token_hash = $1")
-        .bind(tokens::digest(token))
-        .fetch_optional(db.pool())
-        .await?;
-    let valid = match row {
-        Some(r) => {
-            r.try_get::<String, _>("purpose")? == purpose
-                && r.try_get::<Option<String>, _>("target_kind")?.as_deref() == Some(target.0)
-                && r.try_get::<Option<i64>, _>("target_id")? == Some(target.1)
-                && r.try_get::<Option<String>, _>("used_at")?.is_none()
-                && r.try_get::<String, _>("expires_at")? > now()
-        }
-        None => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(invalid_link())
-    }
-}
-
-/// Ends every unused link for `purpose` and `target` (a cancelled request).
-pub(crate) async fn drop_links(tx: &mut Tx<'_>, purpose: &str, target: (&str, i64)) -> Result<()> {
-    sqlx::query("DELETE FROM one_time_links WHERE purpose = $1 AND used_at IS NULL AND target_kind = $2 AND target_id = $3")
-        .bind(purpose)
-        .bind(target.0)
-        .bind(target.1)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// Completes first-run setup: the link is used, the owner account created and signed in.

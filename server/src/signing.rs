@@ -22,12 +22,27 @@ use crate::connections::{self, Connection};
 use crate::db::{format_time, now, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
-use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, TestResult};
+use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, Secrets, TestResult};
+use crate::config::Config;
+use crate::links;
+use crate::mail::Mailer;
+use crate::outbound::Outbound;
+use crate::seal::Vault;
 use crate::secret::{SecretBytes, SecretString};
-use crate::services::Services;
-use crate::sessions;
 
-pub const LINK_PURPOSE: &str = "admin_request";
+pub use crate::certs::LINK_PURPOSE;
+
+/// What the certificate lifecycle, the live checks and the mint use of the running server:
+/// the database, the vault, the way out, the mailer (admin requests) and the configuration
+/// (the public URL, the mail limits). Built by `Services::signing`.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub db: &'a Db,
+    pub vault: &'a Vault,
+    pub outbound: &'a Outbound,
+    pub mailer: &'a Mailer,
+    pub config: &'a Config,
+}
 /// An admin request link works for 7 days.
 pub const LINK_HOURS: i64 = 7 * 24;
 /// Certificates expiring within this many days are flagged.
@@ -35,19 +50,19 @@ pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 // The values of the text fields below, for their schemas.
 fn certificate_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["active", "pending", "retired"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["active", "pending", "retired"]}))
 }
 
 fn certificate_origins() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["issued", "uploaded"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["issued", "uploaded"]}))
 }
 
 fn request_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["open", "answered", "cancelled", "replaced"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["open", "answered", "cancelled", "replaced"]}))
 }
 
 fn deliveries() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": ["smtp", "outbox"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["smtp", "outbox"]}))
 }
 
 fn status_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -58,7 +73,7 @@ fn status_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         }
     }
     states.extend(["not_tested", "connected", "failing"]);
-    crate::api::doc::json_schema(serde_json::json!({"type": "string", "enum": states}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": states}))
 }
 
 /// A certificate as anyone may see it (the key never leaves the server).
@@ -148,7 +163,7 @@ pub struct IssueRequest {
     pub send_request: bool,
 }
 
-crate::api::doc::hand_schema!(IssueRequest, "IssueRequest", || serde_json::json!({
+crate::schema::hand_schema!(IssueRequest, "IssueRequest", || serde_json::json!({
     "type": "object",
     "additionalProperties": false,
     "properties": {
@@ -165,7 +180,7 @@ crate::api::doc::hand_schema!(IssueRequest, "IssueRequest", || serde_json::json!
 /// An `admin_email` in a request's body, as `resolve_admin_email` reads it: blank or left out
 /// means the connection's setting; else an address, white space around it dropped.
 pub fn admin_email_input() -> serde_json::Value {
-    use crate::api::doc::WS;
+    use crate::schema::WS;
     let mut address = crate::providers::patterns::email(WS);
     address["type"] = serde_json::json!("string");
     serde_json::json!({
@@ -204,7 +219,7 @@ pub struct AdminAnswer {
     pub fields: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
-crate::api::doc::hand_schema!(AdminAnswer, "AdminAnswer", || {
+crate::schema::hand_schema!(AdminAnswer, "AdminAnswer", || {
     let mut properties = serde_json::Map::new();
     properties.insert("token".into(), json!({"type": "string", "writeOnly": true, "description": "The one-time link's token"}));
     properties.insert("certificate".into(), json!({"type": ["string", "null"], "description": "PEM; only with your own key"}));
@@ -376,7 +391,7 @@ struct NewCertificate<'a> {
 #[allow(clippy::too_many_arguments)]
 async fn store_certificate(
     tx: &mut Tx<'_>,
-    s: &Services,
+    s: Handles<'_>,
     actor: &Actor,
     env: &Environment,
     c: &Connection,
@@ -434,30 +449,10 @@ async fn store_certificate(
     Ok(info)
 }
 
-/// Retires everything that came with a connection's key when a destination setting changes
-/// (a provider's `retire_on_destination_change`): its certificates, the open request to the
-/// admin and its link, and the token minted with it. The caller drops the key itself with the
-/// other stored secrets, in the same transaction.
-pub async fn retire_credentials(tx: &mut Tx<'static>, connection_id: i64) -> Result<()> {
-    let t = now();
-    sqlx::query("UPDATE certificates SET state = 'retired', updated_at = $1 WHERE connection_id = $2 AND state <> 'retired'")
-        .bind(&t)
-        .bind(connection_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
-        .bind(&t)
-        .bind(connection_id)
-        .execute(&mut **tx)
-        .await?;
-    sessions::drop_links(tx, LINK_PURPOSE, ("connection", connection_id)).await?;
-    sqlx::query("DELETE FROM tokens WHERE connection_id = $1").bind(connection_id).execute(&mut **tx).await?;
-    Ok(())
-}
 
 /// "Request admin help" / "Rotate certificate": a new key pair and self-signed certificate,
 /// and (with `send_request`) the request email to the admin.
-pub async fn issue_certificate(s: &Services, actor: &Actor, env_name: &str, name: &str, input: IssueRequest) -> Result<Issued> {
+pub async fn issue_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, input: IssueRequest) -> Result<Issued> {
     let (env, c, def, minting) = load(&s.db, env_name, name).await?;
     let bits = input.key_bits.unwrap_or(2048);
     let admin_email = if input.send_request || input.admin_email.as_deref().is_some_and(|e| !e.trim().is_empty()) {
@@ -505,7 +500,7 @@ fn resolve_admin_email(c: &Connection, help: &AdminHelp, given: Option<&str>, ne
 }
 
 /// `PUT …/certificate`: the admin's own certificate and key, checked, instead of an issued one.
-pub async fn upload_certificate(s: &Services, actor: &Actor, env_name: &str, name: &str, upload: &Upload) -> Result<CertificateInfo> {
+pub async fn upload_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, upload: &Upload) -> Result<CertificateInfo> {
     let (env, c, _, minting) = load(&s.db, env_name, name).await?;
     let checked = certs::check_upload(&upload.certificate, upload.private_key.expose_secret(), chrono::Utc::now().timestamp())?;
     let mut tx = s.db.begin().await?;
@@ -547,7 +542,7 @@ async fn latest_request(db: &Db, connection_id: i64) -> Result<Option<AdminReque
 /// stored requests (sent or not), so a restart does not reset it. On PostgreSQL the
 /// connection's row is locked first, so that requests for one connection are counted one after
 /// the other.
-pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: &Services, actor: &Actor, c: &Connection) -> Result<()> {
+pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: Handles<'_>, actor: &Actor, c: &Connection) -> Result<()> {
     if s.db.backend() == crate::db::Backend::Postgres {
         sqlx::query("SELECT id FROM connections WHERE id = $1 FOR UPDATE").bind(c.id).fetch_optional(&mut **tx).await?;
     }
@@ -586,7 +581,7 @@ pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: &Services, actor: &Act
 /// Emails the admin a request with the certificate to upload and a one-time link (7 days).
 /// A previous open request is replaced (its link stops working). If the email cannot be sent,
 /// the request is withdrawn again and the error says why.
-pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, name: &str, admin_email: Option<&str>) -> Result<AdminRequest> {
+pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, admin_email: Option<&str>) -> Result<AdminRequest> {
     let (env, c, def, _) = load(&s.db, env_name, name).await?;
     let help = help_of(def)?;
     let to = resolve_admin_email(&c, help, admin_email, true)?.expect("needed");
@@ -604,7 +599,7 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
         .execute(&mut *tx)
         .await?;
     check_mail_limits(&mut tx, s, actor, &c).await?;
-    let token = sessions::create_link(&mut tx, LINK_PURPOSE, Some(("connection", c.id)), LINK_HOURS, &actor.label).await?;
+    let token = links::create_link(&mut tx, LINK_PURPOSE, Some(("connection", c.id)), LINK_HOURS, &actor.label).await?;
     let expires_at = format_time(chrono::Utc::now() + chrono::Duration::hours(LINK_HOURS));
     let row = sqlx::query(
         "INSERT INTO admin_requests (connection_id, certificate_id, admin_email, state, requested_by, expires_at, created_at, updated_at) \
@@ -667,7 +662,7 @@ pub async fn request_admin_help(s: &Services, actor: &Actor, env_name: &str, nam
         Err(e) => {
             let mut tx = s.db.begin().await?;
             sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&mut *tx).await?;
-            sessions::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
+            links::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
             audit::record(
                 &mut tx,
                 actor,
@@ -689,7 +684,7 @@ fn url_part(text: &str) -> String {
 }
 
 /// Cancels the open request: its link stops working.
-pub async fn cancel_request(s: &Services, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
+pub async fn cancel_request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
     let (env, c, _, _) = load(&s.db, env_name, name).await?;
     let mut tx = s.db.begin().await?;
     let done = sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
@@ -700,7 +695,7 @@ pub async fn cancel_request(s: &Services, actor: &Actor, env_name: &str, name: &
     if done.rows_affected() == 0 {
         return Err(Error::Conflict { code: "no_open_request", message: format!("{} has no open admin request to cancel", c.name) });
     }
-    sessions::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
+    links::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
     audit::record(&mut tx, actor, Event::new("admin_request.cancel").environment(env.id, &env.name).object("connection", &c.name)).await?;
     tx.commit().await?;
     Ok(())
@@ -708,7 +703,7 @@ pub async fn cancel_request(s: &Services, actor: &Actor, env_name: &str, name: &
 
 /// A connection the link may name; any mismatch looks like an invalid link.
 async fn load_for_link(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Connection, &'static ProviderDef, &'static Minting, &'static AdminHelp)> {
-    let invalid = |e: Error| if matches!(e, Error::Database(_) | Error::Internal(_)) { e } else { sessions::invalid_link() };
+    let invalid = |e: Error| if matches!(e, Error::Database(_) | Error::Internal(_)) { e } else { links::invalid_link() };
     let (env, c, def, minting) = load(db, env_name, name).await.map_err(invalid)?;
     let help = help_of(def).map_err(invalid)?;
     Ok((env, c, def, minting, help))
@@ -717,7 +712,7 @@ async fn load_for_link(db: &Db, env_name: &str, name: &str) -> Result<(Environme
 /// What the admin's link page shows (the link is checked, not used).
 pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Result<LinkView> {
     let (env, c, def, _, help) = load_for_link(db, env_name, name).await?;
-    sessions::peek_link(db, LINK_PURPOSE, token, ("connection", c.id)).await?;
+    links::peek_link(db, LINK_PURPOSE, token, ("connection", c.id)).await?;
     let request = latest_request(db, c.id).await?;
     let pem = current_pem(db, &env, &c).await.ok().map(|(pem, _)| pem);
     Ok(LinkView {
@@ -748,11 +743,11 @@ pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Resu
 
 /// The admin's answer through the one-time link: the provider's answer fields (and possibly
 /// their own certificate and key). Everything is checked before the link is used, so a typo
-/// does not burn it; then the link is used, the answer stored, and the connection tested at
-/// once so the admin sees whether it works.
-pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<TestResult> {
+/// does not burn it; then the link is used and the answer stored. Returns who answered and the
+/// connection's environment and name, for the test that follows at once (`checks::answer`).
+pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<(Actor, String, String)> {
     let (env, c, def, minting, help) = load_for_link(&s.db, env_name, name).await?;
-    sessions::peek_link(&s.db, LINK_PURPOSE, answer.token.expose_secret(), ("connection", c.id)).await?;
+    links::peek_link(&s.db, LINK_PURPOSE, answer.token.expose_secret(), ("connection", c.id)).await?;
     let mut settings = c.settings.clone();
     let mut errors: Vec<FieldError> = Vec::new();
     for (name, value) in &answer.fields {
@@ -800,7 +795,7 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
     }
     let actor = Actor { kind: audit::ActorKind::User, id: None, label: format!("{} (request link)", help.admin), client_addr: addr.map(|a| a.to_string()) };
     let mut tx = s.db.begin().await?;
-    sessions::consume_link(&mut tx, LINK_PURPOSE, answer.token.expose_secret(), Some(("connection", c.id))).await?;
+    links::consume_link(&mut tx, LINK_PURPOSE, answer.token.expose_secret(), Some(("connection", c.id))).await?;
     let t = now();
     sqlx::query("UPDATE connections SET settings = $1, updated_by = $2, updated_at = $3 WHERE id = $4")
         .bind(serde_json::Value::Object(settings).to_string())
@@ -825,12 +820,12 @@ pub async fn answer_request(s: &Services, env_name: &str, name: &str, answer: &A
     }
     audit::record(&mut tx, &actor, Event::new("admin_request.answer").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
     tx.commit().await?;
-    connections::test(s, &actor, &env.name, &c.name).await
+    Ok((actor, env.name, c.name))
 }
 
 /// A managed private key (`field`), opened and parsed once for signing, with the DER of the
 /// certificate it belongs to (the pending certificate for the pending key).
-async fn key_of(s: &Services, env: &Environment, c: &Connection, minting: &Minting, field: &str) -> Result<(AssertionSigner, Vec<u8>)> {
+async fn key_of(s: Handles<'_>, env: &Environment, c: &Connection, minting: &Minting, field: &str) -> Result<(AssertionSigner, Vec<u8>)> {
     let b64 = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, field).await?;
     let der = zeroize::Zeroizing::new(STANDARD.decode(b64.expose_secret()).map_err(|_| Error::Internal("a stored private key is not base64".into()))?);
     let signer = AssertionSigner::from_pkcs8_der(&der)?;
@@ -846,30 +841,34 @@ async fn key_of(s: &Services, env: &Environment, c: &Connection, minting: &Minti
 }
 
 /// One token request: with the key in `field` for a connection that signs, else with its
-/// typed secrets.
+/// typed secrets (opened by the caller, once).
 async fn exchange(
-    s: &Services,
+    s: Handles<'_>,
     env: &Environment,
     c: &Connection,
-    def: &ProviderDef,
+    secrets: &Secrets,
     minting: &Minting,
     field: &str,
 ) -> Result<std::result::Result<Minted, Refusal>> {
     if let Some((detail, advice)) = (minting.not_ready)(&c.settings) {
         return Ok(Err(Refusal { result: TestResult::failed(detail, advice), transient: false }));
     }
-    let secrets = connections::open_applicable_secrets(&s.db, &s.vault, &env.name, c, def).await?;
     let values: Vec<String> = secrets.values().map(|v| v.expose_secret().to_string()).collect();
     let scrub = |r: Refusal| {
         let secrets: Vec<&str> = values.iter().map(String::as_str).collect();
         Refusal { result: r.result.scrubbed(&secrets), transient: r.transient }
     };
-    if (minting.signs)(&c.settings) {
+    if signs(c) {
         let (signer, der) = key_of(s, env, c, minting, field).await?;
-        Ok((minting.exchange)(&s.outbound, &c.settings, &secrets, Some(Key { signer: &signer, certificate_der: &der })).await.map_err(scrub))
+        Ok((minting.exchange)(s.outbound, &c.settings, secrets, Some(Key { signer: &signer, certificate_der: &der })).await.map_err(scrub))
     } else {
-        Ok((minting.exchange)(&s.outbound, &c.settings, &secrets, None).await.map_err(scrub))
+        Ok((minting.exchange)(s.outbound, &c.settings, secrets, None).await.map_err(scrub))
     }
+}
+
+/// Whether `c`'s settings choose an auth mode that signs with the key connvault keeps.
+fn signs(c: &Connection) -> bool {
+    providers::get(&c.provider).and_then(|d| d.signing(&c.settings)).is_some()
 }
 
 /// When a minted token should be treated as expired.
@@ -879,7 +878,7 @@ fn expiry(minting: &Minting, c: &Connection, minted: &Minted, obtained: chrono::
 
 /// Keeps a new token (sealed), audited as a mint. Returns when it was obtained and when it
 /// expires.
-async fn keep_token(s: &Services, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting, minted: &Minted, via: &str) -> Result<(String, String)> {
+async fn keep_token(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting, minted: &Minted, via: &str) -> Result<(String, String)> {
     let obtained = chrono::Utc::now();
     let (t, expires_at) = (format_time(obtained), format_time(expiry(minting, c, minted, obtained)));
     let mut tx = s.db.begin().await?;
@@ -910,7 +909,7 @@ async fn keep_token(s: &Services, actor: &Actor, env: &Environment, c: &Connecti
 }
 
 /// The pending certificate has worked: it becomes the active one, the old one is retired.
-async fn promote_pending(s: &Services, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting) -> Result<()> {
+async fn promote_pending(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting) -> Result<()> {
     let key = connections::open_secret(&s.db, &s.vault, &env.name, &c.name, minting.pending_key_field).await?;
     let t = now();
     let mut tx = s.db.begin().await?;
@@ -934,10 +933,10 @@ async fn promote_pending(s: &Services, actor: &Actor, env: &Environment, c: &Con
 /// A fresh token with the active key, or the typed secret (the token broker's mint). The
 /// provider's refusals are the inner `Err`; the caller records them. On success: the token,
 /// when it was obtained and when it expires.
-pub async fn mint(s: &Services, actor: &Actor, env: &Environment, c: &Connection) -> Result<std::result::Result<(Minted, String, String), Refusal>> {
+pub async fn mint(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection) -> Result<std::result::Result<(Minted, String, String), Refusal>> {
     let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
-    let minting = def.minting.ok_or_else(|| Error::Internal(format!("{} connections are not minted", def.label)))?;
-    if (minting.signs)(&c.settings) && !c.secrets_set.contains_key(minting.key_field) {
+    let minting = def.minting_for(&c.settings).ok_or_else(|| Error::Internal(format!("{} connections with these settings are not minted", def.label)))?;
+    if signs(c) && !c.secrets_set.contains_key(minting.key_field) {
         return Ok(Err(Refusal {
             result: TestResult::failed(
                 format!("{} has no certificate in use", c.name),
@@ -946,7 +945,8 @@ pub async fn mint(s: &Services, actor: &Actor, env: &Environment, c: &Connection
             transient: false,
         }));
     }
-    match exchange(s, env, c, def, minting, minting.key_field).await? {
+    let secrets = connections::open_applicable_secrets(s.db, s.vault, &env.name, c, def).await?;
+    match exchange(s, env, c, &secrets, minting, minting.key_field).await? {
         Ok(minted) => {
             let (at, expires) = keep_token(s, actor, env, c, minting, &minted, "active").await?;
             Ok(Ok((minted, at, expires)))
@@ -957,11 +957,12 @@ pub async fn mint(s: &Services, actor: &Actor, env: &Environment, c: &Connection
 
 /// "Test connection" for a minted connection: a token request (with the pending certificate
 /// first, during a rotation), then the provider's verifying call with the new token. Returns
-/// the result to show; the caller audits it and records it as the connection's latest check.
-pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Connection) -> Result<TestResult> {
+/// the result to show; the caller (`checks::test`) opened `secrets` (the typed secrets that
+/// apply), and scrubs, audits and records the result as the connection's latest check.
+pub async fn live_check(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection, secrets: &Secrets) -> Result<TestResult> {
     let def = providers::get(&c.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", c.provider)))?;
-    let minting = def.minting.ok_or_else(|| Error::Internal(format!("{} connections are not minted", def.label)))?;
-    let signs = (minting.signs)(&c.settings);
+    let minting = def.minting_for(&c.settings).ok_or_else(|| Error::Internal(format!("{} connections with these settings are not minted", def.label)))?;
+    let signs = def.signing(&c.settings).is_some();
     let (has_key, has_pending) = (c.secrets_set.contains_key(minting.key_field), c.secrets_set.contains_key(minting.pending_key_field));
     if signs && !has_key && !has_pending {
         let admin = def.admin_help.map(|h| h.admin).unwrap_or("system's admin");
@@ -980,7 +981,7 @@ pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Conn
     let mut note = String::new();
     let mut outcome = None;
     if signs && has_pending {
-        match exchange(s, env, c, def, minting, minting.pending_key_field).await? {
+        match exchange(s, env, c, secrets, minting, minting.pending_key_field).await? {
             Ok(minted) => {
                 promote_pending(s, actor, env, c, minting).await?;
                 keep_token(s, actor, env, c, minting, &minted, "new certificate").await?;
@@ -995,7 +996,7 @@ pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Conn
     }
     let outcome = match outcome {
         Some(o) => o,
-        None => match exchange(s, env, c, def, minting, minting.key_field).await? {
+        None => match exchange(s, env, c, secrets, minting, minting.key_field).await? {
             Ok(minted) => {
                 keep_token(s, actor, env, c, minting, &minted, if signs { "active" } else { "secret" }).await?;
                 Ok(minted)
@@ -1020,7 +1021,6 @@ pub async fn live_check(s: &Services, actor: &Actor, env: &Environment, c: &Conn
             .bind(c.id)
             .execute(s.db.pool())
             .await?;
-            s.broker.forget(c.id);
             TestResult::passed(format!("{summary}{note}"))
         }
         Err(f) => f.result,

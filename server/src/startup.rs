@@ -158,7 +158,7 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
             if flusher.db.pool().is_closed() {
                 break;
             }
-            let _ = flusher.broker.flush_usage(&flusher, false).await;
+            let _ = flusher.broker.flush_usage(&flusher.db, false).await;
         }
     });
     Ok(services)

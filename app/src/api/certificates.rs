@@ -105,7 +105,7 @@ pub async fn request_admin_help(environment: String, name: String, admin_email: 
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
     let input = server::signing::IssueRequest { key_bits, admin_email: Some(admin_email), send_request: true };
-    server::signing::issue_certificate(&s, &actor_of(&user).await, &env.name, &name, input).await.map_err(fail)?;
+    server::signing::issue_certificate(s.signing(), &actor_of(&user).await, &env.name, &name, input).await.map_err(fail)?;
     Ok(())
 }
 
@@ -117,9 +117,9 @@ pub async fn admin_request_again(environment: String, name: String, cancel: bool
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
     let actor = actor_of(&user).await;
     if cancel {
-        server::signing::cancel_request(&s, &actor, &env.name, &name).await.map_err(fail)?;
+        server::signing::cancel_request(s.signing(), &actor, &env.name, &name).await.map_err(fail)?;
     } else {
-        server::signing::request_admin_help(&s, &actor, &env.name, &name, None).await.map_err(fail)?;
+        server::signing::request_admin_help(s.signing(), &actor, &env.name, &name, None).await.map_err(fail)?;
     }
     Ok(())
 }
@@ -130,7 +130,7 @@ pub async fn upload_certificate(environment: String, name: String, certificate: 
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
     let upload = server::signing::Upload { certificate, private_key: server::secret::SecretString::new(private_key) };
-    server::signing::upload_certificate(&s, &actor_of(&user).await, &env.name, &name, &upload).await.map_err(fail)?;
+    server::signing::upload_certificate(s.signing(), &actor_of(&user).await, &env.name, &name, &upload).await.map_err(fail)?;
     Ok(())
 }
 
@@ -160,6 +160,6 @@ pub async fn answer_admin_request(
         certificate: Some(certificate).filter(|c| !c.trim().is_empty()),
         private_key: Some(private_key).filter(|k| !k.trim().is_empty()).map(SecretString::new),
     };
-    let r = server::signing::answer_request(&s, &environment, &name, &answer, client_addr().await).await.map_err(fail)?;
+    let r = server::checks::answer(s.signing(), &environment, &name, &answer, client_addr().await).await.map_err(fail)?;
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
 }

@@ -325,7 +325,7 @@ pub async fn test_connection(environment: String, name: String) -> Fallible<Test
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
-    let r = server::connections::test(&s, &actor_of(&user).await, &env.name, &name).await.map_err(fail)?;
+    let r = server::checks::test(s.signing(), &actor_of(&user).await, &env.name, &name).await.map_err(fail)?;
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
 }
 

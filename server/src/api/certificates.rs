@@ -22,6 +22,7 @@ use crate::access::{Access, Resource};
 use crate::error::Result;
 use crate::providers::TestResult;
 use crate::secret::SecretString;
+use crate::checks;
 use crate::services::Services;
 use crate::signing::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
 
@@ -67,7 +68,7 @@ operation_error!(LinkRefused, "LinkRefused", "The link is not valid (unknown, us
 async fn issue(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<Issued>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     let input: IssueRequest = optional_json(body)?;
-    Ok((StatusCode::CREATED, Json(signing::issue_certificate(&s, &p.actor(), &env.name, &name, input).await?)))
+    Ok((StatusCode::CREATED, Json(signing::issue_certificate(s.signing(), &p.actor(), &env.name, &name, input).await?)))
 }
 
 #[utoipa::path(
@@ -101,7 +102,7 @@ async fn download(State(s): State<Services>, p: Principal, Path((env, name)): Pa
 )]
 async fn upload(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, Body(u): Body<Upload>) -> Result<Json<CertificateInfo>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    Ok(Json(signing::upload_certificate(&s, &p.actor(), &env.name, &name, &u).await?))
+    Ok(Json(signing::upload_certificate(s.signing(), &p.actor(), &env.name, &name, &u).await?))
 }
 
 #[utoipa::path(
@@ -147,7 +148,7 @@ hand_schema!(Resend, "Resend", || serde_json::json!({
 async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<AdminRequest>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     let to = optional_json::<Resend>(body)?.admin_email;
-    Ok((StatusCode::CREATED, Json(signing::request_admin_help(&s, &p.actor(), &env.name, &name, to.as_deref()).await?)))
+    Ok((StatusCode::CREATED, Json(signing::request_admin_help(s.signing(), &p.actor(), &env.name, &name, to.as_deref()).await?)))
 }
 
 #[utoipa::path(
@@ -161,7 +162,7 @@ async fn resend(State(s): State<Services>, p: Principal, Path((env, name)): Path
 )]
 async fn cancel(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<StatusCode> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    signing::cancel_request(&s, &p.actor(), &env.name, &name).await?;
+    signing::cancel_request(s.signing(), &p.actor(), &env.name, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -217,7 +218,7 @@ async fn answer(
     Body(a): Body<AdminAnswer>,
 ) -> Result<Json<TestResult>> {
     let addr = crate::ratelimit::client_addr(connect.map(|c| c.0 .0.ip()), &headers, &s.config.trusted_proxies);
-    Ok(Json(signing::answer_request(&s, &env, &name, &a, addr).await?))
+    Ok(Json(checks::answer(s.signing(), &env, &name, &a, addr).await?))
 }
 
 /// A body as sent, or why it could not be read.

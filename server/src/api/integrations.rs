@@ -220,12 +220,12 @@ async fn token(
     Query(q): Query<TokenQuery>,
 ) -> Result<Response> {
     let token = match principal::bearer(&parts.headers)? {
-        Some(key) => s.broker.token_for_key(&s, key, principal::client_addr(&parts, &s), &env, &name, q.force_refresh).await?,
+        Some(key) => s.broker.token_for_key(s.keys(), s.signing(), key, principal::client_addr(&parts, &s), &env, &name, q.force_refresh).await?,
         None => {
             let mut parts = parts;
             let p = <Principal as axum::extract::FromRequestParts<Services>>::from_request_parts(&mut parts, &s).await?;
             let env = env_for(&s, &p, &env, Resource::Tokens, Access::Read).await?;
-            s.broker.token(&s, &p.actor(), &env, &name, q.force_refresh).await?
+            s.broker.token(s.signing(), &p.actor(), &env, &name, q.force_refresh).await?
         }
     };
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(token.to_json())).into_response())

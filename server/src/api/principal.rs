@@ -77,7 +77,7 @@ impl FromRequestParts<Services> for Principal {
     async fn from_request_parts(parts: &mut Parts, s: &Services) -> Result<Self, Self::Rejection> {
         let addr = client_addr(parts, s);
         if let Some(key) = bearer(&parts.headers)? {
-            return Ok(Principal::Key(Box::new(api_keys::authenticate(s, key, addr).await?), addr));
+            return Ok(Principal::Key(Box::new(api_keys::authenticate(s.keys(), key, addr).await?), addr));
         }
         let token = sessions::token_from_headers(&parts.headers).map(str::to_string);
         if let Some(token) = token {

@@ -20,6 +20,7 @@ use super::principal::Principal;
 use crate::access::{Access, Resource};
 use crate::api_keys::{self, Creator, NewApiKey};
 use crate::audit::AuditQuery;
+use crate::checks;
 use crate::connections::{self, ConnectionPatch, ListQuery, NewConnection};
 use crate::environments::{self, Environment};
 use crate::error::{Error, Result};
@@ -475,5 +476,5 @@ async fn list_users(State(s): State<Services>, p: Principal, Query(q): Query<Fee
 /// A live check with the stored credentials: 200 `{ok, detail, advice}` whether or not it worked.
 async fn test_connection(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>) -> Result<Json<crate::providers::TestResult>> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
-    Ok(Json(connections::test(&s, &p.actor(), &env.name, &name).await?))
+    Ok(Json(checks::test(s.signing(), &p.actor(), &env.name, &name).await?))
 }

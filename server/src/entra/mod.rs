@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::assertion::{Alg, AssertionSigner, HeaderExtras};
 use crate::oauth::{self, SendFailure};
 use crate::outbound::{self, Outbound, OutboundError, OutboundResponse};
-use crate::providers::TestResult;
+use crate::outcome::TestResult;
 use crate::secret::SecretString;
 
 /// The public cloud's authority (the `authority_url` default).

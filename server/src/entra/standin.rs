@@ -36,6 +36,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::assertion::{x5t, x5t_s256};
+use crate::standin::{ct_eq, html, parse_jwt, random_chars};
 use crate::oauth::JWT_BEARER_ASSERTION_TYPE;
 
 /// Default access-token lifetime (Entra's is 60–90 minutes; `expires_in` 3599 is typical).
@@ -655,32 +656,8 @@ fn keys_of(app: &AppRegistration) -> Result<Vec<(String, String, Vec<u8>)>, Stri
         .collect()
 }
 
-/// Constant-time comparison of two secrets.
-fn ct_eq(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
 
-struct Jwt<'a> {
-    header: Value,
-    claims: Value,
-    signing_input: &'a str,
-    signature: &'a str,
-}
 
-/// Splits and decodes a compact JWS with JSON-object header and claims.
-fn parse_jwt(token: &str) -> Option<Jwt<'_>> {
-    let token = token.trim();
-    let (signing_input, signature) = token.rsplit_once('.')?;
-    let (header, claims) = signing_input.split_once('.')?;
-    if claims.contains('.') || signature.is_empty() {
-        return None;
-    }
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header: Value = serde_json::from_slice(&b64.decode(header).ok()?).ok()?;
-    let claims: Value = serde_json::from_slice(&b64.decode(claims).ok()?).ok()?;
-    (header.is_object() && claims.is_object()).then_some(Jwt { header, claims, signing_input, signature })
-}
 
 fn iso(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0).map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string()).unwrap_or_else(|| unix.to_string())
@@ -695,18 +672,15 @@ pub fn guid() -> String {
 
 fn random_token() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    format!("eyJ0eXAiOiJKV1Qi.{}", (0..300).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect::<String>())
+    format!("eyJ0eXAiOiJKV1Qi.{}", random_chars(300, ALPHABET))
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
-    response
-}
 
 /// A forced failure: 503/500 with Entra's transient-error body, anything else a short text.
+fn json_response(status: StatusCode, body: String) -> Response {
+    crate::standin::json_response(status, JSON, body)
+}
+
 fn forced(status: u16) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     if code.is_server_error() {
@@ -891,15 +865,9 @@ async fn demo_add_app(Shared(standin): Shared<StandIn>, body: Bytes) -> Response
     html(StatusCode::OK, render_demo(&standin, Some(Ok(client_id))))
 }
 
-fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
 
 fn render_demo(standin: &StandIn, outcome: Option<Result<String, String>>) -> String {
-    let e = crate::providers::salesforce::standin::escape_html;
+    let e = crate::standin::escape_html;
     let tenant = standin.home_tenant();
     let urls = standin.urls().unwrap_or(Urls { authority_url: String::new(), sharepoint_url: String::new(), dataverse_url: String::new() });
     let mut page = format!(
@@ -981,18 +949,6 @@ mod tests {
         assert_eq!(body["error_uri"], "http://127.0.0.1:1/error?code=7000215");
     }
 
-    #[test]
-    fn malformed_assertions_do_not_parse() {
-        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let h = b64(r#"{"alg":"PS256"}"#);
-        let c = b64(r#"{"iss":"x"}"#);
-        assert!(parse_jwt(&format!("{h}.{c}.c2ln")).is_some());
-        for bad in
-            [String::new(), "a.b".into(), format!("{h}.{c}."), format!("{h}.{c}.x.y"), format!("{h}.{}.c2ln", b64("[1]")), format!("{}.{c}.c2ln", b64("1"))]
-        {
-            assert!(parse_jwt(&bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn guids_are_version_4() {

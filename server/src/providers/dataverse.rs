@@ -57,13 +57,14 @@ pub const FIELDS: &[FieldSpec] = &[
 pub static DATAVERSE: ProviderDef = ProviderDef {
     id: "dataverse",
     label: "Microsoft Dataverse",
+    auth_modes: microsoft::SECRET_OR_CERTIFICATE,
+    auth_mode: microsoft::auth_mode,
     fields: FIELDS,
     check: microsoft::check_for::<R>,
     test: None,
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: DESTINATIONS,
-    retire_on_destination_change: Some(microsoft::retire),
     schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,
@@ -73,5 +74,5 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];
 
 /// A certificate, or a client secret with `auth` = `secret`.
-static MINTING: Minting = microsoft::minting::<R>(microsoft::signs);
+static MINTING: Minting = microsoft::minting::<R>();
 static ADMIN_HELP: AdminHelp = microsoft::admin_help::<R>();

@@ -10,18 +10,19 @@ use super::{AdminHelp, Minting, ProviderDef};
 pub static DYNAMICS365: ProviderDef = ProviderDef {
     id: "dynamics365",
     label: "Microsoft Dynamics 365",
+    auth_modes: microsoft::SECRET_OR_CERTIFICATE,
+    auth_mode: microsoft::auth_mode,
     fields: dataverse::FIELDS,
     check: microsoft::check_for::<R>,
     test: None,
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: dataverse::DESTINATIONS,
-    retire_on_destination_change: Some(microsoft::retire),
     schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
 };
 
-static MINTING: Minting = microsoft::minting::<R>(microsoft::signs);
+static MINTING: Minting = microsoft::minting::<R>();
 static ADMIN_HELP: AdminHelp = microsoft::admin_help::<R>();

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
+use super::{AuthMode, FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::{self, Outbound, OutboundResponse};
@@ -14,6 +14,8 @@ const AUTH: &[&str] = &["bearer", "basic", "header"];
 pub static HTTP: ProviderDef = ProviderDef {
     id: "http",
     label: "Generic HTTP",
+    auth_modes: &[AuthMode::Static],
+    auth_mode: |_| AuthMode::Static,
     fields: &[
         FieldSpec {
             name: "base_url",
@@ -81,7 +83,6 @@ pub static HTTP: ProviderDef = ProviderDef {
     managed_secrets: &[],
     cached_secrets: &[],
     destination_settings: &["base_url"],
-    retire_on_destination_change: None,
     schema,
     minting: None,
     credential: Some(credential),

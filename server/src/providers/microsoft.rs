@@ -8,8 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{AdminHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, RetireFuture, Secrets, VerifyFuture};
-use crate::db::Tx;
+use super::{AdminHelp, AuthMode, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture};
 use crate::entra::{self, ClientAuth};
 use crate::error::FieldError;
 use crate::mail::{Attachment, Email};
@@ -55,10 +54,9 @@ const fn resource_of(r: u8) -> Resource {
     }
 }
 
-/// How a Microsoft provider mints: `signs` says whether its settings sign with a certificate.
-pub const fn minting<const R: u8>(signs: fn(&Map<String, Value>) -> bool) -> Minting {
+/// How a Microsoft provider mints (with a certificate or a client secret, as its settings say).
+pub const fn minting<const R: u8>() -> Minting {
     Minting {
-        signs,
         not_ready,
         exchange: exchange_for::<R>,
         verify: verify_for::<R>,
@@ -190,15 +188,22 @@ impl Settings {
             client_id: text("client_id"),
             resource_url: text(resource.setting()).unwrap_or_default().trim_end_matches('/').to_string(),
             authority_url: text("authority_url").unwrap_or_else(|| DEFAULT_AUTHORITY.to_string()).trim_end_matches('/').to_string(),
-            certificate: signs(settings),
+            certificate: auth_mode(settings).signs(),
         }
     }
 }
 
-/// Whether these settings sign with a certificate: `auth` left out or `certificate`.
-pub fn signs(settings: &Map<String, Value>) -> bool {
-    settings.get("auth").and_then(Value::as_str).is_none_or(|a| a == "certificate")
+/// Entra client credentials with a certificate assertion (`auth` left out or `certificate`)
+/// or a client secret (`auth` = `secret`, Dataverse and Dynamics 365 only).
+pub fn auth_mode(settings: &Map<String, Value>) -> AuthMode {
+    match settings.get("auth").and_then(Value::as_str) {
+        None | Some("certificate") => AuthMode::ClientAssertion,
+        Some(_) => AuthMode::ClientSecret,
+    }
 }
+
+/// Dataverse and Dynamics 365 take either.
+pub const SECRET_OR_CERTIFICATE: &[AuthMode] = &[AuthMode::ClientAssertion, AuthMode::ClientSecret];
 
 pub fn not_ready(settings: &Map<String, Value>) -> Option<(String, String)> {
     let missing: Vec<&str> = ANSWER_FIELDS.iter().copied().filter(|f| settings.get(*f).and_then(Value::as_str).is_none_or(|v| v.trim().is_empty())).collect();
@@ -295,11 +300,6 @@ pub async fn verify(out: &Outbound, settings: &Map<String, Value>, minted: &Mint
     }
 }
 
-/// A new authority or resource URL: the key is retired with its certificates, open requests and
-/// the cached token (see `crate::signing::retire_credentials`).
-pub fn retire<'a>(tx: &'a mut Tx<'static>, connection_id: i64) -> RetireFuture<'a> {
-    Box::pin(crate::signing::retire_credentials(tx, connection_id))
-}
 
 fn is_guid(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(m(json!({})).unwrap(), "no Directory (tenant) ID and Application (client) ID yet");
         assert_eq!(m(json!({"tenant": "contoso.onmicrosoft.com"})).unwrap(), "no Application (client) ID yet");
         assert_eq!(m(json!({"tenant": "t.onmicrosoft.com", "client_id": "00001111-aaaa-2222-bbbb-3333cccc4444"})), None);
-        assert!(signs(json!({}).as_object().unwrap()));
-        assert!(!signs(json!({"auth": "secret"}).as_object().unwrap()));
+        assert_eq!(auth_mode(json!({}).as_object().unwrap()), AuthMode::ClientAssertion);
+        assert_eq!(auth_mode(json!({"auth": "secret"}).as_object().unwrap()), AuthMode::ClientSecret);
     }
 }

@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::db::Tx;
 use crate::error::{FieldError, Result};
-use crate::outbound::{self, Outbound, OutboundError};
+use crate::outbound::Outbound;
 use crate::secret::SecretString;
+
+pub use crate::outcome::TestResult;
 
 pub mod dataverse;
 pub mod dynamics365;
@@ -58,12 +59,48 @@ impl FieldSpec {
     }
 }
 
+/// How a connection authenticates: the small closed set of modes every provider is data over
+/// (as Nango's provider catalog sits on its auth modes). Shared code decides by the mode, never
+/// by the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A stored secret sent as it is: a bearer token, basic credentials, a header, an API key.
+    Static,
+    /// OAuth 2.0 client credentials, the client authenticated by a secret (in the body or as
+    /// HTTP Basic).
+    ClientSecret,
+    /// OAuth 2.0 client credentials, the client authenticated by a private-key JWT assertion
+    /// signed with the connection's certificate (RFC 7523 section 2.2).
+    ClientAssertion,
+    /// The JWT bearer grant (RFC 7523 section 2.1): an assertion signed with the connection's
+    /// certificate is the grant (Salesforce).
+    JwtBearer,
+}
+
+impl AuthMode {
+    /// Whether connvault signs with a certificate and key it keeps for the connection.
+    pub fn signs(self) -> bool {
+        matches!(self, AuthMode::ClientAssertion | AuthMode::JwtBearer)
+    }
+
+    /// Whether the run-time credential comes from a token endpoint (else it is the stored secret).
+    pub fn minted(self) -> bool {
+        self != AuthMode::Static
+    }
+}
+
 /// What a provider is: its id, its fields, and its own checks beyond the field specs.
 #[derive(Debug)]
 pub struct ProviderDef {
     pub id: &'static str,
     pub label: &'static str,
     pub fields: &'static [FieldSpec],
+    /// The auth modes its connections may use, and which one a connection's settings choose
+    /// (one of them). A provider mints (`minting`) exactly when it offers a minted mode, and
+    /// has a static `credential` exactly when it offers `Static`.
+    pub auth_modes: &'static [AuthMode],
+    pub auth_mode: fn(&Map<String, Value>) -> AuthMode,
     /// Extra checks on settings that are already well-typed (e.g. URL shape rules).
     pub check: fn(&Map<String, Value>) -> Vec<FieldError>,
     /// The live check behind "test connection", if the provider has one. It gets the stored
@@ -83,10 +120,6 @@ pub struct ProviderDef {
     /// import never makes it (promise 17): whoever re-points a connection must bring the
     /// secret for the new place. The first is what the connections list shows as the target.
     pub destination_settings: &'static [&'static str],
-    /// For providers that sign with a key connvault keeps: what else ends with the key when a
-    /// destination changes (certificates, open requests to an admin, a cached session), inside
-    /// the change's transaction. The key itself is dropped with the other stored secrets.
-    pub retire_on_destination_change: Option<RetireFn>,
     /// The JSON Schema of a new connection of this provider, for the OpenAPI document: its
     /// `required` list and the `settings` and `secrets` properties, with every rule of the field
     /// specs and of `check` that a schema can state (`name`, `provider` and the object's
@@ -107,9 +140,6 @@ pub struct ProviderDef {
 /// How a provider mints its run-time credential.
 #[derive(Debug)]
 pub struct Minting {
-    /// Whether these settings sign with a certificate and key connvault keeps (else the typed
-    /// secrets carry the client credential, e.g. a Dataverse client secret).
-    pub signs: fn(&Map<String, Value>) -> bool,
     /// What must be filled in before a token can be asked for, as `(detail, advice)`: a
     /// Salesforce consumer key, an Entra tenant and client ID.
     pub not_ready: fn(&Map<String, Value>) -> Option<(String, String)>,
@@ -170,7 +200,8 @@ pub struct Refusal {
 pub type CredentialFn = fn(&Map<String, Value>, &Secrets) -> std::result::Result<crate::credential::Credential, crate::credential::Unusable>;
 
 pub type MintFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Minted, Refusal>> + Send + 'a>>;
-/// `exchange(outbound, settings, typed secrets, key)`: the key is `Some` exactly when `signs`.
+/// `exchange(outbound, settings, typed secrets, key)`: the key is `Some` exactly when the
+/// settings' auth mode signs.
 pub type ExchangeFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets, Option<Key<'a>>) -> MintFuture<'a>;
 pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Identity, Refusal>> + Send + 'a>>;
 pub type VerifyFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Minted) -> VerifyFuture<'a>;
@@ -209,44 +240,6 @@ pub struct RequestFacts<'a> {
     pub thumbprint_sha1: &'a str,
 }
 
-pub type RetireFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
-/// `retire(tx, connection_id)`.
-pub type RetireFn = for<'a> fn(&'a mut Tx<'static>, i64) -> RetireFuture<'a>;
-
-/// The outcome of a live check: whether it worked, what happened, and what to fix. A check that
-/// ran and failed is a result (`ok: false`), not an error.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TestResult {
-    /// Whether the service accepted the credentials
-    pub ok: bool,
-    /// What happened, in plain words (HTTP status, a short excerpt of an error answer); never a secret
-    pub detail: String,
-    /// What to fix, when there is something to fix
-    #[schema(required = true)]
-    pub advice: Option<String>,
-}
-
-impl TestResult {
-    pub fn passed(detail: impl Into<String>) -> TestResult {
-        TestResult { ok: true, detail: detail.into(), advice: None }
-    }
-
-    pub fn failed(detail: impl Into<String>, advice: impl Into<String>) -> TestResult {
-        TestResult { ok: false, detail: detail.into(), advice: Some(advice.into()) }
-    }
-
-    /// The same result with every secret (and its usual encodings) removed from the text.
-    pub fn scrubbed(self, secrets: &[&str]) -> TestResult {
-        TestResult { ok: self.ok, detail: outbound::scrub(&self.detail, secrets), advice: self.advice.map(|a| outbound::scrub(&a, secrets)) }
-    }
-}
-
-impl From<OutboundError> for TestResult {
-    fn from(e: OutboundError) -> TestResult {
-        TestResult { ok: false, detail: e.to_string(), advice: e.advice() }
-    }
-}
-
 /// Opened secret fields of one connection, by field name.
 pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
@@ -262,8 +255,18 @@ pub fn ids() -> Vec<&'static str> {
     REGISTRY.iter().map(|p| p.id).collect()
 }
 
+/// The schema of a provider id: one of the registry's.
+pub fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::schema::json_schema(json!({"type": "string", "enum": ids()}))
+}
+
 pub const MAX_SETTING_LEN: usize = 2048;
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
+
+/// The schema of a secret's value as people send it (see `connections::check_secret_values`).
+pub fn secret_value_schema() -> Value {
+    json!({"type": "string", "writeOnly": true, "pattern": crate::schema::not_blank(), "description": "Not blank; at most 64 KiB (UTF-8)"})
+}
 
 impl ProviderDef {
     /// Settings in their stored form: whole numbers sent as `5.0` become `5` (before
@@ -374,9 +377,15 @@ impl ProviderDef {
         }
     }
 
+    /// The minting of these settings, if their auth mode is a minted one (a provider may offer
+    /// a static mode beside a minted one: SAP OData's basic or API key beside client credentials).
+    pub fn minting_for(&self, settings: &Map<String, Value>) -> Option<&'static Minting> {
+        self.minting.filter(|_| (self.auth_mode)(settings).minted())
+    }
+
     /// The minting of a provider whose settings sign with a key connvault keeps.
     pub fn signing(&self, settings: &Map<String, Value>) -> Option<&'static Minting> {
-        self.minting.filter(|m| (m.signs)(settings))
+        self.minting_for(settings).filter(|_| (self.auth_mode)(settings).signs())
     }
 }
 
@@ -409,7 +418,7 @@ impl ProviderDef {
             // Nothing people may send: the provider's secrets are kept by connvault itself.
             json!({"type": "object", "maxProperties": 0, "writeOnly": true})
         } else {
-            let props: Map<String, Value> = secret_fields.iter().map(|f| (f.name.to_string(), crate::connections::secret_value_schema())).collect();
+            let props: Map<String, Value> = secret_fields.iter().map(|f| (f.name.to_string(), secret_value_schema())).collect();
             json!({"type": "object", "additionalProperties": false, "properties": props})
         };
         let mut required = vec!["name", "provider", "settings"];
@@ -480,7 +489,7 @@ impl ProviderDef {
 
 /// Patterns for the OpenAPI document, spelling out what the checks here accept.
 pub mod patterns {
-    pub use crate::api::doc::{CONTROL, WS};
+    pub use crate::schema::{CONTROL, WS};
 
     /// A port number, 0 to 65535, without leading zeros.
     pub const PORT: &str = "(?:0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
@@ -598,6 +607,43 @@ mod tests {
                 out.push(path);
             }
         }
+    }
+
+    /// Providers are data over the auth modes: a provider mints exactly when it offers a
+    /// minted mode, has a static credential exactly when it offers `Static`, asks an admin only
+    /// for a mode that signs, and every choice of its settings picks a mode it offers.
+    #[test]
+    fn providers_are_data_over_the_auth_modes() {
+        use super::{AuthMode, REGISTRY};
+        use serde_json::{json, Map, Value};
+        for p in REGISTRY {
+            assert!(!p.auth_modes.is_empty(), "{}: no auth mode", p.id);
+            assert_eq!(p.minting.is_some(), p.auth_modes.iter().any(|m| m.minted()), "{}: minting and the minted modes", p.id);
+            assert_eq!(p.credential.is_some(), p.auth_modes.contains(&AuthMode::Static), "{}: a static credential and Static", p.id);
+            assert_eq!(p.test.is_some() || p.minting.is_some(), true, "{}: a live check", p.id);
+            if p.admin_help.is_some() {
+                assert!(p.auth_modes.iter().any(|m| m.signs()), "{}: an admin request needs a certificate to send", p.id);
+            }
+            // Every value of every choice field (and none), alone: the mode must be one offered,
+            // and `signing` must agree with it.
+            let mut cases = vec![Map::new()];
+            for f in p.fields.iter().filter(|f| matches!(f.kind, super::FieldKind::Choice)) {
+                cases.extend(f.choices.iter().map(|c| Map::from_iter([(f.name.to_string(), json!(c))])));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for settings in &cases {
+                let mode = (p.auth_mode)(settings);
+                assert!(p.auth_modes.contains(&mode), "{}: {settings:?} chose {mode:?}, not offered", p.id);
+                assert_eq!(p.signing(settings).is_some(), mode.signs(), "{}: {settings:?}", p.id);
+                seen.insert(format!("{mode:?}"));
+            }
+            assert_eq!(seen.len(), p.auth_modes.len(), "{}: every offered mode is reachable from the settings ({seen:?})", p.id);
+            let _: Value = serde_json::to_value(p.auth_modes).unwrap();
+        }
+        let modes = |id: &str| super::get(id).unwrap().auth_modes.to_vec();
+        assert_eq!(modes("http"), [AuthMode::Static]);
+        assert!(REGISTRY.iter().any(|p| p.auth_modes.contains(&AuthMode::JwtBearer)));
+        assert!(REGISTRY.iter().any(|p| p.auth_modes == [AuthMode::ClientAssertion, AuthMode::ClientSecret]));
     }
 
     /// Shared code asks the provider (`ProviderDef`) and never names one: a provider's id as a

@@ -3,11 +3,13 @@
 //! obtained with a client secret). The shared Microsoft parts are in `super::microsoft`.
 
 use super::microsoft::{self, ADMIN_EMAIL, AUTHORITY_URL, CLIENT_ID, SHAREPOINT as R, TENANT};
-use super::{AdminHelp, FieldKind, FieldSpec, Minting, ProviderDef};
+use super::{AdminHelp, AuthMode, FieldKind, FieldSpec, Minting, ProviderDef};
 
 pub static SHAREPOINT: ProviderDef = ProviderDef {
     id: "sharepoint",
     label: "SharePoint Online",
+    auth_modes: &[AuthMode::ClientAssertion],
+    auth_mode: |_| AuthMode::ClientAssertion,
     fields: &[
         FieldSpec {
             name: "site_url",
@@ -29,7 +31,6 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: &["site_url", "authority_url"],
-    retire_on_destination_change: Some(microsoft::retire),
     schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,
@@ -37,5 +38,5 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
 };
 
 /// Always a certificate.
-static MINTING: Minting = microsoft::minting::<R>(|_| true);
+static MINTING: Minting = microsoft::minting::<R>();
 static ADMIN_HELP: AdminHelp = microsoft::admin_help::<R>();

@@ -52,8 +52,8 @@ async fn seed(s: &Services) -> String {
     connections::create(db, vault, &op, "QA", connection("Ledger", "http", basic, &[("password", BASIC_MARKER)])).await.unwrap();
     let sf = json!({"login_url": "https://login.salesforce.com", "username": "int@acme.com", "consumer_key": "3MVG9abc"});
     connections::create(db, vault, &op, "DEV", connection("SF_Main", "salesforce", sf, &[])).await.unwrap();
-    signing::issue_certificate(s, &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
-    let rotation = signing::issue_certificate(s, &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
+    signing::issue_certificate(s.signing(), &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
+    let rotation = signing::issue_certificate(s.signing(), &op, "DEV", "SF_Main", IssueRequest::default()).await.unwrap();
     assert_eq!(rotation.certificate.state, "pending");
     for (name, provider, connection) in [("Accounts", "salesforce", Some("SF_Main")), ("Billing_Sync", "http", Some("Billing")), ("Reports", "http", None)] {
         let publish = Publish { provider: provider.into(), objects: vec![], description: Some(format!("{name} sync")), version: Some("1.0".into()) };
@@ -163,7 +163,7 @@ async fn a_backup_restores_into_a_fresh_instance_with_another_master_key() {
         assert!(owner.is_owner);
         let dev = users::list(db).await.unwrap().into_iter().find(|u| u.email == "dev@example.com").unwrap();
         assert_eq!(dev.roles.get("DEV"), Some(&Role::Developer));
-        let key = server::api_keys::authenticate(&target, &api_key, None).await.unwrap();
+        let key = server::api_keys::authenticate(target.keys(), &api_key, None).await.unwrap();
         assert_eq!(key.key.name, "test");
 
         // Audited on both sides; the target's database holds no secret in clear.

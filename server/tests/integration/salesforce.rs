@@ -423,13 +423,14 @@ async fn the_broker_caches_mints_once_for_many_callers_and_backs_off_a_failing_c
         assert_eq!(sf.token_requests() - before, 2);
 
         // Hits are counted per key and minute, then written once.
-        let written = api.s.broker.flush_usage(&api.s, true).await.unwrap();
+        let written = api.s.broker.flush_usage(&api.s.db, true).await.unwrap();
         assert!(written >= 1);
         let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV&action=token.use", None).await;
         let hits: i64 = audit["items"].as_array().unwrap().iter().map(|e| e["detail"]["cached_hits"].as_i64().unwrap()).sum();
         assert_eq!(hits, 50, "49 waiters plus one cached call");
 
         // A failing connection: 424 with Salesforce's reason, then back-off without calls.
+        let assigned = sf.apps()[0].assigned_users.clone();
         sf.update_app(&first_key(&sf), |a| a.assigned_users.clear()).unwrap();
         let (st, err, text) = api.call(Who::Key(&k), "POST", &format!("{token_path}?force_refresh=true"), None).await;
         assert_eq!(st, 424, "{text}");
@@ -440,6 +441,24 @@ async fn the_broker_caches_mints_once_for_many_callers_and_backs_off_a_failing_c
         assert_eq!(sf.token_requests(), calls, "backing off: Salesforce is not called again");
         let (_, list, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/integrations", None).await;
         assert_eq!(list["items"][0]["status"], "failing");
+
+        // Fixed on Salesforce's side and tested: the wait ends at once, since the broker reads
+        // the latest check from the database (so a check on another server counts too).
+        sf.update_app(&first_key(&sf), |a| a.assigned_users = assigned).unwrap();
+        let (st, _, _) = api.call(Who::Key(&k), "POST", &format!("{token_path}?force_refresh=true"), None).await;
+        assert_eq!(st, 424, "still backing off: nothing says it works yet");
+        if db.kind == common::Kind::Postgres {
+            // (Its mint is a check that worked, too: on PostgreSQL it ends this server's wait.)
+            let other = Api::new(open(&db).await);
+            let (st, _, _) = other.call(Who::Key(&k), "POST", &format!("{token_path}?force_refresh=true"), None).await;
+            assert_eq!(st, 200, "a fresh server mints: it has no back-off of its own");
+        }
+        assert_eq!(test(&api, &k, "SF").await["ok"], true);
+        let calls = sf.token_requests();
+        let (st, body, text) = api.call(Who::Key(&k), "POST", &format!("{token_path}?force_refresh=true"), None).await;
+        assert_eq!(st, 200, "a test that worked ends the back-off: {text}");
+        assert_eq!(body["cached"], false);
+        assert_eq!(sf.token_requests(), calls + 1);
     }
 }
 

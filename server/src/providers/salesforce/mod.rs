@@ -11,8 +11,7 @@ pub mod standin;
 
 use serde_json::{json, Map, Value};
 
-use super::{AdminHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Refusal, RetireFuture, Secrets, VerifyFuture};
-use crate::db::Tx;
+use super::{AdminHelp, AuthMode, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Refusal, Secrets, VerifyFuture};
 use crate::error::FieldError;
 use crate::outbound::Outbound;
 
@@ -33,6 +32,8 @@ pub const ACCESS_TOKEN: &str = "access_token";
 pub static SALESFORCE: ProviderDef = ProviderDef {
     id: "salesforce",
     label: "Salesforce",
+    auth_modes: &[AuthMode::JwtBearer],
+    auth_mode: |_| AuthMode::JwtBearer,
     fields: &[
         FieldSpec {
             name: "login_url",
@@ -100,7 +101,6 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     managed_secrets: &[PRIVATE_KEY, PENDING_PRIVATE_KEY, ACCESS_TOKEN],
     cached_secrets: &[ACCESS_TOKEN],
     destination_settings: &["login_url", "audience"],
-    retire_on_destination_change: Some(retire),
     schema,
     minting: Some(&MINTING),
     credential: None,
@@ -108,7 +108,6 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
 };
 
 static MINTING: Minting = Minting {
-    signs: |_| true,
     not_ready,
     exchange,
     verify,
@@ -181,12 +180,6 @@ fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a M
     })
 }
 
-/// A new login URL or audience: the private key (dropped with the other stored secrets by the
-/// caller) is retired with its certificates, open requests to the admin and their links, and
-/// the cached session. The connection needs a certificate again.
-fn retire<'a>(tx: &'a mut Tx<'static>, connection_id: i64) -> RetireFuture<'a> {
-    Box::pin(crate::signing::retire_credentials(tx, connection_id))
-}
 
 /// The hosts whose token endpoint is Salesforce's own: the issuer that accepts an assertion
 /// signed with the connection's key. Production and sandbox logins, My Domain (with its

@@ -32,6 +32,8 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::standin::{escape_html, html, random_chars, Jwt};
+
 /// The only `grant_type` this endpoint serves.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Production login host, accepted as an audience by default.
@@ -619,20 +621,21 @@ async fn userinfo_endpoint(Shared(standin): Shared<StandIn>, headers: HeaderMap)
     }
 }
 
+/// An assertion as Salesforce takes it: RS256 only.
+fn parse_jwt(token: &str) -> Option<Jwt<'_>> {
+    crate::standin::parse_jwt(token).filter(|jwt| jwt.header.get("alg").and_then(Value::as_str) == Some("RS256"))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    crate::standin::json_response(status, JSON_UTF8, body)
+}
+
 fn take_one<T: Copy>(slot: &mut Option<(usize, T)>) -> Option<T> {
     let (n, value) = (*slot)?;
     *slot = (n > 1).then_some((n - 1, value));
     Some(value)
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
 
 /// A forced failure, shaped like what Salesforce's edge sends.
 fn failure(status: u16) -> Response {
@@ -652,31 +655,7 @@ fn failure(status: u16) -> Response {
     response
 }
 
-struct Jwt<'a> {
-    header: Value,
-    claims: Value,
-    signing_input: &'a str,
-    signature: &'a str,
-}
 
-/// Splits and decodes a compact JWS; `None` for anything malformed, a header other than
-/// `alg: RS256` (`typ` may be absent; other header fields are ignored) or claims that are not
-/// a JSON object.
-fn parse_jwt(token: &str) -> Option<Jwt<'_>> {
-    let token = token.trim();
-    let (signing_input, signature) = token.rsplit_once('.')?;
-    let (header, claims) = signing_input.split_once('.')?;
-    if claims.contains('.') || signature.is_empty() {
-        return None;
-    }
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header: Value = serde_json::from_slice(&b64.decode(header).ok()?).ok()?;
-    let claims: Value = serde_json::from_slice(&b64.decode(claims).ok()?).ok()?;
-    if header.get("alg").and_then(Value::as_str) != Some("RS256") || !claims.is_object() {
-        return None;
-    }
-    Some(Jwt { header, claims, signing_input, signature })
-}
 
 /// `exp` as seconds since the epoch: a JSON number (fractions dropped) or a string of digits,
 /// the form Salesforce's documentation shows.
@@ -728,9 +707,6 @@ fn random_secret() -> [u8; 32] {
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
 
-fn random_chars(n: usize, alphabet: &[u8]) -> String {
-    (0..n).map(|_| alphabet[rand::random_range(0..alphabet.len())] as char).collect()
-}
 
 /// A random 18-character Salesforce id with the given key prefix (`00D` org, `005` user): the
 /// 15-character id plus its real case-safe checksum.
@@ -757,21 +733,6 @@ pub fn id_checksum(id15: &str) -> String {
 
 const DEMO_TITLE: &str = "connvault Salesforce stand-in — for local demos, not Salesforce";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 async fn demo_page(Shared(standin): Shared<StandIn>, headers: HeaderMap) -> Response {
     let base = standin.base_for(&headers);
@@ -813,12 +774,6 @@ async fn demo_add_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, body
     }
 }
 
-fn html(status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
 
 fn render_demo(standin: &StandIn, base: &str, outcome: Option<Result<String, String>>) -> String {
     let e = escape_html;
@@ -915,33 +870,16 @@ mod tests {
         }
     }
 
+    /// The shape is `crate::standin::parse_jwt`'s (tested there); Salesforce takes RS256 only.
     #[test]
-    fn malformed_assertions_do_not_parse() {
+    fn only_rs256_assertions_parse() {
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let ok_header = b64(r#"{"alg":"RS256"}"#);
         let claims = b64(r#"{"iss":"x"}"#);
-        assert!(parse_jwt(&format!("{ok_header}.{claims}.c2ln")).is_some());
-        for bad in [
-            String::new(),
-            "abc".into(),
-            "a.b".into(),
-            "a.b.c".into(),
-            format!("{ok_header}.{claims}."),
-            format!("{ok_header}.{claims}.x.y"),
-            format!("{}.{claims}.c2ln", b64(r#"{"alg":"HS256","typ":"JWT"}"#)),
-            format!("{}.{claims}.c2ln", b64(r#"{"alg":"none"}"#)),
-            format!("{}.{claims}.c2ln", b64(r#"{"typ":"JWT"}"#)),
-            format!("{ok_header}.{}.c2ln", b64("[1,2]")),
-            format!("{ok_header}.{}.c2ln", b64("not json")),
-            format!("{ok_header}.{claims}=.c2ln"),
-        ] {
-            assert!(parse_jwt(&bad).is_none(), "{bad}");
+        assert!(parse_jwt(&format!("{}.{claims}.c2ln", b64(r#"{"alg":"RS256"}"#))).is_some());
+        for header in [r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"alg":"none"}"#, r#"{"typ":"JWT"}"#, r#"{"alg":"PS256"}"#] {
+            assert!(parse_jwt(&format!("{}.{claims}.c2ln", b64(header))).is_none(), "{header}");
         }
-    }
-
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(escape_html(r#"<a href="x">&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+        assert!(parse_jwt("a.b.c").is_none());
     }
 
     #[test]
@@ -952,3 +890,4 @@ mod tests {
         assert_eq!(take_one(&mut slot), None);
     }
 }
+

@@ -1,0 +1,56 @@
+//! Live checks: "Test connection" for a connection of any provider, and an admin's answer to
+//! a request, tested at once. Above the certificate lifecycle (`signing`), which makes the
+//! minted providers' checks, and the connections, whose static providers check themselves.
+
+use serde_json::json;
+
+use crate::audit::{self, Actor, Event};
+use crate::connections;
+use crate::environments;
+use crate::error::Result;
+use crate::outcome::TestResult;
+use crate::secret::SecretString;
+use crate::signing::{self, AdminAnswer, Handles};
+
+/// "Test connection": runs the provider's live check with the stored settings and secrets, and
+/// audits it (`connection.test`, outcome `ok` or `failed`). The secrets are opened only in
+/// memory; the result and the audit record are scrubbed of them. A check that ran and failed
+/// is `Ok` with `ok: false`; an unknown connection is `NotFound`. If the audit record cannot be
+/// written, the result is withheld and this fails (fail closed).
+pub async fn test(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<TestResult> {
+    let (db, vault, outbound) = (s.db, s.vault, s.outbound);
+    let env = environments::find(db, env_name).await?;
+    let c = connections::get(db, &env.name, name).await?;
+    let def = connections::provider(&c.provider)?;
+    // Opened once, here: the check uses them and the result is scrubbed of them.
+    let secrets = connections::open_applicable_secrets(db, vault, &env.name, &c, def).await?;
+    let result = match def.test {
+        _ if def.minting_for(&c.settings).is_some() => signing::live_check(s, actor, &env, &c, &secrets).await?,
+        Some(check) => check(outbound, &c.settings, &secrets).await,
+        None => TestResult { ok: false, detail: format!("{} connections have no live check yet", def.label), advice: None },
+    };
+    let values: Vec<&str> = secrets.values().map(SecretString::expose_secret).collect();
+    let result = result.scrubbed(&values);
+    let used: Vec<&String> = secrets.keys().collect();
+    let mut tx = db.begin().await?;
+    connections::record_health(&mut tx, c.id, &result, "test").await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Event::new("connection.test")
+            .outcome(if result.ok { "ok" } else { "failed" })
+            .environment(env.id, &env.name)
+            .object("connection", &c.name)
+            .detail(json!({"provider": def.id, "ok": result.ok, "detail": result.detail, "secrets_used": used})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// The admin's answer through the one-time link (see [`signing::take_answer`]), then tested at
+/// once, so the admin learns whether it works.
+pub async fn answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<TestResult> {
+    let (actor, env, connection) = signing::take_answer(s, env_name, name, answer, addr).await?;
+    test(s, &actor, &env, &connection).await
+}
