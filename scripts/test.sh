@@ -218,7 +218,9 @@ fi
 # The front end: the build started beside the contract test (its output now), or a build here.
 frontend() {
   if [ -n "${FRONTEND_PID:-}" ]; then
-    wait "$FRONTEND_PID" || true
+    # run_step runs this in a pipeline's subshell, where the build is not a child to `wait`
+    # for: wait for its exit code file instead (written when it ends, however it ends).
+    while [ ! -f "$FRONTEND_LOG.rc" ] && kill -0 "$FRONTEND_PID" 2>/dev/null; do sleep 1; done
     cat "$FRONTEND_LOG"
     return "$(cat "$FRONTEND_LOG.rc" 2>/dev/null || echo 1)"
   fi
