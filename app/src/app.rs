@@ -68,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections/:name") view=ConnectionPage ssr=SsrMode::Async/>
                     <Route path=path!("/respond/:env/:name") view=crate::pages::certificates::RespondPage ssr=SsrMode::Async/>
+                    <Route path=path!("/credentials/:env/:name") view=crate::pages::credentials::CredentialsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -73,6 +73,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         addr: std::net::SocketAddr,
     },
+    /// Serve a stand-in of Workato's developer API (users/me, folders, members) with one DEV API
+    /// client, whose token it prints, for local demos (not Workato; connvault reaches it only
+    /// with CONNVAULT_ALLOW_LOOPBACK=1, as the connection's base_url).
+    DevWorkato {
+        /// Listen address; `http://ADDR/api/` is the demo connection's base URL.
+        #[arg(long, default_value = "127.0.0.1:8092")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -332,6 +340,7 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
         | Command::Backup(_)
         | Command::DevSalesforce { .. }
         | Command::DevMicrosoft { .. }
+        | Command::DevWorkato { .. }
         | Command::Promote(_)
         | Command::Export(_)
         | Command::Import(_) => unreachable!("handled elsewhere"),
@@ -466,6 +475,7 @@ async fn main() -> ExitCode {
             server::providers::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}"))
         }
         Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
+        Command::DevWorkato { addr } => server::providers::workato::standin::run_demo(addr).await.map_err(|e| format!("Workato stand-in on {addr}: {e}")),
         other => run_command(config, other).await,
     };
     match result {

@@ -229,7 +229,7 @@ fn operators_manage_environments_and_connections_from_the_command_line() {
     let out = run(c, "");
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("settings.base_url") && err.contains("secrets.token"), "{err}");
+    assert!(err.contains("settings.base_url") && err.contains("ftp"), "{err}");
 }
 
 fn setup_link(stderr: &mut impl Read) -> String {
@@ -433,9 +433,15 @@ fn promise_6_a_secret_never_reaches_the_log() {
         if item.get("get").is_some() {
             let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
             let concrete = path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", "1");
-            let (status, text) =
-                if concrete.ends_with("/admin-response") { api("GET", &format!("{concrete}?token=not-the-link"), "") } else { api("GET", &concrete, "") };
-            let expected = if concrete.starts_with("/api/v1/outbox") || concrete.ends_with("/admin-response") { 403 } else { 200 };
+            let link = concrete.ends_with("/admin-response") || concrete.ends_with("/credential-response");
+            let (status, text) = if link { api("GET", &format!("{concrete}?token=not-the-link"), "") } else { api("GET", &concrete, "") };
+            let expected = if concrete.starts_with("/api/v1/outbox") || link {
+                403
+            } else if concrete.ends_with("/credential-request") {
+                404 // nobody asked for Marked's credentials
+            } else {
+                200
+            };
             assert_eq!(status, expected, "{concrete}: {text}");
             assert!(!text.contains("PRIVATE KEY"), "{concrete}");
         }
@@ -531,6 +537,25 @@ fn dev_microsoft_serves_the_demo_page_at_the_url_it_prints() {
     assert_eq!(tenant.len(), 36, "{tenant}");
     assert!(body.contains(&format!("http://127.0.0.1:{port}/{tenant}/oauth2/v2.0/token")), "the page names the token endpoint: {body}");
     assert!(printed.iter().any(|l| l.contains(&tenant)), "the tenant is printed too: {printed:?}");
+    let _ = stand_in.0.kill();
+    assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
+}
+
+#[test]
+fn dev_workato_answers_users_me_for_the_token_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut c = cmd(dir.path());
+    c.args(["dev-workato", "--addr", &format!("127.0.0.1:{port}")]);
+    let (mut stand_in, printed) = stand_in_printing(c, "dev-workato", |l| l.contains("API client token"));
+    assert!(printed.iter().any(|l| l.contains(&format!("http://127.0.0.1:{port}/api/"))), "{printed:?}");
+    let token = printed.iter().find_map(|l| l.rsplit_once(": ").filter(|_| l.contains("API client token")).map(|(_, t)| t.trim().to_string())).unwrap();
+    assert_eq!(token.len(), 64, "{token}");
+    let ask = |auth: &str| request(port, "GET", "/api/users/me", &[("Authorization", auth)], "").unwrap();
+    let (status, _, body) = ask(&format!("Bearer {token}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Acme Automation"), "{body}");
+    assert_eq!(ask("Bearer not-the-token").0, 401);
     let _ = stand_in.0.kill();
     assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
 }

@@ -1,6 +1,6 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
-import { spawn, type ChildProcess } from 'child_process';
-import { binary, fitsWidth, healthy, hydrated, PHONE, repoRoot, signedIn, startVault, stopAll } from './support';
+import { type ChildProcess } from 'child_process';
+import { fitsWidth, healthy, hydrated, PHONE, signedIn, spawnPrinting, startVault, stopAll } from './support';
 
 // A Dataverse connection in the browser, from "New connection" through the Entra admin's
 // one-time link to "connected", on a vault of its own with the Microsoft stand-in
@@ -23,20 +23,8 @@ test.describe.configure({ mode: 'serial' });
 
 /** Starts the stand-in and reads the Dataverse environment URL it prints. */
 async function startMicrosoft(env: NodeJS.ProcessEnv): Promise<string> {
-  const child = spawn(binary, ['dev-microsoft', '--addr', `127.0.0.1:${MS_PORT}`], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`dev-microsoft printed no environment URL: ${out}`)), 30_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const m = out.match(/Dataverse environment URL: (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
+  const m = await spawnPrinting(['dev-microsoft', '--addr', `127.0.0.1:${MS_PORT}`], env, children, /Dataverse environment URL: (http:\/\/127\.0\.0\.1:\d+)/);
+  return m[1];
 }
 
 test.beforeAll(async () => {

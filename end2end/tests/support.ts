@@ -60,6 +60,27 @@ export async function startVault(
   return { base, dataDir, env };
 }
 
+/**
+ * Starts `connvault ARGS` (a stand-in) with `env`, adds it to `children`, and waits up to 30 s
+ * for its standard output to match `pattern`: the match (what it printed, e.g. a URL or a token).
+ */
+export async function spawnPrinting(args: string[], env: NodeJS.ProcessEnv, children: ChildProcess[], pattern: RegExp): Promise<RegExpMatchArray> {
+  const child = spawn(binary, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return await new Promise<RegExpMatchArray>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`connvault ${args[0]} printed nothing matching ${pattern}: ${out}`)), 30_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = out.match(pattern);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+  });
+}
+
 /** A phone's width, as the browser-experience checks use it. */
 export const PHONE = { width: 375, height: 812 };
 

@@ -41,6 +41,7 @@ RULES = {
     # Without an address in the request, the connection's stored admin_email is used.
     "issueCertificate": lambda f, m: f == "admin_email" and "whom to ask" in m,
     "resendAdminRequest": lambda f, m: f == "admin_email" and "whom to ask" in m,
+    "requestCredentials": lambda f, m: f == "admin_email" and "whom to ask" in m,
     # A certificate and key must parse, belong together and not have expired.
     "uploadCertificate": lambda f, m: f in ("certificate", "private_key"),
     # A bundle's digest covers its content; its items must fit the target environment.

@@ -54,3 +54,44 @@ pub async fn answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAn
     let (actor, env, connection) = signing::take_answer(s, env_name, name, answer, addr).await?;
     test(s, &actor, &env, &connection).await
 }
+
+/// The admin's credentials through the one-time link (see
+/// [`crate::credential_requests::take_answer`]), tested at once, so the admin learns whether
+/// they work; the test decides whether the link is used up
+/// ([`crate::credential_requests::settle`]).
+pub async fn answer_credentials(
+    s: Handles<'_>,
+    env_name: &str,
+    name: &str,
+    answer: &crate::credential_requests::CredentialAnswer,
+    addr: Option<std::net::IpAddr>,
+) -> Result<TestResult> {
+    let taken = crate::credential_requests::take_answer(s, env_name, name, answer, addr).await?;
+    let result = test(s, &taken.actor, &taken.environment, &taken.connection).await?;
+    crate::credential_requests::settle(s.db, &taken, &answer.token, result).await
+}
+
+/// What the provider shows about the other side (`ProviderDef::details`: Workato's
+/// collaborators), read with the stored credential: the table, or why it cannot be read (in
+/// the provider's words, scrubbed of the secrets). Each read is audited (`connection.details`),
+/// like a test. 409 for a provider that shows nothing.
+pub async fn details(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<std::result::Result<crate::providers::Details, TestResult>> {
+    let env = environments::find(s.db, env_name).await?;
+    let c = connections::get(s.db, &env.name, name).await?;
+    let def = connections::provider(&c.provider)?;
+    let read = def.details.ok_or_else(|| crate::error::Error::Conflict { code: "no_details", message: format!("{} connections show no details", def.label) })?;
+    let secrets = connections::open_applicable_secrets(s.db, s.vault, &env.name, &c, def).await?;
+    let values: Vec<&str> = secrets.values().map(SecretString::expose_secret).collect();
+    let outcome = read(s.outbound, &c.settings, &secrets).await.map_err(|r| r.scrubbed(&values));
+    audit::record_alone(
+        s.db,
+        actor,
+        Event::new("connection.details")
+            .outcome(if outcome.is_ok() { "ok" } else { "failed" })
+            .environment(env.id, &env.name)
+            .object("connection", &c.name)
+            .detail(json!({"provider": def.id, "rows": outcome.as_ref().map(|d| d.rows.len()).ok()})),
+    )
+    .await?;
+    Ok(outcome)
+}

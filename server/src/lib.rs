@@ -13,6 +13,7 @@ pub mod certs;
 pub mod checks;
 pub mod config;
 pub mod connections;
+pub mod credential_requests;
 pub mod credential;
 pub mod db;
 pub mod entra;

@@ -108,3 +108,30 @@ pub async fn drop_links(tx: &mut Tx<'_>, purpose: &str, target: (&str, i64)) -> 
     Ok(())
 }
 
+
+/// How many answers that failed their test a link takes before it is used up (promise 16).
+pub const MAX_FAILED_ANSWERS: i64 = 5;
+
+/// Counts a failed answer on an unused link: returns how many more answers it takes (0: it is
+/// used up now, and never works again).
+pub async fn fail_answer(db: &Db, purpose: &str, token: &str) -> Result<i64> {
+    let t = now();
+    let mut tx = db.begin().await?;
+    let row = sqlx::query(
+        "UPDATE one_time_links SET failed_answers = failed_answers + 1, \
+         used_at = CASE WHEN failed_answers + 1 >= $1 THEN $2 ELSE used_at END, updated_at = $2 \
+         WHERE token_hash = $3 AND purpose = $4 AND used_at IS NULL RETURNING failed_answers",
+    )
+    .bind(MAX_FAILED_ANSWERS)
+    .bind(&t)
+    .bind(tokens::digest(token))
+    .bind(purpose)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let failed: i64 = match row {
+        Some(r) => r.try_get("failed_answers")?,
+        None => MAX_FAILED_ANSWERS,
+    };
+    Ok((MAX_FAILED_ANSWERS - failed).max(0))
+}

@@ -44,6 +44,22 @@ pub struct Attachment {
     pub body: Vec<u8>,
 }
 
+/// Text for an email's HTML part (or any HTML page or attribute).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// One message to one recipient.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Email {

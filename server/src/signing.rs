@@ -457,7 +457,7 @@ pub async fn issue_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, na
     let bits = input.key_bits.unwrap_or(2048);
     let admin_email = if input.send_request || input.admin_email.as_deref().is_some_and(|e| !e.trim().is_empty()) {
         let help = help_of(def)?;
-        resolve_admin_email(&c, help, input.admin_email.as_deref(), input.send_request)?
+        resolve_admin_email(&c, help.admin, input.admin_email.as_deref(), input.send_request)?
     } else {
         None
     };
@@ -488,12 +488,12 @@ pub async fn issue_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, na
 }
 
 /// The admin's address for a request: the one given, else the connection's setting.
-fn resolve_admin_email(c: &Connection, help: &AdminHelp, given: Option<&str>, needed: bool) -> Result<Option<String>> {
+pub(crate) fn resolve_admin_email(c: &Connection, admin: &str, given: Option<&str>, needed: bool) -> Result<Option<String>> {
     let stored = c.settings.get("admin_email").and_then(|v| v.as_str());
     let email = given.map(str::trim).filter(|e| !e.is_empty()).or(stored).map(str::to_string);
     match email {
         Some(e) if !crate::providers::looks_like_email(&e) => Err(Error::field("admin_email", "the admin's email must be an address such as admin@acme.com")),
-        None if needed => Err(Error::field("admin_email", format!("say whom to ask: give the {}'s email address", help.admin))),
+        None if needed => Err(Error::field("admin_email", format!("say whom to ask: give the {admin}'s email address"))),
         Some(e) if needed => Ok(Some(e)),
         _ => Ok(None),
     }
@@ -526,10 +526,17 @@ fn request_from_row(r: &sqlx::any::AnyRow) -> Result<AdminRequest> {
 
 /// The latest request of a connection.
 async fn latest_request(db: &Db, connection_id: i64) -> Result<Option<AdminRequest>> {
+    latest_of_kind(db, connection_id, &CERTIFICATE_REQUEST).await
+}
+
+/// The latest request of `kind` for a connection.
+pub(crate) async fn latest_of_kind(db: &Db, connection_id: i64, kind: &RequestKind) -> Result<Option<AdminRequest>> {
     let row = sqlx::query(
-        "SELECT id, admin_email, state, requested_by, created_at, expires_at, answered_at FROM admin_requests WHERE connection_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT id, admin_email, state, requested_by, created_at, expires_at, answered_at FROM admin_requests WHERE connection_id = $1 AND kind = $2 \
+         ORDER BY id DESC LIMIT 1",
     )
     .bind(connection_id)
+    .bind(kind.kind)
     .fetch_optional(db.pool())
     .await?;
     row.as_ref().map(request_from_row).transpose()
@@ -584,11 +591,62 @@ pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: Handles<'_>, actor: &A
 pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, admin_email: Option<&str>) -> Result<AdminRequest> {
     let (env, c, def, _) = load(&s.db, env_name, name).await?;
     let help = help_of(def)?;
-    let to = resolve_admin_email(&c, help, admin_email, true)?.expect("needed");
+    let to = resolve_admin_email(&c, help.admin, admin_email, true)?.expect("needed");
     let (pem, file) = current_pem(&s.db, &env, &c).await.map_err(|_| Error::Conflict {
         code: "no_certificate",
         message: format!("{} has no certificate to send; issue one first (POST …/certificate) or upload your own", c.name),
     })?;
+    let thumbprint = certs::thumbprint_sha1(&certs::der_of(&pem));
+    let base = s.config.public_url.trim_end_matches('/').to_string();
+    send_request(s, actor, &env, &c, &to, &CERTIFICATE_REQUEST, |link, expires_at| {
+        (help.email)(&RequestFacts {
+            requester: &actor.label,
+            to: &to,
+            connection: &c.name,
+            environment: &env.name,
+            settings: &c.settings,
+            callback_url: &format!("{base}/oauth/callback"),
+            link,
+            expires_at,
+            certificate_pem: &pem,
+            certificate_file: &file,
+            thumbprint_sha1: &thumbprint,
+        })
+    })
+    .await
+}
+
+/// One kind of request to a system's admin: its stored kind, the purpose and page of its
+/// one-time link, and the name of its audit events.
+pub(crate) struct RequestKind {
+    pub kind: &'static str,
+    pub purpose: &'static str,
+    /// The page the link opens: `PUBLIC_URL/{page}/{env}/{name}?token=…`.
+    pub page: &'static str,
+    /// `{event}.send`, `{event}.cancel`, `{event}.answer`.
+    pub event: &'static str,
+}
+
+/// The certificate and the steps to register it (this module's requests).
+pub(crate) const CERTIFICATE_REQUEST: RequestKind = RequestKind { kind: "certificate", purpose: LINK_PURPOSE, page: "respond", event: "admin_request" };
+/// The secrets people would otherwise type, asked of the admin (`crate::credential_requests`).
+pub(crate) const CREDENTIAL_REQUEST: RequestKind =
+    RequestKind { kind: "credentials", purpose: "credential_request", page: "credentials", event: "credential_request" };
+
+/// Opens a request of `kind` to `to` for `c`: a previous open one (of any kind) is replaced and
+/// its link stops working; the mail limits are checked; a one-time link (7 days) is made and
+/// the request stored and audited (`{event}.send`). Then the email that `email(link,
+/// expires_at)` makes goes out; if it cannot, the request is withdrawn again and the error says
+/// why.
+pub(crate) async fn send_request(
+    s: Handles<'_>,
+    actor: &Actor,
+    env: &Environment,
+    c: &Connection,
+    to: &str,
+    kind: &RequestKind,
+    email: impl FnOnce(&str, &str) -> crate::mail::Email,
+) -> Result<AdminRequest> {
     let mut tx = s.db.begin().await?;
     let t = now();
     // The first statement writes (on SQLite it takes the write lock); a refused request rolls
@@ -598,16 +656,20 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
         .bind(c.id)
         .execute(&mut *tx)
         .await?;
-    check_mail_limits(&mut tx, s, actor, &c).await?;
-    let token = links::create_link(&mut tx, LINK_PURPOSE, Some(("connection", c.id)), LINK_HOURS, &actor.label).await?;
+    for other in [CERTIFICATE_REQUEST.purpose, CREDENTIAL_REQUEST.purpose].into_iter().filter(|p| *p != kind.purpose) {
+        links::drop_links(&mut tx, other, ("connection", c.id)).await?;
+    }
+    check_mail_limits(&mut tx, s, actor, c).await?;
+    let token = links::create_link(&mut tx, kind.purpose, Some(("connection", c.id)), LINK_HOURS, &actor.label).await?;
     let expires_at = format_time(chrono::Utc::now() + chrono::Duration::hours(LINK_HOURS));
     let row = sqlx::query(
-        "INSERT INTO admin_requests (connection_id, certificate_id, admin_email, state, requested_by, expires_at, created_at, updated_at) \
-         VALUES ($1, (SELECT id FROM certificates WHERE connection_id = $1 AND state <> 'retired' ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1), \
-         $2, 'open', $3, $4, $5, $5) RETURNING id",
+        "INSERT INTO admin_requests (connection_id, certificate_id, kind, admin_email, state, requested_by, expires_at, created_at, updated_at) \
+         VALUES ($1, (SELECT id FROM certificates WHERE connection_id = $1 AND state <> 'retired' AND $2 = 'certificate' \
+         ORDER BY CASE state WHEN 'pending' THEN 0 ELSE 1 END LIMIT 1), $2, $3, 'open', $4, $5, $6, $6) RETURNING id",
     )
     .bind(c.id)
-    .bind(&to)
+    .bind(kind.kind)
+    .bind(to)
     .bind(&actor.label)
     .bind(&expires_at)
     .bind(&t)
@@ -617,7 +679,7 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
     audit::record(
         &mut tx,
         actor,
-        Event::new("admin_request.send")
+        Event::new(&format!("{}.send", kind.event))
             .environment(env.id, &env.name)
             .object("connection", &c.name)
             .detail(json!({"provider": c.provider, "to": to, "expires_at": expires_at})),
@@ -626,22 +688,8 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
     tx.commit().await?;
 
     let base = s.config.public_url.trim_end_matches('/');
-    let link = format!("{base}/respond/{}/{}?token={}", url_part(&env.name), url_part(&c.name), token.expose_secret());
-    let thumbprint = certs::thumbprint_sha1(&certs::der_of(&pem));
-    let facts = RequestFacts {
-        requester: &actor.label,
-        to: &to,
-        connection: &c.name,
-        environment: &env.name,
-        settings: &c.settings,
-        callback_url: &format!("{base}/oauth/callback"),
-        link: &link,
-        expires_at: &expires_at,
-        certificate_pem: &pem,
-        certificate_file: &file,
-        thumbprint_sha1: &thumbprint,
-    };
-    match s.mailer.send(&s.db, &s.vault, &(help.email)(&facts)).await {
+    let link = format!("{base}/{}/{}/{}?token={}", kind.page, url_part(&env.name), url_part(&c.name), token.expose_secret());
+    match s.mailer.send(s.db, s.vault, &email(&link, &expires_at)).await {
         Ok(delivery) => {
             let (delivery, outbox_id) = match delivery {
                 crate::mail::Delivery::Sent => ("smtp", None),
@@ -649,7 +697,7 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
             };
             Ok(AdminRequest {
                 id,
-                admin_email: to,
+                admin_email: to.to_string(),
                 state: "open".into(),
                 requested_by: actor.label.clone(),
                 requested_at: t,
@@ -662,11 +710,11 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
         Err(e) => {
             let mut tx = s.db.begin().await?;
             sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&mut *tx).await?;
-            links::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
+            links::drop_links(&mut tx, kind.purpose, ("connection", c.id)).await?;
             audit::record(
                 &mut tx,
                 actor,
-                Event::new("admin_request.send")
+                Event::new(&format!("{}.send", kind.event))
                     .outcome("failure")
                     .environment(env.id, &env.name)
                     .object("connection", &c.name)
@@ -686,17 +734,23 @@ fn url_part(text: &str) -> String {
 /// Cancels the open request: its link stops working.
 pub async fn cancel_request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
     let (env, c, _, _) = load(&s.db, env_name, name).await?;
-    let mut tx = s.db.begin().await?;
-    let done = sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
+    cancel_of_kind(s.db, actor, &env, &c, &CERTIFICATE_REQUEST).await
+}
+
+/// Cancels `c`'s open request of `kind` (409 when there is none): its link stops working.
+pub(crate) async fn cancel_of_kind(db: &Db, actor: &Actor, env: &Environment, c: &Connection, kind: &RequestKind) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let done = sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE connection_id = $2 AND kind = $3 AND state = 'open'")
         .bind(now())
         .bind(c.id)
+        .bind(kind.kind)
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
-        return Err(Error::Conflict { code: "no_open_request", message: format!("{} has no open admin request to cancel", c.name) });
+        return Err(Error::Conflict { code: "no_open_request", message: format!("{} has no open request to cancel", c.name) });
     }
-    links::drop_links(&mut tx, LINK_PURPOSE, ("connection", c.id)).await?;
-    audit::record(&mut tx, actor, Event::new("admin_request.cancel").environment(env.id, &env.name).object("connection", &c.name)).await?;
+    links::drop_links(&mut tx, kind.purpose, ("connection", c.id)).await?;
+    audit::record(&mut tx, actor, Event::new(&format!("{}.cancel", kind.event)).environment(env.id, &env.name).object("connection", &c.name)).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -50,21 +50,7 @@ pub fn html(status: StatusCode, body: String) -> Response {
     response
 }
 
-/// Text for an HTML page or attribute.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::mail::escape_html;
 
 /// Equal, in time that does not depend on where they differ.
 pub fn ct_eq(a: &str, b: &str) -> bool {

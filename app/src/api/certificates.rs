@@ -86,7 +86,7 @@ pub struct LinkView {
 }
 
 #[cfg(feature = "ssr")]
-fn mirror<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, AppError> {
+pub(super) fn mirror<T: Serialize, U: serde::de::DeserializeOwned>(value: &T) -> Result<U, AppError> {
     serde_json::to_value(value).and_then(serde_json::from_value).map_err(|e| AppError::new(format!("internal: {e}")))
 }
 

@@ -85,6 +85,11 @@ pub struct ConnectionDetail {
     /// Who is asked for help, when this connection signs with a certificate connvault keeps
     /// (e.g. "Salesforce admin"): the page then shows the certificate panel.
     pub signing_admin: Option<String>,
+    /// Who can be asked for this connection's typed secrets ("Workato workspace admin"), when
+    /// its settings have secrets a person types: the page then offers "Request credentials".
+    pub credential_admin: Option<String>,
+    /// The provider's label when it shows details about the other side (`ProviderDef::details`).
+    pub details_from: Option<String>,
 }
 
 impl ConnectionDetail {
@@ -207,8 +212,12 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
         let def = server::providers::get(&c.provider);
         let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
+        let credential_admin =
+            def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
         Some(ConnectionDetail {
             signing_admin,
+            credential_admin,
+            details_from: def.filter(|d| d.details.is_some()).map(|d| d.label.to_string()),
             settings: c.settings.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
             secrets: secret_states(&c),
             name: c.name,
@@ -327,6 +336,35 @@ pub async fn test_connection(environment: String, name: String) -> Fallible<Test
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
     let r = server::checks::test(s.signing(), &actor_of(&user).await, &env.name, &name).await.map_err(fail)?;
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
+}
+
+/// A table the provider shows about the other side (Workato's collaborators).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetailsView {
+    pub title: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub note: Option<String>,
+}
+
+/// The table, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetailsOutcome {
+    pub table: Option<DetailsView>,
+    pub failure: Option<TestOutcome>,
+}
+
+/// Reads what the provider shows about the other side with the stored credential (Developers
+/// and Administrators: it uses the credential). Audited.
+#[server(prefix = "/rpc", endpoint = "connection_details")]
+pub async fn connection_details(environment: String, name: String) -> Fallible<DetailsOutcome> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    Ok(match server::checks::details(s.signing(), &actor_of(&user).await, &env.name, &name).await.map_err(fail)? {
+        Ok(d) => DetailsOutcome { table: Some(DetailsView { title: d.title, columns: d.columns, rows: d.rows, note: d.note }), failure: None },
+        Err(r) => DetailsOutcome { table: None, failure: Some(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice }) },
+    })
 }
 
 /// Certificates in use that expire within 30 days, in the environments this person

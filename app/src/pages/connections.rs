@@ -5,7 +5,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{
     connection_form, list_connections, urlencode, AppError, ConnectionDetail, ConnectionFormData, ConnectionItem, DeleteConnection, ProviderForm,
-    SaveConnection, TestConnection,
+    ConnectionDetails, DetailsOutcome, SaveConnection, TestConnection,
 };
 use crate::pages::auth::{action_error, error_view};
 use crate::pages::{hydrated, short_time};
@@ -163,12 +163,13 @@ pub fn ConnectionPage() -> impl IntoView {
     });
     let data = Resource::new(move || (env(), name(), save.version().get()), |(env, name, _)| connection_form(env, name));
     let signing_state = crate::pages::certificates::SigningState::new(env, name);
+    let credential_state = crate::pages::credentials::CredentialState::new(env, name);
     view! {
         <section class="panel">
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(d) => view! { <ConnectionEditor data=d save=save test=test signing_state=signing_state/> }.into_any(),
+                        Ok(d) => view! { <ConnectionEditor data=d save=save test=test signing_state=signing_state credential_state=credential_state/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}
@@ -178,7 +179,13 @@ pub fn ConnectionPage() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>, test: ServerAction<TestConnection>, signing_state: crate::pages::certificates::SigningState) -> impl IntoView {
+fn ConnectionEditor(
+    data: ConnectionFormData,
+    save: ServerAction<SaveConnection>,
+    test: ServerAction<TestConnection>,
+    signing_state: crate::pages::certificates::SigningState,
+    credential_state: crate::pages::credentials::CredentialState,
+) -> impl IntoView {
     let query = use_query_map();
     let saved = move || match save.value().get() {
         Some(result) => result.is_ok(),
@@ -186,6 +193,7 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
     };
     let ConnectionFormData { environment, can_write, providers, connection } = data;
     let existing = connection.clone();
+    let for_panels = connection.clone();
     let signing = connection.clone().filter(|c| c.signing_admin.is_some());
     let provider_id = RwSignal::new(connection.as_ref().map(|c| c.provider.clone()).or_else(|| providers.first().map(|p| p.id.clone())).unwrap_or_default());
     let error = move || save.value().get().and_then(|r| r.err());
@@ -243,6 +251,13 @@ fn ConnectionEditor(data: ConnectionFormData, save: ServerAction<SaveConnection>
         {signing.map(|c| view! {
             <crate::pages::certificates::CertificatePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email")
                 admin=c.signing_admin.clone().unwrap_or_default() can_write=can_write state=signing_state/>
+        })}
+        {for_panels.as_ref().filter(|c| can_write && c.credential_admin.is_some()).map(|c| view! {
+            <crate::pages::credentials::CredentialPanel environment=fields_env.clone() name=c.name.clone()
+                admin=c.credential_admin.clone().unwrap_or_default() admin_email=c.setting("admin_email") state=credential_state/>
+        })}
+        {for_panels.as_ref().filter(|_| can_write).and_then(|c| c.details_from.clone()).map(|from| view! {
+            <DetailsPanel environment=fields_env.clone() name=original.clone() from=from/>
         })}
         {(can_write && !original.is_empty()).then(|| view! { <TestPanel environment=fields_env.clone() name=original.clone() test=test/> })}
         {(can_write && !original.is_empty()).then(|| view! { <DeleteConnectionForm environment=fields_env.clone() name=original.clone()/> })}
@@ -391,6 +406,42 @@ fn TestPanel(environment: String, name: String, test: ServerAction<TestConnectio
             </ActionForm>
             {move || test.value().get().map(|r| match r {
                 Ok(t) => view! { <ResultBox outcome=t ok_title="Works" bad_title="Does not work" testid="test-result"/> }.into_any(),
+                Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+/// What the provider shows about the other side (Workato's collaborators), read on demand with
+/// the stored credential.
+#[component]
+fn DetailsPanel(environment: String, name: String, from: String) -> impl IntoView {
+    let read = ServerAction::<ConnectionDetails>::new();
+    view! {
+        <section class="details" aria-labelledby="details-title">
+            <h2 id="details-title">{format!("From {from}")}</h2>
+            <ActionForm action=read attr:class="inline">
+                <input type="hidden" name="environment" value=environment/>
+                <input type="hidden" name="name" value=name/>
+                <button type="submit" class="secondary" disabled=move || read.pending().get()>
+                    {move || if read.pending().get() { "Reading…".to_string() } else { format!("Read from {from}") }}
+                </button>
+            </ActionForm>
+            {move || read.value().get().map(|r| match r {
+                Ok(DetailsOutcome { table: Some(t), .. }) => view! {
+                    <div class="table-wrap" data-testid="details">
+                        <table>
+                            <caption>{t.title.clone()}</caption>
+                            <thead><tr>{t.columns.iter().map(|c| view! { <th scope="col">{c.clone()}</th> }).collect_view()}</tr></thead>
+                            <tbody>{t.rows.iter().map(|row| view! { <tr>{row.iter().map(|v| view! { <td>{v.clone()}</td> }).collect_view()}</tr> }).collect_view()}</tbody>
+                        </table>
+                        {t.note.clone().map(|n| view! { <p class="muted">{n}</p> })}
+                    </div>
+                }.into_any(),
+                Ok(DetailsOutcome { failure, .. }) => match failure {
+                    Some(f) => view! { <ResultBox outcome=f ok_title="Read" bad_title="Could not read it" testid="details-result"/> }.into_any(),
+                    None => view! { <p class="muted">"Nothing to show."</p> }.into_any(),
+                },
                 Err(e) => view! { <p class="error" role="alert">{e.message}</p> }.into_any(),
             })}
         </section>

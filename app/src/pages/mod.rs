@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod certificates;
 pub mod connections;
+pub mod credentials;
 pub mod environments;
 pub mod home;
 pub mod integrations;

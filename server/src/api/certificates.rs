@@ -49,7 +49,7 @@ impl<'r> utoipa::ToResponse<'r> for Pem {
 }
 
 // 403 of the admin's link: the link is the permission.
-operation_error!(LinkRefused, "LinkRefused", "The link is not valid (unknown, used, expired or replaced), or names another connection");
+operation_error!(pub(super) LinkRefused, "LinkRefused", "The link is not valid (unknown, used, expired or replaced), or names another connection");
 
 #[utoipa::path(
     post, path = "/environments/{env}/connections/{name}/certificate", operation_id = "issueCertificate",
@@ -121,9 +121,9 @@ async fn status(State(s): State<Services>, p: Principal, Path((env, name)): Path
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Resend {
+pub(super) struct Resend {
     #[serde(default)]
-    admin_email: Option<String>,
+    pub(super) admin_email: Option<String>,
 }
 
 hand_schema!(Resend, "Resend", || serde_json::json!({
@@ -167,8 +167,8 @@ async fn cancel(State(s): State<Services>, p: Principal, Path((env, name)): Path
 }
 
 #[derive(Deserialize)]
-struct LinkQuery {
-    token: SecretString,
+pub(super) struct LinkQuery {
+    pub(super) token: SecretString,
 }
 
 params_doc!(LinkQuery, || vec![super::doc::param(
@@ -222,10 +222,10 @@ async fn answer(
 }
 
 /// A body as sent, or why it could not be read.
-type RawBody = std::result::Result<Bytes, BytesRejection>;
+pub(super) type RawBody = std::result::Result<Bytes, BytesRejection>;
 
 /// A JSON body that may be left out (an empty body means the defaults).
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: RawBody) -> Result<T> {
+pub(super) fn optional_json<T: serde::de::DeserializeOwned + Default>(body: RawBody) -> Result<T> {
     let body = super::v1::read_body(body)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());

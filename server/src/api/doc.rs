@@ -101,8 +101,8 @@ error_responses! {
 
 /// An error response of one operation: `operation_error!(Type, "Name", "description")`.
 macro_rules! operation_error {
-    ($ty:ident, $name:literal, $description:literal) => {
-        struct $ty;
+    ($vis:vis $ty:ident, $name:literal, $description:literal) => {
+        $vis struct $ty;
         impl<'r> utoipa::ToResponse<'r> for $ty {
             fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
                 ($name, $crate::api::doc::error_response($description).build().into())

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::services::Services;
 
 mod certificates;
+mod credentials;
 pub mod doc;
 mod integrations;
 mod outbox;
@@ -40,6 +41,7 @@ fn api_router() -> OpenApiRouter<Services> {
                 .merge(integrations::router())
                 .merge(promotion::router())
                 .merge(certificates::router())
+                .merge(credentials::router())
                 .merge(outbox::router())
                 .routes(routes!(openapi))
                 .fallback(api_not_found),

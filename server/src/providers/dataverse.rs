@@ -38,7 +38,8 @@ pub const FIELDS: &[FieldSpec] = &[
         choices: &[],
         secret: true,
         when: Some(("auth", &["secret"])),
-        required: true,
+        // Not needed to save the connection: the Entra admin may enter it (Request credentials).
+        required: false,
     },
     FieldSpec {
         name: "client_secret_expires_on",
@@ -69,6 +70,8 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    credential_help: Some(&microsoft::SECRET_HELP),
+    details: None,
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];

@@ -22,6 +22,8 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    credential_help: Some(&microsoft::SECRET_HELP),
+    details: None,
 };
 
 static MINTING: Minting = microsoft::minting::<R>();

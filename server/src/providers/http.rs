@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{AuthMode, FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
+use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::{self, Outbound, OutboundResponse};
@@ -65,7 +65,8 @@ pub static HTTP: ProviderDef = ProviderDef {
             choices: &[],
             secret: true,
             when: Some(("auth", &["bearer", "header"])),
-            required: true,
+            // Not needed to save the connection: its admin may enter it (Request credentials).
+            required: false,
         },
         FieldSpec {
             name: "password",
@@ -75,7 +76,7 @@ pub static HTTP: ProviderDef = ProviderDef {
             choices: &[],
             secret: true,
             when: Some(("auth", &["basic"])),
-            required: true,
+            required: false,
         },
     ],
     check,
@@ -87,7 +88,26 @@ pub static HTTP: ProviderDef = ProviderDef {
     minting: None,
     credential: Some(credential),
     admin_help: None,
+    credential_help: Some(&CREDENTIAL_HELP),
+    details: None,
 };
+
+/// Asking the API's admin for the credential: what to create for this base URL and scheme.
+static CREDENTIAL_HELP: CredentialHelp = CredentialHelp { admin: "API's admin", owned_settings: &["username"], steps: credential_steps };
+
+fn credential_steps(settings: &Map<String, Value>) -> Vec<String> {
+    let setting = |name: &str| settings.get(name).and_then(Value::as_str).unwrap_or_default();
+    let base = setting("base_url");
+    let what = match setting("auth") {
+        "basic" => format!("a user for connvault (enter its user name here, or keep {:?}) and its password", setting("username")),
+        "header" => format!("an API key that the API accepts in the {} header", setting("header_name")),
+        _ => "an API token (sent as Authorization: Bearer TOKEN)".to_string(),
+    };
+    vec![
+        format!("Create {what} for the API at {base}, with only the access the integration needs."),
+        "Enter it on the page this link opens: connvault seals it at once and tests it against the API, and the developer never sees it.".into(),
+    ]
+}
 
 /// The settings' schemas (see [`ProviderDef::schema`]): what `check_value`, `check_url` and
 /// `check` accept.
@@ -156,7 +176,7 @@ fn credential(settings: &Map<String, Value>, secrets: &Secrets) -> Result<Creden
     let auth = setting("auth");
     let field = if auth == "basic" { "password" } else { "token" };
     let Some(secret) = secrets.get(field) else {
-        return Err(Unusable { detail: format!("the {field} is not set"), advice: format!("set the {field} on this connection, then test again") });
+        return Err(Unusable { detail: format!("the {field} is not set"), advice: format!("set the {field} on this connection, or ask the API's admin for it with Request credentials, then test again") });
     };
     let credential = match auth {
         "bearer" => Credential::bearer(secret.clone()),
@@ -254,6 +274,8 @@ mod tests {
 
     #[test]
     fn valid_configurations() {
+        // Without its secret (the admin may enter it through a credential request).
+        assert!(validate(json!({"base_url": "https://api.example.com/v1", "auth": "bearer"}), &[]).is_empty());
         assert!(validate(json!({"base_url": "https://api.example.com/v1", "auth": "bearer"}), &["token"]).is_empty());
         assert!(validate(json!({"base_url": "https://api.example.com", "auth": "basic", "username": "svc"}), &["password"]).is_empty());
         assert!(validate(json!({"base_url": "http://10.1.2.3:8080", "auth": "header", "header_name": "X-API-Key"}), &["token"]).is_empty());
@@ -268,7 +290,6 @@ mod tests {
             (json!({"base_url": "https://u:p@x.example.com", "auth": "bearer"}), &["token"], "settings.base_url: must not contain a user name"),
             (json!({"base_url": "https://x.example.com?a=1", "auth": "bearer"}), &["token"], "settings.base_url: the base URL must not contain a query"),
             (json!({"base_url": "https://x.example.com", "auth": "oauth"}), &["token"], "settings.auth: Authentication must be one of: bearer, basic, header"),
-            (json!({"base_url": "https://x.example.com", "auth": "bearer"}), &[], "secrets.token: Token is required when auth is bearer or header"),
             (json!({"base_url": "https://x.example.com", "auth": "basic"}), &["password"], "settings.username: User name is required when auth is basic"),
             (
                 json!({"base_url": "https://x.example.com", "auth": "basic", "username": "u"}),

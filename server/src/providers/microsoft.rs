@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{AdminHelp, AuthMode, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture};
+use super::{AdminHelp, AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture};
 use crate::entra::{self, ClientAuth};
 use crate::error::FieldError;
 use crate::mail::{Attachment, Email};
@@ -202,6 +202,24 @@ pub fn auth_mode(settings: &Map<String, Value>) -> AuthMode {
     }
 }
 
+/// Asking the Entra admin for a client secret (Dataverse and Dynamics 365 with `auth` =
+/// `secret`), with the IDs of the app it belongs to.
+pub static SECRET_HELP: CredentialHelp =
+    CredentialHelp { admin: "Microsoft Entra admin", owned_settings: &["tenant", "client_id", "client_secret_expires_on"], steps: secret_steps };
+
+fn secret_steps(settings: &Map<String, Value>) -> Vec<String> {
+    let env_url = settings.get("environment_url").and_then(Value::as_str).unwrap_or_default();
+    let app = match settings.get("client_id").and_then(Value::as_str).filter(|v| !v.trim().is_empty()) {
+        Some(id) => format!("the app registration with Application (client) ID {id}"),
+        None => "an app registration for connvault (App registrations → New registration; single tenant)".into(),
+    };
+    vec![
+        format!("In the Microsoft Entra admin center, open {app}, and under Certificates & secrets create a new client secret; copy its Value (shown once, not the Secret ID) and note when it expires."),
+        format!("In the Power Platform admin center, for the environment {env_url}: Settings → Users + permissions → Application users → New app user for that app, with the security role the integration needs."),
+        "Enter the Directory (tenant) ID, the Application (client) ID, the secret and its expiry date on the page this link opens: connvault seals the secret at once and tests it; the developer never sees it.".into(),
+    ]
+}
+
 /// Dataverse and Dynamics 365 take either.
 pub const SECRET_OR_CERTIFICATE: &[AuthMode] = &[AuthMode::ClientAssertion, AuthMode::ClientSecret];
 
@@ -251,7 +269,7 @@ pub async fn exchange(out: &Outbound, settings: &Map<String, Value>, secrets: &S
     let auth = match (&key, secrets.get(CLIENT_SECRET)) {
         (Some(k), _) => ClientAuth::Certificate { signer: k.signer, certificate_der: k.certificate_der },
         (None, Some(secret)) => ClientAuth::Secret(secret),
-        (None, None) => return Err(refusal(not_ready("no client secret is set", "paste the client secret's Value (not its ID) into this connection"), &ctx)),
+        (None, None) => return Err(refusal(not_ready("no client secret is set", "paste the client secret's Value (not its ID) into this connection, or ask the Entra admin for it with Request credentials"), &ctx)),
     };
     let label = resource.kind().url_label();
     let scope = entra::scope_for(&s.resource_url).map_err(|e| refusal(not_ready(&e, &format!("set the {label} to the address Microsoft shows")), &ctx))?;
@@ -487,7 +505,7 @@ pub fn email(f: &RequestFacts<'_>, resource: Resource) -> Email {
         text.push_str(&format!("{}. {step}\n", i + 1));
     }
     text.push_str("\nIf you did not expect this request, ignore it: the link expires on its own.\n");
-    let escape = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;");
+    let escape = crate::mail::escape_html;
     let mut html = format!("<!doctype html><html><body><p>{}</p><ol>", escape(&intro));
     for step in &steps {
         html.push_str(&format!("<li>{}</li>", escape(step)));

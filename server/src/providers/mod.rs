@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::error::{FieldError, Result};
@@ -22,6 +22,7 @@ pub mod http;
 pub mod microsoft;
 pub mod salesforce;
 pub mod sharepoint;
+pub mod workato;
 
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,6 +136,42 @@ pub struct ProviderDef {
     pub credential: Option<CredentialFn>,
     /// For providers whose admin is asked by email with a certificate and a one-time link.
     pub admin_help: Option<&'static AdminHelp>,
+    /// For providers whose typed secrets the system's admin may enter instead, through a
+    /// one-time link (`crate::credential_requests`): whom to ask and the steps to give them.
+    pub credential_help: Option<&'static CredentialHelp>,
+    /// What the connection page may show about the other side, read with the stored
+    /// credential (Workato: the workspace's collaborators and their roles per environment).
+    pub details: Option<DetailsFn>,
+}
+
+/// A table the connection page shows (`ProviderDef::details`), in the provider's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Details {
+    pub title: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// Where it came from, or what is left out.
+    #[schema(required = true)]
+    pub note: Option<String>,
+}
+
+pub type DetailsFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Details, TestResult>> + Send + 'a>>;
+/// `details(outbound, settings, typed secrets)`: the table, or why it cannot be read.
+pub type DetailsFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> DetailsFuture<'a>;
+
+/// Asking a system's admin for the secrets people would otherwise type: an email with the
+/// steps this provider declares and a one-time link where the admin enters every secret field
+/// that applies to the connection's settings (and may set the few settings they own).
+#[derive(Debug)]
+pub struct CredentialHelp {
+    /// Who is asked, e.g. "Workato workspace admin".
+    pub admin: &'static str,
+    /// Settings the admin may set or correct with the secrets (a user name, a client ID):
+    /// never one that decides where the credential goes.
+    pub owned_settings: &'static [&'static str],
+    /// The steps for this connection, in order: what to create, with which role or privilege,
+    /// for which environment.
+    pub steps: fn(&Map<String, Value>) -> Vec<String>,
 }
 
 /// How a provider mints its run-time credential.
@@ -245,7 +282,7 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365];
+pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &workato::WORKATO];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)
@@ -381,6 +418,12 @@ impl ProviderDef {
     /// a static mode beside a minted one: SAP OData's basic or API key beside client credentials).
     pub fn minting_for(&self, settings: &Map<String, Value>) -> Option<&'static Minting> {
         self.minting.filter(|_| (self.auth_mode)(settings).minted())
+    }
+
+    /// The secret fields a person types for these settings (those that apply; never the ones
+    /// connvault keeps itself).
+    pub fn typed_secrets(&self, settings: &Map<String, Value>) -> Vec<&'static FieldSpec> {
+        self.fields.iter().filter(|f| f.secret && !self.is_managed(f.name) && f.applies(settings)).collect()
     }
 
     /// The minting of a provider whose settings sign with a key connvault keeps.
@@ -621,6 +664,13 @@ mod tests {
             assert_eq!(p.minting.is_some(), p.auth_modes.iter().any(|m| m.minted()), "{}: minting and the minted modes", p.id);
             assert_eq!(p.credential.is_some(), p.auth_modes.contains(&AuthMode::Static), "{}: a static credential and Static", p.id);
             assert_eq!(p.test.is_some() || p.minting.is_some(), true, "{}: a live check", p.id);
+            if let Some(help) = p.credential_help {
+                assert!(p.fields.iter().any(|f| f.secret && !p.is_managed(f.name)), "{}: a credential request needs a secret to ask for", p.id);
+                for name in help.owned_settings {
+                    let f = p.field(name).unwrap_or_else(|| panic!("{}: owned setting {name} is not a field", p.id));
+                    assert!(!f.secret && !p.destination_settings.contains(name), "{}: the admin may not set {name}", p.id);
+                }
+            }
             if p.admin_help.is_some() {
                 assert!(p.auth_modes.iter().any(|m| m.signs()), "{}: an admin request needs a certificate to send", p.id);
             }

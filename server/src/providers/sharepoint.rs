@@ -35,6 +35,8 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    credential_help: None,
+    details: None,
 };
 
 /// Always a certificate.

@@ -211,6 +211,13 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (_, eml) = server::mail::eml(&api.s.db, &api.s.vault, issued["request"]["outbox_id"].as_i64().unwrap()).await.unwrap();
         let eml = String::from_utf8_lossy(&eml).replace("=\r\n", "").replace("=3D", "=");
         let link_token: String = eml[eml.find("token=").unwrap() + 6..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+        // And a request for Marked's credentials, so that its page is read too.
+        let (st, asked, text) =
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/Marked/credential-request", Some(json!({"admin_email": "a@acme.com"}))).await;
+        assert_eq!(st, 201, "{text}");
+        let (_, eml) = server::mail::eml(&api.s.db, &api.s.vault, asked["outbox_id"].as_i64().unwrap()).await.unwrap();
+        let eml = String::from_utf8_lossy(&eml).replace("=\r\n", "").replace("=3D", "=");
+        let credential_token: String = eml[eml.find("token=").unwrap() + 6..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
         let private_key = server::connections::open_secret(&api.s.db, &api.s.vault, "DEV", "SF_Marked", "private_key").await.unwrap();
         let key_sample = private_key.expose_secret()[40..104].to_string();
         assert!(!eml.contains(&key_sample), "the request email carries only the certificate");
@@ -228,6 +235,8 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
                     path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", &outbox_id.to_string());
                 if path.ends_with("/admin-response") {
                     format!("{path}?token={link_token}")
+                } else if path.ends_with("/credential-response") {
+                    format!("{path}?token={credential_token}")
                 } else {
                     path
                 }
@@ -264,7 +273,7 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
         let actions: Vec<&str> =
             audit["items"].as_array().unwrap().iter().filter(|e| e["object_name"] == "Marked").map(|e| e["action"].as_str().unwrap()).collect();
-        assert_eq!(&actions[..5], ["binding.set", "integration.publish", "connection.secret_replace", "connection.update", "connection.create"]);
+        assert_eq!(&actions[..6], ["credential_request.send", "binding.set", "integration.publish", "connection.secret_replace", "connection.update", "connection.create"]);
         assert!(audit["items"][0]["actor"].as_str().unwrap().starts_with("API key test (cvk_"));
 
         // Errors: the format, the status, what to fix.
@@ -275,12 +284,12 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
                 Who::Key(&k),
                 "POST",
                 "/api/v1/environments/DEV/connections",
-                Some(json!({"name": "Bad", "provider": "http", "settings": {"auth": "bearer"}})),
+                Some(json!({"name": "Bad", "provider": "http", "settings": {"auth": "bearer", "header_name": "X-Key"}, "secrets": {"password": "p"}})),
             )
             .await;
         assert_eq!(st, 422);
         let fields: Vec<&str> = b["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
-        assert_eq!(fields, ["settings.base_url", "secrets.token"]);
+        assert_eq!(fields, ["settings.header_name", "settings.base_url", "secrets.password"], "every mistake at once: {b}");
         let (st, b, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/NOPE/connections", None).await;
         assert_eq!((st.as_u16(), b["error"]["code"].as_str()), (404, Some("not_found")));
         let (st, b, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(json!({"name": 5}))).await;
@@ -337,7 +346,7 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 33);
+    assert_eq!(checked, 38);
 }
 
 /// What the contract test (scripts/contract.sh) relies on in the generated OpenAPI document:
@@ -403,6 +412,11 @@ fn the_openapi_document_keeps_its_strictness() {
         ("signingStatus", &[200, 401, 403, 404, 409, 429]),
         ("resendAdminRequest", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
         ("cancelAdminRequest", &[204, 401, 403, 404, 409, 429]),
+        ("requestCredentials", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
+        ("credentialRequest", &[200, 401, 403, 404, 409, 429]),
+        ("cancelCredentialRequest", &[204, 401, 403, 404, 409, 429]),
+        ("credentialLinkView", &[200, 403, 422]),
+        ("answerCredentialRequest", &[200, 400, 403, 413, 422]),
         ("adminLinkView", &[200, 403, 422]),
         ("answerAdminRequest", &[200, 400, 403, 413, 422]),
         ("integrationToken", &[200, 401, 403, 404, 409, 422, 424, 429]),
@@ -429,8 +443,8 @@ fn the_openapi_document_keeps_its_strictness() {
             }
         }
         // Signed-in or key-authenticated operations take the document's security unless they
-        // say otherwise; the three public ones say `[]` (an empty requirement).
-        let public = matches!(*id, "health" | "openapi" | "adminLinkView" | "answerAdminRequest");
+        // say otherwise; the public ones (health, the document, the admins' one-time links) say `[]` (an empty requirement).
+        let public = matches!(*id, "health" | "openapi" | "adminLinkView" | "answerAdminRequest" | "credentialLinkView" | "answerCredentialRequest");
         if public {
             assert_eq!(op["security"], json!([]), "{id} is public");
         } else if id.contains("Outbox") {
@@ -484,7 +498,7 @@ fn the_openapi_document_keeps_its_strictness() {
     let new_connection = schema("NewConnection");
     let providers: Vec<&str> = new_connection["oneOf"].as_array().unwrap().iter().map(|p| p["properties"]["provider"]["const"].as_str().unwrap()).collect();
     assert_eq!(providers, server::providers::ids());
-    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365"]);
+    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "workato"]);
     for p in new_connection["oneOf"].as_array().unwrap() {
         assert_eq!(p["additionalProperties"], false);
         assert_eq!(p["properties"]["name"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$");
@@ -509,6 +523,11 @@ fn the_openapi_document_keeps_its_strictness() {
         assert_eq!(dv["properties"]["secrets"]["additionalProperties"], false);
         assert_eq!(dv["allOf"].as_array().unwrap().len(), 3, "a rule per auth value, and one for auth left out: {dv}");
     }
+    let wk = &new_connection["oneOf"][5];
+    assert_eq!(wk["properties"]["settings"]["properties"]["data_center"]["enum"], json!(["us", "eu", "jp", "sg", "au", "il", "trial"]));
+    assert_eq!(wk["properties"]["secrets"]["additionalProperties"], false);
+    assert!(wk["properties"]["secrets"]["properties"]["api_token"].is_object(), "{wk}");
+    assert_eq!(schema("CredentialAnswer")["additionalProperties"], false);
     assert_eq!(schema("Grant")["then"]["properties"]["access"]["const"], "read");
     assert_eq!(schema("NewApiKey")["properties"]["grants"]["minItems"], 1);
     assert_eq!(schema("Publish")["properties"]["objects"]["maxItems"], 200);

@@ -105,6 +105,8 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    credential_help: None,
+    details: None,
 };
 
 static MINTING: Minting = Minting {

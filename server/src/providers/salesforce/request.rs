@@ -2,7 +2,7 @@
 //! the reference with this connection's real values, the certificate attached, and the one-time
 //! link through which the admin sends the consumer key back.
 
-use crate::mail::{Attachment, Email};
+use crate::mail::{escape_html as escape, Attachment, Email};
 
 pub use crate::providers::RequestFacts;
 
@@ -36,9 +36,6 @@ pub fn steps(f: &RequestFacts<'_>) -> Vec<String> {
     ]
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
 
 pub fn email(f: &RequestFacts<'_>) -> Email {
     let steps = steps(f);
