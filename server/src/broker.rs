@@ -13,6 +13,9 @@
 //!   with the provider's reason at once; the window doubles with each failure (5 s up to 5 min),
 //!   and ends early when the connection changes or a test succeeds.
 //! - Providers without a mint answer with their stored credential.
+//! - Providers whose callers need a session beside the credential (SAP's CSRF token and its
+//!   cookies) have it fetched with the credential, cached per connection and credential (single
+//!   flight, as mints), and fetched again on `force_refresh`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,7 +36,7 @@ use crate::environments;
 use crate::environments::Environment;
 use crate::error::{Error, Result};
 use crate::integrations::{self, Bound};
-use crate::providers::{self, Minting, TestResult};
+use crate::providers::{self, Minting, SessionExtras, TestResult};
 use crate::secret::SecretString;
 use crate::signing::{self, Handles};
 
@@ -57,6 +60,8 @@ pub struct Token {
     pub header_name: Option<String>,
     /// Whether this came from the cache.
     pub cached: bool,
+    /// The provider's session fields, fetched with the credential (`ProviderDef::session`).
+    pub extras: Vec<(&'static str, SecretString)>,
 }
 
 impl Token {
@@ -70,7 +75,18 @@ impl Token {
             access_token: credential.value,
             connection: connection.to_string(),
             cached,
+            extras: Vec::new(),
         }
+    }
+
+    /// The credential this answer hands out, as it goes on a request.
+    fn credential(&self) -> Credential {
+        let scheme = match (&self.header_name, self.token_type.as_str()) {
+            (Some(name), _) => Scheme::Header(name.clone()),
+            (None, "Basic") => Scheme::Basic,
+            _ => Scheme::Bearer,
+        };
+        Credential { scheme, value: self.access_token.clone(), expires_at: None, base_url: self.instance_url.clone(), extra_headers: Vec::new() }
     }
 
     /// The response body: the one place the secret value is written out.
@@ -85,6 +101,9 @@ impl Token {
         });
         if let Some(h) = &self.header_name {
             body["header_name"] = json!(h);
+        }
+        for (name, value) in &self.extras {
+            body[*name] = json!(value.expose_secret());
         }
         body
     }
@@ -108,6 +127,17 @@ impl Cached {
     }
 }
 
+/// A provider's session fields for one connection, fetched with one credential.
+#[derive(Clone)]
+struct CachedSession {
+    fields: Vec<(&'static str, SecretString)>,
+    /// The credential they were fetched with: another credential gets its own.
+    credential: SecretString,
+    stamp: String,
+    obtained_at: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
 struct Backoff {
     /// The connection's `updated_at` when it failed: a change to the connection ends the wait.
     stamp: String,
@@ -124,6 +154,9 @@ struct Inner {
     cache: Mutex<HashMap<i64, Cached>>,
     flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     backoff: Mutex<HashMap<i64, Backoff>>,
+    sessions: Mutex<HashMap<i64, CachedSession>>,
+    /// One session fetch per connection at a time (apart from the mint's, which it follows).
+    session_flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     usage: Mutex<HashMap<UsageKey, u64>>,
 }
 
@@ -229,6 +262,76 @@ impl Broker {
     }
 
     async fn serve(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
+        let started = Utc::now();
+        let session = bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b.id, b.name.clone(), b.settings.clone(), b.updated_at.clone())));
+        let mut token = self.credential(s, actor, env, integration, bound, force_refresh).await?;
+        if let Some((extras, id, name, settings, stamp)) = session {
+            let c = SessionOf { id, name: &name, env: &env.name, settings: &settings, stamp: &stamp };
+            token.extras = self.session(s, extras, &c, &token, force_refresh.then_some(started)).await?;
+        }
+        Ok(token)
+    }
+
+    /// The provider's session fields for the credential in `token`: cached, or fetched once
+    /// per connection at a time; with `newer_than` (a forced refresh), fetched after it.
+    async fn session(
+        &self,
+        s: Handles<'_>,
+        extras: &SessionExtras,
+        c: &SessionOf<'_>,
+        token: &Token,
+        newer_than: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(&'static str, SecretString)>> {
+        let credential = token.credential();
+        if let Some(hit) = self.cached_session(c, &credential.value, newer_than) {
+            return Ok(hit);
+        }
+        let flight = self.inner.session_flights.lock().expect("broker lock").entry(c.id).or_default().clone();
+        let _turn = flight.lock().await;
+        if let Some(hit) = self.cached_session(c, &credential.value, newer_than) {
+            return Ok(hit);
+        }
+        let obtained_at = Utc::now();
+        match (extras.fetch)(s.outbound, c.settings, &credential).await {
+            Ok(session) => {
+                let until = obtained_at + session.valid_for;
+                let hit = CachedSession { fields: session.fields, credential: credential.value.clone(), stamp: c.stamp.to_string(), obtained_at, until };
+                self.inner.sessions.lock().expect("broker lock").insert(c.id, hit.clone());
+                Ok(hit.fields)
+            }
+            Err(refusal) => {
+                let secrets = credential.sensitive();
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                let reason = refusal.result.scrubbed(&secrets);
+                let mut tx = s.db.begin().await?;
+                connections::record_health(&mut tx, c.id, &reason, "token").await?;
+                tx.commit().await?;
+                let advice = reason.advice.as_deref().map(|a| format!(" What to do: {a}")).unwrap_or_default();
+                Err(Error::Dependency {
+                    code: "connection_failing",
+                    message: format!("connection {} in {} could not get a session for its credential: {}.{advice}", c.name, c.env, reason.detail),
+                    retry_after_secs: Some(FIRST_BACKOFF.as_secs()),
+                })
+            }
+        }
+    }
+
+    fn cached_session(&self, c: &SessionOf<'_>, credential: &SecretString, newer_than: Option<DateTime<Utc>>) -> Option<Vec<(&'static str, SecretString)>> {
+        let sessions = self.inner.sessions.lock().expect("broker lock");
+        let now = Utc::now();
+        sessions
+            .get(&c.id)
+            .filter(|hit| {
+                hit.stamp == c.stamp
+                    && hit.until > now
+                    && hit.credential.ct_eq(credential)
+                    && newer_than.is_none_or(|t| hit.obtained_at > t)
+            })
+            .map(|hit| hit.fields.clone())
+    }
+
+    /// The credential of the bound connection: a cached or new mint, or the stored secret.
+    async fn credential(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
         let integration = integration.to_string();
         // The hot path has read the binding once and writes nothing.
         let Some(b) = bound else {
@@ -426,6 +529,16 @@ impl Broker {
         }
         Ok(written)
     }
+}
+
+/// The connection a session is fetched for.
+struct SessionOf<'a> {
+    id: i64,
+    name: &'a str,
+    env: &'a str,
+    settings: &'a serde_json::Map<String, serde_json::Value>,
+    /// The connection's `updated_at`: any change invalidates the session.
+    stamp: &'a str,
 }
 
 fn answer(connection: &str, hit: Cached, cached: bool) -> Token {

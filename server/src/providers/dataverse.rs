@@ -69,6 +69,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    session: None,
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];

@@ -22,6 +22,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    session: None,
 };
 
 static MINTING: Minting = microsoft::minting::<R>();

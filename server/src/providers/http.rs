@@ -87,6 +87,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     minting: None,
     credential: Some(credential),
     admin_help: None,
+    session: None,
 };
 
 /// The settings' schemas (see [`ProviderDef::schema`]): what `check_value`, `check_url` and

@@ -35,6 +35,7 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    session: None,
 };
 
 /// Always a certificate.

@@ -105,6 +105,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     minting: Some(&MINTING),
     credential: None,
     admin_help: Some(&ADMIN_HELP),
+    session: None,
 };
 
 static MINTING: Minting = Minting {
