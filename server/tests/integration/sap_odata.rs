@@ -354,4 +354,14 @@ async fn the_token_answer_schema_names_the_csrf_fields() {
         assert_eq!(schema["properties"][field]["type"], "string", "{schema}");
         assert!(!schema["required"].as_array().unwrap().iter().any(|r| r == field));
     }
+    // The connection's own schema: the fixed field names, closed, a rule per auth value.
+    let sap = doc["components"]["schemas"]["NewConnection"]["oneOf"].as_array().unwrap().iter().find(|p| p["properties"]["provider"]["const"] == "sap_odata").cloned().unwrap();
+    assert_eq!(sap["properties"]["settings"]["required"], json!(["service_url", "auth"]), "{sap}");
+    let settings: Vec<&String> = sap["properties"]["settings"]["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(settings, ["auth", "client_id", "sap_client", "service_url", "token_url", "username"]);
+    let secrets: Vec<&String> = sap["properties"]["secrets"]["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(secrets, ["api_key", "client_secret", "password"]);
+    assert_eq!(sap["properties"]["secrets"]["additionalProperties"], false);
+    assert_eq!(sap["properties"]["settings"]["properties"]["sap_client"]["pattern"], "^[0-9]{3}$");
+    assert_eq!(sap["allOf"].as_array().unwrap().len(), 3, "{sap}");
 }

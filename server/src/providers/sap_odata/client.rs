@@ -145,14 +145,32 @@ pub fn service_url(out: &Outbound, s: &Settings, path: &str) -> Result<reqwest::
     Ok(url)
 }
 
-/// A GET with the credential and `X-CSRF-Token: Fetch` (SAP answers a token to any GET that
-/// asks).
-async fn get_fetching_csrf(out: &Outbound, url: reqwest::Url, accept: &'static str, credential: &Credential) -> Result<OutboundResponse, Refusal> {
+/// A GET of `path` under the service root with the credential and `X-CSRF-Token: Fetch` (SAP
+/// answers a token to any GET that asks): the URL called and SAP's answer, refused in SAP's
+/// terms unless it is a 2xx that is not an HTML page (`instead` says what the page came
+/// instead of).
+async fn get_fetching_csrf(
+    out: &Outbound,
+    s: &Settings,
+    path: &str,
+    accept: &'static str,
+    credential: &Credential,
+    instead: &str,
+) -> Result<(String, OutboundResponse), Refusal> {
+    let url = service_url(out, s, path).map_err(|e| Refusal { result: e.into(), transient: false })?;
+    let shown = url.to_string();
     let mut request = reqwest::Request::new(Method::GET, url);
     credential.apply(&mut request).map_err(|u| Refusal { result: TestResult::failed(u.detail, u.advice), transient: false })?;
     request.headers_mut().insert(ACCEPT, HeaderValue::from_static(accept));
     request.headers_mut().insert(CSRF_HEADER, HeaderValue::from_static("Fetch"));
-    out.send(request).await.map_err(|e| Refusal { transient: !e.is_refused(), result: e.into() })
+    let response = out.send(request).await.map_err(|e| Refusal { transient: !e.is_refused(), result: e.into() })?;
+    if !response.status.is_success() {
+        return Err(refused(s, &shown, &response, &credential.sensitive().iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    if is_html(&response) {
+        return Err(Refusal { result: sign_in_page(&shown, &format!("answered with an HTML page instead of {instead}")), transient: false });
+    }
+    Ok((shown, response))
 }
 
 /// The CSRF token of an answer (`None` when SAP gave none or asks for one) and the cookies it
@@ -173,22 +191,16 @@ pub fn csrf_of(headers: &HeaderMap) -> (Option<String>, Option<String>) {
 /// a CSRF token on the way. Host, credential and the service's activation are checked in one
 /// request. `Ok` is a result that worked (it may carry advice about writes).
 pub async fn check_service(out: &Outbound, s: &Settings, credential: &Credential) -> Result<TestResult, Refusal> {
-    let url = service_url(out, s, "$metadata").map_err(|e| Refusal { result: e.into(), transient: false })?;
-    let shown = url.to_string();
-    let response = get_fetching_csrf(out, url, "application/xml", credential).await?;
-    let sensitive = credential.sensitive();
-    let sensitive: Vec<&str> = sensitive.iter().map(String::as_str).collect();
-    if !response.status.is_success() {
-        return Err(refused(s, &shown, &response, &sensitive));
-    }
-    if is_html(&response) {
-        return Err(Refusal { result: sign_in_page(&shown, "answered with an HTML page instead of the service's metadata"), transient: false });
-    }
+    let (shown, response) = get_fetching_csrf(out, s, "$metadata", "application/xml", credential, "the service's metadata").await?;
     let Some(metadata) = parse_edmx(&response.body) else {
         let content_type = response.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("no content type").to_string();
         return Err(Refusal {
             result: TestResult::failed(
-                format!("{shown} answered {} but not with OData metadata ({content_type}): {}", response.status, outbound::snippet(&response.body, 80, &sensitive)),
+                format!(
+                    "{shown} answered {} but not with OData metadata ({content_type}): {}",
+                    response.status,
+                    outbound::snippet(&response.body, 80, &credential.sensitive().iter().map(String::as_str).collect::<Vec<_>>())
+                ),
                 "set the service URL to the service root, e.g. https://host/sap/opu/odata/sap/API_BUSINESS_PARTNER/ (connvault adds $metadata)",
             ),
             transient: false,
@@ -214,17 +226,7 @@ pub async fn check_service(out: &Outbound, s: &Settings, credential: &Credential
 /// The broker's session extras: a CSRF token and its cookies, fetched with a GET of the
 /// service root. No token is not an error: a service without CSRF protection needs none.
 pub async fn fetch_session(out: &Outbound, s: &Settings, credential: &Credential) -> Result<Session, Refusal> {
-    let url = service_url(out, s, "").map_err(|e| Refusal { result: e.into(), transient: false })?;
-    let shown = url.to_string();
-    let response = get_fetching_csrf(out, url, "application/json", credential).await?;
-    let sensitive = credential.sensitive();
-    let sensitive: Vec<&str> = sensitive.iter().map(String::as_str).collect();
-    if !response.status.is_success() {
-        return Err(refused(s, &shown, &response, &sensitive));
-    }
-    if is_html(&response) {
-        return Err(Refusal { result: sign_in_page(&shown, "answered the CSRF token request with an HTML page"), transient: false });
-    }
+    let (_, response) = get_fetching_csrf(out, s, "", "application/json", credential, "a CSRF token").await?;
     let (token, cookies) = csrf_of(&response.headers);
     let mut fields = Vec::new();
     if let Some(token) = token {
