@@ -157,6 +157,9 @@ struct Inner {
     sessions: Mutex<HashMap<i64, CachedSession>>,
     /// One session fetch per connection at a time (apart from the mint's, which it follows).
     session_flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
+    /// Connections whose latest session fetch failed (and was recorded as their latest check):
+    /// the next one that works records that it works again.
+    session_failed: Mutex<std::collections::HashSet<i64>>,
     usage: Mutex<HashMap<UsageKey, u64>>,
 }
 
@@ -297,6 +300,12 @@ impl Broker {
                 let until = obtained_at + session.valid_for;
                 let hit = CachedSession { fields: session.fields, credential: credential.value.clone(), stamp: c.stamp.to_string(), obtained_at, until };
                 self.inner.sessions.lock().expect("broker lock").insert(c.id, hit.clone());
+                if self.inner.session_failed.lock().expect("broker lock").remove(&c.id) {
+                    let place = token.instance_url.as_deref().unwrap_or(c.name);
+                    let mut tx = s.db.begin().await?;
+                    connections::record_health(&mut tx, c.id, &TestResult::passed(format!("session obtained from {place}")), "token").await?;
+                    tx.commit().await?;
+                }
                 Ok(hit.fields)
             }
             Err(refusal) => {
@@ -306,6 +315,7 @@ impl Broker {
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
                 tx.commit().await?;
+                self.inner.session_failed.lock().expect("broker lock").insert(c.id);
                 let advice = reason.advice.as_deref().map(|a| format!(" What to do: {a}")).unwrap_or_default();
                 Err(Error::Dependency {
                     code: "connection_failing",

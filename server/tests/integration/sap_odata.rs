@@ -304,6 +304,22 @@ async fn each_failure_has_its_own_detail_and_advice() {
         assert_eq!((st, body["error"]["code"].as_str()), (424, Some("connection_failing")), "{text}");
         assert!(text.contains("SAP refused the user name or password"), "{text}");
         assert_no_secret(&text);
+
+        // A session refused for a while (SSO switched on in front of the service) shows the
+        // integration failing; once SAP answers again the next token says it works.
+        w.bind("Flaky", "Sso").await;
+        let status = |list: &Value| list["items"].as_array().unwrap().iter().find(|i| i["name"] == "Flaky").map(|i| i["status"].clone()).unwrap();
+        w.sap.set_sso(true);
+        let (st, _, text) = w.call("POST", "integrations/Flaky/token", None).await;
+        assert_eq!(st, 424, "{text}");
+        assert!(text.contains("HTML page instead of a CSRF token"), "{text}");
+        let (_, list, _) = w.call("GET", "integrations", None).await;
+        assert_eq!(status(&list), "failing", "{list}");
+        w.sap.set_sso(false);
+        let tok = w.token("Flaky", false).await;
+        assert!(tok["csrf_token"].is_string(), "{tok}");
+        let (_, list, _) = w.call("GET", "integrations", None).await;
+        assert_eq!(status(&list), "bound", "{list}");
     }
 }
 
