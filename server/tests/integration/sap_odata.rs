@@ -264,6 +264,11 @@ async fn each_failure_has_its_own_detail_and_advice() {
         let root = |path: &str| format!("{}/sap/opu/odata/sap/{path}/", w.urls.base);
         let basic = |url: &str, user: &str, password: &str| (json!({"service_url": url, "auth": "basic", "username": user}), json!({"password": password}));
         let with_key = |url: &str, key: &str| (json!({"service_url": url, "auth": "api_key"}), json!({"api_key": key}));
+        let oauth_at = |token_url: &str| {
+            let (mut settings, secrets) = w.oauth(CLIENT, SECRET);
+            settings["token_url"] = json!(token_url);
+            (settings, secrets)
+        };
         let cases: Vec<(&str, (Value, Value), &str, &str)> = vec![
             ("WrongPassword", basic(&w.urls.service_url, USER, "not-the-password"), "SAP refused the user name or password (401 Unauthorized)", "replace the password"),
             ("WrongKey", with_key(&w.urls.service_url, "not-the-key"), "SAP refused the API key (401 Unauthorized): Invalid ApiKey", "Show API Key"),
@@ -274,6 +279,8 @@ async fn each_failure_has_its_own_detail_and_advice() {
             ("NoTls", with_key(&w.urls.service_url.replace("http://", "https://"), API_KEY), "secure (TLS) connection", "certificate"),
             ("WrongSecret", w.oauth(CLIENT, "not-the-secret"), "the token endpoint refused client sb-connvault!b1234|it!b56 or its secret (401 unauthorized: Bad credentials)", "client secret"),
             ("NoGrant", w.oauth("sb-no-grant", SECRET), "may not use the client credentials grant (400 unauthorized_client", "client_credentials grant"),
+            ("TokenPath", oauth_at(&format!("{}/wrong/path", w.urls.base)), "did not answer like an OAuth 2.0 token endpoint", "/oauth/token"),
+            ("TokenClosed", oauth_at(&format!("http://127.0.0.1:{closed}/oauth/token")), "token URL: 127.0.0.1 refused the connection", "check the port"),
         ];
         for (name, (settings, secrets), detail, advice) in &cases {
             w.create(name, settings.clone(), secrets.clone()).await;
