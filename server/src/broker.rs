@@ -157,9 +157,6 @@ struct Inner {
     sessions: Mutex<HashMap<i64, CachedSession>>,
     /// One session fetch per connection at a time (apart from the mint's, which it follows).
     session_flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
-    /// Connections whose latest session fetch failed (and was recorded as their latest check):
-    /// the next one that works records that it works again.
-    session_failed: Mutex<std::collections::HashSet<i64>>,
     usage: Mutex<HashMap<UsageKey, u64>>,
 }
 
@@ -267,21 +264,29 @@ impl Broker {
     async fn serve(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
         let started = Utc::now();
         let session = bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b.id, b.name.clone(), b.settings.clone(), b.updated_at.clone())));
+        if let Some((_, id, name, _, stamp)) = &session {
+            // While a session backs off, nothing is released or minted for it (memory only,
+            // unless a wait is on).
+            self.check_backoff(s.db, &Which { id: *id, name, env: &env.name, stamp }).await?;
+        }
         let mut token = self.credential(s, actor, env, integration, bound, force_refresh).await?;
         if let Some((extras, id, name, settings, stamp)) = session {
-            let c = SessionOf { id, name: &name, env: &env.name, settings: &settings, stamp: &stamp };
-            token.extras = self.session(s, extras, &c, &token, force_refresh.then_some(started)).await?;
+            let c = Which { id, name: &name, env: &env.name, stamp: &stamp };
+            token.extras = self.session(s, extras, &c, &settings, &token, force_refresh.then_some(started)).await?;
         }
         Ok(token)
     }
 
     /// The provider's session fields for the credential in `token`: cached, or fetched once
-    /// per connection at a time; with `newer_than` (a forced refresh), fetched after it.
+    /// per connection at a time; with `newer_than` (a forced refresh), fetched after it. A
+    /// refused fetch backs off as a refused mint does (so an app retrying a wrong password
+    /// does not lock the user), and is the connection's latest check until one works again.
     async fn session(
         &self,
         s: Handles<'_>,
         extras: &SessionExtras,
-        c: &SessionOf<'_>,
+        c: &Which<'_>,
+        settings: &serde_json::Map<String, serde_json::Value>,
         token: &Token,
         newer_than: Option<DateTime<Utc>>,
     ) -> Result<Vec<(&'static str, SecretString)>> {
@@ -294,13 +299,15 @@ impl Broker {
         if let Some(hit) = self.cached_session(c, &credential.value, newer_than) {
             return Ok(hit);
         }
+        self.check_backoff(s.db, c).await?;
         let obtained_at = Utc::now();
-        match (extras.fetch)(s.outbound, c.settings, &credential).await {
+        match (extras.fetch)(s.outbound, settings, &credential).await {
             Ok(session) => {
                 let until = obtained_at + session.valid_for;
                 let hit = CachedSession { fields: session.fields, credential: credential.value.clone(), stamp: c.stamp.to_string(), obtained_at, until };
                 self.inner.sessions.lock().expect("broker lock").insert(c.id, hit.clone());
-                if self.inner.session_failed.lock().expect("broker lock").remove(&c.id) {
+                let waited = self.inner.backoff.lock().expect("broker lock").remove(&c.id).is_some();
+                if waited {
                     let place = token.instance_url.as_deref().unwrap_or(c.name);
                     let mut tx = s.db.begin().await?;
                     connections::record_health(&mut tx, c.id, &TestResult::passed(format!("session obtained from {place}")), "token").await?;
@@ -312,21 +319,16 @@ impl Broker {
                 let secrets = credential.sensitive();
                 let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
                 let reason = refusal.result.scrubbed(&secrets);
+                let window = self.back_off(c, &reason);
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
                 tx.commit().await?;
-                self.inner.session_failed.lock().expect("broker lock").insert(c.id);
-                let advice = reason.advice.as_deref().map(|a| format!(" What to do: {a}")).unwrap_or_default();
-                Err(Error::Dependency {
-                    code: "connection_failing",
-                    message: format!("connection {} in {} could not get a session for its credential: {}.{advice}", c.name, c.env, reason.detail),
-                    retry_after_secs: Some(FIRST_BACKOFF.as_secs()),
-                })
+                Err(failing(c, &reason, window))
             }
         }
     }
 
-    fn cached_session(&self, c: &SessionOf<'_>, credential: &SecretString, newer_than: Option<DateTime<Utc>>) -> Option<Vec<(&'static str, SecretString)>> {
+    fn cached_session(&self, c: &Which<'_>, credential: &SecretString, newer_than: Option<DateTime<Utc>>) -> Option<Vec<(&'static str, SecretString)>> {
         let sessions = self.inner.sessions.lock().expect("broker lock");
         let now = Utc::now();
         sessions
@@ -367,7 +369,7 @@ impl Broker {
         let Some(minting) = def.minting_for(&c.settings) else {
             return release(s, actor, env, &integration, &c).await;
         };
-        self.check_backoff(s.db, &c).await?;
+        self.check_backoff(s.db, &Which::of(&c)).await?;
 
         // One mint per connection at a time in this process …
         let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
@@ -378,7 +380,7 @@ impl Broker {
             self.count(actor, env, &integration);
             return Ok(answer(&c.name, hit, true));
         }
-        self.check_backoff(s.db, &c).await?;
+        self.check_backoff(s.db, &Which::of(&c)).await?;
 
         // … and across processes sharing PostgreSQL: an advisory lock held by a transaction, so a
         // dropped request releases it.
@@ -413,7 +415,7 @@ impl Broker {
             }
             Err(refusal) => {
                 let reason = refusal.result;
-                let window = self.back_off(&c, &reason);
+                let window = self.back_off(&Which::of(&c), &reason);
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
                 audit::record(
@@ -426,7 +428,7 @@ impl Broker {
                 )
                 .await?;
                 tx.commit().await?;
-                Err(failing(&c, &env.name, &reason, window))
+                Err(failing(&Which::of(&c), &reason, window))
             }
         };
         if let Some(tx) = lock {
@@ -468,11 +470,11 @@ impl Broker {
     /// Refuses at once while the connection backs off, unless it changed or a live check of it
     /// has worked since the wait began (read from the database, so it holds across servers;
     /// only while a wait is on).
-    async fn check_backoff(&self, db: &Db, c: &Connection) -> Result<()> {
+    async fn check_backoff(&self, db: &Db, c: &Which<'_>) -> Result<()> {
         let waiting = {
             let backoff = self.inner.backoff.lock().expect("broker lock");
             match backoff.get(&c.id) {
-                Some(b) if b.until > Instant::now() && b.stamp == c.updated_at => Some((b.since.clone(), b.reason.clone(), b.until)),
+                Some(b) if b.until > Instant::now() && b.stamp == c.stamp => Some((b.since.clone(), b.reason.clone(), b.until)),
                 _ => None,
             }
         };
@@ -486,18 +488,18 @@ impl Broker {
             self.inner.backoff.lock().expect("broker lock").remove(&c.id);
             return Ok(());
         }
-        Err(failing(c, &c.environment, &reason, until.saturating_duration_since(Instant::now())))
+        Err(failing(c, &reason, until.saturating_duration_since(Instant::now())))
     }
 
     /// Starts or doubles the back-off window; a configuration problem starts where a transient
     /// one would, but both stop calls until the window ends (or a setting changes the token).
-    fn back_off(&self, c: &Connection, reason: &TestResult) -> Duration {
+    fn back_off(&self, c: &Which<'_>, reason: &TestResult) -> Duration {
         let mut backoff = self.inner.backoff.lock().expect("broker lock");
         let window = match backoff.get(&c.id) {
-            Some(b) if b.stamp == c.updated_at => (b.window * 2).min(MAX_BACKOFF),
+            Some(b) if b.stamp == c.stamp => (b.window * 2).min(MAX_BACKOFF),
             _ => FIRST_BACKOFF,
         };
-        backoff.insert(c.id, Backoff { stamp: c.updated_at.clone(), since: crate::db::now(), until: Instant::now() + window, window, reason: reason.clone() });
+        backoff.insert(c.id, Backoff { stamp: c.stamp.to_string(), since: crate::db::now(), until: Instant::now() + window, window, reason: reason.clone() });
         window
     }
 
@@ -541,14 +543,19 @@ impl Broker {
     }
 }
 
-/// The connection a session is fetched for.
-struct SessionOf<'a> {
+/// The connection a wait or a session is about.
+struct Which<'a> {
     id: i64,
     name: &'a str,
     env: &'a str,
-    settings: &'a serde_json::Map<String, serde_json::Value>,
-    /// The connection's `updated_at`: any change invalidates the session.
+    /// The connection's `updated_at`: any change ends a wait and invalidates a session.
     stamp: &'a str,
+}
+
+impl<'a> Which<'a> {
+    fn of(c: &'a Connection) -> Which<'a> {
+        Which { id: c.id, name: &c.name, env: &c.environment, stamp: &c.updated_at }
+    }
 }
 
 fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
@@ -560,11 +567,11 @@ fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
 }
 
 /// 424: the connection could not get a token, why, what to do, and when to ask again.
-fn failing(c: &Connection, env: &str, reason: &TestResult, window: Duration) -> Error {
+fn failing(c: &Which<'_>, reason: &TestResult, window: Duration) -> Error {
     let advice = reason.advice.as_deref().map(|a| format!(" What to do: {a}")).unwrap_or_default();
     Error::Dependency {
         code: "connection_failing",
-        message: format!("connection {} in {env} could not get a token: {}.{advice}", c.name, reason.detail),
+        message: format!("connection {} in {} could not get a token: {}.{advice}", c.name, c.env, reason.detail),
         retry_after_secs: Some(window.as_secs().max(1)),
     }
 }

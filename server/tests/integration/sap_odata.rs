@@ -323,11 +323,23 @@ async fn each_failure_has_its_own_detail_and_advice() {
         let (_, list, _) = w.call("GET", "integrations", None).await;
         assert_eq!(status(&list), "failing", "{list}");
         w.sap.set_sso(false);
+        // It backs off: asking again at once reaches neither SAP nor the secret.
+        let (calls, releases) = (w.sap.sap_clients_seen().len(), audit_count(&w, "connection.secret_release").await);
+        let (st, _, text) = w.call("POST", "integrations/Flaky/token", None).await;
+        assert_eq!(st, 424, "{text}");
+        assert_eq!((w.sap.sap_clients_seen().len(), audit_count(&w, "connection.secret_release").await), (calls, releases));
+        // When the wait is over, the next token works and says so.
+        tokio::time::sleep(Duration::from_millis(5100)).await;
         let tok = w.token("Flaky", false).await;
         assert!(tok["csrf_token"].is_string(), "{tok}");
         let (_, list, _) = w.call("GET", "integrations", None).await;
         assert_eq!(status(&list), "bound", "{list}");
     }
+}
+
+async fn audit_count(w: &World, action: &str) -> usize {
+    let (_, audit, _) = w.api.call(Who::Key(&w.key), "GET", "/api/v1/audit?environment=DEV&limit=1000", None).await;
+    audit["items"].as_array().unwrap().iter().filter(|e| e["action"] == action).count()
 }
 
 /// Promise 17 for SAP: the service URL and the token URL say where the credential goes; a
