@@ -296,9 +296,14 @@ fn session<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, credential: 
     Box::pin(async move { client::fetch_session(out, &Settings::from_map(settings), credential).await })
 }
 
-/// Whether `url` is a local address (a stand-in), where plain http:// is allowed.
+/// Whether `url` is a local stand-in's address (`localhost` or `127.0.0.1`, as the schema
+/// spells it), where plain http:// and no host name are allowed.
 fn is_loopback(url: &url::Url) -> bool {
-    super::microsoft::is_loopback(url)
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        _ => false,
+    }
 }
 
 fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
@@ -347,7 +352,7 @@ fn schema() -> Value {
     let label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
     let host = format!("(?:{label}\\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?");
     let https = any_case("https");
-    let loopback = format!("(?:{}|{https})://(?:localhost|127\\.0\\.0\\.1)(?::{PORT})?", any_case("http"));
+    let loopback = format!("(?:{}|{https})://(?:{}|127\\.0\\.0\\.1)(?::{PORT})?", any_case("http"), any_case("localhost"));
     let origin = format!("(?:{https}://{host}\\.?(?::{PORT})?|{loopback})");
     let path = format!("[^?#{WS}{CONTROL}]");
     let text = format!("^[^:{CONTROL}]*[^:{WS}{CONTROL}][^:{CONTROL}]*$");
@@ -401,6 +406,8 @@ mod tests {
         let oauth = json!({"service_url": ROOT, "auth": "oauth_client_credentials", "token_url": "https://acme.authentication.eu10.hana.ondemand.com/oauth/token", "client_id": "sb-x!b1|it!b2"});
         assert_eq!(validate(oauth, &["client_secret"]), Vec::<String>::new());
         assert!(validate(json!({"service_url": "http://127.0.0.1:9/sap/opu/odata/sap/X/", "auth": "api_key"}), &["api_key"]).is_empty());
+        assert!(validate(json!({"service_url": "http://LocalHost:9/sap/opu/odata/sap/X/", "auth": "api_key"}), &["api_key"]).is_empty());
+        assert!(!validate(json!({"service_url": "http://127.0.0.2:9/sap/opu/odata/sap/X/", "auth": "api_key"}), &["api_key"]).is_empty());
     }
 
     #[test]
