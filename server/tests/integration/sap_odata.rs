@@ -342,6 +342,26 @@ async fn audit_count(w: &World, action: &str) -> usize {
     audit["items"].as_array().unwrap().iter().filter(|e| e["action"] == action).count()
 }
 
+/// A proxy in front of SAP drops the CSRF token: the test passes for reads and says why writes
+/// will fail; the broker's answer has no CSRF fields; a write is refused.
+#[tokio::test]
+async fn without_a_csrf_token_the_test_says_writes_will_fail() {
+    for db in backends().await {
+        let w = world(&db).await;
+        w.sap.set_drop_csrf_header(true);
+        w.create("NoCsrf", json!({"service_url": w.urls.service_url, "auth": "api_key"}), json!({"api_key": API_KEY})).await;
+        let r = w.test("NoCsrf").await;
+        assert_eq!(r["ok"], true, "{r}");
+        assert!(r["detail"].as_str().unwrap().contains("SAP sent no CSRF token, so writes will be refused with 403"), "{r}");
+        assert!(r["advice"].as_str().unwrap().contains("passes the X-CSRF-Token header and the cookies through"), "{r}");
+        w.bind("NoCsrf", "NoCsrf").await;
+        let tok = w.token("NoCsrf", false).await;
+        assert!(tok.get("csrf_token").is_none() && tok.get("cookies").is_none(), "{tok}");
+        let r = w.create_partner(&tok, "Refused").await;
+        assert_eq!((r.status().as_u16(), r.headers()["x-csrf-token"].to_str().unwrap()), (403, "Required"));
+    }
+}
+
 /// Promise 17 for SAP: the service URL and the token URL say where the credential goes; a
 /// change of either drops the stored secrets unless new ones come with it. Other settings keep
 /// them.

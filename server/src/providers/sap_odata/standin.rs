@@ -15,7 +15,8 @@
 //! before the service lookup (404) before the service authorization (403).
 //!
 //! Switches for tests: a user or API key whose role lacks the service (403), single sign-on in
-//! front of everything (a 200 HTML sign-in page), expiring every CSRF session
+//! front of everything (a 200 HTML sign-in page), a proxy that drops the CSRF token from
+//! answers, expiring every CSRF session
 //! ([`StandIn::expire_csrf_tokens`]); it records the `sap-client` of every service request.
 //! Where SAP's exact words are not documented (the 403's message), the stand-in says what it
 //! means. Bad input never panics and never answers 500.
@@ -111,6 +112,8 @@ struct State {
     partners: Vec<Map<String, Value>>,
     next_partner: u64,
     sso: bool,
+    /// A proxy in front drops `X-CSRF-Token` from the answers (the check stays on).
+    drop_csrf_header: bool,
     sap_clients: Vec<Option<String>>,
     token_lifetime: Duration,
     urls: Option<Urls>,
@@ -155,6 +158,7 @@ impl StandIn {
                 partners: vec![partner("1000000", "Acme Corporation"), partner("1000001", "Globex GmbH")],
                 next_partner: 1_000_002,
                 sso: false,
+                drop_csrf_header: false,
                 sap_clients: Vec::new(),
                 token_lifetime: DEFAULT_TOKEN_LIFETIME,
                 urls: None,
@@ -186,6 +190,12 @@ impl StandIn {
     /// Single sign-on in front of the service: every service request gets a 200 HTML sign-in page.
     pub fn set_sso(&self, on: bool) {
         self.lock().sso = on;
+    }
+
+    /// A proxy in front of the service that drops the `X-CSRF-Token` header from answers: no
+    /// token reaches the client, and writes are still checked (so they fail).
+    pub fn set_drop_csrf_header(&self, on: bool) {
+        self.lock().drop_csrf_header = on;
     }
 
     /// Ends every security session: the next write with an old CSRF token gets 403 Required.
@@ -480,6 +490,9 @@ async fn service_endpoint(Shared(standin): Shared<StandIn>, method: Method, uri:
     };
     if reading && headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("fetch")) {
         standin.fetch_csrf(&headers, &principal.name, &mut response);
+        if standin.lock().drop_csrf_header {
+            response.headers_mut().remove("x-csrf-token");
+        }
     }
     response
 }
