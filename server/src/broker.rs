@@ -272,7 +272,7 @@ impl Broker {
         let mut token = self.credential(s, actor, env, integration, bound, force_refresh).await?;
         if let Some((extras, id, name, settings, stamp)) = session {
             let c = Which { id, name: &name, env: &env.name, stamp: &stamp };
-            token.extras = self.session(s, extras, &c, &settings, &token, force_refresh.then_some(started)).await?;
+            token.extras = self.session(s, actor, env, extras, &c, &settings, &token, force_refresh.then_some(started)).await?;
         }
         Ok(token)
     }
@@ -281,9 +281,14 @@ impl Broker {
     /// per connection at a time; with `newer_than` (a forced refresh), fetched after it. A
     /// refused fetch backs off as a refused mint does (so an app retrying a wrong password
     /// does not lock the user), and is the connection's latest check until one works again.
+    /// Every fetch is a use of the credential and audited (`token.session`) before its answer
+    /// goes out.
+    #[allow(clippy::too_many_arguments)]
     async fn session(
         &self,
         s: Handles<'_>,
+        actor: &Actor,
+        env: &Environment,
         extras: &SessionExtras,
         c: &Which<'_>,
         settings: &serde_json::Map<String, serde_json::Value>,
@@ -304,15 +309,23 @@ impl Broker {
         match (extras.fetch)(s.outbound, settings, &credential).await {
             Ok(session) => {
                 let until = obtained_at + session.valid_for;
-                let hit = CachedSession { fields: session.fields, credential: credential.value.clone(), stamp: c.stamp.to_string(), obtained_at, until };
-                self.inner.sessions.lock().expect("broker lock").insert(c.id, hit.clone());
-                let waited = self.inner.backoff.lock().expect("broker lock").remove(&c.id).is_some();
+                let names: Vec<&str> = session.fields.iter().map(|(name, _)| *name).collect();
+                let mut tx = s.db.begin().await?;
+                audit::record(
+                    &mut tx,
+                    actor,
+                    Event::new("token.session").environment(env.id, &env.name).object("connection", c.name).detail(json!({"fields": names})),
+                )
+                .await?;
+                let waited = self.inner.backoff.lock().expect("broker lock").get(&c.id).is_some();
                 if waited {
                     let place = token.instance_url.as_deref().unwrap_or(c.name);
-                    let mut tx = s.db.begin().await?;
                     connections::record_health(&mut tx, c.id, &TestResult::passed(format!("session obtained from {place}")), "token").await?;
-                    tx.commit().await?;
                 }
+                tx.commit().await?;
+                self.inner.backoff.lock().expect("broker lock").remove(&c.id);
+                let hit = CachedSession { fields: session.fields, credential: credential.value.clone(), stamp: c.stamp.to_string(), obtained_at, until };
+                self.inner.sessions.lock().expect("broker lock").insert(c.id, hit.clone());
                 Ok(hit.fields)
             }
             Err(refusal) => {
@@ -322,6 +335,14 @@ impl Broker {
                 let window = self.back_off(c, &reason);
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
+                audit::record(
+                    &mut tx,
+                    actor,
+                    Event::new("token.session").outcome("failure").environment(env.id, &env.name).object("connection", c.name).detail(json!({
+                        "detail": reason.detail, "transient": refusal.transient, "retry_in_secs": window.as_secs()
+                    })),
+                )
+                .await?;
                 tx.commit().await?;
                 Err(failing(c, &reason, window))
             }

@@ -186,6 +186,9 @@ async fn every_auth_mode_tests_hands_out_its_credential_and_writes() {
         let (st, audit, text) = w.api.call(Who::Key(&w.key), "GET", "/api/v1/audit?environment=DEV", None).await;
         assert_eq!(st, 200, "{text}");
         assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "connection.secret_release"), "{text}");
+        let sessions: Vec<&Value> = audit["items"].as_array().unwrap().iter().filter(|e| e["action"] == "token.session").collect();
+        assert_eq!(sessions.len(), 3, "one audited CSRF fetch per connection: {text}");
+        assert_eq!(sessions[0]["detail"]["fields"], json!(["csrf_token", "cookies"]), "{text}");
         assert_no_secret(&text);
         for tok in [&basic, &key, &oauth] {
             assert!(!text.contains(tok["csrf_token"].as_str().unwrap()) && !text.contains(tok["access_token"].as_str().unwrap()));
@@ -320,6 +323,7 @@ async fn each_failure_has_its_own_detail_and_advice() {
         let (st, _, text) = w.call("POST", "integrations/Flaky/token", None).await;
         assert_eq!(st, 424, "{text}");
         assert!(text.contains("HTML page instead of a CSRF token"), "{text}");
+        assert_eq!(audit_count(&w, "token.session").await, 2, "refused fetches are audited too (Refused, then Flaky)");
         let (_, list, _) = w.call("GET", "integrations", None).await;
         assert_eq!(status(&list), "failing", "{list}");
         w.sap.set_sso(false);
