@@ -81,6 +81,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8092")]
         addr: std::net::SocketAddr,
     },
+    /// Serve a stand-in of an SAP OData v2 service (API_BUSINESS_PARTNER, with CSRF tokens) and
+    /// an OAuth token endpoint, with a demo user, API key and client printed at start, for local
+    /// demos (not SAP; connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
+    DevSap {
+        /// Listen address; the service URL and token URL are under it (printed at start).
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -341,6 +349,7 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
         | Command::DevSalesforce { .. }
         | Command::DevMicrosoft { .. }
         | Command::DevWorkato { .. }
+        | Command::DevSap { .. }
         | Command::Promote(_)
         | Command::Export(_)
         | Command::Import(_) => unreachable!("handled elsewhere"),
@@ -476,6 +485,7 @@ async fn main() -> ExitCode {
         }
         Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
         Command::DevWorkato { addr } => server::providers::workato::standin::run_demo(addr).await.map_err(|e| format!("Workato stand-in on {addr}: {e}")),
+        Command::DevSap { addr } => server::providers::sap_odata::standin::run_demo(addr).await.map_err(|e| format!("SAP stand-in on {addr}: {e}")),
         other => run_command(config, other).await,
     };
     match result {

@@ -542,6 +542,27 @@ fn dev_microsoft_serves_the_demo_page_at_the_url_it_prints() {
 }
 
 #[test]
+fn dev_sap_serves_the_metadata_with_the_user_it_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut c = cmd(dir.path());
+    c.args(["dev-sap", "--addr", &format!("127.0.0.1:{port}")]);
+    let (mut stand_in, printed) = stand_in_printing(c, "dev-sap", |l| l.contains("oauth_client_credentials"));
+    let service = printed.iter().find_map(|l| l.split("service URL: ").nth(1)).and_then(|r| r.split_whitespace().next()).unwrap().to_string();
+    assert!(service.starts_with(&format!("http://127.0.0.1:{port}/")) && service.ends_with('/'), "{printed:?}");
+    let password = printed.iter().find_map(|l| l.split("password ").nth(1)).unwrap().trim().to_string();
+    let path = format!("{}$metadata", service.trim_start_matches(&format!("http://127.0.0.1:{port}")));
+    let pair = server::credential::Credential::basic("CONNVAULT_DEMO", &server::secret::SecretString::new(password));
+    let basic = format!("Basic {}", pair.value.expose_secret());
+    let (status, _, body) = request(port, "GET", &path, &[("Authorization", &basic)], "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("EntitySet") && body.contains("A_BusinessPartner"), "{body}");
+    assert_eq!(request(port, "GET", &path, &[("Authorization", "Basic d3Jvbmc6d3Jvbmc=")], "").unwrap().0, 401);
+    let _ = stand_in.0.kill();
+    assert!(!stand_in.0.wait().unwrap().success(), "killed, not ended by itself");
+}
+
+#[test]
 fn dev_workato_answers_users_me_for_the_token_it_prints() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

@@ -13,6 +13,9 @@
 //!   with the provider's reason at once; the window doubles with each failure (5 s up to 5 min),
 //!   and ends early when the connection changes or a test succeeds.
 //! - Providers without a mint answer with their stored credential.
+//! - Providers whose callers need a session beside the credential (SAP's CSRF token and its
+//!   cookies) have it fetched with the credential, cached per connection and credential (single
+//!   flight, as mints), and fetched again on `force_refresh`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,7 +36,7 @@ use crate::environments;
 use crate::environments::Environment;
 use crate::error::{Error, Result};
 use crate::integrations::{self, Bound};
-use crate::providers::{self, Minting, TestResult};
+use crate::providers::{self, Minting, SessionExtras, TestResult};
 use crate::secret::SecretString;
 use crate::signing::{self, Handles};
 
@@ -57,6 +60,8 @@ pub struct Token {
     pub header_name: Option<String>,
     /// Whether this came from the cache.
     pub cached: bool,
+    /// The provider's session fields, fetched with the credential (`ProviderDef::session`).
+    pub extras: Vec<(&'static str, SecretString)>,
 }
 
 impl Token {
@@ -70,7 +75,18 @@ impl Token {
             access_token: credential.value,
             connection: connection.to_string(),
             cached,
+            extras: Vec::new(),
         }
+    }
+
+    /// The credential this answer hands out, as it goes on a request.
+    fn credential(&self) -> Credential {
+        let scheme = match (&self.header_name, self.token_type.as_str()) {
+            (Some(name), _) => Scheme::Header(name.clone()),
+            (None, "Basic") => Scheme::Basic,
+            _ => Scheme::Bearer,
+        };
+        Credential { scheme, value: self.access_token.clone(), expires_at: None, base_url: self.instance_url.clone(), extra_headers: Vec::new() }
     }
 
     /// The response body: the one place the secret value is written out.
@@ -85,6 +101,9 @@ impl Token {
         });
         if let Some(h) = &self.header_name {
             body["header_name"] = json!(h);
+        }
+        for (name, value) in &self.extras {
+            body[*name] = json!(value.expose_secret());
         }
         body
     }
@@ -108,6 +127,17 @@ impl Cached {
     }
 }
 
+/// A provider's session fields for one connection, fetched with one credential.
+#[derive(Clone)]
+struct CachedSession {
+    fields: Vec<(&'static str, SecretString)>,
+    /// The credential they were fetched with: another credential gets its own.
+    credential: SecretString,
+    stamp: String,
+    obtained_at: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
 struct Backoff {
     /// The connection's `updated_at` when it failed: a change to the connection ends the wait.
     stamp: String,
@@ -124,6 +154,9 @@ struct Inner {
     cache: Mutex<HashMap<i64, Cached>>,
     flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     backoff: Mutex<HashMap<i64, Backoff>>,
+    sessions: Mutex<HashMap<i64, CachedSession>>,
+    /// One session fetch per connection at a time (apart from the mint's, which it follows).
+    session_flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     usage: Mutex<HashMap<UsageKey, u64>>,
 }
 
@@ -229,6 +262,109 @@ impl Broker {
     }
 
     async fn serve(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
+        let started = Utc::now();
+        let session = bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b.id, b.name.clone(), b.settings.clone(), b.updated_at.clone())));
+        if let Some((_, id, name, _, stamp)) = &session {
+            // While a session backs off, nothing is released or minted for it (memory only,
+            // unless a wait is on).
+            self.check_backoff(s.db, &Which { id: *id, name, env: &env.name, stamp }).await?;
+        }
+        let mut token = self.credential(s, actor, env, integration, bound, force_refresh).await?;
+        if let Some((extras, id, name, settings, stamp)) = session {
+            let c = Which { id, name: &name, env: &env.name, stamp: &stamp };
+            token.extras = self.session(s, actor, env, extras, &c, &settings, &token, force_refresh.then_some(started)).await?;
+        }
+        Ok(token)
+    }
+
+    /// The provider's session fields for the credential in `token`: cached, or fetched once
+    /// per connection at a time; with `newer_than` (a forced refresh), fetched after it. A
+    /// refused fetch backs off as a refused mint does (so an app retrying a wrong password
+    /// does not lock the user), and is the connection's latest check until one works again.
+    /// Every fetch is a use of the credential and audited (`token.session`) before its answer
+    /// goes out.
+    #[allow(clippy::too_many_arguments)]
+    async fn session(
+        &self,
+        s: Handles<'_>,
+        actor: &Actor,
+        env: &Environment,
+        extras: &SessionExtras,
+        c: &Which<'_>,
+        settings: &serde_json::Map<String, serde_json::Value>,
+        token: &Token,
+        newer_than: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(&'static str, SecretString)>> {
+        let credential = token.credential();
+        if let Some(hit) = self.cached_session(c, &credential.value, newer_than) {
+            return Ok(hit);
+        }
+        let flight = self.inner.session_flights.lock().expect("broker lock").entry(c.id).or_default().clone();
+        let _turn = flight.lock().await;
+        if let Some(hit) = self.cached_session(c, &credential.value, newer_than) {
+            return Ok(hit);
+        }
+        self.check_backoff(s.db, c).await?;
+        let obtained_at = Utc::now();
+        match (extras.fetch)(s.outbound, settings, &credential).await {
+            Ok(session) => {
+                let until = obtained_at + session.valid_for;
+                let names: Vec<&str> = session.fields.iter().map(|(name, _)| *name).collect();
+                let mut tx = s.db.begin().await?;
+                audit::record(
+                    &mut tx,
+                    actor,
+                    Event::new("token.session").environment(env.id, &env.name).object("connection", c.name).detail(json!({"fields": names})),
+                )
+                .await?;
+                let waited = self.inner.backoff.lock().expect("broker lock").get(&c.id).is_some();
+                if waited {
+                    let place = token.instance_url.as_deref().unwrap_or(c.name);
+                    connections::record_health(&mut tx, c.id, &TestResult::passed(format!("session obtained from {place}")), "token").await?;
+                }
+                tx.commit().await?;
+                self.inner.backoff.lock().expect("broker lock").remove(&c.id);
+                let hit = CachedSession { fields: session.fields, credential: credential.value.clone(), stamp: c.stamp.to_string(), obtained_at, until };
+                self.inner.sessions.lock().expect("broker lock").insert(c.id, hit.clone());
+                Ok(hit.fields)
+            }
+            Err(refusal) => {
+                let secrets = credential.sensitive();
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                let reason = refusal.result.scrubbed(&secrets);
+                let window = self.back_off(c, &reason);
+                let mut tx = s.db.begin().await?;
+                connections::record_health(&mut tx, c.id, &reason, "token").await?;
+                audit::record(
+                    &mut tx,
+                    actor,
+                    Event::new("token.session").outcome("failure").environment(env.id, &env.name).object("connection", c.name).detail(json!({
+                        "detail": reason.detail, "transient": refusal.transient, "retry_in_secs": window.as_secs()
+                    })),
+                )
+                .await?;
+                tx.commit().await?;
+                Err(failing(c, &reason, window))
+            }
+        }
+    }
+
+    fn cached_session(&self, c: &Which<'_>, credential: &SecretString, newer_than: Option<DateTime<Utc>>) -> Option<Vec<(&'static str, SecretString)>> {
+        let sessions = self.inner.sessions.lock().expect("broker lock");
+        let now = Utc::now();
+        sessions
+            .get(&c.id)
+            .filter(|hit| {
+                hit.stamp == c.stamp
+                    && hit.until > now
+                    && hit.credential.ct_eq(credential)
+                    && newer_than.is_none_or(|t| hit.obtained_at > t)
+            })
+            .map(|hit| hit.fields.clone())
+    }
+
+    /// The credential of the bound connection: a cached or new mint, or the stored secret.
+    async fn credential(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
         let integration = integration.to_string();
         // The hot path has read the binding once and writes nothing.
         let Some(b) = bound else {
@@ -254,7 +390,7 @@ impl Broker {
         let Some(minting) = def.minting_for(&c.settings) else {
             return release(s, actor, env, &integration, &c).await;
         };
-        self.check_backoff(s.db, &c).await?;
+        self.check_backoff(s.db, &Which::of(&c)).await?;
 
         // One mint per connection at a time in this process …
         let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
@@ -265,7 +401,7 @@ impl Broker {
             self.count(actor, env, &integration);
             return Ok(answer(&c.name, hit, true));
         }
-        self.check_backoff(s.db, &c).await?;
+        self.check_backoff(s.db, &Which::of(&c)).await?;
 
         // … and across processes sharing PostgreSQL: an advisory lock held by a transaction, so a
         // dropped request releases it.
@@ -300,7 +436,7 @@ impl Broker {
             }
             Err(refusal) => {
                 let reason = refusal.result;
-                let window = self.back_off(&c, &reason);
+                let window = self.back_off(&Which::of(&c), &reason);
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
                 audit::record(
@@ -313,7 +449,7 @@ impl Broker {
                 )
                 .await?;
                 tx.commit().await?;
-                Err(failing(&c, &env.name, &reason, window))
+                Err(failing(&Which::of(&c), &reason, window))
             }
         };
         if let Some(tx) = lock {
@@ -355,11 +491,11 @@ impl Broker {
     /// Refuses at once while the connection backs off, unless it changed or a live check of it
     /// has worked since the wait began (read from the database, so it holds across servers;
     /// only while a wait is on).
-    async fn check_backoff(&self, db: &Db, c: &Connection) -> Result<()> {
+    async fn check_backoff(&self, db: &Db, c: &Which<'_>) -> Result<()> {
         let waiting = {
             let backoff = self.inner.backoff.lock().expect("broker lock");
             match backoff.get(&c.id) {
-                Some(b) if b.until > Instant::now() && b.stamp == c.updated_at => Some((b.since.clone(), b.reason.clone(), b.until)),
+                Some(b) if b.until > Instant::now() && b.stamp == c.stamp => Some((b.since.clone(), b.reason.clone(), b.until)),
                 _ => None,
             }
         };
@@ -373,18 +509,18 @@ impl Broker {
             self.inner.backoff.lock().expect("broker lock").remove(&c.id);
             return Ok(());
         }
-        Err(failing(c, &c.environment, &reason, until.saturating_duration_since(Instant::now())))
+        Err(failing(c, &reason, until.saturating_duration_since(Instant::now())))
     }
 
     /// Starts or doubles the back-off window; a configuration problem starts where a transient
     /// one would, but both stop calls until the window ends (or a setting changes the token).
-    fn back_off(&self, c: &Connection, reason: &TestResult) -> Duration {
+    fn back_off(&self, c: &Which<'_>, reason: &TestResult) -> Duration {
         let mut backoff = self.inner.backoff.lock().expect("broker lock");
         let window = match backoff.get(&c.id) {
-            Some(b) if b.stamp == c.updated_at => (b.window * 2).min(MAX_BACKOFF),
+            Some(b) if b.stamp == c.stamp => (b.window * 2).min(MAX_BACKOFF),
             _ => FIRST_BACKOFF,
         };
-        backoff.insert(c.id, Backoff { stamp: c.updated_at.clone(), since: crate::db::now(), until: Instant::now() + window, window, reason: reason.clone() });
+        backoff.insert(c.id, Backoff { stamp: c.stamp.to_string(), since: crate::db::now(), until: Instant::now() + window, window, reason: reason.clone() });
         window
     }
 
@@ -428,6 +564,21 @@ impl Broker {
     }
 }
 
+/// The connection a wait or a session is about.
+struct Which<'a> {
+    id: i64,
+    name: &'a str,
+    env: &'a str,
+    /// The connection's `updated_at`: any change ends a wait and invalidates a session.
+    stamp: &'a str,
+}
+
+impl<'a> Which<'a> {
+    fn of(c: &'a Connection) -> Which<'a> {
+        Which { id: c.id, name: &c.name, env: &c.environment, stamp: &c.updated_at }
+    }
+}
+
 fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
     let credential =
         Credential { scheme: Scheme::Bearer, value: hit.token, expires_at: Some(hit.expires_at), base_url: Some(hit.instance_url), extra_headers: Vec::new() };
@@ -437,11 +588,11 @@ fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
 }
 
 /// 424: the connection could not get a token, why, what to do, and when to ask again.
-fn failing(c: &Connection, env: &str, reason: &TestResult, window: Duration) -> Error {
+fn failing(c: &Which<'_>, reason: &TestResult, window: Duration) -> Error {
     let advice = reason.advice.as_deref().map(|a| format!(" What to do: {a}")).unwrap_or_default();
     Error::Dependency {
         code: "connection_failing",
-        message: format!("connection {} in {env} could not get a token: {}.{advice}", c.name, reason.detail),
+        message: format!("connection {} in {} could not get a token: {}.{advice}", c.name, c.env, reason.detail),
         retry_after_secs: Some(window.as_secs().max(1)),
     }
 }

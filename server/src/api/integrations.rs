@@ -151,7 +151,7 @@ struct TokenQuery {
 params_doc!(TokenQuery, || vec![query(
     "force_refresh",
     serde_json::json!({"type": "boolean", "default": false}),
-    "Mint a new session even if the cached one is young enough (after the caller saw INVALID_SESSION_ID)"
+    "Mint a new session even if the cached one is young enough (after the caller saw INVALID_SESSION_ID or a 401), and fetch the provider's session fields again (SAP OData: after a 403 with X-CSRF-Token: Required)"
 )]);
 
 /// 200 of `token`: the credentials, never cached.
@@ -159,22 +159,28 @@ struct TokenIssued;
 
 impl<'r> utoipa::ToResponse<'r> for TokenIssued {
     fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
-        let body = super::doc::json_schema(json!({
+        let mut body = json!({
             "type": "object",
+            "additionalProperties": false,
             "required": ["access_token", "token_type", "instance_url", "expires_at", "connection", "cached"],
             "properties": {
                 "access_token": {"type": "string"},
                 "token_type": {
                     "type": "string",
-                    "description": "Bearer (Salesforce, http bearer), Basic (http basic: base64 of user:password) or Header (http header: send access_token in header_name)"
+                    "description": "Bearer (Salesforce, Microsoft, SAP OData client credentials, http bearer), Basic (http and SAP OData basic: base64 of user:password) or Header (http header, SAP OData api_key: send access_token in header_name)"
                 },
-                "instance_url": {"type": ["string", "null"], "description": "Salesforce: where to send API calls; http: the base URL"},
+                "instance_url": {"type": ["string", "null"], "description": "Salesforce: where to send API calls; http: the base URL; SAP OData: the service root"},
                 "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "When to treat the token as stale; null for credentials that do not expire"},
                 "connection": {"type": "string"},
                 "header_name": {"type": "string"},
                 "cached": {"type": "boolean"}
             }
-        }));
+        });
+        // The fields a provider's session adds (`ProviderDef::session`), each optional.
+        for (name, description) in crate::providers::REGISTRY.iter().filter_map(|p| p.session).flat_map(|x| x.fields) {
+            body["properties"][*name] = json!({"type": "string", "description": description});
+        }
+        let body = super::doc::json_schema(body);
         let response = utoipa::openapi::ResponseBuilder::new()
             .description("Credentials (Cache-Control: no-store)")
             .content("application/json", utoipa::openapi::Content::new(Some(body)))
@@ -201,7 +207,7 @@ impl<'r> utoipa::ToResponse<'r> for DependencyFailed {
 #[utoipa::path(
     post, path = "/environments/{env}/integrations/{name}/token", operation_id = "integrationToken",
     summary = "Run-time credentials for the integration's bound connection (API key with tokens:read)",
-    description = "Salesforce: a cached session while younger than the connection's session lifetime less a safety margin (no database write, no outbound call); otherwise, or with force_refresh=true (after the caller saw INVALID_SESSION_ID), one new JWT-bearer mint per connection at a time, across processes sharing PostgreSQL. A failing connection answers 424 with Salesforce's reason and Retry-After, backing off. Generic connections answer their stored credential. 409 when the integration has no connection.",
+    description = "Salesforce: a cached session while younger than the connection's session lifetime less a safety margin (no database write, no outbound call); otherwise, or with force_refresh=true (after the caller saw INVALID_SESSION_ID), one new JWT-bearer mint per connection at a time, across processes sharing PostgreSQL. A failing connection answers 424 with Salesforce's reason and Retry-After, backing off. Generic connections answer their stored credential. SAP OData connections add csrf_token and cookies for writes, fetched with the credential and cached per connection; force_refresh=true fetches them again (after SAP's 403 X-CSRF-Token: Required). 409 when the integration has no connection.",
     params(IntegrationPath, TokenQuery),
     responses(
         (status = 200, response = inline(TokenIssued)),

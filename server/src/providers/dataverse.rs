@@ -72,6 +72,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: Some(&microsoft::SECRET_HELP),
     details: None,
+    session: None,
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];

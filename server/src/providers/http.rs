@@ -90,6 +90,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     admin_help: None,
     credential_help: Some(&CREDENTIAL_HELP),
     details: None,
+    session: None,
 };
 
 /// Asking the API's admin for the credential: what to create for this base URL and scheme.

@@ -21,6 +21,7 @@ pub mod dynamics365;
 pub mod http;
 pub mod microsoft;
 pub mod salesforce;
+pub mod sap_odata;
 pub mod sharepoint;
 pub mod workato;
 
@@ -136,6 +137,10 @@ pub struct ProviderDef {
     pub credential: Option<CredentialFn>,
     /// For providers whose admin is asked by email with a certificate and a one-time link.
     pub admin_help: Option<&'static AdminHelp>,
+    /// For providers whose callers need more than the credential, fetched with it per
+    /// connection (SAP's CSRF token and the cookies it belongs to, for writes): added to the
+    /// broker's token answer.
+    pub session: Option<&'static SessionExtras>,
     /// For providers whose typed secrets the system's admin may enter instead, through a
     /// one-time link (`crate::credential_requests`): whom to ask and the steps to give them.
     pub credential_help: Option<&'static CredentialHelp>,
@@ -173,6 +178,28 @@ pub struct CredentialHelp {
     /// for which environment.
     pub steps: fn(&Map<String, Value>) -> Vec<String>,
 }
+
+/// Per-connection session extras a provider fetches with its credential. The broker caches
+/// them per connection (for `valid_for`, while the connection and its credential stay the
+/// same) and fetches them again when a caller forces a refresh.
+#[derive(Debug)]
+pub struct SessionExtras {
+    /// The answer fields it may add, as `(name, description)`, for the OpenAPI document.
+    pub fields: &'static [(&'static str, &'static str)],
+    pub fetch: SessionFn,
+}
+
+/// What a session fetch gave: the answer fields (a subset of `SessionExtras::fields`; none
+/// when the service needs none) and how long they may be handed out.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub fields: Vec<(&'static str, SecretString)>,
+    pub valid_for: chrono::Duration,
+}
+
+pub type SessionFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<Session, Refusal>> + Send + 'a>>;
+/// `fetch(outbound, settings, credential)`: the credential the broker is about to hand out.
+pub type SessionFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a crate::credential::Credential) -> SessionFuture<'a>;
 
 /// How a provider mints its run-time credential.
 #[derive(Debug)]
@@ -282,7 +309,8 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] = &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &workato::WORKATO];
+pub static REGISTRY: &[&ProviderDef] =
+    &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &sap_odata::SAP_ODATA, &workato::WORKATO];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)

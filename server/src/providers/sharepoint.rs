@@ -37,6 +37,7 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: None,
     details: None,
+    session: None,
 };
 
 /// Always a certificate.

@@ -498,7 +498,7 @@ fn the_openapi_document_keeps_its_strictness() {
     let new_connection = schema("NewConnection");
     let providers: Vec<&str> = new_connection["oneOf"].as_array().unwrap().iter().map(|p| p["properties"]["provider"]["const"].as_str().unwrap()).collect();
     assert_eq!(providers, server::providers::ids());
-    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "workato"]);
+    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "sap_odata", "workato"]);
     for p in new_connection["oneOf"].as_array().unwrap() {
         assert_eq!(p["additionalProperties"], false);
         assert_eq!(p["properties"]["name"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$");
@@ -523,7 +523,7 @@ fn the_openapi_document_keeps_its_strictness() {
         assert_eq!(dv["properties"]["secrets"]["additionalProperties"], false);
         assert_eq!(dv["allOf"].as_array().unwrap().len(), 3, "a rule per auth value, and one for auth left out: {dv}");
     }
-    let wk = &new_connection["oneOf"][5];
+    let wk = &new_connection["oneOf"][6];
     assert_eq!(wk["properties"]["settings"]["properties"]["data_center"]["enum"], json!(["us", "eu", "jp", "sg", "au", "il", "trial"]));
     assert_eq!(wk["properties"]["secrets"]["additionalProperties"], false);
     assert!(wk["properties"]["secrets"]["properties"]["api_token"].is_object(), "{wk}");

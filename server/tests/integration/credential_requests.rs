@@ -212,3 +212,38 @@ async fn only_connections_with_typed_secrets_can_ask() {
     let (st, err, _) = w.call("POST", "connections/SF/credential-request", Some(json!({"admin_email": ADMIN}))).await;
     assert_eq!((st, err["error"]["code"].as_str()), (409, Some("no_credential_request")), "{err}");
 }
+
+/// An SAP OData connection with a communication user whose password only the SAP administrator
+/// has: the administrator enters it (and corrects the user name) through the link, and the
+/// service answers at once.
+#[tokio::test]
+async fn the_sap_administrator_enters_the_communication_users_password() {
+    use server::providers::sap_odata::standin::StandIn as Sap;
+    for db in backends().await {
+        let w = world(&db).await;
+        let sap = Sap::new();
+        let urls = sap.spawn().await.unwrap();
+        sap.add_user("CC_CONNVAULT", "s3cret-Pa55", true);
+        let body = json!({"name": "BP", "provider": "sap_odata", "settings": {"service_url": urls.service_url, "auth": "basic", "username": "CC_TYPO"}});
+        let (st, _, text) = w.call("POST", "connections", Some(body)).await;
+        assert_eq!(st, 201, "{text}");
+        let (st, r, text) = w.call("POST", "connections/BP/credential-request", Some(json!({"admin_email": ADMIN}))).await;
+        assert_eq!(st, 201, "{text}");
+        let (_, eml) = server::mail::eml(&w.api.s.db, &w.api.s.vault, r["outbox_id"].as_i64().unwrap()).await.unwrap();
+        let eml = String::from_utf8_lossy(&eml).replace("=\r\n", "").replace("=3D", "=");
+        assert!(eml.contains("communication arrangement"), "the SAP steps: {eml}");
+        let start = eml.find("/credentials/DEV/BP?token=").unwrap() + "/credentials/DEV/BP?token=".len();
+        let token: String = eml[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+        let (_, view, _) = w.public("GET", &format!("connections/BP/credential-response?token={token}"), None).await;
+        let fields: Vec<&str> = view["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["password", "username"], "the password, and the user name the admin owns");
+        let answer = json!({"token": token, "secrets": {"password": "s3cret-Pa55"}, "settings": {"username": "CC_CONNVAULT"}});
+        let (st, result, text) = w.public("POST", "connections/BP/credential-response", Some(answer)).await;
+        assert_eq!(st, 200, "{text}");
+        assert_eq!(result["ok"], true, "{result}");
+        assert!(result["detail"].as_str().unwrap().contains("API_BUSINESS_PARTNER"), "{result}");
+        let (_, c, text) = w.call("GET", "connections/BP", None).await;
+        assert_eq!(c["settings"]["username"], "CC_CONNVAULT");
+        assert!(!text.contains("s3cret-Pa55"));
+    }
+}

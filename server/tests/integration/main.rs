@@ -24,6 +24,7 @@ mod outbound;
 mod people;
 mod promotion;
 mod salesforce;
+mod sap_odata;
 mod security;
 mod standin;
 mod vault_promises;

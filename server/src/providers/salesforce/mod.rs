@@ -107,6 +107,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: None,
     details: None,
+    session: None,
 };
 
 static MINTING: Minting = Minting {

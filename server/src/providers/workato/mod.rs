@@ -88,6 +88,7 @@ pub static WORKATO: ProviderDef = ProviderDef {
     admin_help: None,
     credential_help: Some(&CREDENTIAL_HELP),
     details: Some(members),
+    session: None,
 };
 
 /// Asking the workspace admin for an API client's token.
