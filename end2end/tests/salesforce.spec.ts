@@ -98,10 +98,15 @@ test('the admin creates the app and answers through the link; the connection wor
   await hydrated(admin);
   await expect(admin.getByRole('heading', { name: 'Send the consumer key to connvault' })).toBeVisible();
   await expect(admin.locator('body')).toContainText(USER);
+  // A typo in the consumer key: told so, and the link survives it (promise 16).
+  await admin.getByLabel('Consumer key').fill(consumerKey.slice(0, -3) + 'XYZ');
+  await admin.getByRole('button', { name: 'Send' }).click();
+  await expect(admin.getByTestId('answer-result')).toContainText('Received, but the connection does not work yet');
+  await expect(admin.getByTestId('answer-result')).toContainText('4 more tries with this link');
   await admin.getByLabel('Consumer key').fill(consumerKey);
   await admin.getByRole('button', { name: 'Send' }).click();
   await expect(admin.getByTestId('answer-result')).toContainText('Thank you: the connection works');
-  // The link works once.
+  // The link is used up by the answer that worked.
   await admin.goto(adminLink);
   await expect(admin.locator('body')).toContainText('this link is not valid');
 

@@ -48,17 +48,18 @@ pub async fn test(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> 
     Ok(result)
 }
 
-/// The admin's answer through the one-time link (see [`signing::take_answer`]), then tested at
-/// once, so the admin learns whether it works.
+/// The admin's answer through the one-time link (see [`signing::take_answer`]), tested at once,
+/// so the admin learns whether it works; the test decides whether the link is used up
+/// ([`signing::settle`]).
 pub async fn answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<TestResult> {
-    let (actor, env, connection) = signing::take_answer(s, env_name, name, answer, addr).await?;
-    test(s, &actor, &env, &connection).await
+    let taken = signing::take_answer(s, env_name, name, answer, addr).await?;
+    let result = test(s, &taken.actor, &taken.environment, &taken.connection).await?;
+    signing::settle(s.db, &taken, &answer.token, result).await
 }
 
 /// The admin's credentials through the one-time link (see
 /// [`crate::credential_requests::take_answer`]), tested at once, so the admin learns whether
-/// they work; the test decides whether the link is used up
-/// ([`crate::credential_requests::settle`]).
+/// they work; the test decides whether the link is used up ([`signing::settle`]).
 pub async fn answer_credentials(
     s: Handles<'_>,
     env_name: &str,
@@ -68,7 +69,7 @@ pub async fn answer_credentials(
 ) -> Result<TestResult> {
     let taken = crate::credential_requests::take_answer(s, env_name, name, answer, addr).await?;
     let result = test(s, &taken.actor, &taken.environment, &taken.connection).await?;
-    crate::credential_requests::settle(s.db, &taken, &answer.token, result).await
+    signing::settle(s.db, &taken, &answer.token, result).await
 }
 
 /// What the provider shows about the other side (`ProviderDef::details`: Workato's

@@ -21,7 +21,6 @@ use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 use crate::links;
 use crate::mail::{escape_html, Email};
-use crate::outcome::TestResult;
 use crate::providers::{self, CredentialHelp, ProviderDef};
 use crate::secret::SecretString;
 use crate::signing::{self, AdminRequest, Handles, CREDENTIAL_REQUEST};
@@ -193,22 +192,12 @@ pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Resu
     })
 }
 
-/// An answer taken: who gave it, for which connection and request.
-pub struct Taken {
-    pub actor: Actor,
-    pub environment: String,
-    pub connection: String,
-    request_id: i64,
-    environment_id: i64,
-    provider: String,
-}
-
 /// The admin's answer. Everything is checked first (a typo costs nothing): every secret that
 /// applies must be there and nothing else, only the admin's settings may change, and the
 /// connection must be valid with them. Then, in one transaction, the settings and secrets are
 /// stored (sealed; set by "the admin (EMAIL)"). The link is not used yet: the test that follows
-/// at once decides (`checks::answer_credentials`, then [`settle`]).
-pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &CredentialAnswer, addr: Option<std::net::IpAddr>) -> Result<Taken> {
+/// at once decides (`checks::answer_credentials`, then `signing::settle`).
+pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &CredentialAnswer, addr: Option<std::net::IpAddr>) -> Result<signing::Taken> {
     let (env, c, def, help) = load_for_link(s.db, env_name, name, answer.token.expose_secret()).await?;
     let request = signing::latest_of_kind(s.db, c.id, &CREDENTIAL_REQUEST).await?.filter(|r| r.state == "open").ok_or_else(links::invalid_link)?;
     let mut errors = Vec::new();
@@ -283,46 +272,13 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Cr
     )
     .await?;
     tx.commit().await?;
-    Ok(Taken { actor, environment: env.name, connection: c.name, request_id: request.id, environment_id: env.id, provider: c.provider })
-}
-
-/// After the test of an answer (promise 16): one that works uses the link up and answers the
-/// request; one that fails leaves the link usable, up to `links::MAX_FAILED_ANSWERS` failed
-/// answers, and the result says how many tries are left (or that the link is used up, and whom
-/// to ask for a new one). Audited (`credential_request.settle`).
-pub async fn settle(db: &Db, taken: &Taken, token: &SecretString, result: TestResult) -> Result<TestResult> {
-    let t = now();
-    let (result, used_up, left) = if result.ok {
-        let mut tx = db.begin().await?;
-        // A concurrent answer may have used it first: the connection works either way.
-        let _ = links::consume_link(&mut tx, CREDENTIAL_REQUEST.purpose, token.expose_secret(), None).await;
-        sqlx::query("UPDATE admin_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE id = $2").bind(&t).bind(taken.request_id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        (result, true, 0)
-    } else {
-        let left = links::fail_answer(db, CREDENTIAL_REQUEST.purpose, token.expose_secret()).await?;
-        let requester = sqlx::query_scalar::<_, String>("SELECT requested_by FROM admin_requests WHERE id = $1").bind(taken.request_id).fetch_one(db.pool()).await?;
-        let note = if left > 0 {
-            format!("correct it and send again on this page ({left} more {} with this link)", if left == 1 { "try" } else { "tries" })
-        } else {
-            sqlx::query("UPDATE admin_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE id = $2").bind(&t).bind(taken.request_id).execute(db.pool()).await?;
-            format!("this link is used up after {} answers that did not work: ask {requester} for a new one", links::MAX_FAILED_ANSWERS)
-        };
-        let advice = match result.advice {
-            Some(a) => format!("{a}; then {note}"),
-            None => note.clone(),
-        };
-        (TestResult { advice: Some(advice), ..result }, left == 0, left)
-    };
-    audit::record_alone(
-        db,
-        &taken.actor,
-        Event::new("credential_request.settle")
-            .outcome(if result.ok { "ok" } else { "failed" })
-            .environment(taken.environment_id, &taken.environment)
-            .object("connection", &taken.connection)
-            .detail(json!({"provider": taken.provider, "link_used": used_up, "tries_left": left})),
-    )
-    .await?;
-    Ok(result)
+    Ok(signing::Taken {
+        actor,
+        environment: env.name,
+        connection: c.name,
+        request_id: request.id,
+        environment_id: env.id,
+        provider: c.provider,
+        kind: &CREDENTIAL_REQUEST,
+    })
 }

@@ -449,8 +449,35 @@ pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
+/// Below this length a secret (or one of its encodings) is redacted only where it stands as a
+/// word of its own: replaced inside other words, a short secret would be revealed by the
+/// redaction itself (`x` turned `api.example.com` into `api.e[redacted]ample.com`).
+pub const SHORT_SECRET: usize = 12;
+
+/// `text` with each occurrence of `word` that is not part of a longer word (letters and
+/// digits on neither side) replaced by `[redacted]`.
+fn replace_words(text: &str, word: &str) -> String {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let before = rest[..at].chars().next_back().or_else(|| out.chars().next_back());
+        let after = rest[at + word.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if alnum(before) || alnum(after) {
+            out.push_str(word);
+        } else {
+            out.push_str("[redacted]");
+        }
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Replaces every occurrence of each secret, and of the encodings a server might echo it back
-/// in (base64, URL encoding, JSON escaping), with `[redacted]`.
+/// in (base64, URL encoding, JSON escaping), with `[redacted]`; short ones only where they
+/// stand as words of their own (see [`SHORT_SECRET`]).
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
     let mut forms: Vec<String> = Vec::new();
@@ -467,7 +494,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     forms.dedup();
     for f in forms.iter().filter(|f| !f.is_empty()) {
-        out = out.replace(f.as_str(), "[redacted]");
+        out = if f.chars().count() < SHORT_SECRET { replace_words(&out, f) } else { out.replace(f.as_str(), "[redacted]") };
     }
     out
 }
@@ -637,5 +664,16 @@ mod tests {
         let cut = snippet(long.as_bytes(), 305, &[secret]);
         assert!(!cut.contains("s3cr"), "a cut must not leave part of a secret: {cut}");
         assert_eq!(snippet(b"a\n\tb\x00  c", 100, &[]), "a b c");
+    }
+
+    /// A short secret is redacted where it stands alone, and never inside other words, where
+    /// the redaction would show what it is (and mangle the message).
+    #[test]
+    fn a_short_secret_is_not_revealed_by_its_redaction() {
+        let out = scrub("https://api.example.com/v1 answered 401: token x is not valid (\"x\"); x", &["x"]);
+        assert_eq!(out, "https://api.example.com/v1 answered 401: token [redacted] is not valid (\"[redacted]\"); [redacted]");
+        assert_eq!(scrub("pin 1234 at 12345 and a1234", &["1234"]), "pin [redacted] at 12345 and a1234");
+        // Long secrets go wherever they appear, inside words too.
+        assert_eq!(scrub("abcSECRET-LONG-VALUE-1xyz", &["SECRET-LONG-VALUE-1"]), "abc[redacted]xyz");
     }
 }

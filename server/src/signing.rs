@@ -799,9 +799,10 @@ pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Resu
 /// their own certificate and key). Everything is checked before the link is used, so a typo
 /// does not burn it; then the link is used and the answer stored. Returns who answered and the
 /// connection's environment and name, for the test that follows at once (`checks::answer`).
-pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<(Actor, String, String)> {
+pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<Taken> {
     let (env, c, def, minting, help) = load_for_link(&s.db, env_name, name).await?;
     links::peek_link(&s.db, LINK_PURPOSE, answer.token.expose_secret(), ("connection", c.id)).await?;
+    let request = latest_request(s.db, c.id).await?.filter(|r| r.state == "open").ok_or_else(links::invalid_link)?;
     let mut settings = c.settings.clone();
     let mut errors: Vec<FieldError> = Vec::new();
     for (name, value) in &answer.fields {
@@ -849,7 +850,6 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Ad
     }
     let actor = Actor { kind: audit::ActorKind::User, id: None, label: format!("{} (request link)", help.admin), client_addr: addr.map(|a| a.to_string()) };
     let mut tx = s.db.begin().await?;
-    links::consume_link(&mut tx, LINK_PURPOSE, answer.token.expose_secret(), Some(("connection", c.id))).await?;
     let t = now();
     sqlx::query("UPDATE connections SET settings = $1, updated_by = $2, updated_at = $3 WHERE id = $4")
         .bind(serde_json::Value::Object(settings).to_string())
@@ -860,11 +860,6 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Ad
         .await?;
     connections::remove_secret(&mut tx, c.id, minting.token_field).await?;
     sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(c.id).execute(&mut *tx).await?;
-    sqlx::query("UPDATE admin_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE connection_id = $2 AND state = 'open'")
-        .bind(&t)
-        .bind(c.id)
-        .execute(&mut *tx)
-        .await?;
     let filled: Vec<&str> = help.answer_fields.to_vec();
     let mut detail = json!({"provider": c.provider, "settings_set": filled});
     if let Some(u) = &upload {
@@ -874,7 +869,60 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Ad
     }
     audit::record(&mut tx, &actor, Event::new("admin_request.answer").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
     tx.commit().await?;
-    Ok((actor, env.name, c.name))
+    Ok(Taken { actor, environment: env.name, connection: c.name, request_id: request.id, environment_id: env.id, provider: c.provider, kind: &CERTIFICATE_REQUEST })
+}
+
+/// An admin's answer taken (stored, its link not used yet): who gave it, for which connection
+/// and request.
+pub struct Taken {
+    pub actor: Actor,
+    pub environment: String,
+    pub connection: String,
+    pub(crate) request_id: i64,
+    pub(crate) environment_id: i64,
+    pub(crate) provider: String,
+    pub(crate) kind: &'static RequestKind,
+}
+
+/// After the test of an admin's answer (promise 16): one that works uses the link up and
+/// answers the request; one that fails leaves the link usable, up to
+/// `links::MAX_FAILED_ANSWERS` failed answers, and the result says how many tries are left (or
+/// that the link is used up, and whom to ask for a new one). Audited (`{event}.settle`).
+pub async fn settle(db: &Db, taken: &Taken, token: &SecretString, result: TestResult) -> Result<TestResult> {
+    let answered = "UPDATE admin_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE id = $2";
+    let (result, used_up, left) = if result.ok {
+        let mut tx = db.begin().await?;
+        // A concurrent answer may have used it first: the connection works either way.
+        let _ = links::consume_link(&mut tx, taken.kind.purpose, token.expose_secret(), None).await;
+        sqlx::query(answered).bind(now()).bind(taken.request_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        (result, true, 0)
+    } else {
+        let left = links::fail_answer(db, taken.kind.purpose, token.expose_secret()).await?;
+        let requester = sqlx::query_scalar::<_, String>("SELECT requested_by FROM admin_requests WHERE id = $1").bind(taken.request_id).fetch_one(db.pool()).await?;
+        let note = if left > 0 {
+            format!("correct it and send again on this page ({left} more {} with this link)", if left == 1 { "try" } else { "tries" })
+        } else {
+            sqlx::query(answered).bind(now()).bind(taken.request_id).execute(db.pool()).await?;
+            format!("this link is used up after {} answers that did not work: ask {requester} for a new one", links::MAX_FAILED_ANSWERS)
+        };
+        let advice = match result.advice {
+            Some(a) => format!("{a}; then {note}"),
+            None => note,
+        };
+        (TestResult { advice: Some(advice), ..result }, left == 0, left)
+    };
+    audit::record_alone(
+        db,
+        &taken.actor,
+        Event::new(&format!("{}.settle", taken.kind.event))
+            .outcome(if result.ok { "ok" } else { "failed" })
+            .environment(taken.environment_id, &taken.environment)
+            .object("connection", &taken.connection)
+            .detail(json!({"provider": taken.provider, "link_used": used_up, "tries_left": left})),
+    )
+    .await?;
+    Ok(result)
 }
 
 /// A managed private key (`field`), opened and parsed once for signing, with the DER of the

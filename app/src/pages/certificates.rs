@@ -211,7 +211,7 @@ pub fn RespondPage() -> impl IntoView {
                                     <pre class="mono" data-testid="certificate-pem">{p}</pre>
                                 </details>
                             })}
-                            <p class="muted">"This link works once, until " {short_time(&v.expires_at)} "."</p>
+                            <p class="muted">"This link works until an answer that works is sent (at most 5 tries), or until " {short_time(&v.expires_at)} "."</p>
                             <ActionForm action=answer attr:class="stack form">
                                 <input type="hidden" name="environment" value=v.environment.clone()/>
                                 <input type="hidden" name="name" value=v.connection.clone()/>

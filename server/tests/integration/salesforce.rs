@@ -327,6 +327,45 @@ async fn uploads_are_checked_and_links_are_single_use_expiring_and_scoped() {
     }
 }
 
+/// Promise 16: a consumer key that does not work leaves the admin's link usable (the page says
+/// how many tries are left); a working one then uses it up; five that do not work use it up.
+#[tokio::test]
+async fn a_wrong_consumer_key_leaves_the_link_usable_five_times() {
+    for db in backends().await {
+        let (api, k, sf, base) = setup(&db).await;
+        create(&api, &k, "SF_Retry", &base, json!({})).await;
+        let pem = certificate(&api, &k, "SF_Retry").await;
+        let (_, req, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/SF_Retry/admin-request", None).await;
+        let (token, _) = link_token(&api.s, req["outbox_id"].as_i64().unwrap_or_else(|| panic!("{text}"))).await;
+        let path = "/api/v1/environments/DEV/connections/SF_Retry/admin-response";
+        let wrong = json!({"token": token, "consumer_key": "3MVG9wrongKeyThatSalesforceDoesNotKnow"});
+        let (st, r, text) = api.call(Who::Nobody, "POST", path, Some(wrong.clone())).await;
+        assert_eq!((st.as_u16(), r["ok"].as_bool()), (200, Some(false)), "{text}");
+        assert!(r["advice"].as_str().unwrap().contains("4 more tries with this link"), "{r}");
+        let (st, _, _) = api.call(Who::Nobody, "GET", &format!("{path}?token={token}"), None).await;
+        assert_eq!(st, 200, "the page still opens");
+        let right = json!({"token": token, "consumer_key": register(&sf, &pem, |_| {})});
+        let (st, r, text) = api.call(Who::Nobody, "POST", path, Some(right.clone())).await;
+        assert_eq!((st.as_u16(), r["ok"].as_bool()), (200, Some(true)), "{text}");
+        assert_eq!(api.call(Who::Nobody, "POST", path, Some(right)).await.0, 403, "used up by the answer that worked");
+        let (_, status, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Retry/status", None).await;
+        assert_eq!(status["request"]["state"], "answered");
+
+        // Five answers that do not work: the sixth is refused, and the fifth said whom to ask.
+        let (_, req, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/SF_Retry/admin-request", None).await;
+        let (token, _) = link_token(&api.s, req["outbox_id"].as_i64().unwrap()).await;
+        for left in (0..5).rev() {
+            let (st, r, text) = api.call(Who::Nobody, "POST", path, Some(json!({"token": token, "consumer_key": format!("3MVG9wrong{left}")}))).await;
+            assert_eq!((st.as_u16(), r["ok"].as_bool()), (200, Some(false)), "{text}");
+            if left == 0 {
+                assert!(r["advice"].as_str().unwrap().contains("used up") && r["advice"].as_str().unwrap().contains("ask API key test"), "{r}");
+            }
+        }
+        let (st, _, _) = api.call(Who::Nobody, "POST", path, Some(json!({"token": token, "consumer_key": register(&sf, &pem, |_| {})}))).await;
+        assert_eq!(st, 403, "the sixth answer is refused");
+    }
+}
+
 /// A certificate for `key_der` that expired yesterday.
 fn expired_certificate(key_der: &[u8]) -> String {
     let pkcs8 = rustls_pki_types::PrivatePkcs8KeyDer::from(key_der);
