@@ -67,7 +67,7 @@ async fn create(config: Config, out: &Path, force: bool) -> Result<(), String> {
     let passphrase = passphrase(true)?;
     server::backup::validate_passphrase(&passphrase).map_err(describe)?;
     let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
-    let created = server::backup::create(&services, &Actor::operator(), &passphrase).await;
+    let created = server::backup::create(services.backup(), &Actor::operator(), &passphrase).await;
     services.db.close().await;
     let created = created.map_err(describe)?;
     server::keyring::write_private_file(out, &created.file).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
@@ -87,7 +87,7 @@ async fn restore(config: Config, file: &Path, replace: bool) -> Result<(), Strin
     let backup = server::backup::decrypt(bytes, &passphrase).await.map_err(describe)?;
     drop(passphrase);
     let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
-    let restored = server::backup::apply(&services, &Actor::operator(), &backup, replace).await;
+    let restored = server::backup::apply(services.backup(), &Actor::operator(), &backup, replace).await;
     services.db.close().await;
     let restored = restored.map_err(describe)?;
     let h = &restored.header;

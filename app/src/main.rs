@@ -396,7 +396,7 @@ async fn serve(config: Config) -> Result<(), String> {
         .with_state(options);
     let router = server::api::with_csrf_guard(server::api::router(services.clone()).merge(leptos_app), &services.config.public_url)
         .layer(tower_http::trace::TraceLayer::new_for_http());
-    if let Some(link) = server::sessions::setup_link_if_needed(&services).await.map_err(|e| e.public_message())? {
+    if let Some(link) = server::sessions::setup_link_if_needed(services.sessions()).await.map_err(|e| e.public_message())? {
         let bar = "!".repeat(link.len().min(100) + 4);
         eprintln!("\n{bar}\n! No account exists yet. Open this one-time link to create the owner account\n! (it works once and expires in {} hours):\n!\n! {link}\n{bar}\n", server::sessions::SETUP_LINK_HOURS);
     }

@@ -39,14 +39,24 @@ use sqlx::Row;
 use zeroize::Zeroizing;
 
 use crate::audit::{self, Actor, Event};
+use crate::config::Config;
 use crate::connections::{self, Stamp};
-use crate::db::{now, Backend, Tx};
+use crate::db::{now, Backend, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 use crate::providers;
+use crate::seal::Vault;
 use crate::secret::SecretString;
-use crate::services::Services;
 use crate::users::Role;
+
+/// What backups use: the database, the vault (to open and seal secrets) and the configuration
+/// (the public URL recorded in a backup). Built by `Services::backup`.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub db: &'a Db,
+    pub vault: &'a Vault,
+    pub config: &'a Config,
+}
 
 /// The first line of every backup file.
 pub const MAGIC: &[u8] = b"connvault-backup\n";
@@ -534,14 +544,14 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 }
 
 /// Makes a backup of the whole instance with the default key-derivation parameters.
-pub async fn create(s: &Services, actor: &Actor, passphrase: &SecretString) -> Result<Created> {
+pub async fn create(s: Handles<'_>, actor: &Actor, passphrase: &SecretString) -> Result<Created> {
     create_with(s, actor, passphrase, KdfParams::DEFAULT).await
 }
 
 /// Makes a backup of the whole instance: everything is read in one consistent snapshot, each
 /// secret opened in memory, the payload encrypted; then the backup is audited (if the audit
 /// event cannot be written, no backup is returned).
-pub async fn create_with(s: &Services, actor: &Actor, passphrase: &SecretString, params: KdfParams) -> Result<Created> {
+pub async fn create_with(s: Handles<'_>, actor: &Actor, passphrase: &SecretString, params: KdfParams) -> Result<Created> {
     validate_passphrase(passphrase)?;
     let payload = read_payload(s).await?;
     let counts = payload.counts();
@@ -572,7 +582,7 @@ pub async fn create_with(s: &Services, actor: &Actor, passphrase: &SecretString,
     Ok(Created { file, header, counts })
 }
 
-async fn read_payload(s: &Services) -> Result<Payload> {
+async fn read_payload(s: Handles<'_>) -> Result<Payload> {
     let mut tx = s.db.begin().await?;
     if s.db.backend() == Backend::Postgres {
         // One snapshot for every query below (SQLite's read transaction is one already).
@@ -849,7 +859,7 @@ pub struct Restored {
 
 /// Decrypts and checks `file` first (a wrong passphrase, a damaged or edited file, an unknown
 /// version: an error, and nothing written), then restores it; see [`apply`].
-pub async fn restore(s: &Services, actor: &Actor, file: Vec<u8>, passphrase: &SecretString, replace: bool) -> Result<Restored> {
+pub async fn restore(s: Handles<'_>, actor: &Actor, file: Vec<u8>, passphrase: &SecretString, replace: bool) -> Result<Restored> {
     let backup = decrypt(file, passphrase).await?;
     apply(s, actor, &backup, replace).await
 }
@@ -859,7 +869,7 @@ pub async fn restore(s: &Services, actor: &Actor, file: Vec<u8>, passphrase: &Se
 /// connections, integrations, accounts or API keys is refused unless `replace`: then all of
 /// them (and the environments, sessions and one-time links) are replaced. The audit trail and
 /// the outbox stay as they are.
-pub async fn apply(s: &Services, actor: &Actor, backup: &Backup, replace: bool) -> Result<Restored> {
+pub async fn apply(s: Handles<'_>, actor: &Actor, backup: &Backup, replace: bool) -> Result<Restored> {
     let p = &backup.payload;
     let mut tx = s.db.begin().await?;
     // Take the write lock first, so that the emptiness check below stays true until the commit.

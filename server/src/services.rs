@@ -38,6 +38,16 @@ impl Services {
         crate::signing::Handles { db: &self.db, vault: &self.vault, outbound: &self.outbound, mailer: &self.mailer, config: &self.config }
     }
 
+    /// The handles of sign-in, first-run setup and invitations.
+    pub fn sessions(&self) -> crate::sessions::Handles<'_> {
+        crate::sessions::Handles { db: &self.db, limiter: &self.limiter, account_limiter: &self.account_limiter, config: &self.config }
+    }
+
+    /// The handles of backups and restores.
+    pub fn backup(&self) -> crate::backup::Handles<'_> {
+        crate::backup::Handles { db: &self.db, vault: &self.vault, config: &self.config }
+    }
+
     /// The handles that check a presented API key.
     pub fn keys(&self) -> crate::api_keys::Handles<'_> {
         crate::api_keys::Handles { db: &self.db, limiter: &self.limiter, key_use: &self.key_use }

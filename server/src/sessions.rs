@@ -11,14 +11,25 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::audit::{self, Actor, ActorKind, Event};
+use crate::config::Config;
 use crate::db::{format_time, now, Db, Tx};
 use crate::error::{Error, Result};
-use crate::ratelimit::Bucket;
-use crate::secret::SecretString;
-use crate::services::Services;
 use crate::links::{consume_link, create_link};
+use crate::ratelimit::{Bucket, Limiter};
+use crate::secret::SecretString;
 use crate::tokens;
 use crate::users::{self, User};
+
+/// What sign-in, first-run setup and invitations use: the database, the failed-sign-in limits
+/// (per client address and per account) and the configuration (the public URL the links point
+/// at). Built by `Services::sessions`.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub db: &'a Db,
+    pub limiter: &'a Limiter,
+    pub account_limiter: &'a Limiter,
+    pub config: &'a Config,
+}
 
 pub const COOKIE: &str = "cv_session";
 pub const LIFETIME_HOURS: i64 = 12;
@@ -58,7 +69,7 @@ pub fn unknown_account_label(email: &str) -> String {
 /// Each attempt then reserves its place under the client address's and the account's failure
 /// limits before Argon2 runs, so that however many arrive at once, at most the limit are
 /// checked; a sign-in that succeeds gives its place back.
-pub async fn sign_in(s: &Services, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+pub async fn sign_in(s: Handles<'_>, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
     let email = email.trim();
     if users::validate_email(email).is_err() {
         return Err(Error::field("email", "enter the email address of your account, such as alex@example.com (at most 254 characters, no spaces)"));
@@ -162,7 +173,7 @@ pub fn token_from_headers(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// On a server with no accounts: a fresh one-time setup link (older unused ones stop working).
-pub async fn setup_link_if_needed(s: &Services) -> Result<Option<String>> {
+pub async fn setup_link_if_needed(s: Handles<'_>) -> Result<Option<String>> {
     if users::count(&s.db).await? > 0 {
         return Ok(None);
     }
@@ -173,7 +184,7 @@ pub async fn setup_link_if_needed(s: &Services) -> Result<Option<String>> {
 }
 
 /// Completes first-run setup: the link is used, the owner account created and signed in.
-pub async fn complete_setup(s: &Services, token: &str, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+pub async fn complete_setup(s: Handles<'_>, token: &str, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
     let mut tx = s.db.begin().await?;
     consume_link(&mut tx, "setup", token, None).await?;
     let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&mut *tx).await?.try_get("n")?;
@@ -192,7 +203,7 @@ pub const INVITE_LINK_HOURS: i64 = 72;
 /// Invites someone: an account without a password (status `invited`) and a one-time link,
 /// valid for 72 hours, with which they choose their password and are signed in. Roles are set
 /// separately. Returns the account and the link (shown once to whoever invited them).
-pub async fn invite(s: &Services, actor: &Actor, email: &str) -> Result<(User, String)> {
+pub async fn invite(s: Handles<'_>, actor: &Actor, email: &str) -> Result<(User, String)> {
     let mut tx = s.db.begin().await?;
     let id = users::insert(&mut tx, actor, email.trim(), None, false).await?;
     let token = create_link(&mut tx, "invite", Some(("user", id)), INVITE_LINK_HOURS, &actor.label).await?;
@@ -202,7 +213,7 @@ pub async fn invite(s: &Services, actor: &Actor, email: &str) -> Result<(User, S
 
 /// A fresh invitation link for an account that has not chosen a password yet (the older link
 /// stops working).
-pub async fn reinvite(s: &Services, actor: &Actor, user_id: i64) -> Result<String> {
+pub async fn reinvite(s: Handles<'_>, actor: &Actor, user_id: i64) -> Result<String> {
     let user = users::get(&s.db, user_id).await?;
     if user.status != "invited" {
         return Err(Error::Conflict { code: "not_invited", message: format!("{} has already chosen a password; they sign in as usual", user.email) });
@@ -214,12 +225,12 @@ pub async fn reinvite(s: &Services, actor: &Actor, user_id: i64) -> Result<Strin
     Ok(invite_url(s, &token))
 }
 
-fn invite_url(s: &Services, token: &SecretString) -> String {
+fn invite_url(s: Handles<'_>, token: &SecretString) -> String {
     format!("{}/welcome?token={}", s.config.public_url, token.expose_secret())
 }
 
 /// Accepts an invitation: the link is used, the password set, and the person signed in.
-pub async fn accept_invite(s: &Services, token: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+pub async fn accept_invite(s: Handles<'_>, token: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
     users::validate_password("password", password)?;
     let mut tx = s.db.begin().await?;
     let id = consume_link(&mut tx, "invite", token, None).await?.ok_or_else(|| Error::Internal("an invitation link without its account".into()))?;

@@ -25,7 +25,7 @@ pub async fn whoami() -> Fallible<Option<Me>> {
 pub async fn sign_in(email: String, password: String) -> Fallible<()> {
     let s = services()?;
     let password = server::secret::SecretString::new(password);
-    let (_, token) = server::sessions::sign_in(&s, &email, &password, client_addr().await).await.map_err(fail)?;
+    let (_, token) = server::sessions::sign_in(s.sessions(), &email, &password, client_addr().await).await.map_err(fail)?;
     set_cookie(server::sessions::cookie(&token, secure(&s)));
     leptos_axum::redirect("/");
     Ok(())
@@ -80,7 +80,7 @@ pub async fn complete_setup(token: String, email: String, password: String, conf
     let s = services()?;
     same_twice(&password, &confirm)?;
     let password = server::secret::SecretString::new(password);
-    let (_, session) = server::sessions::complete_setup(&s, &token, &email, &password, client_addr().await).await.map_err(fail)?;
+    let (_, session) = server::sessions::complete_setup(s.sessions(), &token, &email, &password, client_addr().await).await.map_err(fail)?;
     set_cookie(server::sessions::cookie(&session, secure(&s)));
     leptos_axum::redirect("/");
     Ok(())
@@ -92,7 +92,7 @@ pub async fn accept_invite(token: String, password: String, confirm: String) -> 
     let s = services()?;
     same_twice(&password, &confirm)?;
     let password = server::secret::SecretString::new(password);
-    let (_, session) = server::sessions::accept_invite(&s, &token, &password, client_addr().await).await.map_err(fail)?;
+    let (_, session) = server::sessions::accept_invite(s.sessions(), &token, &password, client_addr().await).await.map_err(fail)?;
     set_cookie(server::sessions::cookie(&session, secure(&s)));
     leptos_axum::redirect("/");
     Ok(())

@@ -73,7 +73,7 @@ pub async fn invite_person(email: String, #[server(default)] roles: HashMap<Stri
     require_owner(&user)?;
     let actor = actor_of(&user).await;
     let wanted = parse_roles(&roles)?;
-    let (person, link) = server::sessions::invite(&s, &actor, &email).await.map_err(fail)?;
+    let (person, link) = server::sessions::invite(s.sessions(), &actor, &email).await.map_err(fail)?;
     for (env, role) in wanted.into_iter().filter(|(_, r)| r.is_some()) {
         server::users::set_role(&s.db, &actor, person.id, &env, role).await.map_err(fail)?;
     }
@@ -85,7 +85,7 @@ pub async fn invite_person(email: String, #[server(default)] roles: HashMap<Stri
 pub async fn reinvite_person(id: i64) -> Fallible<Invitation> {
     let (s, user) = require_user().await?;
     require_owner(&user)?;
-    let link = server::sessions::reinvite(&s, &actor_of(&user).await, id).await.map_err(fail)?;
+    let link = server::sessions::reinvite(s.sessions(), &actor_of(&user).await, id).await.map_err(fail)?;
     let person = server::users::get(&s.db, id).await.map_err(fail)?;
     Ok(Invitation { email: person.email, link })
 }

@@ -31,27 +31,27 @@ async fn exec(url: &str, sql: &'static str) {
 async fn promise_16_the_setup_link_is_random_single_use_expiring_and_scoped() {
     for db in backends().await {
         let s = db.open().await;
-        let first = sessions::setup_link_if_needed(&s).await.unwrap().expect("no users yet: a link");
+        let first = sessions::setup_link_if_needed(s.sessions()).await.unwrap().expect("no users yet: a link");
         assert!(first.starts_with(&format!("{}/setup?token=", s.config.public_url)), "{first}");
         assert_eq!(token_of(&first).len(), 43, "256 random bits");
         // A restart issues a new link and the old one stops working.
-        let link = sessions::setup_link_if_needed(&s).await.unwrap().unwrap();
+        let link = sessions::setup_link_if_needed(s.sessions()).await.unwrap().unwrap();
         assert_ne!(first, link);
-        let err = sessions::complete_setup(&s, &token_of(&first), "owner@example.com", &pw("correct horse battery"), None).await.unwrap_err();
+        let err = sessions::complete_setup(s.sessions(), &token_of(&first), "owner@example.com", &pw("correct horse battery"), None).await.unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
 
         // Bad input does not use the link up.
-        let err = sessions::complete_setup(&s, &token_of(&link), "owner@example.com", &pw("short"), None).await.unwrap_err();
+        let err = sessions::complete_setup(s.sessions(), &token_of(&link), "owner@example.com", &pw("short"), None).await.unwrap_err();
         assert!(matches!(&err, Error::Validation(f) if f[0].field == "password"), "{err:?}");
 
-        let (owner, session) = sessions::complete_setup(&s, &token_of(&link), "Owner@Example.com", &pw("correct horse battery"), None).await.unwrap();
+        let (owner, session) = sessions::complete_setup(s.sessions(), &token_of(&link), "Owner@Example.com", &pw("correct horse battery"), None).await.unwrap();
         assert!(owner.is_owner);
         assert_eq!(sessions::user_for(&s.db, session.expose_secret()).await.unwrap().unwrap().id, owner.id);
         // Single use.
-        let again = sessions::complete_setup(&s, &token_of(&link), "second@example.com", &pw("correct horse battery"), None).await.unwrap_err();
+        let again = sessions::complete_setup(s.sessions(), &token_of(&link), "second@example.com", &pw("correct horse battery"), None).await.unwrap_err();
         assert!(matches!(again, Error::Forbidden(_)), "{again:?}");
         assert_eq!(users::count(&s.db).await.unwrap(), 1);
-        assert!(sessions::setup_link_if_needed(&s).await.unwrap().is_none(), "no link once an account exists");
+        assert!(sessions::setup_link_if_needed(s.sessions()).await.unwrap().is_none(), "no link once an account exists");
     }
 }
 
@@ -59,15 +59,15 @@ async fn promise_16_the_setup_link_is_random_single_use_expiring_and_scoped() {
 async fn expired_and_foreign_links_are_refused() {
     for db in backends().await {
         let s = db.open().await;
-        let link = sessions::setup_link_if_needed(&s).await.unwrap().unwrap();
+        let link = sessions::setup_link_if_needed(s.sessions()).await.unwrap().unwrap();
         exec(&db.url, "UPDATE one_time_links SET expires_at = '2000-01-01T00:00:00.000000Z'").await;
-        let err = sessions::complete_setup(&s, &token_of(&link), "o@example.com", &pw("correct horse battery"), None).await.unwrap_err();
+        let err = sessions::complete_setup(s.sessions(), &token_of(&link), "o@example.com", &pw("correct horse battery"), None).await.unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
 
         // A link made for another action cannot set the vault up.
-        let link = sessions::setup_link_if_needed(&s).await.unwrap().unwrap();
+        let link = sessions::setup_link_if_needed(s.sessions()).await.unwrap().unwrap();
         exec(&db.url, "UPDATE one_time_links SET purpose = 'admin_response' WHERE used_at IS NULL").await;
-        let err = sessions::complete_setup(&s, &token_of(&link), "o@example.com", &pw("correct horse battery"), None).await.unwrap_err();
+        let err = sessions::complete_setup(s.sessions(), &token_of(&link), "o@example.com", &pw("correct horse battery"), None).await.unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
         assert_eq!(users::count(&s.db).await.unwrap(), 0);
     }
@@ -91,11 +91,11 @@ async fn sign_in_sessions_and_passwords() {
         assert!(!db.all_text().await.contains("developer password 1"));
 
         let addr: Option<IpAddr> = Some("192.0.2.10".parse().unwrap());
-        let wrong = sessions::sign_in(&s, "dev@example.com", &pw("wrong password!!"), addr).await.unwrap_err();
+        let wrong = sessions::sign_in(s.sessions(), "dev@example.com", &pw("wrong password!!"), addr).await.unwrap_err();
         assert!(matches!(wrong, Error::Unauthorized(_)));
-        let unknown = sessions::sign_in(&s, "nobody@example.com", &pw("wrong password!!"), addr).await.unwrap_err();
+        let unknown = sessions::sign_in(s.sessions(), "nobody@example.com", &pw("wrong password!!"), addr).await.unwrap_err();
         assert!(matches!(unknown, Error::Unauthorized(_)));
-        let (u, token) = sessions::sign_in(&s, " Dev@Example.com ", &pw("developer password 1"), addr).await.unwrap();
+        let (u, token) = sessions::sign_in(s.sessions(), " Dev@Example.com ", &pw("developer password 1"), addr).await.unwrap();
         assert_eq!(u.id, dev.id);
         assert!(users::get(&s.db, dev.id).await.unwrap().last_sign_in_at.is_some());
         assert_eq!(sessions::user_for(&s.db, token.expose_secret()).await.unwrap().unwrap().email, "dev@example.com");
@@ -111,22 +111,22 @@ async fn sign_in_sessions_and_passwords() {
         assert!(!serde_json::to_string(&events).unwrap().contains("password!!"));
 
         // Changing the password ends other sessions but keeps this one.
-        let (_, other) = sessions::sign_in(&s, "dev@example.com", &pw("developer password 1"), addr).await.unwrap();
+        let (_, other) = sessions::sign_in(s.sessions(), "dev@example.com", &pw("developer password 1"), addr).await.unwrap();
         let bad = users::change_password(&s.db, &u, &pw("not the current one"), &pw("a brand new password"), Some(token.expose_secret())).await.unwrap_err();
         assert!(matches!(&bad, Error::Validation(f) if f[0].field == "current_password"));
         users::change_password(&s.db, &u, &pw("developer password 1"), &pw("a brand new password"), Some(token.expose_secret())).await.unwrap();
         assert!(sessions::user_for(&s.db, other.expose_secret()).await.unwrap().is_none());
         assert!(sessions::user_for(&s.db, token.expose_secret()).await.unwrap().is_some());
-        assert!(sessions::sign_in(&s, "dev@example.com", &pw("developer password 1"), addr).await.is_err());
+        assert!(sessions::sign_in(s.sessions(), "dev@example.com", &pw("developer password 1"), addr).await.is_err());
 
         // Deactivation ends sessions at once and blocks sign-in.
         users::deactivate(&s.db, &op, dev.id).await.unwrap();
         assert!(sessions::user_for(&s.db, token.expose_secret()).await.unwrap().is_none());
-        assert!(sessions::sign_in(&s, "dev@example.com", &pw("a brand new password"), addr).await.is_err());
+        assert!(sessions::sign_in(s.sessions(), "dev@example.com", &pw("a brand new password"), addr).await.is_err());
 
         // An expired session is not a session.
         users::create(&s.db, &op, "v@example.com", &pw("viewer password 12"), false).await.unwrap();
-        let (_, t) = sessions::sign_in(&s, "v@example.com", &pw("viewer password 12"), addr).await.unwrap();
+        let (_, t) = sessions::sign_in(s.sessions(), "v@example.com", &pw("viewer password 12"), addr).await.unwrap();
         exec(&db.url, "UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000000Z'").await;
         assert!(sessions::user_for(&s.db, t.expose_secret()).await.unwrap().is_none());
         sessions::sign_out(&s.db, t.expose_secret()).await.unwrap();
@@ -143,16 +143,16 @@ async fn promise_10_sign_in_is_rate_limited_per_client_address() {
         let attacker: Option<IpAddr> = Some("203.0.113.66".parse().unwrap());
         let good: Option<IpAddr> = Some("198.51.100.1".parse().unwrap());
         for i in 0..10 {
-            let e = sessions::sign_in(&s, "a@example.com", &pw("guess guess guess"), attacker).await.unwrap_err();
+            let e = sessions::sign_in(s.sessions(), "a@example.com", &pw("guess guess guess"), attacker).await.unwrap_err();
             assert!(matches!(e, Error::Unauthorized(_)), "attempt {}: {e:?}", i + 1);
         }
-        let e = sessions::sign_in(&s, "a@example.com", &pw("guess guess guess"), attacker).await.unwrap_err();
+        let e = sessions::sign_in(s.sessions(), "a@example.com", &pw("guess guess guess"), attacker).await.unwrap_err();
         assert!(matches!(e, Error::TooManyRequests { retry_after_secs } if retry_after_secs > 0), "{e:?}");
         assert_eq!(e.status().as_u16(), 429);
         // Even the right password waits out the window from that address…
-        assert!(matches!(sessions::sign_in(&s, "a@example.com", &pw("the right password"), attacker).await.unwrap_err(), Error::TooManyRequests { .. }));
+        assert!(matches!(sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), attacker).await.unwrap_err(), Error::TooManyRequests { .. }));
         // …while other clients are unaffected.
-        assert!(sessions::sign_in(&s, "a@example.com", &pw("the right password"), good).await.is_ok());
+        assert!(sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), good).await.is_ok());
     }
 }
 

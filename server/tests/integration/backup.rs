@@ -89,7 +89,7 @@ async fn seeded_backup(db: &TestDb) -> (Services, Vec<u8>) {
 }
 
 async fn make(s: &Services) -> Created {
-    backup::create(s, &Actor::operator(), &pass(PASSPHRASE)).await.unwrap()
+    backup::create(s.backup(), &Actor::operator(), &pass(PASSPHRASE)).await.unwrap()
 }
 
 async fn rows(db: &TestDb, sql: &'static str) -> Vec<String> {
@@ -119,7 +119,7 @@ async fn a_backup_restores_into_a_fresh_instance_with_another_master_key() {
 
         let target = target_db.open().await;
         assert_ne!(source.vault.current_key_id(), target.vault.current_key_id(), "two instances, two master keys");
-        let restored = backup::restore(&target, &Actor::operator(), created.file.clone(), &pass(PASSPHRASE), false).await.unwrap();
+        let restored = backup::restore(target.backup(), &Actor::operator(), created.file.clone(), &pass(PASSPHRASE), false).await.unwrap();
         assert_eq!(restored.counts, created.counts);
         assert_eq!(restored.replaced.connections, 0);
         assert_eq!(restored.key_id, target.vault.current_key_id().to_string());
@@ -159,7 +159,7 @@ async fn a_backup_restores_into_a_fresh_instance_with_another_master_key() {
         assert_eq!((reports.connection, reports.description.as_deref()), (None, Some("Reports sync")));
 
         // People and keys work as before: the same password, the same role, the same API key.
-        let (owner, _) = server::sessions::sign_in(&target, "owner@example.com", &pass(PASSWORD), None).await.unwrap();
+        let (owner, _) = server::sessions::sign_in(target.sessions(), "owner@example.com", &pass(PASSWORD), None).await.unwrap();
         assert!(owner.is_owner);
         let dev = users::list(db).await.unwrap().into_iter().find(|u| u.email == "dev@example.com").unwrap();
         assert_eq!(dev.roles.get("DEV"), Some(&Role::Developer));
@@ -208,7 +208,7 @@ async fn promise_12_no_secret_in_clear_in_a_backup_or_an_export() {
 /// A refused restore writes nothing: the target database is byte-for-byte the same.
 async fn refused(target: &Services, target_db: &TestDb, file: Vec<u8>, passphrase: &str, replace: bool) -> Error {
     let before = target_db.content_digest().await;
-    let err = backup::restore(target, &Actor::operator(), file, &pass(passphrase), replace).await.unwrap_err();
+    let err = backup::restore(target.backup(), &Actor::operator(), file, &pass(passphrase), replace).await.unwrap_err();
     assert_eq!(target_db.content_digest().await, before, "a refused restore wrote something: {err}");
     err
 }
@@ -247,7 +247,7 @@ async fn a_wrong_passphrase_an_edited_or_cut_file_is_refused_and_nothing_is_writ
         assert!(err.to_string().contains("format version 2"), "{err}");
 
         // And the right passphrase on the intact file still works.
-        backup::restore(&target, &Actor::operator(), file, &pass(PASSPHRASE), false).await.unwrap();
+        backup::restore(target.backup(), &Actor::operator(), file, &pass(PASSPHRASE), false).await.unwrap();
         source.db.close().await;
         target.db.close().await;
     }
@@ -273,7 +273,7 @@ async fn an_occupied_target_is_refused_unless_replace() {
         assert!(matches!(&err, Error::Conflict { code: "target_not_empty", .. }), "{err:?}");
         assert!(err.to_string().contains("2 connections") && err.to_string().contains("--replace"), "{err}");
 
-        let restored = backup::restore(&target, &op, file, &pass(PASSPHRASE), true).await.unwrap();
+        let restored = backup::restore(target.backup(), &op, file, &pass(PASSPHRASE), true).await.unwrap();
         assert_eq!((restored.replaced.connections, restored.replaced.users, restored.replaced.environments), (2, 1, 4));
         let (db, vault) = (&target.db, &target.vault);
         assert_eq!(connections::open_secret(db, vault, "DEV", "Billing", "token").await.unwrap().expose_secret(), MARKER);
@@ -286,7 +286,7 @@ async fn an_occupied_target_is_refused_unless_replace() {
         let actions = rows(&target_db, "SELECT action FROM audit_events ORDER BY id").await;
         assert!(actions.contains(&"connection.create".to_string()) && actions.last().map(String::as_str) == Some("backup.restore"), "{actions:?}");
         // Restoring the same backup again over itself works too.
-        let again = backup::restore(&target, &op, make(&source).await.file, &pass(PASSPHRASE), true).await.unwrap();
+        let again = backup::restore(target.backup(), &op, make(&source).await.file, &pass(PASSPHRASE), true).await.unwrap();
         assert_eq!(again.replaced.connections, 3);
         source.db.close().await;
         target.db.close().await;

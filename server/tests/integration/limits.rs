@@ -40,7 +40,7 @@ async fn promise_19_parallel_wrong_passwords_check_at_most_the_limit() {
         users::create(&s.db, &Actor::operator(), "a@example.com", &pw("the right password"), false).await.unwrap();
         let attempts = (0..40).map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { sessions::sign_in(&s, "a@example.com", &pw("guess guess guess"), ip("203.0.113.66")).await })
+            tokio::spawn(async move { sessions::sign_in(s.sessions(), "a@example.com", &pw("guess guess guess"), ip("203.0.113.66")).await })
         });
         let results: Vec<_> = futures::future::join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
         let refused = results.iter().filter(|r| matches!(r, Err(Error::TooManyRequests { .. }))).count();
@@ -59,13 +59,13 @@ async fn a_successful_sign_in_does_not_count_against_the_limit() {
     users::create(&s.db, &Actor::operator(), "a@example.com", &pw("the right password"), false).await.unwrap();
     let from = ip("198.51.100.20");
     for _ in 0..9 {
-        assert!(matches!(sessions::sign_in(&s, "a@example.com", &pw("guess guess guess"), from).await, Err(Error::Unauthorized(_))));
+        assert!(matches!(sessions::sign_in(s.sessions(), "a@example.com", &pw("guess guess guess"), from).await, Err(Error::Unauthorized(_))));
     }
     for _ in 0..5 {
-        sessions::sign_in(&s, "a@example.com", &pw("the right password"), from).await.unwrap();
+        sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), from).await.unwrap();
     }
-    assert!(matches!(sessions::sign_in(&s, "a@example.com", &pw("guess guess guess"), from).await, Err(Error::Unauthorized(_))), "the tenth failure");
-    assert!(matches!(sessions::sign_in(&s, "a@example.com", &pw("the right password"), from).await, Err(Error::TooManyRequests { .. })));
+    assert!(matches!(sessions::sign_in(s.sessions(), "a@example.com", &pw("guess guess guess"), from).await, Err(Error::Unauthorized(_))), "the tenth failure");
+    assert!(matches!(sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), from).await, Err(Error::TooManyRequests { .. })));
 }
 
 /// Failed sign-ins to one account are limited across addresses (CONNVAULT_ACCOUNT_FAILURE_LIMIT):
@@ -79,13 +79,13 @@ async fn sign_in_failures_are_limited_per_account_across_addresses() {
         users::create(&s.db, &Actor::operator(), "b@example.com", &pw("the other password"), false).await.unwrap();
         for i in 0..4 {
             let from = ip(&format!("203.0.113.{}", i + 1));
-            assert!(matches!(sessions::sign_in(&s, "A@example.com", &pw("guess guess guess"), from).await, Err(Error::Unauthorized(_))), "{i}");
+            assert!(matches!(sessions::sign_in(s.sessions(), "A@example.com", &pw("guess guess guess"), from).await, Err(Error::Unauthorized(_))), "{i}");
         }
-        let e = sessions::sign_in(&s, "a@example.com", &pw("guess guess guess"), ip("203.0.113.99")).await.unwrap_err();
+        let e = sessions::sign_in(s.sessions(), "a@example.com", &pw("guess guess guess"), ip("203.0.113.99")).await.unwrap_err();
         assert!(matches!(&e, Error::Limited { retry_after_secs, .. } if *retry_after_secs > 0), "{e:?}");
         assert_eq!(e.status().as_u16(), 429);
         assert!(e.public_message().contains("this account"), "{}", e.public_message());
-        assert!(sessions::sign_in(&s, "b@example.com", &pw("the other password"), ip("203.0.113.1")).await.is_ok(), "other accounts unaffected");
+        assert!(sessions::sign_in(s.sessions(), "b@example.com", &pw("the other password"), ip("203.0.113.1")).await.is_ok(), "other accounts unaffected");
         assert_eq!(sign_in_failures(&s).await, 4);
     }
 }
@@ -194,18 +194,18 @@ async fn promise_20_a_huge_identifier_is_refused_and_not_recorded() {
         let s = db.open().await;
         let huge = format!("{}@example.com", "m".repeat(200_000));
         let before = server::audit::recent(&s.db, 1000).await.unwrap().len();
-        let e = sessions::sign_in(&s, &huge, &pw("whatever whatever"), ip("192.0.2.1")).await.unwrap_err();
+        let e = sessions::sign_in(s.sessions(), &huge, &pw("whatever whatever"), ip("192.0.2.1")).await.unwrap_err();
         assert!(matches!(&e, Error::Validation(f) if f[0].field == "email"), "{e:?}");
         assert_eq!(e.status().as_u16(), 422);
         assert_eq!(server::audit::recent(&s.db, 1000).await.unwrap().len(), before, "nothing recorded");
         assert!(!db.all_text().await.contains("mmmmmmmmmmmmmmmmmmmm"));
         for bad in ["a\u{0}b@example.com", "two words@example.com", "no-at-sign"] {
-            assert!(matches!(sessions::sign_in(&s, bad, &pw("whatever whatever"), None).await, Err(Error::Validation(_))), "{bad:?}");
+            assert!(matches!(sessions::sign_in(s.sessions(), bad, &pw("whatever whatever"), None).await, Err(Error::Validation(_))), "{bad:?}");
         }
 
         // A well-formed address without an account: recorded as a digest.
         let typed = "my-password-by-mistake@example.com";
-        assert!(matches!(sessions::sign_in(&s, typed, &pw("whatever whatever"), None).await, Err(Error::Unauthorized(_))));
+        assert!(matches!(sessions::sign_in(s.sessions(), typed, &pw("whatever whatever"), None).await, Err(Error::Unauthorized(_))));
         let stored = db.all_text().await;
         assert!(!stored.contains("my-password-by-mistake"), "the unknown identifier is stored as typed");
         assert!(stored.contains(&sessions::unknown_account_label(typed)));

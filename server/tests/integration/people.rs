@@ -29,35 +29,35 @@ async fn an_invitation_is_single_use_expiring_and_for_one_account() {
         let s = db.open().await;
         let owner = users::create(&s.db, &Actor::operator(), "owner@example.com", &pw("owner password 123"), true).await.unwrap();
         let actor = owner.actor(None);
-        let (dev, link) = sessions::invite(&s, &actor, "dev@example.com").await.unwrap();
+        let (dev, link) = sessions::invite(s.sessions(), &actor, "dev@example.com").await.unwrap();
         assert_eq!(dev.status, "invited");
         assert!(link.starts_with(&format!("{}/welcome?token=", s.config.public_url)), "{link}");
         assert_eq!(token_of(&link).len(), 43, "256 random bits");
         assert!(!db.all_text().await.contains(&token_of(&link)), "only a digest of the link is stored");
         // Nobody can sign in to an invited account: it has no password at all.
-        assert!(sessions::sign_in(&s, "dev@example.com", &pw(""), None).await.is_err());
+        assert!(sessions::sign_in(s.sessions(), "dev@example.com", &pw(""), None).await.is_err());
         // Inviting the same address twice is a conflict.
-        assert!(matches!(sessions::invite(&s, &actor, "DEV@example.com").await.unwrap_err(), Error::Conflict { code: "user_exists", .. }));
+        assert!(matches!(sessions::invite(s.sessions(), &actor, "DEV@example.com").await.unwrap_err(), Error::Conflict { code: "user_exists", .. }));
 
         // A weak password does not use the link up.
-        let weak = sessions::accept_invite(&s, &token_of(&link), &pw("short"), None).await.unwrap_err();
+        let weak = sessions::accept_invite(s.sessions(), &token_of(&link), &pw("short"), None).await.unwrap_err();
         assert!(matches!(&weak, Error::Validation(f) if f[0].field == "password"), "{weak:?}");
         // A fresh link replaces the first.
-        let second = sessions::reinvite(&s, &actor, dev.id).await.unwrap();
-        assert!(matches!(sessions::accept_invite(&s, &token_of(&link), &pw("developer password 1"), None).await.unwrap_err(), Error::Forbidden(_)));
-        let (me, session) = sessions::accept_invite(&s, &token_of(&second), &pw("developer password 1"), None).await.unwrap();
+        let second = sessions::reinvite(s.sessions(), &actor, dev.id).await.unwrap();
+        assert!(matches!(sessions::accept_invite(s.sessions(), &token_of(&link), &pw("developer password 1"), None).await.unwrap_err(), Error::Forbidden(_)));
+        let (me, session) = sessions::accept_invite(s.sessions(), &token_of(&second), &pw("developer password 1"), None).await.unwrap();
         assert_eq!((me.id, me.status.as_str()), (dev.id, "active"));
         assert_eq!(sessions::user_for(&s.db, session.expose_secret()).await.unwrap().unwrap().id, dev.id);
         assert!(users::get(&s.db, dev.id).await.unwrap().last_sign_in_at.is_some());
         // Single use; and an accepted account cannot be re-invited.
-        assert!(matches!(sessions::accept_invite(&s, &token_of(&second), &pw("another password 12"), None).await.unwrap_err(), Error::Forbidden(_)));
-        assert!(matches!(sessions::reinvite(&s, &actor, dev.id).await.unwrap_err(), Error::Conflict { code: "not_invited", .. }));
-        assert!(sessions::sign_in(&s, "dev@example.com", &pw("developer password 1"), None).await.is_ok());
+        assert!(matches!(sessions::accept_invite(s.sessions(), &token_of(&second), &pw("another password 12"), None).await.unwrap_err(), Error::Forbidden(_)));
+        assert!(matches!(sessions::reinvite(s.sessions(), &actor, dev.id).await.unwrap_err(), Error::Conflict { code: "not_invited", .. }));
+        assert!(sessions::sign_in(s.sessions(), "dev@example.com", &pw("developer password 1"), None).await.is_ok());
 
         // Expired: refused. A setup link cannot accept an invitation either.
-        let (_, late) = sessions::invite(&s, &actor, "late@example.com").await.unwrap();
+        let (_, late) = sessions::invite(s.sessions(), &actor, "late@example.com").await.unwrap();
         db.exec("UPDATE one_time_links SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE used_at IS NULL").await;
-        assert!(matches!(sessions::accept_invite(&s, &token_of(&late), &pw("late password 123"), None).await.unwrap_err(), Error::Forbidden(_)));
+        assert!(matches!(sessions::accept_invite(s.sessions(), &token_of(&late), &pw("late password 123"), None).await.unwrap_err(), Error::Forbidden(_)));
         let actions: Vec<String> = server::audit::recent(&s.db, 50).await.unwrap().into_iter().map(|e| e.action).collect();
         for a in ["user.create", "user.reinvite", "user.invite_accept"] {
             assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
@@ -79,7 +79,7 @@ async fn the_last_owner_cannot_be_deactivated_and_others_come_back() {
         assert_eq!(users::get(&s.db, owner.id).await.unwrap().status, "deactivated");
         assert!(matches!(users::deactivate(&s.db, &op, second.id).await.unwrap_err(), Error::Conflict { code: "last_owner", .. }));
         users::reactivate(&s.db, &op, owner.id).await.unwrap();
-        assert!(sessions::sign_in(&s, "owner@example.com", &pw("owner password 123"), None).await.is_ok());
+        assert!(sessions::sign_in(s.sessions(), "owner@example.com", &pw("owner password 123"), None).await.is_ok());
     }
 }
 
@@ -201,10 +201,10 @@ async fn promise_11_a_change_whose_audit_event_cannot_be_written_does_not_happen
         second.name = "Second".into();
         assert!(connections::create(&s.db, &s.vault, &op, "DEV", second).await.is_err());
         assert!(users::set_role(&s.db, &op, owner.id, "QA", Some(Role::Viewer)).await.is_err());
-        assert!(sessions::invite(&s, &owner.actor(None), "new@example.com").await.is_err());
+        assert!(sessions::invite(s.sessions(), &owner.actor(None), "new@example.com").await.is_err());
         assert!(environments::set_allow_dev_api_keys(&s.db, &op, "DEV", true).await.is_err());
         assert!(api_keys::create(&s.db, &op, Creator::Operator, key_input("DEV", "tokens", Access::Read)).await.is_err(), "no key without its audit event");
-        assert!(sessions::sign_in(&s, "owner@example.com", &pw("owner password 123"), None).await.is_err(), "no session without its audit event");
+        assert!(sessions::sign_in(s.sessions(), "owner@example.com", &pw("owner password 123"), None).await.is_err(), "no session without its audit event");
         assert_eq!(db.content_digest().await, before, "nothing was written");
         assert!(!db.all_text().await.contains("audit-marker-88"));
     }

@@ -308,7 +308,7 @@ async fn person(s: &Services, email: &str, roles: &[(&str, Role)]) -> (i64, Stri
     for (env, role) in roles {
         users::set_role(&s.db, &op, u.id, env, Some(*role)).await.unwrap();
     }
-    let (_, token) = server::sessions::sign_in(s, email, &SecretString::from(PASSWORD), None).await.unwrap();
+    let (_, token) = server::sessions::sign_in(s.sessions(), email, &SecretString::from(PASSWORD), None).await.unwrap();
     (u.id, token.expose_secret().to_string())
 }
 

@@ -65,7 +65,7 @@ pub async fn session(s: &Services, email: &str, role: Option<(&str, Role)>, owne
     if let Some((env, r)) = role {
         users::set_role(&s.db, &op, u.id, env, Some(r)).await.unwrap();
     }
-    let (_, token) = server::sessions::sign_in(s, email, &SecretString::from("a long enough password"), None).await.unwrap();
+    let (_, token) = server::sessions::sign_in(s.sessions(), email, &SecretString::from("a long enough password"), None).await.unwrap();
     token.expose_secret().to_string()
 }
 
