@@ -185,6 +185,10 @@ pub async fn setup_link_if_needed(s: Handles<'_>) -> Result<Option<String>> {
 
 /// Completes first-run setup: the link is used, the owner account created and signed in.
 pub async fn complete_setup(s: Handles<'_>, token: &str, email: &str, password: &SecretString, addr: Option<IpAddr>) -> Result<(User, SecretString)> {
+    // Checked before anything is written: on SQLite a transaction dropped after a write holds
+    // the write lock until its connection is used again, and the next attempt (on another
+    // pooled connection) waited for it until "database is locked".
+    users::validate_password("password", password)?;
     let mut tx = s.db.begin().await?;
     consume_link(&mut tx, "setup", token, None).await?;
     let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&mut *tx).await?.try_get("n")?;
