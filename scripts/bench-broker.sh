@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Token-broker load benchmark: cached token fetches per second and p50/p99 latency at 64
-# concurrent connections, beside a trivial route (GET /health) of the same server in the same run.
-# Aim: the broker at least half the trivial route's throughput, its p99 under 10 ms on 2 cores.
+# Token-broker and proxy load benchmark, one server, one run:
+# - cached token fetches per second and p50/p99 latency at 64 concurrent connections, beside a
+#   trivial route (GET /health) of the same server. Aim: the broker at least 0.8× the trivial
+#   route's throughput, its p99 under 10 ms on 2 cores.
+# - a Salesforce REST query through the proxy (/proxy/v1/DEV/Bench/services/data/…) beside the
+#   same query sent directly to the same loopback stand-in with the broker's token: throughput at
+#   64 connections (aim: the proxy at least 0.7× direct) and p50 at one connection (aim: the
+#   proxy adds under 1 ms).
 #
 #   scripts/bench-broker.sh            # SQLite in a temporary folder, 20 s per route
 #   DURATION=10s scripts/bench-broker.sh
@@ -72,15 +77,24 @@ for k in sys.argv[1].split("."):
 print(v)' "$1"
 }
 
-SF_PORT="$(free_port)"
-"$BIN" dev-salesforce --addr "127.0.0.1:$SF_PORT" >"$WORK/standin.log" 2>&1 &
-PIDS+=("$!")
-SF_URL="http://127.0.0.1:$SF_PORT"
-for _ in $(seq 1 100); do
-  grep -q "$SF_URL/" "$WORK/standin.log" 2>/dev/null && break
-  sleep 0.1
-done
-grep -q "$SF_URL/" "$WORK/standin.log" || die "the stand-in did not start: $(cat "$WORK/standin.log")"
+start_standin() { # start_standin LOG [dev-salesforce args…] → the stand-in's URL
+  local log="$1" port url
+  shift
+  port="$(free_port)"
+  "$BIN" dev-salesforce --addr "127.0.0.1:$port" "$@" >"$log" 2>&1 &
+  PIDS+=("$!")
+  url="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    grep -q "$url/" "$log" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -q "$url/" "$log" || die "the stand-in did not start: $(cat "$log")"
+  printf '%s' "$url"
+}
+SF_URL="$(start_standin "$WORK/standin.log")"
+# A second org whose REST API takes API_LATENCY_MS to answer, as a real one does.
+API_LATENCY_MS="${API_LATENCY_MS:-20}"
+SLOW_URL="$(start_standin "$WORK/standin-slow.log" --api-latency-ms "$API_LATENCY_MS")"
 
 export CONNVAULT_DATA_DIR="$WORK/data"
 export CONNVAULT_ALLOW_LOOPBACK=1
@@ -119,20 +133,25 @@ api() { # api METHOD PATH [JSON] → body on stdout; fails on a status >= 400
   cat "$out"
 }
 
-say "setting up connection SF_Bench and integration Bench in DEV (stand-in at $SF_URL)"
-CONN=/api/v1/environments/DEV/connections/SF_Bench
-api POST /api/v1/environments/DEV/connections \
-  "{\"name\":\"SF_Bench\",\"provider\":\"salesforce\",\"settings\":{\"login_url\":\"$SF_URL\",\"username\":\"$SF_USER\"}}" >/dev/null
-api POST "$CONN/certificate" '{}' >/dev/null
-api GET "$CONN/certificate" >"$WORK/cert.pem"
-grep -q 'BEGIN CERTIFICATE' "$WORK/cert.pem" || die "no certificate PEM: $(cat "$WORK/cert.pem")"
-curl -sS -o "$WORK/app.html" --data-urlencode "certificate@$WORK/cert.pem" --data-urlencode "username=$SF_USER" \
-  --data-urlencode "permitted_users=admin_approved" "$SF_URL/apps"
-CONSUMER_KEY="$(sed -n 's/.*<code id="consumer-key">\([^<]*\)<\/code>.*/\1/p' "$WORK/app.html" | head -n 1)"
-[ -n "$CONSUMER_KEY" ] || die "the stand-in gave no consumer key: $(cat "$WORK/app.html")"
-api PATCH "$CONN" "{\"settings\":{\"consumer_key\":\"$CONSUMER_KEY\"}}" >/dev/null
-api PUT /api/v1/environments/DEV/integrations/Bench '{"provider":"salesforce","objects":["Account"]}' >/dev/null
-api PUT /api/v1/environments/DEV/integrations/Bench/binding '{"connection":"SF_Bench"}' >/dev/null
+set_up() { # set_up CONNECTION INTEGRATION STAND-IN-URL: the connected-app flow, bound
+  local name="$1" integration="$2" url="$3" conn consumer_key
+  say "setting up connection $name and integration $integration in DEV (stand-in at $url)"
+  conn="/api/v1/environments/DEV/connections/$name"
+  api POST /api/v1/environments/DEV/connections \
+    "{\"name\":\"$name\",\"provider\":\"salesforce\",\"settings\":{\"login_url\":\"$url\",\"username\":\"$SF_USER\"}}" >/dev/null
+  api POST "$conn/certificate" '{}' >/dev/null
+  api GET "$conn/certificate" >"$WORK/cert.pem"
+  grep -q 'BEGIN CERTIFICATE' "$WORK/cert.pem" || die "no certificate PEM: $(cat "$WORK/cert.pem")"
+  curl -sS -o "$WORK/app.html" --data-urlencode "certificate@$WORK/cert.pem" --data-urlencode "username=$SF_USER" \
+    --data-urlencode "permitted_users=admin_approved" "$url/apps"
+  consumer_key="$(sed -n 's/.*<code id="consumer-key">\([^<]*\)<\/code>.*/\1/p' "$WORK/app.html" | head -n 1)"
+  [ -n "$consumer_key" ] || die "the stand-in gave no consumer key: $(cat "$WORK/app.html")"
+  api PATCH "$conn" "{\"settings\":{\"consumer_key\":\"$consumer_key\"}}" >/dev/null
+  api PUT "/api/v1/environments/DEV/integrations/$integration" '{"provider":"salesforce","objects":["Account"]}' >/dev/null
+  api PUT "/api/v1/environments/DEV/integrations/$integration/binding" "{\"connection\":\"$name\"}" >/dev/null
+}
+set_up SF_Bench Bench "$SF_URL"
+set_up SF_Slow BenchSlow "$SLOW_URL"
 TOKEN_PATH=/api/v1/environments/DEV/integrations/Bench/token
 first="$(api POST "$TOKEN_PATH")" || die "the first token fetch failed"
 second="$(api POST "$TOKEN_PATH")"
@@ -157,6 +176,35 @@ run_wrk token "$CV_URL$TOKEN_PATH" -s "$WORK/token.lua"
 after="$(api POST "$TOKEN_PATH")"
 [ "$(json_get cached <<<"$after")" = "True" ] || die "the token was not served from the cache after the run: $after"
 ROWS=("GET /health (trivial route, 1 query)=$WORK/health.wrk" "POST …/integrations/Bench/token (cached, 1 query)=$WORK/token.wrk")
+
+# The proxy beside a direct call: the same SOQL query on the same stand-in, directly with the
+# broker's token, and through the proxy with the API key.
+SF_TOKEN="$(json_get access_token <<<"$after")"
+INSTANCE="$(json_get instance_url <<<"$after")"
+QUERY='/services/data/v60.0/query?q=SELECT+Id,+Name+FROM+Account'
+direct_status="$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $SF_TOKEN" "$INSTANCE$QUERY")"
+proxy_status="$(curl -sS -o "$WORK/proxied" -w '%{http_code}' -H "Authorization: Bearer $KEY" "$CV_URL/proxy/v1/DEV/Bench$QUERY")"
+[ "$direct_status" = 200 ] && [ "$proxy_status" = 200 ] || die "the query answered $direct_status directly and $proxy_status through the proxy: $(cat "$WORK/proxied")"
+run_wrk direct "$INSTANCE$QUERY" -H "Authorization: Bearer $SF_TOKEN"
+run_wrk proxy "$CV_URL/proxy/v1/DEV/Bench$QUERY" -H "Authorization: Bearer $KEY"
+CONNECTIONS_SAVED="$CONNECTIONS"
+THREADS_SAVED="$THREADS"
+CONNECTIONS=1
+THREADS=1
+run_wrk direct1 "$INSTANCE$QUERY" -H "Authorization: Bearer $SF_TOKEN"
+run_wrk proxy1 "$CV_URL/proxy/v1/DEV/Bench$QUERY" -H "Authorization: Bearer $KEY"
+CONNECTIONS="$CONNECTIONS_SAVED"
+THREADS="$THREADS_SAVED"
+ROWS+=("GET …/services/data/v60.0/query, direct to the stand-in=$WORK/direct.wrk" "GET /proxy/v1/DEV/Bench/services/data/v60.0/query=$WORK/proxy.wrk")
+ROWS+=("the same, direct, 1 connection=$WORK/direct1.wrk" "the same, through the proxy, 1 connection=$WORK/proxy1.wrk")
+
+# The same against the org that takes API_LATENCY_MS per query.
+slow="$(api POST /api/v1/environments/DEV/integrations/BenchSlow/token)"
+SLOW_TOKEN="$(json_get access_token <<<"$slow")"
+SLOW_INSTANCE="$(json_get instance_url <<<"$slow")"
+run_wrk slowdirect "$SLOW_INSTANCE$QUERY" -H "Authorization: Bearer $SLOW_TOKEN"
+run_wrk slowproxy "$CV_URL/proxy/v1/DEV/BenchSlow$QUERY" -H "Authorization: Bearer $KEY"
+ROWS+=("the same, direct, the org answering in ${API_LATENCY_MS} ms=$WORK/slowdirect.wrk" "the same, through the proxy, the org answering in ${API_LATENCY_MS} ms=$WORK/slowproxy.wrk")
 if [ "${PROFILE:-0}" = 1 ]; then
   # Where the broker's time goes: authenticated reads that do part of its database work.
   # API key (1 query) + environment (1) + integrations::get or connections::get (2 each).
@@ -189,18 +237,25 @@ def parse(path):
 
 threads, conns, duration = sys.argv[1:4]
 rows = [(name, parse(path)) for name, path in (a.rsplit("=", 1) for a in sys.argv[4:])]
-health, token = rows[0][1], rows[1][1]
+health, token, direct, proxy, direct1, proxy1, slowdirect, slowproxy = (r for _, r in rows[:8])
 print()
 print(f"wrk -t{threads} -c{conns} -d{duration} --latency, SQLite, one server, one run")
 print()
-print("| route | requests/s | × /health | p50 ms | p99 ms | non-2xx | socket errors |")
-print("|---|---|---|---|---|---|---|")
-for name, r in rows:
-    print(f"| {name} | {r['rps']:.0f} | {r['rps'] / health['rps']:.2f} | {r['50%']:.2f} | {r['99%']:.2f} | {r['non2xx']} | {r['errors']} |")
+print("| route | requests/s | × /health | × direct | p50 ms | p99 ms | non-2xx | socket errors |")
+print("|---|---|---|---|---|---|---|---|")
+for i, (name, r) in enumerate(rows):
+    base = {3: direct, 5: direct1, 7: slowdirect}.get(i)
+    vs_direct = f"{r['rps'] / base['rps']:.2f}" if base else ""
+    print(f"| {name} | {r['rps']:.0f} | {r['rps'] / health['rps']:.2f} | {vs_direct} | {r['50%']:.2f} | {r['99%']:.2f} | {r['non2xx']} | {r['errors']} |")
 ratio = token["rps"] / health["rps"]
 print()
-print(f"broker / trivial route throughput: {ratio:.2f}× (aim ≥ 0.50×): {'met' if ratio >= 0.5 else 'NOT met'}")
+print(f"broker / trivial route throughput: {ratio:.2f}× (aim ≥ 0.80×): {'met' if ratio >= 0.8 else 'NOT met'}")
 print(f"broker p99: {token['99%']:.2f} ms (aim < 10 ms): {'met' if token['99%'] < 10 else 'NOT met'}")
+for label, d, p in (("the stand-in answering at once", direct, proxy), ("the org answering in its API latency", slowdirect, slowproxy)):
+    ratio = p["rps"] / d["rps"]
+    print(f"proxy / direct throughput at {conns} connections, {label}: {ratio:.2f}× (aim ≥ 0.70×): {'met' if ratio >= 0.7 else 'NOT met'}")
+overhead = proxy1["50%"] - direct1["50%"]
+print(f"proxy p50 overhead at 1 connection: {overhead:.2f} ms (aim < 1 ms): {'met' if overhead < 1 else 'NOT met'}")
 if any(r["non2xx"] for _, r in rows):
     print("WARNING: some answers were not 2xx; the figures are not valid")
     sys.exit(1)

@@ -14,6 +14,8 @@ export CONNVAULT_VENV="${CONNVAULT_VENV:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache
 SCHEMATHESIS_VERSION=4.32.5
 # The real SMTP server the mail tests send to (server/tests/integration/common/aiosmtpd.rs).
 AIOSMTPD_VERSION=1.4.6
+# pyodata: SAP's OData client, pointed at the proxy in end2end/tests/clients.spec.ts.
+PYODATA_VERSION=1.12.1
 
 # The Chromium the Playwright config launches (end2end/playwright.config.ts).
 export CHROMIUM_BIN=/usr/bin/chromium

@@ -119,7 +119,8 @@ if [ "$node_major" -lt 20 ]; then
   echo "[tools] Node.js $(node --version) is too old for end2end/ (@playwright/test needs >= 20)" >&2
   exit 1
 fi
-if [ -d end2end/node_modules ]; then
+# Present means every package of package.json is there (jsforce came later than the rest).
+if [ -d end2end/node_modules/@playwright/test ] && [ -d end2end/node_modules/jsforce ]; then
   say "end2end/node_modules: present"
 else
   say "npm ci in end2end/"
@@ -130,13 +131,14 @@ fi
 # schemathesis: the API contract test; aiosmtpd: the real SMTP server the mail tests send to.
 have_st="$("$CONNVAULT_VENV/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}' || true)"
 have_smtpd="$("$CONNVAULT_VENV/bin/python" -c 'import aiosmtpd; print(aiosmtpd.__version__)' 2>/dev/null || true)"
-if [ "$have_st" = "$SCHEMATHESIS_VERSION" ] && [ "$have_smtpd" = "$AIOSMTPD_VERSION" ]; then
-  say "schemathesis $SCHEMATHESIS_VERSION, aiosmtpd $AIOSMTPD_VERSION: present ($CONNVAULT_VENV)"
+have_pyodata="$("$CONNVAULT_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pyodata"))' 2>/dev/null || true)"
+if [ "$have_st" = "$SCHEMATHESIS_VERSION" ] && [ "$have_smtpd" = "$AIOSMTPD_VERSION" ] && [ "$have_pyodata" = "$PYODATA_VERSION" ]; then
+  say "schemathesis $SCHEMATHESIS_VERSION, aiosmtpd $AIOSMTPD_VERSION, pyodata $PYODATA_VERSION: present ($CONNVAULT_VENV)"
 elif python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   say "installing schemathesis $SCHEMATHESIS_VERSION and aiosmtpd $AIOSMTPD_VERSION into $CONNVAULT_VENV (have: ${have_st:-none}, ${have_smtpd:-none})"
   python3 -m venv "$CONNVAULT_VENV"
   "$CONNVAULT_VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION" "aiosmtpd==$AIOSMTPD_VERSION"
+    "schemathesis==$SCHEMATHESIS_VERSION" "aiosmtpd==$AIOSMTPD_VERSION" "pyodata==$PYODATA_VERSION"
 else
   banner "python3 with venv is missing: schemathesis and aiosmtpd not installed" \
     "the API contract and mail tests will be skipped (and fail under CI=true)"

@@ -63,6 +63,10 @@ enum Command {
         /// Listen address; its URL is the login URL of the demo connection.
         #[arg(long, default_value = "127.0.0.1:8089")]
         addr: std::net::SocketAddr,
+        /// Answer REST API queries after this many milliseconds, as a real org takes time to
+        /// (for benchmarks of the proxy beside direct calls).
+        #[arg(long, default_value_t = 0)]
+        api_latency_ms: u64,
     },
     /// Serve a stand-in of Microsoft Entra ID's token endpoint, a SharePoint site and a Dataverse
     /// environment, with a page that plays the Entra admin, for local demos (not Microsoft;
@@ -480,9 +484,9 @@ async fn main() -> ExitCode {
     server::logging::init(&config);
     let result = match command {
         Command::Serve => serve(config).await,
-        Command::DevSalesforce { addr } => {
-            server::providers::salesforce::standin::run_demo(addr).await.map_err(|e| format!("Salesforce stand-in on {addr}: {e}"))
-        }
+        Command::DevSalesforce { addr, api_latency_ms } => server::providers::salesforce::standin::run_demo(addr, std::time::Duration::from_millis(api_latency_ms))
+            .await
+            .map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
         Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
         Command::DevWorkato { addr } => server::providers::workato::standin::run_demo(addr).await.map_err(|e| format!("Workato stand-in on {addr}: {e}")),
         Command::DevSap { addr } => server::providers::sap_odata::standin::run_demo(addr).await.map_err(|e| format!("SAP stand-in on {addr}: {e}")),

@@ -20,9 +20,11 @@ pub enum Resource {
     Audit,
     Users,
     ApiKeys,
+    /// Calls through the proxy: read = GET and HEAD, write = every other method.
+    Proxy,
 }
 
-pub const RESOURCES: [Resource; 9] = [
+pub const RESOURCES: [Resource; 10] = [
     Resource::Environments,
     Resource::Connections,
     Resource::Integrations,
@@ -32,6 +34,7 @@ pub const RESOURCES: [Resource; 9] = [
     Resource::Audit,
     Resource::Users,
     Resource::ApiKeys,
+    Resource::Proxy,
 ];
 
 impl Resource {
@@ -46,6 +49,7 @@ impl Resource {
             Resource::Audit => "audit",
             Resource::Users => "users",
             Resource::ApiKeys => "api_keys",
+            Resource::Proxy => "proxy",
         }
     }
 
@@ -77,6 +81,9 @@ pub fn role_allows(role: Role, resource: Resource, access: Access, allow_dev_api
             Environments | Audit => access == Read,
             Connections | Integrations | Bindings => true,
             Tokens | Promotion => access == Read,
+            // Whoever may read a token can call with it; through the proxy the token never
+            // leaves connvault, so a developer may call, read or write.
+            Proxy => true,
             ApiKeys => allow_dev_api_keys,
             Users => false,
         },
@@ -102,7 +109,7 @@ mod tests {
         const NO: (bool, bool) = (false, false);
         type ReadWrite = (bool, bool);
         // resource:            viewer  developer  administrator
-        let table: [(Resource, ReadWrite, ReadWrite, ReadWrite); 9] = [
+        let table: [(Resource, ReadWrite, ReadWrite, ReadWrite); 10] = [
             (Resource::Environments, R, R, R),
             (Resource::Connections, R, RW, RW),
             (Resource::Integrations, R, RW, RW),
@@ -112,6 +119,7 @@ mod tests {
             (Resource::Audit, R, R, R),
             (Resource::Users, NO, NO, R),
             (Resource::ApiKeys, NO, NO, RW),
+            (Resource::Proxy, NO, RW, RW),
         ];
         for (resource, viewer, developer, admin) in table {
             for (role, (read, write)) in [(Role::Viewer, viewer), (Role::Developer, developer), (Role::Administrator, admin)] {

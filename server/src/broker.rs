@@ -62,6 +62,43 @@ pub struct Token {
     pub cached: bool,
     /// The provider's session fields, fetched with the credential (`ProviderDef::session`).
     pub extras: Vec<(&'static str, SecretString)>,
+    /// The bound connection's id and provider (set by [`Broker::for_key`] and
+    /// [`Broker::token`]; never part of the answer).
+    pub connection_id: i64,
+    pub provider: String,
+    /// The connection's settings, for providers with session extras (how the session goes on
+    /// a proxied request depends on them); empty otherwise.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What a caller wants the credential for: which grant it needs, and how its use is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// The token answer (`tokens:read`): the credential leaves connvault. A stored secret
+    /// handed out is audited each time (`connection.secret_release`); cached hits are counted.
+    Token,
+    /// A call through the proxy (`proxy:read` for GET and HEAD, `proxy:write` otherwise): the
+    /// credential stays here. Each call is counted by the proxy (`proxy.use`).
+    Proxy(Access),
+}
+
+impl Use {
+    fn grant(self) -> (Resource, Access) {
+        match self {
+            Use::Token => (Resource::Tokens, Access::Read),
+            Use::Proxy(access) => (Resource::Proxy, access),
+        }
+    }
+}
+
+/// A credential served to an API key, with whom and where it was served for.
+#[derive(Debug)]
+pub struct Served {
+    pub token: Token,
+    pub actor: Actor,
+    pub env: Environment,
+    /// The integration's name as stored.
+    pub integration: String,
 }
 
 impl Token {
@@ -76,11 +113,14 @@ impl Token {
             connection: connection.to_string(),
             cached,
             extras: Vec::new(),
+            connection_id: 0,
+            provider: String::new(),
+            settings: serde_json::Map::new(),
         }
     }
 
     /// The credential this answer hands out, as it goes on a request.
-    fn credential(&self) -> Credential {
+    pub fn credential(&self) -> Credential {
         let scheme = match (&self.header_name, self.token_type.as_str()) {
             (Some(name), _) => Scheme::Header(name.clone()),
             (None, "Basic") => Scheme::Basic,
@@ -90,23 +130,34 @@ impl Token {
     }
 
     /// The response body: the one place the secret value is written out.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut body = json!({
-            "access_token": self.access_token.expose_secret(),
-            "token_type": self.token_type,
-            "instance_url": self.instance_url,
-            "expires_at": self.expires_at,
-            "connection": self.connection,
-            "cached": self.cached,
-        });
-        if let Some(h) = &self.header_name {
-            body["header_name"] = json!(h);
+    pub fn body(&self) -> TokenBody<'_> {
+        TokenBody {
+            access_token: self.access_token.expose_secret(),
+            token_type: &self.token_type,
+            instance_url: self.instance_url.as_deref(),
+            expires_at: self.expires_at.as_deref(),
+            connection: &self.connection,
+            cached: self.cached,
+            header_name: self.header_name.as_deref(),
+            extras: self.extras.iter().map(|(name, value)| (*name, value.expose_secret())).collect(),
         }
-        for (name, value) in &self.extras {
-            body[*name] = json!(value.expose_secret());
-        }
-        body
     }
+}
+
+/// The token answer as it is written out (serialized straight from the token, with no
+/// intermediate JSON tree).
+#[derive(serde::Serialize)]
+pub struct TokenBody<'a> {
+    pub access_token: &'a str,
+    pub token_type: &'a str,
+    pub instance_url: Option<&'a str>,
+    pub expires_at: Option<&'a str>,
+    pub connection: &'a str,
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<&'a str>,
+    #[serde(flatten)]
+    pub extras: std::collections::BTreeMap<&'static str, &'a str>,
 }
 
 #[derive(Clone)]
@@ -116,6 +167,8 @@ struct Cached {
     instance_url: String,
     obtained_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    /// `expires_at` as the answer writes it, formatted once.
+    expires_text: String,
     /// The connection's `updated_at` when the token was minted: any change invalidates it.
     stamp: String,
 }
@@ -160,15 +213,18 @@ struct Inner {
     usage: Mutex<HashMap<UsageKey, u64>>,
 }
 
-/// Cached hits are counted per caller, environment, integration and minute.
+/// Cached hits and proxied calls are counted per kind, caller, environment, integration and
+/// minute.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct UsageKey {
+    /// The audit event the count becomes: `token.use` (cached token answers) or `proxy.use`.
+    kind: &'static str,
     caller: String,
     env_id: i64,
     env_name: String,
     integration: String,
-    /// `2026-11-24T14:07`
-    minute: String,
+    /// Minutes since the Unix epoch (written out as `2026-11-24T14:07` when flushed).
+    minute: i64,
 }
 
 /// Shared by every request of one server process.
@@ -194,13 +250,14 @@ impl Broker {
     /// `POST …/integrations/{name}/token` for a caller already authenticated and allowed.
     pub async fn token(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
         let (integration, bound) = integrations::resolve(&s.db, env, integration).await?;
-        self.serve(s, actor, env, &integration, bound, force_refresh).await
+        self.serve(s, actor, env, &integration, bound, force_refresh, Use::Token).await
     }
 
     /// The same for an API key, in one database round trip on the cached path: the key, the
     /// environment, the integration and its connection are read by a single query; the key is
     /// then checked exactly as [`api_keys::authenticate`] checks it, and must hold
     /// `tokens:read` on the environment.
+    #[allow(clippy::too_many_arguments)]
     pub async fn token_for_key(
         &self,
         keys: api_keys::Handles<'_>,
@@ -211,9 +268,26 @@ impl Broker {
         integration: &str,
         force_refresh: bool,
     ) -> Result<Token> {
-        let row = match api_keys::key_prefix(presented) {
-            Some(prefix) => {
-                sqlx::query(AssertSqlSafe(format!(
+        Ok(self.for_key(keys, s, presented, addr, env_name, integration, force_refresh, Use::Token).await?.token)
+    }
+
+    /// The same for any [`Use`]: the key must hold that use's grant on the environment.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn for_key(
+        &self,
+        keys: api_keys::Handles<'_>,
+        s: Handles<'_>,
+        presented: &str,
+        addr: Option<IpAddr>,
+        env_name: &str,
+        integration: &str,
+        force_refresh: bool,
+        purpose: Use,
+    ) -> Result<Served> {
+        let (resource, access) = purpose.grant();
+        // The statement, made once (it is the same for every call).
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
                 "SELECT {}, e.id AS env_id, e.name AS env_name, e.position AS env_position, e.allow_dev_api_keys AS env_allow, e.created_at AS env_created_at, \
                  e.updated_at AS env_updated_at, u.email AS creator_email, u.status AS creator_status, u.is_owner AS creator_owner, ur.role AS creator_role, \
                  {} FROM api_keys k LEFT JOIN environments e ON e.name_key = $2 \
@@ -221,7 +295,11 @@ impl Broker {
                  LEFT JOIN integrations i ON i.environment_id = e.id AND i.name_key = $3 LEFT JOIN connections c ON c.id = i.connection_id WHERE k.prefix = $1",
                 api_keys::columns_of("k"),
                 integrations::BINDING_COLUMNS
-            )))
+            )
+        });
+        let row = match api_keys::key_prefix(presented) {
+            Some(prefix) => {
+                sqlx::query(AssertSqlSafe(SQL.as_str()))
                 .bind(prefix)
                 .bind(env_name.to_lowercase())
                 .bind(integration.to_lowercase())
@@ -236,7 +314,7 @@ impl Broker {
         // environments whose tokens this key may read).
         let Some(env_id) = row.try_get::<Option<i64>, _>("env_id")? else {
             let key = api_keys::effective(keys, key, addr).await?;
-            let visible = |e: &Environment| key.allows(e, Resource::Tokens, Access::Read);
+            let visible = |e: &Environment| key.allows(e, resource, access);
             return Err(environments::find_for(&s.db, env_name, visible)
                 .await
                 .err()
@@ -253,26 +331,47 @@ impl Broker {
         // Limited by the creator's current rights (read in the same query); a key made by a key
         // is checked with its whole chain.
         let key = if key.parent_id.is_some() { api_keys::effective(keys, key, addr).await? } else { api_keys::effective_from_row(key, &row, &env)? };
-        if !key.allows(&env, Resource::Tokens, Access::Read) {
-            return Err(Error::Forbidden(format!("you may not read tokens in {}", env.name)));
+        if !key.allows(&env, resource, access) {
+            return Err(Error::Forbidden(match purpose {
+                Use::Token => format!("you may not read tokens in {}", env.name),
+                Use::Proxy(Access::Read) => format!("this API key may not call through the proxy in {} (it needs the grant {}:proxy:read)", env.name, env.name),
+                Use::Proxy(Access::Write) => {
+                    format!("this API key may only read through the proxy in {}: methods other than GET and HEAD need the grant {}:proxy:write", env.name, env.name)
+                }
+            }));
         }
         api_keys::touch(keys, &key.key).await?;
         let (name, bound) = integrations::binding_from_row(&row, &env, integration)?;
-        self.serve(s, &key.actor(addr), &env, &name, bound, force_refresh).await
+        let actor = key.actor(addr);
+        let token = self.serve(s, &actor, &env, &name, bound, force_refresh, purpose).await?;
+        Ok(Served { token, actor, env, integration: name })
     }
 
-    async fn serve(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
+    #[allow(clippy::too_many_arguments)]
+    async fn serve(
+        &self,
+        s: Handles<'_>,
+        actor: &Actor,
+        env: &Environment,
+        integration: &str,
+        bound: Option<Bound>,
+        force_refresh: bool,
+        purpose: Use,
+    ) -> Result<Token> {
         let started = Utc::now();
+        let (connection_id, provider) = bound.as_ref().map(|b| (b.id, b.provider.clone())).unwrap_or_default();
         let session = bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b.id, b.name.clone(), b.settings.clone(), b.updated_at.clone())));
         if let Some((_, id, name, _, stamp)) = &session {
             // While a session backs off, nothing is released or minted for it (memory only,
             // unless a wait is on).
             self.check_backoff(s.db, &Which { id: *id, name, env: &env.name, stamp }).await?;
         }
-        let mut token = self.credential(s, actor, env, integration, bound, force_refresh).await?;
+        let mut token = self.credential(s, actor, env, integration, bound, force_refresh, purpose).await?;
+        (token.connection_id, token.provider) = (connection_id, provider);
         if let Some((extras, id, name, settings, stamp)) = session {
             let c = Which { id, name: &name, env: &env.name, stamp: &stamp };
             token.extras = self.session(s, actor, env, extras, &c, &settings, &token, force_refresh.then_some(started)).await?;
+            token.settings = settings;
         }
         Ok(token)
     }
@@ -364,7 +463,17 @@ impl Broker {
     }
 
     /// The credential of the bound connection: a cached or new mint, or the stored secret.
-    async fn credential(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, bound: Option<Bound>, force_refresh: bool) -> Result<Token> {
+    #[allow(clippy::too_many_arguments)]
+    async fn credential(
+        &self,
+        s: Handles<'_>,
+        actor: &Actor,
+        env: &Environment,
+        integration: &str,
+        bound: Option<Bound>,
+        force_refresh: bool,
+        purpose: Use,
+    ) -> Result<Token> {
         let integration = integration.to_string();
         // The hot path has read the binding once and writes nothing.
         let Some(b) = bound else {
@@ -376,19 +485,19 @@ impl Broker {
         let def = providers::get(&b.provider).ok_or_else(|| Error::Internal(format!("unknown provider {}", b.provider)))?;
         if def.minting.is_none() {
             let c = connections::get(&s.db, &env.name, &b.name).await?;
-            return release(s, actor, env, &integration, &c).await;
+            return release(s, actor, env, &integration, &c, purpose).await;
         }
         let started = Utc::now();
         if !force_refresh {
             if let Some(hit) = self.cached(b.id, &b.updated_at, None) {
-                self.count(actor, env, &integration);
+                self.count_hit(purpose, actor, env, &integration);
                 return Ok(answer(&b.name, hit, true));
             }
         }
         let c = connections::get(&s.db, &env.name, &b.name).await?;
         // The cache holds only minted tokens; these settings may choose a static mode.
         let Some(minting) = def.minting_for(&c.settings) else {
-            return release(s, actor, env, &integration, &c).await;
+            return release(s, actor, env, &integration, &c, purpose).await;
         };
         self.check_backoff(s.db, &Which::of(&c)).await?;
 
@@ -398,7 +507,7 @@ impl Broker {
         // … and whoever waited finds the token the one before it minted.
         let newer_than = force_refresh.then_some(started);
         if let Some(hit) = self.cached(c.id, &c.updated_at, newer_than) {
-            self.count(actor, env, &integration);
+            self.count_hit(purpose, actor, env, &integration);
             return Ok(answer(&c.name, hit, true));
         }
         self.check_backoff(s.db, &Which::of(&c)).await?;
@@ -411,7 +520,7 @@ impl Broker {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_NAMESPACE | c.id).execute(&mut *tx).await?;
             lock = Some(tx);
             if let Some(hit) = self.stored(s, env, &c, minting, newer_than).await? {
-                self.count(actor, env, &integration);
+                self.count_hit(purpose, actor, env, &integration);
                 return Ok(answer(&c.name, hit, true));
             }
         }
@@ -425,6 +534,7 @@ impl Broker {
                     instance_url: minted.instance_url,
                     obtained_at: parse(&at),
                     expires_at: parse(&expires),
+                    expires_text: format_time(parse(&expires)),
                     stamp: c.updated_at.clone(),
                 };
                 self.inner.cache.lock().expect("broker lock").insert(c.id, hit.clone());
@@ -480,7 +590,15 @@ impl Broker {
             Err(e) => return Err(e),
         };
         let hit =
-            Cached { token, token_type: "Bearer".into(), instance_url: row.try_get("instance_url")?, obtained_at, expires_at, stamp: c.updated_at.clone() };
+            Cached {
+                token,
+                token_type: "Bearer".into(),
+                instance_url: row.try_get("instance_url")?,
+                obtained_at,
+                expires_at,
+                expires_text: format_time(expires_at),
+                stamp: c.updated_at.clone(),
+            };
         if hit.stale_at() <= Utc::now() || newer_than.is_some_and(|t| obtained_at <= t) {
             return Ok(None);
         }
@@ -525,22 +643,36 @@ impl Broker {
     }
 
 
-    fn count(&self, actor: &Actor, env: &Environment, integration: &str) {
+    /// A cached token answer counts as a use of the token; a proxied call is counted by the
+    /// proxy ([`Broker::count_call`]), once, whatever the credential came from.
+    fn count_hit(&self, purpose: Use, actor: &Actor, env: &Environment, integration: &str) {
+        if purpose == Use::Token {
+            self.count("token.use", actor, env, integration);
+        }
+    }
+
+    /// One call through the proxy, for `proxy.use`.
+    pub fn count_call(&self, actor: &Actor, env: &Environment, integration: &str) {
+        self.count("proxy.use", actor, env, integration);
+    }
+
+    fn count(&self, kind: &'static str, actor: &Actor, env: &Environment, integration: &str) {
         let key = UsageKey {
+            kind,
             caller: actor.label.clone(),
             env_id: env.id,
             env_name: env.name.clone(),
             integration: integration.to_string(),
-            minute: format_time(Utc::now())[..16].to_string(),
+            minute: Utc::now().timestamp().div_euclid(60),
         };
         *self.inner.usage.lock().expect("broker lock").entry(key).or_default() += 1;
     }
 
-    /// Writes the counted hits of finished minutes (all of them with `all`) to the audit trail,
-    /// one event per API key, integration and minute. Counts that fail to write are kept for
-    /// the next flush.
+    /// Writes the counted hits and calls of finished minutes (all of them with `all`) to the
+    /// audit trail, one event per kind, API key, integration and minute. Counts that fail to
+    /// write are kept for the next flush.
     pub async fn flush_usage(&self, db: &Db, all: bool) -> Result<usize> {
-        let this_minute = format_time(Utc::now())[..16].to_string();
+        let this_minute = Utc::now().timestamp().div_euclid(60);
         let due: Vec<_> = {
             let mut usage = self.inner.usage.lock().expect("broker lock");
             let keys: Vec<_> = usage.keys().filter(|k| all || k.minute < this_minute).cloned().collect();
@@ -549,10 +681,9 @@ impl Broker {
         let mut written = 0;
         for (k, n) in due {
             let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: k.caller.clone(), client_addr: None };
-            let event = Event::new("token.use")
-                .environment(k.env_id, &k.env_name)
-                .object("integration", &k.integration)
-                .detail(json!({"minute": k.minute, "cached_hits": n}));
+            let count = if k.kind == "token.use" { "cached_hits" } else { "calls" };
+            let event =
+                Event::new(k.kind).environment(k.env_id, &k.env_name).object("integration", &k.integration).detail(json!({"minute": minute_text(k.minute), count: n}));
             if let Err(e) = audit::record_alone(db, &actor, event).await {
                 tracing::warn!("token usage could not be audited yet: {e}");
                 *self.inner.usage.lock().expect("broker lock").entry(k).or_default() += n;
@@ -562,6 +693,11 @@ impl Broker {
         }
         Ok(written)
     }
+}
+
+/// `2026-11-24T14:07` for a minute since the Unix epoch.
+fn minute_text(minute: i64) -> String {
+    DateTime::from_timestamp(minute * 60, 0).map(|t| format_time(t)[..16].to_string()).unwrap_or_default()
 }
 
 /// The connection a wait or a session is about.
@@ -580,11 +716,19 @@ impl<'a> Which<'a> {
 }
 
 fn answer(connection: &str, hit: Cached, cached: bool) -> Token {
-    let credential =
-        Credential { scheme: Scheme::Bearer, value: hit.token, expires_at: Some(hit.expires_at), base_url: Some(hit.instance_url), extra_headers: Vec::new() };
-    let mut token = Token::from_credential(connection, credential, cached);
-    token.token_type = hit.token_type;
-    token
+    Token {
+        access_token: hit.token,
+        token_type: hit.token_type,
+        instance_url: Some(hit.instance_url),
+        expires_at: Some(hit.expires_text),
+        connection: connection.to_string(),
+        header_name: None,
+        cached,
+        extras: Vec::new(),
+        connection_id: 0,
+        provider: String::new(),
+        settings: serde_json::Map::new(),
+    }
 }
 
 /// 424: the connection could not get a token, why, what to do, and when to ask again.
@@ -600,8 +744,13 @@ fn failing(c: &Which<'_>, reason: &TestResult, window: Duration) -> Error {
 /// What a connection whose auth mode mints nothing hands out: its stored, long-lived secret
 /// itself. Each release is audited durably, like a mint, before it leaves; if the record
 /// cannot be written, nothing is released.
-async fn release(s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, c: &Connection) -> Result<Token> {
+///
+/// Through the proxy the secret stays here: the call is counted instead (`proxy.use`).
+async fn release(s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, c: &Connection, purpose: Use) -> Result<Token> {
     let token = generic(s, env, c).await?;
+    if purpose != Use::Token {
+        return Ok(token);
+    }
     audit::record_alone(
         s.db,
         actor,

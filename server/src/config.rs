@@ -59,6 +59,15 @@ pub struct Config {
     /// `CONNVAULT_MAIL_PER_PERSON_PER_HOUR`: emails one person or API key may have connvault
     /// send per hour (default 20).
     pub mail_per_person_per_hour: u32,
+    /// `CONNVAULT_PROXY_MAX_REQUEST_BYTES`: the largest request body the proxy forwards
+    /// (default 32 MiB); larger ones get 413 before anything is sent.
+    pub proxy_max_request_bytes: u64,
+    /// `CONNVAULT_PROXY_MAX_RESPONSE_BYTES`: the largest answer body the proxy passes on
+    /// (default 1 GiB); a longer one is refused (502) or, once streaming, cut off.
+    pub proxy_max_response_bytes: u64,
+    /// `CONNVAULT_PROXY_TIMEOUT_SECS`: how long the proxy waits for the system's next bytes
+    /// (its answer's head, or the next part of a body) before giving up (default 60).
+    pub proxy_timeout: Duration,
 }
 
 /// The optional TOML file (`CONNVAULT_CONFIG` or `--config`). Keys are the environment
@@ -86,6 +95,9 @@ struct FileConfig {
     max_connections: Option<usize>,
     mail_per_connection_per_hour: Option<u32>,
     mail_per_person_per_hour: Option<u32>,
+    proxy_max_request_bytes: Option<u64>,
+    proxy_max_response_bytes: Option<u64>,
+    proxy_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +257,23 @@ impl Config {
             1..=10_000,
             "emails per person or API key per hour",
         )?;
+        let proxy_max_request_bytes = number(
+            env("CONNVAULT_PROXY_MAX_REQUEST_BYTES"),
+            f.proxy_max_request_bytes,
+            32 << 20,
+            "CONNVAULT_PROXY_MAX_REQUEST_BYTES",
+            0..=(16 << 30),
+            "bytes",
+        )?;
+        let proxy_max_response_bytes = number(
+            env("CONNVAULT_PROXY_MAX_RESPONSE_BYTES"),
+            f.proxy_max_response_bytes,
+            1 << 30,
+            "CONNVAULT_PROXY_MAX_RESPONSE_BYTES",
+            0..=(64 << 30),
+            "bytes",
+        )?;
+        let proxy_timeout = number(env("CONNVAULT_PROXY_TIMEOUT_SECS"), f.proxy_timeout_secs, 60, "CONNVAULT_PROXY_TIMEOUT_SECS", 1..=3600, "seconds")?;
 
         Ok(Config {
             data_dir,
@@ -268,6 +297,9 @@ impl Config {
             max_connections,
             mail_per_connection_per_hour,
             mail_per_person_per_hour,
+            proxy_max_request_bytes,
+            proxy_max_response_bytes,
+            proxy_timeout: Duration::from_secs(proxy_timeout),
         })
     }
 

@@ -55,6 +55,9 @@ pub enum Error {
     /// (never its credentials) and its reason, so that an owner can fix the settings.
     #[error("{0}")]
     MailServer(String),
+    /// The proxy could not get an answer from the system: 502, or 504 when it waited too long.
+    #[error("{message}")]
+    Gateway { code: &'static str, message: String, timed_out: bool },
     #[error("a stored secret could not be opened: {0}")]
     Seal(#[from] SealError),
     #[error("database error: {0}")]
@@ -98,6 +101,8 @@ impl Error {
             Error::TooManyRequests { .. } | Error::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Dependency { .. } => StatusCode::FAILED_DEPENDENCY,
             Error::MailServer(_) => StatusCode::BAD_GATEWAY,
+            Error::Gateway { timed_out: true, .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Gateway { .. } => StatusCode::BAD_GATEWAY,
             Error::Seal(_) | Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +119,7 @@ impl Error {
             Error::TooManyRequests { .. } | Error::Limited { .. } => "too_many_requests",
             Error::Dependency { code, .. } => code,
             Error::MailServer(_) => "mail_server_failed",
+            Error::Gateway { code, .. } => code,
             Error::Seal(_) => "secret_integrity",
             Error::Database(_) | Error::Internal(_) => "internal",
         }

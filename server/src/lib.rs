@@ -30,6 +30,7 @@ pub mod outbound;
 pub mod outcome;
 pub mod promotion;
 pub mod providers;
+pub mod proxy;
 pub mod ratelimit;
 pub mod rotate;
 pub mod schema;

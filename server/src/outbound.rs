@@ -290,11 +290,20 @@ pub struct OutboundOptions {
     pub connect_timeout: Duration,
     pub total_timeout: Duration,
     pub max_body: usize,
+    /// For [`Outbound::stream`] (the proxy): the longest wait for the answer's head or the
+    /// next part of a body; there is no total limit.
+    pub idle_timeout: Duration,
 }
 
 impl OutboundOptions {
     pub fn from_config(config: &Config) -> OutboundOptions {
-        OutboundOptions { allow_loopback: config.allow_loopback, connect_timeout: CONNECT_TIMEOUT, total_timeout: TOTAL_TIMEOUT, max_body: MAX_BODY }
+        OutboundOptions {
+            allow_loopback: config.allow_loopback,
+            connect_timeout: CONNECT_TIMEOUT,
+            total_timeout: TOTAL_TIMEOUT,
+            max_body: MAX_BODY,
+            idle_timeout: config.proxy_timeout,
+        }
     }
 }
 
@@ -330,6 +339,9 @@ impl OutboundResponse {
 #[derive(Debug, Clone)]
 pub struct Outbound {
     client: reqwest::Client,
+    /// The proxy's: redirects are not followed but handed to the caller, and there is no total
+    /// time limit (a large download may take long), only `idle_timeout` between reads.
+    streaming: reqwest::Client,
     options: OutboundOptions,
 }
 
@@ -356,16 +368,16 @@ impl Outbound {
                 _ => attempt.stop(),
             }
         });
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.total_timeout)
-            .redirect(redirects)
-            .no_proxy()
-            .dns_resolver(GuardedResolver { allow_loopback })
-            .build()
-            .map_err(|e| OutboundError::Other(format!("the HTTP client could not be set up: {}", innermost(&e))))?;
-        Ok(Outbound { client, options })
+        let built = |b: reqwest::ClientBuilder| {
+            b.connect_timeout(options.connect_timeout)
+                .no_proxy()
+                .dns_resolver(GuardedResolver { allow_loopback })
+                .build()
+                .map_err(|e| OutboundError::Other(format!("the HTTP client could not be set up: {}", innermost(&e))))
+        };
+        let client = built(reqwest::Client::builder().user_agent(USER_AGENT).timeout(options.total_timeout).redirect(redirects))?;
+        let streaming = built(reqwest::Client::builder().read_timeout(options.idle_timeout).redirect(reqwest::redirect::Policy::none()))?;
+        Ok(Outbound { client, streaming, options })
     }
 
     pub fn options(&self) -> &OutboundOptions {
@@ -398,8 +410,18 @@ impl Outbound {
         Ok(OutboundResponse { status, url, headers, body, truncated })
     }
 
+    /// Sends `request` and hands back the answer with its body unread, for the proxy to
+    /// stream on. The same address checks as [`Outbound::send`]; redirects are not followed;
+    /// the caller's `User-Agent` is kept. Errors while reading the body are the caller's to
+    /// explain with [`Outbound::explain`].
+    pub async fn stream(&self, request: reqwest::Request) -> Result<reqwest::Response, OutboundError> {
+        check_url(request.url(), self.options.allow_loopback)?;
+        let host = request.url().host_str().unwrap_or_default().to_string();
+        self.streaming.execute(request).await.map_err(|e| self.explain(&host, &e))
+    }
+
     /// Turns the client's error into a typed one, looking through its chain of causes.
-    fn explain(&self, host: &str, e: &reqwest::Error) -> OutboundError {
+    pub fn explain(&self, host: &str, e: &reqwest::Error) -> OutboundError {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
         let mut timed_out = e.is_timeout();
         while let Some(c) = cause {

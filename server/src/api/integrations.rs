@@ -234,5 +234,5 @@ async fn token(
             s.broker.token(s.signing(), &p.actor(), &env, &name, q.force_refresh).await?
         }
     };
-    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(token.to_json())).into_response())
+    Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(token.body())).into_response())
 }

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,6 +19,7 @@ mod integrations;
 mod outbox;
 pub mod principal;
 mod promotion;
+mod proxy;
 pub mod v1;
 
 pub use doc::openapi_json;
@@ -35,6 +36,7 @@ fn api_router() -> OpenApiRouter<Services> {
         .routes(routes!(health))
         .route("/oauth/callback", get(certificates::callback))
         .route("/salesforce/callback", get(certificates::callback))
+        .route("/proxy/v1/{*path}", any(proxy::forward))
         .nest(
             "/api/v1",
             v1::router()

@@ -187,6 +187,22 @@ pub struct SessionExtras {
     /// The answer fields it may add, as `(name, description)`, for the OpenAPI document.
     pub fields: &'static [(&'static str, &'static str)],
     pub fetch: SessionFn,
+    /// How the session goes on a request the proxy forwards: `(settings, fields, write)` →
+    /// headers and query parameters to add (SAP: `X-CSRF-Token` and the cookies it belongs to
+    /// on writes, `sap-client` on every call).
+    pub on_request: fn(&Map<String, Value>, &[(&'static str, SecretString)], bool) -> OnRequest,
+    /// Whether an answer says the session is no longer good although the credential may be
+    /// (SAP: 403 with `X-CSRF-Token: Required`): the proxy fetches it again and retries once,
+    /// as it does after a 401.
+    pub expired: fn(::http::StatusCode, &::http::HeaderMap) -> bool,
+}
+
+/// What a provider's session adds to a proxied request; query parameters replace the caller's
+/// of the same name.
+#[derive(Debug, Default)]
+pub struct OnRequest {
+    pub headers: Vec<(&'static str, SecretString)>,
+    pub query: Vec<(&'static str, String)>,
 }
 
 /// What a session fetch gave: the answer fields (a subset of `SessionExtras::fields`; none

@@ -49,6 +49,7 @@ fn outbound(allow_loopback: bool) -> Outbound {
         connect_timeout: Duration::from_secs(1),
         total_timeout: Duration::from_secs(5),
         max_body: MAX_BODY,
+        idle_timeout: Duration::from_secs(5),
     })
     .unwrap()
 }
@@ -325,6 +326,7 @@ async fn unreachable_and_refused_addresses_explain_themselves() {
         connect_timeout: Duration::from_millis(300),
         total_timeout: Duration::from_millis(300),
         max_body: MAX_BODY,
+        idle_timeout: Duration::from_secs(5),
     })
     .unwrap();
     let failure = entra::client_credentials(&impatient, &silent_url, &w.tenant.id, &w.client_id, &scope, cert(0)).await.unwrap_err();

@@ -23,6 +23,7 @@ mod model;
 mod outbound;
 mod people;
 mod promotion;
+mod proxy;
 mod salesforce;
 mod sap_odata;
 mod security;

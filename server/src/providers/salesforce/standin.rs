@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::standin::{escape_html, html, random_chars, Jwt};
 
@@ -188,6 +188,9 @@ struct State {
     delay: Option<(usize, Duration)>,
     token_requests: usize,
     userinfo_requests: usize,
+    query_requests: usize,
+    /// How long a REST API query takes to answer.
+    api_latency: Duration,
     assertions: Vec<Value>,
 }
 
@@ -220,6 +223,8 @@ impl StandIn {
                 delay: None,
                 token_requests: 0,
                 userinfo_requests: 0,
+                query_requests: 0,
+                api_latency: Duration::ZERO,
                 assertions: Vec::new(),
             })),
         }
@@ -342,6 +347,17 @@ impl StandIn {
     }
 
     /// How many requests reached `/services/oauth2/userinfo`, refused ones included.
+    /// Every REST API query answers after `latency` (a real org's query takes tens of
+    /// milliseconds or more).
+    pub fn set_api_latency(&self, latency: Duration) {
+        self.lock().api_latency = latency;
+    }
+
+    /// REST API queries received (`GET /services/data/…/query`), answered or refused.
+    pub fn query_requests(&self) -> usize {
+        self.lock().query_requests
+    }
+
     pub fn userinfo_requests(&self) -> usize {
         self.lock().userinfo_requests
     }
@@ -377,7 +393,11 @@ impl StandIn {
 
     /// [`router`](Self::router) plus the admin page of the local demo (`GET /`, `POST /apps`).
     pub fn demo_router(&self) -> Router {
-        api_routes().route("/", get(demo_page)).route("/apps", post(demo_add_app)).with_state(self.clone())
+        api_routes()
+            .route("/", get(demo_page))
+            .route("/apps", post(demo_add_app))
+            .route("/sessions/expire", post(demo_expire_sessions))
+            .with_state(self.clone())
     }
 
     /// Binds 127.0.0.1 on a free port, serves [`router`](Self::router) in a tokio task and
@@ -572,9 +592,10 @@ impl StandIn {
 
 /// Serves the stand-in with its admin page on `addr` until the process ends, printing the URL
 /// to stdout: what `connvault dev-salesforce` runs for local demos.
-pub async fn run_demo(addr: SocketAddr) -> std::io::Result<()> {
+pub async fn run_demo(addr: SocketAddr, api_latency: Duration) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let standin = StandIn::new();
+    standin.set_api_latency(api_latency);
     let base = standin.adopt(&listener)?;
     println!("connvault Salesforce stand-in (for local demos, not Salesforce): {base}/");
     println!("  token endpoint: {base}/services/oauth2/token   audience: {base}");
@@ -582,7 +603,75 @@ pub async fn run_demo(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 fn api_routes() -> Router<StandIn> {
-    Router::new().route("/services/oauth2/token", post(token_endpoint)).route("/services/oauth2/userinfo", get(userinfo_endpoint).post(userinfo_endpoint))
+    Router::new()
+        .route("/services/oauth2/token", post(token_endpoint))
+        .route("/services/oauth2/userinfo", get(userinfo_endpoint).post(userinfo_endpoint))
+        .route("/services/data/{version}/query", get(query_endpoint))
+}
+
+/// The org's accounts, as the REST API's query answers them: Id, Name, Industry.
+pub const ACCOUNTS: &[(&str, &str, &str)] = &[
+    ("001Dn00000A1bCdIAJ", "Edge Communications", "Electronics"),
+    ("001Dn00000A1bCeIAJ", "Burlington Textiles Corp of America", "Apparel"),
+    ("001Dn00000A1bCfIAJ", "Pyramid Construction Inc.", "Construction"),
+];
+
+/// `GET /services/data/vNN.N/query?q=SELECT … FROM Account [LIMIT n]`: the REST API's query,
+/// for `Account` only, with Salesforce's answer shapes (records with `attributes`, `totalSize`,
+/// `done`) and errors (`INVALID_SESSION_ID` 401, `MALFORMED_QUERY` and `INVALID_TYPE` 400).
+async fn query_endpoint(Shared(standin): Shared<StandIn>, axum::extract::Path(version): axum::extract::Path<String>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let latency = {
+        let mut st = standin.lock();
+        st.query_requests += 1;
+        st.api_latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let token = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth")).then(|| token.trim())
+    });
+    let base = standin.base_for(&headers);
+    if token.and_then(|t| standin.userinfo(t, &base)).is_none() {
+        return json_response(StatusCode::UNAUTHORIZED, INVALID_SESSION_BODY.to_string());
+    }
+    let error = |code: &str, message: String| json_response(StatusCode::BAD_REQUEST, json!([{"message": message, "errorCode": code}]).to_string());
+    let q = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).find(|(k, _)| k == "q").map(|(_, v)| v.into_owned());
+    let Some(q) = q else { return error("MALFORMED_QUERY", "The query parameter q is required".into()) };
+    let words: Vec<&str> = q.split_whitespace().collect();
+    let from = words.iter().position(|w| w.eq_ignore_ascii_case("FROM"));
+    let (Some(select), Some(from)) = (words.first().filter(|w| w.eq_ignore_ascii_case("SELECT")), from) else {
+        return error("MALFORMED_QUERY", format!("unexpected token: '{}'", words.first().unwrap_or(&"")));
+    };
+    let _ = select;
+    let fields: Vec<String> = words[1..from].join(" ").split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
+    let object = words.get(from + 1).copied().unwrap_or_default();
+    if !object.eq_ignore_ascii_case("Account") {
+        return error("INVALID_TYPE", format!("sObject type '{object}' is not supported."));
+    }
+    if let Some(bad) = fields.iter().find(|f| !["id", "name", "industry"].contains(&f.to_ascii_lowercase().as_str())) {
+        return error("INVALID_FIELD", format!("No such column '{bad}' on entity 'Account'."));
+    }
+    let limit = words.iter().position(|w| w.eq_ignore_ascii_case("LIMIT")).and_then(|i| words.get(i + 1)?.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    let records: Vec<Value> = ACCOUNTS
+        .iter()
+        .take(limit)
+        .map(|(id, name, industry)| {
+            let mut r = Map::new();
+            r.insert("attributes".into(), json!({"type": "Account", "url": format!("/services/data/{version}/sobjects/Account/{id}")}));
+            for f in &fields {
+                let v = match f.to_ascii_lowercase().as_str() {
+                    "id" => id,
+                    "name" => name,
+                    _ => industry,
+                };
+                r.insert(f.clone(), json!(v));
+            }
+            Value::Object(r)
+        })
+        .collect();
+    json_response(StatusCode::OK, json!({"totalSize": records.len(), "done": true, "records": records}).to_string())
 }
 
 /// The body is read as form fields whatever the Content-Type says, so that a JSON body or a
@@ -741,6 +830,13 @@ async fn demo_page(Shared(standin): Shared<StandIn>, headers: HeaderMap) -> Resp
 
 /// The admin's "New Connected App": certificate, integration username, Permitted Users. The
 /// user is created active and assigned the app; the answer shows the new consumer key.
+/// `POST /sessions/expire` (demo only): every session ends, as when they time out, so that a
+/// local demo or a browser test can see connvault renew them.
+async fn demo_expire_sessions(Shared(standin): Shared<StandIn>) -> Response {
+    standin.revoke_all_tokens();
+    json_response(StatusCode::OK, json!({"expired": true}).to_string())
+}
+
 async fn demo_add_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, body: Bytes) -> Response {
     let base = standin.base_for(&headers);
     let mut certificate = String::new();

@@ -14,10 +14,11 @@ pub mod standin;
 
 use serde_json::{json, Map, Value};
 
-use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Secrets, SessionExtras, SessionFuture, TestFuture, VerifyFuture};
+use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, OnRequest, ProviderDef, Secrets, SessionExtras, SessionFuture, TestFuture, VerifyFuture};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::Outbound;
+use crate::secret::SecretString;
 
 /// `auth`: a communication user, an API key, or OAuth 2.0 client credentials.
 pub const AUTH: &[&str] = &[BASIC, API_KEY, OAUTH];
@@ -189,7 +190,33 @@ static SESSION: SessionExtras = SessionExtras {
         (client::COOKIES, "SAP OData: the Cookie header value the CSRF token belongs to; send it with the token"),
     ],
     fetch: session,
+    on_request,
+    expired: csrf_required,
 };
+
+/// On a proxied call: the connection's client on every call (the credential belongs to it),
+/// the CSRF token and its cookies on writes.
+fn on_request(settings: &Map<String, Value>, fields: &[(&'static str, SecretString)], write: bool) -> OnRequest {
+    let mut out = OnRequest::default();
+    if let Some(client) = Settings::from_map(settings).sap_client {
+        out.query.push(("sap-client", client));
+    }
+    if write {
+        for (name, value) in fields {
+            match *name {
+                client::CSRF_TOKEN => out.headers.push((client::CSRF_HEADER, value.clone())),
+                client::COOKIES => out.headers.push(("cookie", value.clone())),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// SAP's answer to a write whose CSRF token has expired with its session.
+fn csrf_required(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    status == http::StatusCode::FORBIDDEN && headers.get(client::CSRF_HEADER).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("required"))
+}
 
 /// `oauth_client_credentials` is minted; basic and API key are static.
 fn auth_mode(settings: &Map<String, Value>) -> AuthMode {

@@ -42,6 +42,8 @@ pub const SERVICE: &str = "API_BUSINESS_PARTNER";
 /// Where OData v2 services live on an SAP Gateway.
 pub const ODATA_ROOT: &str = "/sap/opu/odata/sap/";
 pub const TOKEN_PATH: &str = "/oauth/token";
+/// `POST` ends every token and session ([`StandIn::expire_tokens`]): for demos and browser tests.
+pub const EXPIRE_PATH: &str = "/stand-in/expire";
 /// The session cookie of system CV1, client 100 (SAP names it `SAP_SESSIONID_<SID>_<client>`).
 pub const SESSION_COOKIE: &str = "SAP_SESSIONID_CV1_100";
 /// XSUAA's default access-token lifetime (12 hours less a second).
@@ -203,6 +205,14 @@ impl StandIn {
         self.lock().sessions.clear();
     }
 
+    /// Ends every access token it issued and every security session, as when they time out:
+    /// the next call with an old token gets 401.
+    pub fn expire_tokens(&self) {
+        let mut st = self.lock();
+        st.tokens.clear();
+        st.sessions.clear();
+    }
+
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.lock().token_lifetime = lifetime;
     }
@@ -237,7 +247,11 @@ impl StandIn {
     }
 
     fn router(&self) -> Router {
-        Router::new().route(TOKEN_PATH, post(token_endpoint)).fallback(service_endpoint).with_state(self.clone())
+        Router::new()
+            .route(TOKEN_PATH, post(token_endpoint))
+            .route(EXPIRE_PATH, post(expire_endpoint))
+            .fallback(service_endpoint)
+            .with_state(self.clone())
     }
 
     /// Binds a port of 127.0.0.1, serves in a tokio task and returns the URLs.
@@ -415,6 +429,11 @@ async fn token_endpoint(Shared(standin): Shared<StandIn>, headers: HeaderMap, bo
 }
 
 /// Everything else: the OData service, in the check order of the module documentation.
+async fn expire_endpoint(Shared(standin): Shared<StandIn>) -> Response {
+    standin.expire_tokens();
+    json_response(StatusCode::OK, JSON, json!({"expired": true}).to_string())
+}
+
 async fn service_endpoint(Shared(standin): Shared<StandIn>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -568,9 +587,16 @@ pub fn metadata() -> String {
     let mut types = String::new();
     let mut sets = String::new();
     for (set, ty, key) in ENTITY_SETS {
+        // The business partner's own properties, as the stand-in stores them.
+        let more = if *set == PARTNERS {
+            "<Property Name=\"BusinessPartnerCategory\" Type=\"Edm.String\" MaxLength=\"1\" sap:label=\"BP Category\"/>\
+             <Property Name=\"BusinessPartnerFullName\" Type=\"Edm.String\" MaxLength=\"81\" sap:label=\"Name\"/>"
+        } else {
+            ""
+        };
         types.push_str(&format!(
             "<EntityType Name=\"{ty}\" sap:content-version=\"1\"><Key><PropertyRef Name=\"{key}\"/></Key>\
-             <Property Name=\"{key}\" Type=\"Edm.String\" Nullable=\"false\" MaxLength=\"10\" sap:label=\"{key}\"/></EntityType>\n"
+             <Property Name=\"{key}\" Type=\"Edm.String\" Nullable=\"false\" MaxLength=\"10\" sap:label=\"{key}\"/>{more}</EntityType>\n"
         ));
         sets.push_str(&format!("<EntitySet Name=\"{set}\" EntityType=\"{SERVICE}.{ty}\" sap:content-version=\"1\"/>\n"));
     }
