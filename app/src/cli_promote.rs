@@ -192,19 +192,20 @@ async fn run_import(args: ImportArgs) -> Result<Done, Failure> {
 async fn import_planned(remote: &Remote, env: &str, key: &Key, bundle: &Bundle, flags: &ImportFlags) -> Result<Done, Failure> {
     let plan = remote.import(env, key, bundle, "plan", flags).await?;
     let conflicts = plan.count("conflict");
+    let site = remote.shown();
     if flags.plan || conflicts > 0 {
-        plan.print(env, flags);
+        plan.print(env, &site, flags);
         if conflicts == 0 {
             return Ok(Done::Clean);
         }
         eprintln!(
-            "connvault: {} with {env}: nothing was imported. Change what the table names in {env}, or add --overwrite-settings where only settings differ",
+            "connvault: {} with {env}: nothing was imported. Change what the table names in {env}, or add --overwrite-settings where only shared settings differ",
             plural(conflicts, "conflict")
         );
         return Ok(Done::Conflicts);
     }
     let applied = remote.import(env, key, bundle, "apply", flags).await?;
-    applied.print(env, flags);
+    applied.print(env, &site, flags);
     Ok(Done::Clean)
 }
 
@@ -323,6 +324,23 @@ struct Report {
     #[serde(default)]
     needs_connection: Vec<String>,
     applied: bool,
+    /// What the target still needs (servers before issue 18 send none).
+    #[serde(default)]
+    checklist: Vec<Step>,
+    #[serde(default)]
+    ignored_settings: Vec<Ignored>,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    text: String,
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct Ignored {
+    connection: String,
+    settings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -338,15 +356,17 @@ impl Answer {
         self.report.changes.iter().filter(|c| c.action == action).count()
     }
 
-    fn print(&self, env: &str, flags: &ImportFlags) {
-        let text = if flags.json { format!("{:#}\n", self.raw) } else { self.table(env, flags.plan) };
+    fn print(&self, env: &str, site: &str, flags: &ImportFlags) {
+        let text = if flags.json { format!("{:#}\n", self.raw) } else { self.table(env, site, flags.plan) };
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
     }
 
     /// The changes as a table (kind, name, action, detail), then what will still need a
-    /// connection, then one summary line.
-    fn table(&self, env: &str, asked_for_plan: bool) -> String {
+    /// connection and what an older bundle carried that was ignored, one summary line (the
+    /// plan's words, or the past tense after an apply), and the checklist of what `env` still
+    /// needs, each with its page on `site`.
+    fn table(&self, env: &str, site: &str, asked_for_plan: bool) -> String {
         let r = &self.report;
         let planned = r.mode == "plan" || !r.applied;
         let mut out = if planned { format!("Plan for {env}:\n") } else { format!("Imported into {env}:\n") };
@@ -368,9 +388,13 @@ impl Answer {
         for need in &r.needs_connection {
             out.push_str(&format!("needs a connection: {}\n", cli_words(need)));
         }
+        for i in &r.ignored_settings {
+            out.push_str(&format!("ignored: {}'s {} (settings of one environment are never carried)\n", i.connection, i.settings.join(", ")));
+        }
         let conflicts = self.count("conflict");
+        let (created, updated) = if planned { ("to create", "to update") } else { ("created", "updated") };
         out.push_str(&format!(
-            "{} created, {} updated, {} unchanged, {}",
+            "{} {created}, {} {updated}, {} unchanged, {}",
             self.count("create"),
             self.count("update"),
             self.count("unchanged"),
@@ -383,6 +407,12 @@ impl Answer {
             out.push_str(" (nothing to change)");
         }
         out.push('\n');
+        if !r.checklist.is_empty() {
+            out.push_str(&format!("Still to do in {env}{}:\n", if planned { " after this" } else { "" }));
+            for step in &r.checklist {
+                out.push_str(&format!("  - {}: {site}{}\n", step.text, step.path));
+            }
+        }
         out
     }
 }

@@ -717,22 +717,26 @@ fn promote_export_and_import_against_a_running_server() {
     assert_eq!(code, Some(0), "{out}{err}");
     let row = out.lines().find(|l| l.contains("Orders") && l.contains("create")).unwrap_or_else(|| panic!("no planned create: {out}"));
     assert!(row.trim_start().starts_with("integration") && row.contains("will be published"), "{out}");
-    assert!(out.contains("needs a connection: Orders will need a connection in QA") && out.contains("--create-placeholders"), "{out}");
-    assert!(out.contains("1 created, 0 updated, 0 unchanged, 0 conflicts (planned; nothing was written"), "{out}");
+    assert!(out.contains("needs a connection: Orders will need a connection in QA") && out.contains("let the import create the connections QA lacks"), "{out}");
+    assert!(!out.contains("=true"), "plain words: {out}");
+    assert!(out.contains("1 to create, 0 to update, 0 unchanged, 0 conflicts (planned; nothing was written"), "{out}");
+    assert!(out.contains(&format!("Still to do in QA after this:\n  - Bind a Generic HTTP connection to Orders in QA: {url}/env/QA/integrations\n")), "{out}");
     assert_eq!(qa(), before, "a plan writes nothing");
 
     // Applied, then again: nothing left to change.
     let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA"], &[], "");
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.starts_with("Imported into QA:") && out.contains("1 created, 0 updated, 0 unchanged, 0 conflicts"), "{out}");
+    assert!(out.contains("was published") && out.contains("needs a connection: Orders needs a connection in QA"), "the past tense: {out}");
+    assert!(out.contains(&format!("Still to do in QA:\n  - Bind a Generic HTTP connection to Orders in QA: {url}/env/QA/integrations\n")), "{out}");
     assert_eq!(qa()[0][0]["name"], "Orders", "QA has the integration");
     assert_eq!(qa()[0][0]["version"], "1.0");
     let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA"], &[], "");
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("0 created, 0 updated, 1 unchanged, 0 conflicts (nothing to change)"), "{out}");
 
-    // QA's own Billing, with other settings (the same destination: an import never changes
-    // where a credential goes, promise 17): a conflict (exit 2, named), planned or not.
+    // QA's own Billing, with other shared settings (and its own destination, which an import
+    // never compares: issue 18): a conflict (exit 2, named), planned or not.
     local(
         &[
             "connection",
@@ -744,7 +748,7 @@ fn promote_export_and_import_against_a_running_server() {
             "--provider",
             "http",
             "--setting",
-            "base_url=https://billing.example.com",
+            "base_url=https://billing-qa.example.com",
             "--setting",
             "auth=header",
             "--setting",
@@ -760,16 +764,17 @@ fn promote_export_and_import_against_a_running_server() {
         let (code, out, err) = cli(args, &[], "");
         assert_eq!(code, Some(2), "{out}{err}");
         let row = out.lines().find(|l| l.contains("Billing") && l.contains("conflict")).unwrap_or_else(|| panic!("the conflict is not named: {out}"));
-        assert!(row.trim_start().starts_with("connection") && row.contains("auth") && row.contains("--overwrite-settings"), "{row}");
-        assert!(out.contains("1 created, 0 updated, 1 unchanged, 1 conflict (planned; nothing was written)"), "{out}");
-        assert!(err.contains("1 conflict with QA: nothing was imported"), "{err}");
+        assert!(row.trim_start().starts_with("connection") && row.contains("(auth, header_name)") && row.contains("QA keeps its own base_url"), "{row}");
+        assert!(out.contains("1 to create, 0 to update, 1 unchanged, 1 conflict (planned; nothing was written)"), "{out}");
+        assert!(err.contains("1 conflict with QA: nothing was imported") && err.contains("--overwrite-settings"), "{err}");
     }
     assert_eq!(qa(), before, "a conflict writes nothing");
     let (code, out, err) = cli(&["promote", "--from", "DEV", "--to", "QA", "--overwrite-settings"], &[], "");
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("1 created, 1 updated, 1 unchanged, 0 conflicts"), "the settings and the binding: {out}");
     let after = qa();
-    assert_eq!(after[1][0]["settings"]["base_url"], "https://billing.example.com");
+    // QA's export carries no base_url at all (QA's own stays QA's: the plan said so above).
+    assert_eq!(after[1][0]["settings"], json!({"auth": "bearer"}));
     assert_eq!(after[2], json!([{"integration": "Orders", "connection": "Billing"}]));
 
     // Files: export, then a plan as JSON for a pipeline (and the same bundle on standard input).
@@ -788,6 +793,18 @@ fn promote_export_and_import_against_a_running_server() {
     let (code, out, err) = cli(&["import", "--env", "QA", "--file", "-"], &[], &bundle);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("0 created, 0 updated, 3 unchanged, 0 conflicts"), "{out}");
+    // An older bundle (format_version 1) that still carries DEV's base_url: accepted, the
+    // setting ignored, and the report says so.
+    let mut old: Value = serde_json::from_str(&bundle).unwrap();
+    old["format_version"] = json!(1);
+    old["connections"][0]["settings"]["base_url"] = json!("https://billing.example.com");
+    old["digest"] = json!(server::promotion::digest_of(&old));
+    let old_file = dir.path().join("old.json");
+    std::fs::write(&old_file, old.to_string()).unwrap();
+    let (code, out, err) = cli(&["import", "--env", "QA", "--file", old_file.to_str().unwrap(), "--plan"], &[], "");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ignored: Billing's base_url (settings of one environment are never carried)"), "{out}");
+    assert!(out.contains("0 to create, 0 to update, 3 unchanged, 0 conflicts"), "{out}");
 
     // A wrong key: the variable that holds it is named; a key without write on the target too.
     let (code, out, err) = cli(&["export", "--env", "DEV"], &[("CONNVAULT_API_KEY", "cvk_not_a_real_key_0000000000")], "");

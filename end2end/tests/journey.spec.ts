@@ -395,7 +395,8 @@ test('DEV is promoted to QA on the promote page; QA binds its own connection and
   await hydrated(owner);
   await owner.getByRole('button', { name: 'Show plan' }).click();
   await owner.getByRole('button', { name: 'Apply' }).click();
-  await expect(owner.getByTestId('promote-result')).toContainText('Applied: 1 to create');
+  await expect(owner.getByTestId('promote-result')).toContainText('Promoted DEV → QA: 1 created');
+  await expect(owner.getByTestId('checklist')).toContainText('Bind a Generic HTTP connection to Ledger_Sync in QA');
   await owner.getByTestId('needs-connection-link').click();
   await expect(owner).toHaveURL(/\/env\/QA\/integrations$/);
   await hydrated(owner);

@@ -24,7 +24,14 @@ pub async fn test(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> 
     let def = connections::provider(&c.provider)?;
     // Opened once, here: the check uses them and the result is scrubbed of them.
     let secrets = connections::open_applicable_secrets(db, vault, &env.name, &c, def).await?;
+    let missing = def.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect());
     let result = match def.test {
+        // Nothing to call yet (a placeholder promotion created): say what it lacks.
+        _ if !missing.is_empty() => TestResult {
+            ok: false,
+            detail: format!("{} is not set up in {} yet", c.name, env.name),
+            advice: Some(format!("{} on the connection's page, then test again", crate::providers::setup_advice(&missing))),
+        },
         _ if def.minting_for(&c.settings).is_some() => signing::live_check(s, actor, &env, &c, &secrets).await?,
         Some(check) => check(outbound, &c.settings, &secrets).await,
         None => TestResult { ok: false, detail: format!("{} connections have no live check yet", def.label), advice: None },

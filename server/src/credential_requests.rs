@@ -124,6 +124,7 @@ pub async fn request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, 
             message: format!("{} has no secret to ask for with these settings (a certificate connection: use Request admin help)", c.name),
         });
     }
+    signing::ensure_set_up(&c, def)?;
     let steps = (help.steps)(&c.settings);
     signing::send_request(s, actor, &env, &c, &to, &CREDENTIAL_REQUEST, |link, expires_at| email(&actor.label, &to, &env, &c, def, help, &steps, link, expires_at))
         .await

@@ -3,7 +3,12 @@
 //! a versioned bundle.
 //!
 //! A bundle never carries a secret (promise 12): connection descriptors hold only the settings
-//! a provider declares non-secret, so the target's administrator fills in secrets there.
+//! a provider declares non-secret, so the target's administrator fills in secrets there. Nor
+//! does it carry what belongs to one environment (`ProviderDef::environment_settings`: where a
+//! credential goes, whose it is): format version 2 leaves those settings out, an import never
+//! compares or writes them (an older, version 1 bundle that still has them is read with them
+//! ignored, and the plan says so), and a connection the import creates for a binding (a
+//! placeholder) has only a name, a provider and the shared settings, to be set up there.
 //! Import (promise 13) validates the whole bundle before it reads the target, plans every
 //! change against the target, and applies the plan in one transaction with its audit events:
 //! all or nothing. A change that would overwrite something the target decided (different
@@ -23,15 +28,18 @@ use crate::db::{now, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
 use crate::integrations::{self, ObjectInput, ObjectUse, Publish};
-use crate::providers::{self, ProviderDef};
+use crate::providers::{self, and_list, ProviderDef};
 
 pub const FORMAT: &str = "connvault-bundle";
-pub const FORMAT_VERSION: i64 = 1;
+/// The version export writes: 2 leaves environment settings out of connection descriptors.
+pub const FORMAT_VERSION: i64 = 2;
+/// The versions import reads: 1 (environment settings in the descriptors, ignored) and 2.
+pub const READABLE_VERSIONS: [i64; 2] = [1, 2];
 /// The largest bundle an import accepts. Bundles hold names and settings only, so this is far
 /// more than any real environment needs, and small enough to validate in memory.
 pub const MAX_BUNDLE_BYTES: usize = 10 * 1024 * 1024;
 
-/// The top-level fields of format version 1, in the order export writes them.
+/// The top-level fields of every format version, in the order export writes them.
 const TOP_LEVEL: [&str; 9] =
     ["format", "format_version", "source_environment", "exported_at", "exported_by", "integrations", "connections", "bindings", "digest"];
 
@@ -45,7 +53,8 @@ struct ExportIntegration {
     version: Option<String>,
 }
 
-/// A connection as a bundle carries it: what it is, never what it holds.
+/// A connection as a bundle carries it: what it is (its shared settings), never what it holds
+/// or what belongs to its environment.
 #[derive(Debug, Clone, Serialize)]
 struct ExportConnection {
     name: String,
@@ -111,8 +120,9 @@ pub fn digest_of(bundle: &Value) -> String {
     hex::encode(Sha256::digest(canonical_json(&without).as_bytes()))
 }
 
-/// The bundle of one environment: its integrations, connection descriptors (non-secret
-/// settings only) and bindings by connection name, each list by name, with its digest.
+/// The bundle of one environment: its integrations, connection descriptors (shared settings
+/// only: neither secrets nor environment settings) and bindings by connection name, each list
+/// by name, with its digest.
 pub async fn export(db: &Db, actor: &Actor, env_name: &str) -> Result<Value> {
     let env = environments::find(db, env_name).await?;
     let rows = sqlx::query(
@@ -150,10 +160,14 @@ pub async fn export(db: &Db, actor: &Actor, env_name: &str) -> Result<Value> {
         let Ok(Value::Object(settings)) = serde_json::from_str(&settings) else {
             return Err(Error::Internal(format!("connection {id} has unreadable settings")));
         };
-        // Only what the provider declares a non-secret setting: settings never hold secrets
-        // (validation refuses them), and this keeps it so even for a row written some other way.
+        // Only what the provider declares a shared, non-secret setting: settings never hold
+        // secrets (validation refuses them), and this keeps it so even for a row written some
+        // other way; environment settings stay where they are.
         let def = providers::get(&provider);
-        let settings = settings.into_iter().filter(|(k, _)| def.and_then(|d| d.field(k)).is_some_and(|f| !f.secret)).collect();
+        let settings = settings
+            .into_iter()
+            .filter(|(k, _)| def.is_some_and(|d| !d.is_environment_setting(k)) && def.and_then(|d| d.field(k)).is_some_and(|f| !f.secret))
+            .collect();
         connections.push(ExportConnection { name: r.try_get("name")?, provider, settings });
     }
     let mut bundle = json!({
@@ -182,11 +196,7 @@ pub fn sample_bundle(source: &str, integrations: usize, connections: usize) -> V
                    "objects": [{"name": "Account", "access": "read"}, {"name": format!("Object{}", i % 50), "access": "read_write"}]})
         })
         .collect();
-    let descriptors: Vec<Value> = connection_names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| json!({"name": name, "provider": "http", "settings": {"base_url": format!("https://svc{i}.example.com/api"), "auth": "bearer"}}))
-        .collect();
+    let descriptors: Vec<Value> = connection_names.iter().map(|name| json!({"name": name, "provider": "http", "settings": {"auth": "bearer"}})).collect();
     let bindings: Vec<Value> = if connection_names.is_empty() {
         Vec::new()
     } else {
@@ -229,7 +239,10 @@ struct InConnection {
     path: String,
     name: String,
     def: &'static ProviderDef,
+    /// Its shared settings: all an import reads of it.
     settings: Map<String, Value>,
+    /// The environment settings an older bundle carried, left out (by name).
+    ignored: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,7 +276,7 @@ crate::schema::hand_schema!(Bundle, "Bundle", || {
         "required": TOP_LEVEL,
         "properties": {
             "format": {"const": FORMAT},
-            "format_version": {"const": FORMAT_VERSION},
+            "format_version": {"enum": READABLE_VERSIONS, "description": "Export writes 2; import also reads 1 (whose connection descriptors carry environment settings, which it ignores)"},
             "source_environment": not_blank,
             "exported_at": {"type": "string", "format": "date-time"},
             "exported_by": not_blank,
@@ -280,7 +293,7 @@ crate::schema::hand_schema!(Bundle, "Bundle", || {
                     "properties": {
                         "name": name_schema(),
                         "provider": provider,
-                        "settings": {"type": "object", "description": "Non-secret settings only, valid for the provider (see NewConnection)"}
+                        "settings": {"type": "object", "description": "Shared settings only, valid for the provider (see NewConnection): never a secret, never an environment setting (format_version 1 may carry those; they are ignored)"}
                     }
                 }
             },
@@ -334,8 +347,9 @@ fn list_field<'a>(top: &'a Map<String, Value>, field: &str, errors: &mut Vec<Fie
 
 /// Reads and checks a bundle before anything else happens: the format and its version, the
 /// digest, and every item, each problem with its path in the bundle (`integrations[1].provider`).
-/// Settings are checked by the provider as far as a bundle can carry them: the secrets a
-/// descriptor leaves out are taken as to be filled in later, not as missing.
+/// Settings are checked by the provider as far as a bundle carries them: only the shared ones
+/// (the environment settings of an older bundle are left out unread), and the secrets and
+/// environment settings a descriptor lacks are the target's to fill in, not missing.
 pub fn parse(body: &[u8]) -> Result<Bundle> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Error::BadRequest(format!("the body is not valid JSON ({e}); send the bundle exactly as GET /api/v1/environments/{{env}}/export gave it"))
@@ -353,18 +367,21 @@ pub fn check(value: &Value) -> Result<Bundle> {
     for key in top.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
         // The empty key is named as JSON writes it, so the path is never blank.
         let path = if key.is_empty() { "\"\"".to_string() } else { key.clone() };
-        errors.push(FieldError::new(path, format!("is not part of a {FORMAT} (format_version {FORMAT_VERSION}); remove it")));
+        errors.push(FieldError::new(
+            path,
+            format!("is not part of a {FORMAT} (format_version {}); remove it", READABLE_VERSIONS.map(|v| v.to_string()).join(" or ")),
+        ));
     }
     if top.get("format").and_then(Value::as_str) != Some(FORMAT) {
         errors.push(FieldError::new("format", format!("must be {FORMAT:?}: send a bundle made by GET /api/v1/environments/{{env}}/export")));
     }
     match top.get("format_version").and_then(Value::as_i64) {
-        Some(FORMAT_VERSION) => {}
+        Some(v) if READABLE_VERSIONS.contains(&v) => {}
         Some(v) => errors.push(FieldError::new(
             "format_version",
-            format!("version {v} is not supported: this server reads format_version {FORMAT_VERSION}; export the bundle from a server of this version"),
+            format!("version {v} is not supported: this server reads format_version 1 and {FORMAT_VERSION}; export the bundle from a server of this version"),
         )),
-        None => errors.push(FieldError::new("format_version", format!("must be the number {FORMAT_VERSION}"))),
+        None => errors.push(FieldError::new("format_version", format!("must be the number {FORMAT_VERSION} (or 1, of an older export)"))),
     }
     let digest = match top.get("digest").and_then(Value::as_str) {
         None => {
@@ -443,12 +460,14 @@ pub fn check(value: &Value) -> Result<Bundle> {
                 .push(FieldError::new(format!("{path}.provider"), format!("unknown provider {:?}; use one of {}", item.provider, providers::ids().join(", "))));
             continue;
         };
-        // The secrets these settings call for are filled in after import: count them as set,
-        // so that only what the bundle carries is judged (and the provider's own checks run).
-        let later: BTreeSet<String> = def.fields.iter().filter(|f| f.secret && f.applies(&item.settings)).map(|f| f.name.to_string()).collect();
-        let problems = def.validate(&item.settings, &later);
+        // Environment settings (an older bundle's) are left out unread; the secrets and
+        // environment settings the rest call for are the target's to fill in, so only the
+        // shared settings are judged (and the provider's own checks run on them).
+        let ignored: Vec<String> = item.settings.keys().filter(|k| def.is_environment_setting(k)).cloned().collect();
+        let settings = def.shared_settings(&item.settings);
+        let problems = def.validate_shared(&settings);
         if problems.is_empty() {
-            connections.push(InConnection { path, name: item.name, def, settings: item.settings });
+            connections.push(InConnection { path, name: item.name, def, settings, ignored });
         } else {
             nest(&path, Err(Error::Validation(problems)), &mut errors);
         }
@@ -505,9 +524,11 @@ pub enum Mode {
 /// What an import may do beyond adding what the target lacks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Change the settings of a target connection that differ from the bundle's.
+    /// Change the shared settings of a target connection that differ from the bundle's (its
+    /// environment settings are never compared or changed).
     pub overwrite_settings: bool,
-    /// Create the connections the target lacks, with settings only (no secrets).
+    /// Create the connections the target lacks, to be set up there: a name, a provider and the
+    /// shared settings only (neither secrets nor environment settings).
     pub create_placeholders: bool,
 }
 
@@ -566,11 +587,61 @@ pub struct Change {
 #[schema(as = ImportReport)]
 pub struct Report {
     pub mode: Mode,
+    /// What would change (a plan) or what changed (an apply), in the plan's words or, after
+    /// an apply, in the past tense.
     pub changes: Vec<Change>,
-    /// Integrations that will have no connection in the target, and why.
+    /// Integrations that will have (or have) no connection in the target, and why.
     pub needs_connection: Vec<String>,
     /// Whether the changes were made (apply without conflicts).
     pub applied: bool,
+    /// One sentence: "Plan for DEV → QA: 2 to create, …" or "Promoted DEV → QA: 2 created, …".
+    pub summary: String,
+    /// What the target still needs once this is applied (or now, after an apply): connections
+    /// to set up there, integrations to bind there, each with the page to do it on.
+    pub checklist: Vec<Step>,
+    /// Environment settings an older (format_version 1) bundle carried: ignored, never
+    /// compared or written.
+    pub ignored_settings: Vec<IgnoredSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ImportStepKind)]
+pub enum StepKind {
+    /// A connection the target has (or gets, as a placeholder) that is not set up there.
+    SetUpConnection,
+    /// An integration without a connection in the target.
+    BindIntegration,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::SetUpConnection => "set_up_connection",
+            StepKind::BindIntegration => "bind_integration",
+        }
+    }
+}
+
+/// One item of the checklist: what to do in the target, and where (a path of the web app).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportStep)]
+pub struct Step {
+    pub kind: StepKind,
+    /// The connection or integration.
+    pub name: String,
+    /// "Set up SF_Main in QA: fill in its Login URL and Integration username, then …".
+    pub text: String,
+    /// The page to do it on, e.g. `/env/QA/connections/SF_Main`.
+    pub path: String,
+}
+
+/// The environment settings of one connection descriptor that an import ignored.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IgnoredSettings {
+    pub connection: String,
+    /// Setting names.
+    pub settings: Vec<String>,
 }
 
 struct TargetConnection {
@@ -592,10 +663,23 @@ struct TargetIntegration {
 /// One write of an apply, decided by the plan.
 enum Op {
     CreateConnection(InConnection),
-    UpdateConnection { id: i64, incoming: InConnection, changed: Vec<String>, obsolete: Vec<String> },
+    /// `settings`: the target's environment settings with the bundle's shared ones.
+    UpdateConnection {
+        id: i64,
+        name: String,
+        settings: Map<String, Value>,
+        changed: Vec<String>,
+        obsolete: Vec<String>,
+    },
     CreateIntegration(InIntegration),
-    UpdateIntegration { id: i64, incoming: InIntegration },
-    Bind { integration: String, connection: String },
+    UpdateIntegration {
+        id: i64,
+        incoming: InIntegration,
+    },
+    Bind {
+        integration: String,
+        connection: String,
+    },
 }
 
 async fn load_target(tx: &mut Tx<'_>, env: &Environment) -> Result<(BTreeMap<String, TargetConnection>, BTreeMap<String, TargetIntegration>)> {
@@ -642,83 +726,146 @@ async fn load_target(tx: &mut Tx<'_>, env: &Environment) -> Result<(BTreeMap<Str
     Ok((connections, integrations))
 }
 
-/// What the secrets of a placeholder will need, in words.
-fn secrets_to_fill(def: &ProviderDef, settings: &Map<String, Value>) -> String {
+/// What the secrets of a connection to set up will need, in words.
+fn secrets_to_fill(def: &ProviderDef, settings: &Map<String, Value>) -> Option<String> {
     if def.signing(settings).is_some() {
-        return "issue or upload its certificate there before use".into();
+        return Some("issue or upload its certificate there before use".into());
     }
     let needed: Vec<&str> = def.fields.iter().filter(|f| f.secret && f.applies(settings)).map(|f| f.name).collect();
-    if needed.is_empty() {
-        "it needs no secrets".into()
-    } else {
-        format!("set its secrets there before use ({})", needed.join(", "))
-    }
+    (!needed.is_empty()).then(|| format!("set its secrets there before use ({})", needed.join(", ")))
 }
 
-/// Compares the bundle with the target and decides every change, without writing.
+/// The checklist item of a connection that is not set up in `env`, if it is not.
+fn set_up_step(env: &Environment, name: &str, def: &ProviderDef, settings: &Map<String, Value>, secret_fields: &BTreeSet<String>) -> Option<Step> {
+    let missing = def.setup_missing(settings, secret_fields);
+    if missing.is_empty() {
+        return None;
+    }
+    let fill: Vec<&str> = missing.iter().filter(|f| !f.secret).map(|f| f.label).collect();
+    let mut todo = Vec::new();
+    if !fill.is_empty() {
+        todo.push(format!("fill in its {}", and_list(&fill)));
+    }
+    todo.extend(secrets_to_fill(def, settings));
+    Some(Step {
+        kind: StepKind::SetUpConnection,
+        name: name.to_string(),
+        text: format!("Set up {name} in {}: {}", env.name, todo.join(", then ")),
+        path: format!("/env/{}/connections/{name}", env.name),
+    })
+}
+
+/// What a plan decided: its lines, its integrations without a connection, its writes, and
+/// what the target will still need.
+struct Planned {
+    changes: Vec<Change>,
+    needs: Vec<String>,
+    ops: Vec<Op>,
+    checklist: Vec<Step>,
+}
+
+/// Compares the bundle with the target and decides every change, without writing. Only
+/// shared settings are compared (the bundle has no others that count); the words are the
+/// plan's, or in the past tense for an apply (`mode`), which only ever reports a plan it made.
 fn plan(
     env: &Environment,
     bundle: &Bundle,
+    mode: Mode,
     options: Options,
     target_connections: &BTreeMap<String, TargetConnection>,
     target_integrations: &BTreeMap<String, TargetIntegration>,
-) -> (Vec<Change>, Vec<String>, Vec<Op>) {
-    let (mut changes, mut needs, mut ops) = (Vec::new(), Vec::new(), Vec::new());
+) -> Planned {
+    let (mut changes, mut needs, mut ops, mut steps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let item = |kind, name: &str, action, detail: String, path: &str| Change { kind, name: name.to_string(), action, detail, path: path.to_string() };
+    let done = mode == Mode::Apply;
+    let tense = |planned: &'static str, past: &'static str| if done { past } else { planned };
+    let (from, to) = (bundle.source_environment.as_str(), env.name.as_str());
 
     for c in &bundle.connections {
+        let ignored = match c.ignored.len() {
+            0 => String::new(),
+            1 => format!("; the bundle's {} {} ignored (it belongs to {from})", c.ignored[0], tense("is", "was")),
+            _ => format!("; the bundle's {} {} ignored (they belong to {from})", and_list(&c.ignored), tense("are", "were")),
+        };
         let change = match target_connections.get(&c.name.to_lowercase()) {
             None if options.create_placeholders => {
                 ops.push(Op::CreateConnection(c.clone()));
-                let detail = format!("will be created in {} with settings only (a placeholder): {}", env.name, secrets_to_fill(c.def, &c.settings));
+                let shared: Vec<&String> = c.settings.keys().collect();
+                let carried = if shared.is_empty() {
+                    "its name and provider only".to_string()
+                } else {
+                    format!("its name, provider and shared settings ({}) only", and_list(&shared))
+                };
+                let own: Vec<&str> = c.def.environment_settings.iter().copied().filter(|n| c.def.field(n).is_some_and(|f| f.applies(&c.settings))).collect();
+                let mut todo = Vec::new();
+                if !own.is_empty() {
+                    todo.push(format!("{to} fills in its own {}", and_list(&own)));
+                }
+                todo.extend(secrets_to_fill(c.def, &c.settings));
+                let todo = if todo.is_empty() { String::new() } else { format!("; {}", todo.join(" and must ")) };
+                steps.extend(set_up_step(env, &c.name, c.def, &c.settings, &BTreeSet::new()));
+                let detail = format!("{} created in {to}, to set up there, with {carried}{todo}{ignored}", tense("will be", "was"));
                 item(Kind::Connection, &c.name, Action::Create, detail, &c.path)
             }
             // Not created without the option; the integrations that need it say so.
             None => continue,
             Some(t) if t.provider != c.def.id => {
                 let detail = format!(
-                    "{}'s {} is a {} connection, the bundle's a {} one; rename or delete one of them (overwrite_settings never changes a provider)",
-                    env.name, c.name, t.provider, c.def.id
+                    "{to}'s {} is a {} connection, the bundle's a {} one; rename or delete one of them (an import never changes a provider)",
+                    c.name, t.provider, c.def.id
                 );
                 item(Kind::Connection, &c.name, Action::Conflict, detail, &c.path)
             }
+            // Environment settings (destinations among them: promise 17) are never compared: the
+            // bundle has none that count, and the target's stay as they are.
             Some(t) => {
-                let keys: BTreeSet<&String> = t.settings.keys().chain(c.settings.keys()).collect();
-                let changed: Vec<String> = keys.into_iter().filter(|k| t.settings.get(*k) != c.settings.get(*k)).cloned().collect();
-                let moved = c.def.destination_changes(&t.settings, &c.settings);
+                steps.extend(set_up_step(env, &c.name, c.def, &t.settings, &t.secret_fields));
+                let theirs = c.def.shared_settings(&t.settings);
+                let own: Vec<&String> = t.settings.keys().filter(|k| c.def.is_environment_setting(k)).collect();
+                let kept = if own.is_empty() { String::new() } else { format!("; {to} keeps its own {}", and_list(&own)) };
+                let keys: BTreeSet<&String> = theirs.keys().chain(c.settings.keys()).collect();
+                let changed: Vec<String> = keys.into_iter().filter(|k| theirs.get(*k) != c.settings.get(*k)).cloned().collect();
+                // The target's environment settings with the bundle's shared ones.
+                let mut merged: Map<String, Value> =
+                    t.settings.iter().filter(|(k, _)| c.def.is_environment_setting(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                merged.extend(c.settings.clone());
+                // What taking the bundle's shared settings would break that is not broken already
+                // (every secret that applies counted as set: they are the target's business).
+                let judged = |settings: &Map<String, Value>| {
+                    let secrets: BTreeSet<String> = c.def.fields.iter().filter(|f| f.secret && f.applies(settings)).map(|f| f.name.to_string()).collect();
+                    c.def.validate(settings, &secrets)
+                };
+                let broken = || -> Vec<String> {
+                    let before: BTreeSet<String> = judged(&t.settings).into_iter().map(|e| e.field).collect();
+                    judged(&merged).into_iter().filter(|e| !before.contains(&e.field)).map(|e| e.message).collect()
+                };
+                let broken = if changed.is_empty() { Vec::new() } else { broken() };
                 if changed.is_empty() {
-                    item(Kind::Connection, &c.name, Action::Unchanged, "same provider and settings".into(), &c.path)
-                } else if !moved.is_empty() {
-                    // Promise 17: where a credential goes is never changed by a bundle, which
-                    // anyone with rights in the source environment shapes.
+                    item(Kind::Connection, &c.name, Action::Unchanged, format!("same provider and shared settings{kept}{ignored}"), &c.path)
+                } else if !broken.is_empty() {
                     let detail = format!(
-                        "its {} in {} differ{} from the bundle's: an import never changes where a connection sends its credential, not even with \
-                         overwrite_settings=true; change it in {} itself (its secrets must then be set again), or make it equal in the bundle's source",
-                        moved.join(" and "),
-                        env.name,
-                        if moved.len() == 1 { "s" } else { "" },
-                        env.name
+                        "its shared settings in {to} differ from the bundle's ({}), and taking the bundle's would leave {to}'s own settings incomplete ({}); \
+                         change it in {to} itself, or make them equal in {from}",
+                        changed.join(", "),
+                        broken.join("; ")
                     );
                     item(Kind::Connection, &c.name, Action::Conflict, detail, &c.path)
                 } else if options.overwrite_settings {
-                    let mut obsolete = c.def.obsolete_secrets(&c.settings, t.secret_fields.iter());
+                    let mut obsolete = c.def.obsolete_secrets(&merged, t.secret_fields.iter());
                     obsolete.extend(t.secret_fields.iter().filter(|f| c.def.cached_secrets.contains(&f.as_str())).cloned());
-                    let mut detail = format!("settings will change: {}", changed.join(", "));
+                    let mut detail = format!("shared settings {}: {}{kept}", tense("will change", "changed"), changed.join(", "));
                     let no_longer: Vec<&String> = obsolete.iter().filter(|f| !c.def.cached_secrets.contains(&f.as_str())).collect();
                     if !no_longer.is_empty() {
-                        detail.push_str(&format!(
-                            "; secrets that no longer apply are removed: {}",
-                            no_longer.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                        ));
+                        detail.push_str(&format!("; secrets that no longer apply {} removed: {}", tense("are", "were"), and_list(&no_longer)));
                     }
-                    ops.push(Op::UpdateConnection { id: t.id, incoming: c.clone(), changed, obsolete });
+                    detail.push_str(&ignored);
+                    ops.push(Op::UpdateConnection { id: t.id, name: c.name.clone(), settings: merged, changed, obsolete });
                     item(Kind::Connection, &c.name, Action::Update, detail, &c.path)
                 } else {
                     let detail = format!(
-                        "its settings in {} differ from the bundle's ({}); import with overwrite_settings=true to take the bundle's, or make them equal in {}",
-                        env.name,
-                        changed.join(", "),
-                        env.name
+                        "its shared settings in {to} differ from the bundle's ({}); to take the bundle's, import again allowing shared settings to be \
+                         overwritten, or make them equal in {to}{kept}",
+                        changed.join(", ")
                     );
                     item(Kind::Connection, &c.name, Action::Conflict, detail, &c.path)
                 }
@@ -734,7 +881,8 @@ fn plan(
             None => {
                 ops.push(Op::CreateIntegration(i.clone()));
                 let version = i.version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
-                item(Kind::Integration, &i.name, Action::Create, format!("will be published ({}, {} objects{version})", i.provider, i.objects.len()), &i.path)
+                let detail = format!("{} published ({}, {} objects{version})", tense("will be", "was"), i.provider, i.objects.len());
+                item(Kind::Integration, &i.name, Action::Create, detail, &i.path)
             }
             Some(t) => {
                 let mut differs = Vec::new();
@@ -754,14 +902,14 @@ fn plan(
                     (_, true) => item(Kind::Integration, &i.name, Action::Unchanged, "same provider, objects, description and version".into(), &i.path),
                     (Some(bound), false) if t.provider != i.provider => {
                         let detail = format!(
-                            "it is bound to {bound} (a {} connection) in {}; unbind it there before its provider can change to {}",
-                            t.provider, env.name, i.provider
+                            "it is bound to {bound} (a {} connection) in {to}; unbind it there before its provider can change to {}",
+                            t.provider, i.provider
                         );
                         item(Kind::Integration, &i.name, Action::Conflict, detail, &i.path)
                     }
                     (_, false) => {
                         ops.push(Op::UpdateIntegration { id: t.id, incoming: i.clone() });
-                        item(Kind::Integration, &i.name, Action::Update, format!("will change: {}", differs.join(", ")), &i.path)
+                        item(Kind::Integration, &i.name, Action::Update, format!("{}: {}", tense("will change", "changed"), differs.join(", ")), &i.path)
                     }
                 }
             }
@@ -772,7 +920,8 @@ fn plan(
         // binding of the target is never replaced or removed.
         let current = target.and_then(|t| t.connection.clone());
         let label = providers::get(&i.provider).map_or(i.provider.as_str(), |d| d.label);
-        match bundle.bindings.get(&key) {
+        let (will_need, bind_one) = (tense("will need", "needs"), format!("bind a {label} connection to it in {to}"));
+        let unbound = match bundle.bindings.get(&key) {
             Some(b) => {
                 let available = match target_connections.get(&b.connection.to_lowercase()) {
                     Some(t) => t.provider == i.provider,
@@ -780,37 +929,68 @@ fn plan(
                 };
                 match (available, current) {
                     (true, Some(c)) if c.eq_ignore_ascii_case(&b.connection) => {
-                        changes.push(item(Kind::Binding, &i.name, Action::Unchanged, format!("bound to {c}"), &b.path))
+                        changes.push(item(Kind::Binding, &i.name, Action::Unchanged, format!("bound to {c}"), &b.path));
+                        None
                     }
                     (true, Some(c)) => {
                         let detail = format!(
-                            "it is bound to {c} in {}, the bundle binds it to {}; change the binding there by hand (or unbind it there and import again)",
-                            env.name, b.connection
+                            "it is bound to {c} in {to}, the bundle binds it to {}; change the binding there by hand (or unbind it there and import again)",
+                            b.connection
                         );
                         changes.push(item(Kind::Binding, &i.name, Action::Conflict, detail, &b.path));
+                        None
                     }
                     (true, None) => {
                         ops.push(Op::Bind { integration: i.name.clone(), connection: b.connection.clone() });
-                        changes.push(item(Kind::Binding, &i.name, Action::Create, format!("will be bound to {}", b.connection), &b.path));
+                        changes.push(item(Kind::Binding, &i.name, Action::Create, format!("{} bound to {}", tense("will be", "was"), b.connection), &b.path));
+                        None
                     }
                     (false, Some(c)) => {
-                        let detail = format!("stays bound to {c} ({} has no {label} connection named {})", env.name, b.connection);
+                        let detail = format!("stays bound to {c} ({to} has no {label} connection named {})", b.connection);
                         changes.push(item(Kind::Binding, &i.name, Action::Unchanged, detail, &b.path));
+                        None
                     }
-                    (false, None) => needs.push(format!(
-                        "{} will need a connection in {}: no {label} connection named {} there; create it, or import with create_placeholders=true and fill in its secrets",
-                        i.name, env.name, b.connection
+                    (false, None) => Some(format!(
+                        "{} {will_need} a connection in {to}: no {label} connection named {} there; create it in {to} (or let the import create the \
+                         connections {to} lacks, to set up there), or {bind_one}",
+                        i.name, b.connection
                     )),
                 }
             }
-            None if current.is_none() => needs.push(format!(
-                "{} will need a connection in {}: it is not bound in {} either; bind a {label} connection to it in {}",
-                i.name, env.name, bundle.source_environment, env.name
-            )),
-            None => {}
+            None if current.is_none() => Some(format!("{} {will_need} a connection in {to}: it is not bound in {from} either; {bind_one}", i.name)),
+            None => None,
+        };
+        if let Some(need) = unbound {
+            needs.push(need);
+            steps.push(Step {
+                kind: StepKind::BindIntegration,
+                name: i.name.clone(),
+                text: format!("Bind a {label} connection to {} in {to}", i.name),
+                path: format!("/env/{to}/integrations"),
+            });
         }
     }
-    (changes, needs, ops)
+    // Connections first, then integrations, each in the bundle's order.
+    steps.sort_by_key(|s| s.kind == StepKind::BindIntegration);
+    Planned { changes, needs, ops, checklist: steps }
+}
+
+/// The report's one sentence.
+fn summary(from: &str, to: &str, changes: &[Change], mode: Mode) -> String {
+    let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    let (create, update, unchanged, conflicts) = (count(Action::Create), count(Action::Update), count(Action::Unchanged), count(Action::Conflict));
+    if mode == Mode::Apply {
+        if create + update == 0 {
+            return format!("Promoted {from} → {to}: nothing needed to change ({unchanged} unchanged).");
+        }
+        return format!("Promoted {from} → {to}: {create} created, {update} updated, {unchanged} unchanged.");
+    }
+    let mut text = format!(
+        "Plan for {from} → {to}: {create} to create, {update} to update, {unchanged} unchanged, {conflicts} conflict{}. Nothing was written",
+        if conflicts == 1 { "" } else { "s" }
+    );
+    text.push_str(if conflicts > 0 { "; nothing can be applied while there are conflicts." } else { "." });
+    text
 }
 
 /// Plans an import of `bundle` into `env_name` and, in `Mode::Apply`, carries the plan out in
@@ -820,9 +1000,24 @@ pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mod
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, env_name).await?;
     let (target_connections, target_integrations) = load_target(&mut tx, &env).await?;
-    let (changes, needs_connection, ops) = plan(&env, bundle, options, &target_connections, &target_integrations);
+    let Planned { changes, needs, ops, checklist } = plan(&env, bundle, mode, options, &target_connections, &target_integrations);
+    let ignored_settings: Vec<IgnoredSettings> = bundle
+        .connections
+        .iter()
+        .filter(|c| !c.ignored.is_empty())
+        .map(|c| IgnoredSettings { connection: c.name.clone(), settings: c.ignored.clone() })
+        .collect();
+    let report = |changes: Vec<Change>| Report {
+        mode,
+        summary: summary(&bundle.source_environment, &env.name, &changes, mode),
+        changes,
+        needs_connection: needs.clone(),
+        applied: mode == Mode::Apply,
+        checklist: checklist.clone(),
+        ignored_settings: ignored_settings.clone(),
+    };
     if mode == Mode::Plan {
-        return Ok(Report { mode, changes, needs_connection, applied: false });
+        return Ok(report(changes));
     }
     let conflicts: Vec<FieldError> =
         changes.iter().filter(|c| c.action == Action::Conflict).map(|c| FieldError::new(c.path.clone(), format!("{}: {}", c.name, c.detail))).collect();
@@ -842,7 +1037,7 @@ pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mod
     }
     if ops.is_empty() {
         // Nothing to do: nothing is written, not even an audit event.
-        return Ok(Report { mode, changes, needs_connection, applied: true });
+        return Ok(report(changes));
     }
     apply(&mut tx, actor, &env, bundle, &ops).await.map_err(|e| {
         if e.is_unique_violation() {
@@ -859,6 +1054,7 @@ pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mod
         }
     })?;
     let count = |a: Action| changes.iter().filter(|c| c.action == a).count();
+    let ignored: Map<String, Value> = ignored_settings.iter().map(|i| (i.connection.clone(), json!(i.settings))).collect();
     let detail = json!({
         "source_environment": bundle.source_environment,
         "digest": bundle.digest,
@@ -867,10 +1063,11 @@ pub async fn import(db: &Db, actor: &Actor, env_name: &str, bundle: &Bundle, mod
         "unchanged": count(Action::Unchanged),
         "overwrite_settings": options.overwrite_settings,
         "create_placeholders": options.create_placeholders,
+        "ignored_settings": ignored,
     });
     audit::record(&mut tx, actor, Event::new("promotion.import").environment(env.id, &env.name).detail(detail)).await?;
     tx.commit().await?;
-    Ok(Report { mode, changes, needs_connection, applied: true })
+    Ok(report(changes))
 }
 
 /// The ids of an environment's connections or integrations, by name key.
@@ -941,12 +1138,13 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
     for op in ops {
         match op {
             Op::CreateConnection(c) => {
-                let detail = json!({"provider": c.def.id, "secrets_set": [], "placeholder": true, "imported_from": from});
+                let settings: Vec<&String> = c.settings.keys().collect();
+                let detail = json!({"provider": c.def.id, "settings": settings, "secrets_set": [], "placeholder": true, "imported_from": from});
                 events.push(Event::new("connection.create").environment(env.id, &env.name).object("connection", &c.name).detail(detail));
             }
-            Op::UpdateConnection { id, incoming, changed, obsolete } => {
+            Op::UpdateConnection { id, name, settings, changed, obsolete } => {
                 sqlx::query("UPDATE connections SET settings = $1, updated_by = $2, updated_at = $3 WHERE id = $4")
-                    .bind(Value::Object(incoming.settings.clone()).to_string())
+                    .bind(Value::Object(settings.clone()).to_string())
                     .bind(&actor.label)
                     .bind(&t)
                     .bind(id)
@@ -958,7 +1156,7 @@ async fn apply(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, bundle: &Bundl
                 // The latest check was of other settings: it no longer says anything.
                 sqlx::query("DELETE FROM connection_health WHERE connection_id = $1").bind(id).execute(&mut **tx).await?;
                 let detail = json!({"changed_settings": changed, "replaced_secrets": [], "removed_secrets": obsolete, "imported_from": from});
-                events.push(Event::new("connection.update").environment(env.id, &env.name).object("connection", &incoming.name).detail(detail));
+                events.push(Event::new("connection.update").environment(env.id, &env.name).object("connection", name).detail(detail));
             }
             Op::CreateIntegration(i) => {
                 let detail = json!({"provider": i.provider, "objects": i.objects, "version": i.version, "imported_from": from});
@@ -1055,7 +1253,7 @@ mod tests {
             ],
             "connections": [
                 {"name": "C", "provider": "http", "settings": {"base_url": "https://x.example.com", "auth": "bearer"}},
-                {"name": "D", "provider": "http", "settings": {"auth": "bearer"}, "secrets": {"token": "t"}},
+                {"name": "D", "provider": "http", "settings": {}, "secrets": {"token": "t"}},
             ],
             "bindings": [{"integration": "A", "connection": "C"}, {"integration": "Z", "connection": "Q"}, {"integration": "A", "connection": "C"}],
         });
@@ -1067,7 +1265,7 @@ mod tests {
                 "integrations[2].name",
                 "integrations[2].objects[0].access",
                 "connections[1].secrets",
-                "connections[1].settings.base_url",
+                "connections[1].settings.auth",
                 "bindings[1].integration",
                 "bindings[1].connection",
                 "bindings[2].integration",

@@ -66,7 +66,7 @@ fn deliveries() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 }
 
 fn status_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    let mut states = vec!["no_certificate", "waiting_for_admin"];
+    let mut states = vec!["not_set_up", "no_certificate", "waiting_for_admin"];
     for help in providers::REGISTRY.iter().filter_map(|p| p.admin_help) {
         if !states.contains(&help.answered_state) {
             states.push(help.answered_state);
@@ -138,6 +138,7 @@ pub struct Connected {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(as = SigningStatus)]
 pub struct Status {
+    /// not_set_up (a setting of its environment is missing: a placeholder promotion created),
     /// no_certificate, waiting_for_admin, the provider's "answer received" state (Salesforce:
     /// consumer_key_received; Entra: app_ids_received), not_tested, connected, failing.
     #[schema(schema_with = status_states)]
@@ -463,6 +464,7 @@ pub async fn issue_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, na
     };
     if admin_email.is_some() {
         // Refused before a key pair is made for nothing.
+        ensure_set_up(&c, def)?;
         let mut tx = s.db.begin().await?;
         check_mail_limits(&mut tx, s, actor, &c).await?;
         tx.rollback().await?;
@@ -591,6 +593,7 @@ pub(crate) async fn check_mail_limits(tx: &mut Tx<'_>, s: Handles<'_>, actor: &A
 pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, admin_email: Option<&str>) -> Result<AdminRequest> {
     let (env, c, def, _) = load(&s.db, env_name, name).await?;
     let help = help_of(def)?;
+    ensure_set_up(&c, def)?;
     let to = resolve_admin_email(&c, help.admin, admin_email, true)?.expect("needed");
     let (pem, file) = current_pem(&s.db, &env, &c).await.map_err(|_| Error::Conflict {
         code: "no_certificate",
@@ -614,6 +617,26 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
         })
     })
     .await
+}
+
+/// A request to an admin tells them where the connection goes and whose it is: refused (409
+/// `not_set_up`) while the connection lacks its environment's own settings (a placeholder
+/// promotion created), with what to fill in.
+pub(crate) fn ensure_set_up(c: &Connection, def: &ProviderDef) -> Result<()> {
+    let missing = def.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect());
+    if missing.is_empty() || missing.iter().all(|f| f.secret) {
+        // Only secrets are missing: what a credential request is for.
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        code: "not_set_up",
+        message: format!(
+            "{} is not set up in {} yet: {} first, so that the request can tell the admin where the connection goes",
+            c.name,
+            c.environment,
+            providers::setup_advice(&missing)
+        ),
+    })
 }
 
 /// One kind of request to a system's admin: its stored kind, the purpose and page of its
@@ -1159,7 +1182,14 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
     let admin = def.admin_help.map(|h| h.admin).unwrap_or("system's admin");
     let answered = def.admin_help.map(|h| h.answered_state).unwrap_or("not_tested");
     let ready = (minting.not_ready)(&c.settings).is_none();
+    let missing = def.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect());
     let (state, summary, advice) = match (&health, &certificate, &pending_certificate) {
+        // A placeholder promotion created, or a connection that lost a required setting.
+        _ if !missing.is_empty() => (
+            "not_set_up",
+            format!("not set up in {} yet", c.environment),
+            Some(format!("{} here, then issue or upload a certificate and ask the {admin}", providers::setup_advice(&missing))),
+        ),
         (Some(h), _, _) if h.ok => ("connected", h.detail.clone(), None),
         (Some(h), _, _) => ("failing", h.detail.clone(), h.advice.clone()),
         (None, None, None) => {
@@ -1197,7 +1227,7 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
 /// What the connections list shows of each signing connection (one query for a page).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Brief {
-    /// no_certificate, waiting_for_admin or the provider's answered state (a tested
+    /// not_set_up, no_certificate, waiting_for_admin or the provider's answered state (a tested
     /// connection shows its latest check instead).
     pub state: String,
     /// The active certificate's expiry, and whether it is within the warning window.
@@ -1224,7 +1254,9 @@ pub async fn briefs(db: &Db, list: &[Connection]) -> Result<std::collections::BT
     }
     for (c, def, minting) in signing {
         let has_key = c.secrets_set.contains_key(minting.key_field) || c.secrets_set.contains_key(minting.pending_key_field);
-        let state = if !has_key {
+        let state = if !def.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect()).is_empty() {
+            "not_set_up"
+        } else if !has_key {
             "no_certificate"
         } else if (minting.not_ready)(&c.settings).is_none() {
             def.admin_help.map(|h| h.answered_state).unwrap_or("not_tested")

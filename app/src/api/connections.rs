@@ -28,7 +28,8 @@ pub struct ConnectionItem {
     pub updated_by: String,
     /// The latest live check: (worked, what happened, when); `None` if never tested.
     pub check: Option<(bool, String, String)>,
-    /// Salesforce: where the connection stands before its first test (waiting_for_admin, …).
+    /// Where the connection stands before its first test: `not_set_up` (any provider: a
+    /// placeholder promotion created), or for a connection that signs waiting_for_admin, ….
     pub stage: Option<String>,
     /// Salesforce: the certificate's expiry, and whether it is within 30 days.
     pub certificate_expires: Option<(String, bool)>,
@@ -173,8 +174,9 @@ pub async fn list_connections(
         .into_iter()
         .map(|c| {
             let brief = briefs.remove(&c.id);
+            let set_up = server::providers::get(&c.provider).is_none_or(|d| d.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect()).is_empty());
             ConnectionItem {
-                stage: brief.as_ref().map(|b| b.state.clone()),
+                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())),
                 certificate_expires: brief.and_then(|b| b.certificate_expires),
                 check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
                 // Where the credential goes: the provider's first destination setting.

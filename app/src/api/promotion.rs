@@ -19,13 +19,27 @@ pub struct PlanLine {
     pub detail: String,
 }
 
+/// One item of what the target still needs, with the page to do it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// `set_up_connection` or `bind_integration`.
+    pub kind: String,
+    pub text: String,
+    /// e.g. `/env/QA/connections/SF_Main`.
+    pub path: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromotionPlan {
     pub from: String,
     pub to: String,
     pub lines: Vec<PlanLine>,
+    /// "Plan for DEV → QA: …" or, applied, "Promoted DEV → QA: …" (the server's words).
+    pub summary: String,
     /// "Salesforce_Accounts will need a connection in QA: …".
     pub needs_connection: Vec<String>,
+    /// What the target still needs: connections to set up, integrations to bind.
+    pub checklist: Vec<PlanStep>,
     /// Whether the changes were made (an apply).
     pub applied: bool,
     /// The options the plan was made with (an apply sends them again).
@@ -71,7 +85,9 @@ pub async fn promote(
             .into_iter()
             .map(|c| PlanLine { kind: c.kind.as_str().to_string(), name: c.name, action: c.action.as_str().to_string(), detail: c.detail })
             .collect(),
+        summary: report.summary,
         needs_connection: report.needs_connection,
+        checklist: report.checklist.into_iter().map(|s| PlanStep { kind: s.kind.as_str().to_string(), text: s.text, path: s.path }).collect(),
         applied: report.applied,
         overwrite_settings: options.overwrite_settings,
         create_placeholders: options.create_placeholders,

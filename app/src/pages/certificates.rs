@@ -18,6 +18,7 @@ fn state_label(state: &str) -> String {
         "failing" => "Failing".into(),
         "waiting_for_admin" => "Waiting for admin".into(),
         "no_certificate" => "No certificate yet".into(),
+        "not_set_up" => "Not set up".into(),
         // The provider's "answer received" state, e.g. consumer_key_received.
         other => {
             let words = other.replace('_', " ");

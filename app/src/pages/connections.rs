@@ -118,6 +118,7 @@ fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl Into
                                             <span class="status status-failing">"Failing"</span><div class="muted reason">{detail}" (" {short_time(&at)} ")"</div>
                                         }.into_any(),
                                         None => match c.stage.as_deref() {
+                                            Some("not_set_up") => view! { <span class="status status-needs_connection">"Not set up"</span> }.into_any(),
                                             Some("waiting_for_admin") => view! { <span class="status status-needs_connection">"Waiting for admin"</span> }.into_any(),
                                             Some("consumer_key_received") => view! { <span class="status status-needs_connection">"Consumer key received"</span> }.into_any(),
                                             Some(_) => view! { <span class="muted">"no certificate yet"</span> }.into_any(),

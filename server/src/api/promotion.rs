@@ -60,12 +60,12 @@ params_doc!(ImportOptions, || {
         query(
             "overwrite_settings",
             json!({"type": "boolean", "default": false}),
-            "Change a target connection's settings where they differ from the bundle's (otherwise a conflict). Never changes a provider.",
+            "Change a target connection's shared settings where they differ from the bundle's (otherwise a conflict). Never changes a provider, and never an environment setting (where the credential goes, whose it is): those are not compared at all.",
         ),
         query(
             "create_placeholders",
             json!({"type": "boolean", "default": false}),
-            "Create the connections the target lacks, with settings only (no secrets), so that their integrations can be bound; the target's administrator fills in the secrets.",
+            "Create the connections the target lacks, so that their integrations can be bound: a name, a provider and the shared settings only (no secrets, no environment settings), marked not set up until the target's administrator sets them up there (see checklist).",
         ),
     ]
 });
@@ -82,7 +82,7 @@ operation_error!(
 
 #[utoipa::path(
     get, path = "/environments/{env}/export", operation_id = "exportEnvironment",
-    summary = "Promotion bundle: integrations, connection descriptors (non-secret settings only, never a secret) and bindings by connection name, each list by name. Needs promotion read.",
+    summary = "Promotion bundle (format_version 2): integrations, connection descriptors (shared settings only: never a secret, never a setting of one environment) and bindings by connection name, each list by name. Needs promotion read.",
     params(EnvPath),
     responses(
         (status = 200, response = inline(Exported)),

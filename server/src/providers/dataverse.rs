@@ -66,6 +66,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: DESTINATIONS,
+    environment_settings: ENVIRONMENT_SETTINGS,
     schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,
@@ -76,6 +77,9 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];
+/// The environment, its tenant, the app registered there, its admin and its secret's expiry;
+/// the choice of certificate or secret is shared.
+pub const ENVIRONMENT_SETTINGS: &[&str] = &["environment_url", "tenant", "client_id", "admin_email", "authority_url", "client_secret_expires_on"];
 
 /// A certificate, or a client secret with `auth` = `secret`.
 static MINTING: Minting = microsoft::minting::<R>();

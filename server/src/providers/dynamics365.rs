@@ -18,6 +18,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: dataverse::DESTINATIONS,
+    environment_settings: dataverse::ENVIRONMENT_SETTINGS,
     schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,

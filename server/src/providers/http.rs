@@ -84,6 +84,8 @@ pub static HTTP: ProviderDef = ProviderDef {
     managed_secrets: &[],
     cached_secrets: &[],
     destination_settings: &["base_url"],
+    // The API's shape (the auth scheme, the header's name) is shared; where it is and who logs on are not.
+    environment_settings: &["base_url", "username"],
     schema,
     minting: None,
     credential: Some(credential),

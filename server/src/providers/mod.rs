@@ -122,6 +122,13 @@ pub struct ProviderDef {
     /// import never makes it (promise 17): whoever re-points a connection must bring the
     /// secret for the new place. The first is what the connections list shows as the target.
     pub destination_settings: &'static [&'static str],
+    /// The settings that belong to one environment: where the credential goes (every
+    /// destination setting) and whose it is (a user name, a consumer key, a tenant and client
+    /// ID, an admin's email, a client, a Workato environment). Promotion never carries,
+    /// compares or overwrites them: an export leaves them out, an import ignores them in an
+    /// older bundle, and a placeholder it creates has only the other, shared settings (a
+    /// session lifetime, the choice of auth mode), for the target's people to set up there.
+    pub environment_settings: &'static [&'static str],
     /// The JSON Schema of a new connection of this provider, for the OpenAPI document: its
     /// `required` list and the `settings` and `secrets` properties, with every rule of the field
     /// specs and of `check` that a schema can state (`name`, `provider` and the object's
@@ -369,6 +376,18 @@ impl ProviderDef {
     /// Validates a complete connection: `settings` as they will be stored, `secret_fields` the
     /// names of secret fields that will be set (already stored or supplied now).
     pub fn validate(&self, settings: &Map<String, Value>, secret_fields: &BTreeSet<String>) -> Vec<FieldError> {
+        self.validate_as(settings, Some(secret_fields))
+    }
+
+    /// Validates the shared settings of a connection as a promotion bundle carries them
+    /// (without its environment settings and secrets, which the target fills in): every rule
+    /// of [`ProviderDef::validate`] except that environment settings and secrets may be missing.
+    pub fn validate_shared(&self, settings: &Map<String, Value>) -> Vec<FieldError> {
+        self.validate_as(settings, None)
+    }
+
+    /// `secret_fields` `None`: only the shared settings are judged (see `validate_shared`).
+    fn validate_as(&self, settings: &Map<String, Value>, secret_fields: Option<&BTreeSet<String>>) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let names = || self.fields.iter().filter(|f| !f.secret).map(|f| f.name).collect::<Vec<_>>().join(", ");
         for (key, value) in settings {
@@ -394,14 +413,14 @@ impl ProviderDef {
         }
         for spec in self.fields.iter().filter(|f| f.required && f.applies(settings)) {
             if spec.secret {
-                if !secret_fields.contains(spec.name) {
+                if secret_fields.is_some_and(|set| !set.contains(spec.name)) {
                     errors.push(FieldError::new(format!("secrets.{}", spec.name), format!("{} is required{}", spec.label, when_text(spec))));
                 }
-            } else if !settings.contains_key(spec.name) {
+            } else if !settings.contains_key(spec.name) && (secret_fields.is_some() || !self.is_environment_setting(spec.name)) {
                 errors.push(FieldError::new(format!("settings.{}", spec.name), format!("{} is required{}", spec.label, when_text(spec))));
             }
         }
-        for name in secret_fields.iter().filter(|n| !self.is_managed(n)) {
+        for name in secret_fields.into_iter().flatten().filter(|n| !self.is_managed(n)) {
             match self.field(name) {
                 Some(spec) if spec.secret && spec.applies(settings) => {}
                 Some(spec) if spec.secret => {
@@ -439,6 +458,39 @@ impl ProviderDef {
 
     pub fn is_managed(&self, name: &str) -> bool {
         self.managed_secrets.contains(&name)
+    }
+
+    /// Whether a setting belongs to one environment (`environment_settings`).
+    pub fn is_environment_setting(&self, name: &str) -> bool {
+        self.environment_settings.contains(&name)
+    }
+
+    /// The settings that are not environment settings: what promotion carries and compares.
+    pub fn shared_settings(&self, settings: &Map<String, Value>) -> Map<String, Value> {
+        settings.iter().filter(|(k, _)| !self.is_environment_setting(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// What a connection still lacks before it is set up in its environment; empty once it
+    /// is. It lacks the required settings that apply and are missing; a connection with every
+    /// required setting but nothing of its environment (no environment setting, no secret: a
+    /// placeholder of a provider whose settings all have defaults) lacks its typed secrets, or
+    /// else its environment settings. A placeholder that promotion creates is never set up.
+    pub fn setup_missing(&self, settings: &Map<String, Value>, secret_fields: &BTreeSet<String>) -> Vec<&'static FieldSpec> {
+        let missing: Vec<&'static FieldSpec> =
+            self.fields.iter().filter(|f| !f.secret && f.required && f.applies(settings) && !settings.contains_key(f.name)).collect();
+        if !missing.is_empty() {
+            return missing;
+        }
+        let own = settings.keys().any(|k| self.is_environment_setting(k)) || secret_fields.iter().any(|f| !self.cached_secrets.contains(&f.as_str()));
+        if own || self.environment_settings.is_empty() {
+            return Vec::new();
+        }
+        let secrets = self.typed_secrets(settings);
+        if secrets.is_empty() {
+            self.environment_settings.iter().filter_map(|n| self.field(n)).filter(|f| f.applies(settings)).collect()
+        } else {
+            secrets
+        }
     }
 
     /// Refuses managed secrets in what people send: they are set by connvault only.
@@ -676,6 +728,22 @@ pub fn looks_like_email(text: &str) -> bool {
         && text.parse::<lettre::Address>().is_ok()
 }
 
+/// Items in words: "a", "a and b", "a, b and c".
+pub fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [rest @ .., last] => format!("{} and {}", rest.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", "), last.as_ref()),
+    }
+}
+
+/// What a connection that is not set up lacks (`ProviderDef::setup_missing`), in words, and
+/// what to do: "fill in its Login URL and Integration username".
+pub fn setup_advice(missing: &[&FieldSpec]) -> String {
+    let labels: Vec<&str> = missing.iter().map(|f| f.label).collect();
+    format!("{} {}", if missing.iter().all(|f| f.secret) { "set its" } else { "fill in its" }, and_list(&labels))
+}
+
 /// The secret fields supplied in a request, as a set of names (values stay where they are).
 pub fn names<T>(secrets: &BTreeMap<String, T>) -> BTreeSet<String> {
     secrets.keys().cloned().collect()
@@ -715,8 +783,24 @@ mod tests {
                     assert!(!f.secret && !p.destination_settings.contains(name), "{}: the admin may not set {name}", p.id);
                 }
             }
-            if p.admin_help.is_some() {
+            if let Some(help) = p.admin_help {
                 assert!(p.auth_modes.iter().any(|m| m.signs()), "{}: an admin request needs a certificate to send", p.id);
+                for name in help.answer_fields {
+                    assert!(p.is_environment_setting(name), "{}: what the admin answers ({name}) belongs to their environment", p.id);
+                }
+            }
+            // Environment settings: every one a setting of the provider; every destination among
+            // them (promotion never carries where a credential goes: promise 17), and every
+            // setting a credential request lets the target's admin set.
+            for name in p.environment_settings {
+                let f = p.field(name).unwrap_or_else(|| panic!("{}: environment setting {name} is not a field", p.id));
+                assert!(!f.secret, "{}: environment setting {name} is a secret (secrets never travel anyway)", p.id);
+            }
+            for name in p.destination_settings {
+                assert!(p.is_environment_setting(name), "{}: destination setting {name} must be an environment setting", p.id);
+            }
+            for name in p.credential_help.map_or(&[][..], |h| h.owned_settings) {
+                assert!(p.is_environment_setting(name), "{}: the admin's own setting {name} must be an environment setting", p.id);
             }
             // Every value of every choice field (and none), alone: the mode must be one offered,
             // and `signing` must agree with it.

@@ -31,6 +31,8 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     managed_secrets: microsoft::MANAGED,
     cached_secrets: &[microsoft::ACCESS_TOKEN],
     destination_settings: &["site_url", "authority_url"],
+    // Every setting: the site, its tenant, the app registered there and its admin.
+    environment_settings: &["site_url", "tenant", "client_id", "admin_email", "authority_url"],
     schema: microsoft::schema_for::<R>,
     minting: Some(&MINTING),
     credential: None,

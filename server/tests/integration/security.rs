@@ -263,8 +263,10 @@ async fn promise_17_a_changed_audience_retires_the_key() {
     }
 }
 
-/// Import with `overwrite_settings` from a bundle that someone with DEV rights shaped: a
-/// changed destination is a conflict, in the plan and in the apply, and PROD keeps its own.
+/// Import with `overwrite_settings` (and placeholders) from a bundle that someone with DEV
+/// rights shaped: where a credential goes is an environment setting, which a bundle does not
+/// carry (issue 18) and an import never compares or writes, not even from an older bundle that
+/// still has it. PROD keeps its own destination and token; nothing is sent anywhere.
 #[tokio::test]
 async fn promise_17_an_import_never_changes_a_destination() {
     let capture = Capture::start().await;
@@ -275,25 +277,34 @@ async fn promise_17_an_import_never_changes_a_destination() {
             .await;
         let dev = key(&api.s, &["DEV:connections:rw", "DEV:promotion:read"]).await;
         call_ok(&api, Who::Key(&dev), "POST", "/api/v1/environments/DEV/connections", Some(http_conn("Billing", &capture.url(), "dev-token"))).await;
+        call_ok(&api, Who::Key(&dev), "POST", "/api/v1/environments/DEV/connections", Some(http_conn("Other", &capture.url(), "dev-token"))).await;
         let bundle = call_ok(&api, Who::Key(&dev), "GET", "/api/v1/environments/DEV/export", None).await;
+        assert!(!bundle.to_string().contains(&capture.url()), "the bundle carries no destination: {bundle}");
+        // The same bundle as an older export (format_version 1) would have it: DEV's URL in it.
+        let mut old = bundle.clone();
+        old["format_version"] = json!(1);
+        for c in old["connections"].as_array_mut().unwrap() {
+            c["settings"]["base_url"] = json!(capture.url());
+        }
+        old["digest"] = json!(server::promotion::digest_of(&old));
 
-        let (st, plan, text) =
-            api.call(Who::Key(&prod), "POST", "/api/v1/environments/PROD/import?mode=plan&overwrite_settings=true", Some(bundle.clone())).await;
-        assert_eq!(st, 200, "{text}");
-        let change = plan["changes"].as_array().unwrap().iter().find(|c| c["name"] == "Billing").unwrap().clone();
-        assert_eq!(change["action"], "conflict", "{plan}");
-        assert!(change["detail"].as_str().unwrap().contains("base_url"), "{change}");
-
-        let before = db.content_digest().await;
-        let (st, err, text) = api.call(Who::Key(&prod), "POST", "/api/v1/environments/PROD/import?mode=apply&overwrite_settings=true", Some(bundle)).await;
-        assert_eq!((st.as_u16(), err["error"]["code"].as_str()), (409, Some("import_conflict")), "{text}");
-        assert!(err["error"]["message"].as_str().unwrap().contains("connection Billing"), "{text}");
-        assert!(err["error"]["details"][0]["message"].as_str().unwrap().contains("never changes where a connection sends its credential"), "{text}");
-        assert_eq!(db.content_digest().await, before, "a refused import wrote something");
-        let billing = call_ok(&api, Who::Key(&prod), "GET", "/api/v1/environments/PROD/connections/Billing", None).await;
-        assert_eq!(billing["settings"]["base_url"], "https://billing.example.com");
-        let token = server::connections::open_secret(&api.s.db, &api.s.vault, "PROD", "Billing", "token").await.unwrap();
-        assert_eq!(token.expose_secret(), PROD_TOKEN);
+        for b in [&bundle, &old] {
+            let path = "/api/v1/environments/PROD/import?mode=plan&overwrite_settings=true&create_placeholders=true";
+            let (st, plan, text) = api.call(Who::Key(&prod), "POST", path, Some(b.clone())).await;
+            assert_eq!(st, 200, "{text}");
+            let change = plan["changes"].as_array().unwrap().iter().find(|c| c["name"] == "Billing").unwrap().clone();
+            assert_eq!(change["action"], "unchanged", "{plan}");
+            let path = "/api/v1/environments/PROD/import?mode=apply&overwrite_settings=true&create_placeholders=true";
+            let (st, _, text) = api.call(Who::Key(&prod), "POST", path, Some(b.clone())).await;
+            assert_eq!(st, 200, "{text}");
+            let billing = call_ok(&api, Who::Key(&prod), "GET", "/api/v1/environments/PROD/connections/Billing", None).await;
+            assert_eq!(billing["settings"]["base_url"], "https://billing.example.com");
+            let token = server::connections::open_secret(&api.s.db, &api.s.vault, "PROD", "Billing", "token").await.unwrap();
+            assert_eq!(token.expose_secret(), PROD_TOKEN);
+            // The placeholder goes nowhere until PROD says where.
+            let other = call_ok(&api, Who::Key(&prod), "GET", "/api/v1/environments/PROD/connections/Other", None).await;
+            assert_eq!(other["settings"], json!({"auth": "bearer"}), "{other}");
+        }
         assert!(capture.requests().is_empty());
     }
 }

@@ -101,6 +101,8 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     managed_secrets: &[PRIVATE_KEY, PENDING_PRIVATE_KEY, ACCESS_TOKEN],
     cached_secrets: &[ACCESS_TOKEN],
     destination_settings: &["login_url", "audience"],
+    // The org, its user, its connected app and its admin; only the session lifetime is shared.
+    environment_settings: &["login_url", "username", "consumer_key", "admin_email", "audience"],
     schema,
     minting: Some(&MINTING),
     credential: None,

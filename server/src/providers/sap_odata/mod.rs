@@ -138,6 +138,8 @@ pub static SAP_ODATA: ProviderDef = ProviderDef {
     managed_secrets: &[ACCESS_TOKEN],
     cached_secrets: &[ACCESS_TOKEN],
     destination_settings: &["service_url", "token_url"],
+    // The system, its client and its users; the auth mode is shared.
+    environment_settings: &["service_url", "sap_client", "username", "token_url", "client_id"],
     schema,
     minting: Some(&MINTING),
     credential: Some(credential),

@@ -82,6 +82,8 @@ pub static WORKATO: ProviderDef = ProviderDef {
     cached_secrets: &[],
     // Where the token goes: the data center's host, or the override.
     destination_settings: &["data_center", "base_url"],
+    // Every setting: the data center, the Workato environment of the API client, the override.
+    environment_settings: &["data_center", "environment", "base_url"],
     schema,
     minting: None,
     credential: Some(credential),
