@@ -77,7 +77,7 @@ for k in sys.argv[1].split("."):
 print(v)' "$1"
 }
 
-start_standin() { # start_standin LOG [dev-salesforce args…] → the stand-in's URL
+start_standin() { # start_standin LOG [dev-salesforce args…]: sets STANDIN_URL (no subshell, so PIDS keeps the pid)
   local log="$1" port url
   shift
   port="$(free_port)"
@@ -89,12 +89,14 @@ start_standin() { # start_standin LOG [dev-salesforce args…] → the stand-in'
     sleep 0.1
   done
   grep -q "$url/" "$log" || die "the stand-in did not start: $(cat "$log")"
-  printf '%s' "$url"
+  STANDIN_URL="$url"
 }
-SF_URL="$(start_standin "$WORK/standin.log")"
+start_standin "$WORK/standin.log"
+SF_URL="$STANDIN_URL"
 # A second org whose REST API takes API_LATENCY_MS to answer, as a real one does.
 API_LATENCY_MS="${API_LATENCY_MS:-20}"
-SLOW_URL="$(start_standin "$WORK/standin-slow.log" --api-latency-ms "$API_LATENCY_MS")"
+start_standin "$WORK/standin-slow.log" --api-latency-ms "$API_LATENCY_MS"
+SLOW_URL="$STANDIN_URL"
 
 export CONNVAULT_DATA_DIR="$WORK/data"
 export CONNVAULT_ALLOW_LOOPBACK=1

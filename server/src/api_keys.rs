@@ -866,9 +866,9 @@ impl KeyUse {
 /// Records the key's use: `last_used_at` at most once a minute (and per process, by one
 /// request), so the hot path stays write-free.
 pub async fn touch(s: Handles<'_>, key: &ApiKey) -> Result<()> {
-    let t = now();
-    if key.last_used_at.as_deref().is_none_or(|u| u < &t[..16]) && s.key_use.first_in(key.id, &t[..16]) {
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(&t).bind(key.id).execute(s.db.pool()).await?;
+    let minute = crate::db::this_minute();
+    if key.last_used_at.as_deref().is_none_or(|u| u < minute.as_str()) && s.key_use.first_in(key.id, &minute) {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2").bind(now()).bind(key.id).execute(s.db.pool()).await?;
     }
     Ok(())
 }

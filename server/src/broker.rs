@@ -360,7 +360,10 @@ impl Broker {
     ) -> Result<Token> {
         let started = Utc::now();
         let (connection_id, provider) = bound.as_ref().map(|b| (b.id, b.provider.clone())).unwrap_or_default();
-        let session = bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b.id, b.name.clone(), b.settings.clone(), b.updated_at.clone())));
+        let session = match bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b))) {
+            Some((extras, b)) => Some((extras, b.id, b.name.clone(), b.settings()?, b.updated_at.clone())),
+            None => None,
+        };
         if let Some((_, id, name, _, stamp)) = &session {
             // While a session backs off, nothing is released or minted for it (memory only,
             // unless a wait is on).

@@ -63,6 +63,19 @@ pub fn now() -> String {
     format_time(chrono::Utc::now())
 }
 
+/// The current minute in the stored form's first 16 characters (`2026-11-24T14:07`), formatted
+/// once a minute rather than on every call (the API-key check asks on every request).
+pub fn this_minute() -> String {
+    static CACHE: std::sync::Mutex<(i64, String)> = std::sync::Mutex::new((i64::MIN, String::new()));
+    let t = chrono::Utc::now();
+    let minute = t.timestamp().div_euclid(60);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.0 != minute {
+        *cache = (minute, format_time(t)[..16].to_string());
+    }
+    cache.1.clone()
+}
+
 /// The stored form of the time `days` days from now.
 pub fn days_from_now(days: i64) -> String {
     format_time(chrono::Utc::now() + chrono::Duration::days(days))

@@ -243,8 +243,19 @@ pub struct Bound {
     pub id: i64,
     pub name: String,
     pub provider: String,
-    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The settings as stored (JSON): read with [`Bound::settings`] where they are needed (the
+    /// broker's cached path does not need them).
+    pub settings_json: String,
     pub updated_at: String,
+}
+
+impl Bound {
+    pub fn settings(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::from_str(&self.settings_json) {
+            Ok(serde_json::Value::Object(settings)) => Ok(settings),
+            _ => Err(Error::Internal(format!("connection {} has unreadable settings", self.id))),
+        }
+    }
 }
 
 /// The columns [`binding_from_row`] reads, for a query that joins `integrations i` (matched
@@ -258,11 +269,13 @@ pub(crate) fn binding_from_row(row: &AnyRow, env: &Environment, requested: &str)
     let Some(integration) = row.try_get::<Option<String>, _>("integration")? else { return Err(not_found(requested, env)) };
     let bound = match row.try_get::<Option<i64>, _>("c_id")? {
         Some(id) => {
-            let settings: String = row.try_get("c_settings")?;
-            let Ok(serde_json::Value::Object(settings)) = serde_json::from_str(&settings) else {
-                return Err(Error::Internal(format!("connection {id} has unreadable settings")));
-            };
-            Some(Bound { id, name: row.try_get("c_name")?, provider: row.try_get("c_provider")?, settings, updated_at: row.try_get("c_updated_at")? })
+            Some(Bound {
+                id,
+                name: row.try_get("c_name")?,
+                provider: row.try_get("c_provider")?,
+                settings_json: row.try_get("c_settings")?,
+                updated_at: row.try_get("c_updated_at")?,
+            })
         }
         None => None,
     };
