@@ -255,23 +255,8 @@ impl Broker {
 
     /// The same for an API key, in one database round trip on the cached path: the key, the
     /// environment, the integration and its connection are read by a single query; the key is
-    /// then checked exactly as [`api_keys::authenticate`] checks it, and must hold
-    /// `tokens:read` on the environment.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn token_for_key(
-        &self,
-        keys: api_keys::Handles<'_>,
-        s: Handles<'_>,
-        presented: &str,
-        addr: Option<IpAddr>,
-        env_name: &str,
-        integration: &str,
-        force_refresh: bool,
-    ) -> Result<Token> {
-        Ok(self.for_key(keys, s, presented, addr, env_name, integration, force_refresh, Use::Token).await?.token)
-    }
-
-    /// The same for any [`Use`]: the key must hold that use's grant on the environment.
+    /// then checked exactly as [`api_keys::authenticate`] checks it, and must hold the grant of
+    /// `purpose` on the environment (`tokens:read` for the token answer, `proxy` for a call).
     #[allow(clippy::too_many_arguments)]
     pub async fn for_key(
         &self,

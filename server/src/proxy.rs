@@ -395,11 +395,17 @@ async fn refused_twice(h: Handles<'_>, served: &Served, status: StatusCode) -> R
 
 /// The caller's headers that go on to the system.
 fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    end_to_end(headers, NOT_FORWARDED)
+}
+
+/// `headers` without the hop-by-hop ones (those of [`HOP_BY_HOP`] and those a `Connection`
+/// header names) and without `also`.
+fn end_to_end(headers: &HeaderMap, also: &[&str]) -> HeaderMap {
     let named = named_in_connection(headers);
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || NOT_FORWARDED.contains(&n) || named.iter().any(|c| c == n) {
+        if HOP_BY_HOP.contains(&n) || also.contains(&n) || named.iter().any(|c| c == n) {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -433,15 +439,8 @@ fn respond(answer: reqwest::Response, limits: Limits) -> Result<Response> {
         });
     }
     let status = answer.status();
-    let named = named_in_connection(answer.headers());
-    let mut headers = HeaderMap::with_capacity(answer.headers().len());
-    for (name, value) in answer.headers() {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || n == "set-cookie" || named.iter().any(|c| c == n) {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
+    // The system's session cookies belong to the credential.
+    let headers = end_to_end(answer.headers(), &["set-cookie"]);
     let max = limits.max_response;
     let seen = Arc::new(AtomicU64::new(0));
     let body = answer.bytes_stream().map(move |chunk| {

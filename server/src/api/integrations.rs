@@ -226,7 +226,10 @@ async fn token(
     Query(q): Query<TokenQuery>,
 ) -> Result<Response> {
     let token = match principal::bearer(&parts.headers)? {
-        Some(key) => s.broker.token_for_key(s.keys(), s.signing(), key, principal::client_addr(&parts, &s), &env, &name, q.force_refresh).await?,
+        Some(key) => {
+            let addr = principal::client_addr(&parts, &s);
+            s.broker.for_key(s.keys(), s.signing(), key, addr, &env, &name, q.force_refresh, crate::broker::Use::Token).await?.token
+        }
         None => {
             let mut parts = parts;
             let p = <Principal as axum::extract::FromRequestParts<Services>>::from_request_parts(&mut parts, &s).await?;
