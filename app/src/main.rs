@@ -406,6 +406,8 @@ async fn serve(config: Config) -> Result<(), String> {
     }
 
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}. Set LEPTOS_SITE_ADDR to a free address"))?;
+    // Email, webhook deliveries and scheduled checks run from the job queue in the database.
+    let background = server::workers::start(&services).await.map_err(|e| e.public_message())?;
     tracing::info!("connvault listening on http://{addr} (public URL {})", services.config.public_url);
     // On SIGTERM or Ctrl-C: stop accepting, let requests in flight finish for up to
     // SHUTDOWN_DRAIN, keep the token use counted in memory, then close the database. A client
@@ -426,6 +428,9 @@ async fn serve(config: Config) -> Result<(), String> {
         _ = async { signalled.notified().await; tokio::time::sleep(SHUTDOWN_DRAIN).await } => {
             tracing::warn!("requests still open {} s after the signal; stopping without them", SHUTDOWN_DRAIN.as_secs());
         }
+    }
+    if tokio::time::timeout(SHUTDOWN_DRAIN, background.stop()).await.is_err() {
+        tracing::warn!("background jobs still running {} s after the signal; they run again after the restart", SHUTDOWN_DRAIN.as_secs());
     }
     if let Err(e) = services.broker.flush_usage(&services.db, true).await {
         tracing::warn!(error = %e.public_message(), "token use of the last minute could not be written");

@@ -428,6 +428,9 @@ fn promise_6_a_secret_never_reaches_the_log() {
     let (status, issued) = api("POST", "/api/v1/environments/DEV/connections/SF_Marked/certificate", r#"{"send_request": true, "admin_email": "a@acme.com"}"#);
     assert_eq!(status, 201, "{issued}");
     assert!(!issued.contains("PRIVATE"));
+    // A webhook subscription (id 1), so that its routes answer too.
+    let (status, hook) = api("POST", "/api/v1/environments/DEV/webhooks", r#"{"url": "http://127.0.0.1:9/hook", "events": ["*"]}"#);
+    assert_eq!(status, 201, "{hook}");
     let doc: serde_json::Value = serde_json::from_str(server::api::openapi_json()).unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
         if item.get("get").is_some() {

@@ -22,9 +22,11 @@ pub enum Resource {
     ApiKeys,
     /// Calls through the proxy: read = GET and HEAD, write = every other method.
     Proxy,
+    /// Webhook subscriptions and their delivery logs.
+    Webhooks,
 }
 
-pub const RESOURCES: [Resource; 10] = [
+pub const RESOURCES: [Resource; 11] = [
     Resource::Environments,
     Resource::Connections,
     Resource::Integrations,
@@ -35,6 +37,7 @@ pub const RESOURCES: [Resource; 10] = [
     Resource::Users,
     Resource::ApiKeys,
     Resource::Proxy,
+    Resource::Webhooks,
 ];
 
 impl Resource {
@@ -50,6 +53,7 @@ impl Resource {
             Resource::Users => "users",
             Resource::ApiKeys => "api_keys",
             Resource::Proxy => "proxy",
+            Resource::Webhooks => "webhooks",
         }
     }
 
@@ -84,6 +88,9 @@ pub fn role_allows(role: Role, resource: Resource, access: Access, allow_dev_api
             // Whoever may read a token can call with it; through the proxy the token never
             // leaves connvault, so a developer may call, read or write.
             Proxy => true,
+            // A subscription hears of everything that happens in its environment: developers
+            // see them and their logs; administrators decide where events go.
+            Webhooks => access == Read,
             ApiKeys => allow_dev_api_keys,
             Users => false,
         },
@@ -109,7 +116,7 @@ mod tests {
         const NO: (bool, bool) = (false, false);
         type ReadWrite = (bool, bool);
         // resource:            viewer  developer  administrator
-        let table: [(Resource, ReadWrite, ReadWrite, ReadWrite); 10] = [
+        let table: [(Resource, ReadWrite, ReadWrite, ReadWrite); 11] = [
             (Resource::Environments, R, R, R),
             (Resource::Connections, R, RW, RW),
             (Resource::Integrations, R, RW, RW),
@@ -120,6 +127,7 @@ mod tests {
             (Resource::Users, NO, NO, R),
             (Resource::ApiKeys, NO, NO, RW),
             (Resource::Proxy, NO, RW, RW),
+            (Resource::Webhooks, NO, R, RW),
         ];
         for (resource, viewer, developer, admin) in table {
             for (role, (read, write)) in [(Role::Viewer, viewer), (Role::Developer, developer), (Role::Administrator, admin)] {

@@ -159,6 +159,12 @@ fn default_from(public_url: &url::Url) -> String {
 }
 
 impl Config {
+    /// How many background jobs one server runs at once: half the database connections (on
+    /// PostgreSQL a running job holds one for its row lock, and its work needs another).
+    pub fn jobs_running_limit(&self) -> usize {
+        (self.db_max_connections as usize / 2).max(1)
+    }
+
     /// Reads the process environment and the optional file.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         Config::from_sources(file, |name| std::env::var(name).ok())

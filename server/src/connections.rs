@@ -599,22 +599,53 @@ pub(crate) async fn open_applicable_secrets(db: &Db, vault: &Vault, env_name: &s
     Ok(secrets)
 }
 
-/// Remembers the outcome of the latest live check of a connection (a test or a token mint).
+/// Remembers the outcome of the latest live check of a connection (a test, a token mint, a
+/// proxied call or a scheduled check). A change between working and failing is an event
+/// (`connection.failing` with the reason and advice, `connection.recovered` with how long it
+/// failed); a check that finds what the last one found is not.
 pub(crate) async fn record_health(tx: &mut Tx<'_>, connection_id: i64, result: &TestResult, source: &str) -> Result<()> {
+    let t = now();
+    let before = sqlx::query("SELECT ok, failing_since FROM connection_health WHERE connection_id = $1").bind(connection_id).fetch_optional(&mut **tx).await?;
+    let (was_ok, was_failing_since): (Option<bool>, Option<String>) = match &before {
+        Some(r) => (Some(r.try_get::<i64, _>("ok")? != 0), r.try_get("failing_since")?),
+        None => (None, None),
+    };
+    let failing_since = match (result.ok, was_ok) {
+        (true, _) => None,
+        (false, Some(false)) => was_failing_since.clone().or_else(|| Some(t.clone())),
+        (false, _) => Some(t.clone()),
+    };
     sqlx::query(
-        "INSERT INTO connection_health (connection_id, ok, detail, advice, source, checked_at) VALUES ($1, $2, $3, $4, $5, $6) \
+        "INSERT INTO connection_health (connection_id, ok, detail, advice, source, checked_at, failing_since) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (connection_id) DO UPDATE SET ok = excluded.ok, detail = excluded.detail, advice = excluded.advice, source = excluded.source, \
-         checked_at = excluded.checked_at",
+         checked_at = excluded.checked_at, failing_since = excluded.failing_since",
     )
     .bind(connection_id)
     .bind(result.ok as i64)
     .bind(&result.detail)
     .bind(&result.advice)
     .bind(source)
-    .bind(now())
+    .bind(&t)
+    .bind(&failing_since)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    let transition = match (was_ok, result.ok) {
+        (Some(true) | None, false) => "connection.failing",
+        (Some(false), true) => "connection.recovered",
+        _ => return Ok(()),
+    };
+    let row = sqlx::query("SELECT c.name, c.provider, e.id AS env_id, e.name AS env FROM connections c JOIN environments e ON e.id = c.environment_id WHERE c.id = $1")
+        .bind(connection_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let (name, provider, env_id, env): (String, String, i64, String) = (row.try_get("name")?, row.try_get("provider")?, row.try_get("env_id")?, row.try_get("env")?);
+    let detail = if result.ok {
+        json!({"provider": provider, "source": source, "detail": result.detail, "failing_since": was_failing_since})
+    } else {
+        json!({"provider": provider, "source": source, "reason": result.detail, "advice": result.advice, "failing_since": failing_since})
+    };
+    crate::audit::record(tx, &crate::audit::Actor::system("health"), crate::audit::Event::new(transition).environment(env_id, &env).object("connection", &name).detail(detail))
+        .await
 }
 
 /// The latest live check of a connection.
@@ -624,6 +655,8 @@ pub struct Health {
     pub detail: String,
     pub advice: Option<String>,
     pub checked_at: String,
+    /// Since when the checks fail (none while it works).
+    pub failing_since: Option<String>,
 }
 
 /// The latest live check of each of these connections (those never checked are absent).
@@ -634,7 +667,7 @@ pub async fn health_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, Health>> {
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     // `list` is integers the caller read from the database.
     let rows =
-        sqlx::query(AssertSqlSafe(format!("SELECT connection_id, ok, detail, advice, checked_at FROM connection_health WHERE connection_id IN ({list})")))
+        sqlx::query(AssertSqlSafe(format!("SELECT connection_id, ok, detail, advice, checked_at, failing_since FROM connection_health WHERE connection_id IN ({list})")))
             .fetch_all(db.pool())
             .await?;
     rows.iter()
@@ -644,6 +677,7 @@ pub async fn health_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, Health>> {
                 detail: r.try_get("detail")?,
                 advice: r.try_get("advice")?,
                 checked_at: r.try_get("checked_at")?,
+                failing_since: r.try_get("failing_since")?,
             };
             Ok((r.try_get("connection_id")?, health))
         })

@@ -23,7 +23,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::db::{now, Db};
+use crate::db::{now, Db, Tx};
 use crate::error::{Error, FieldError, Result};
 use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
 use crate::seal::{self, Place, Vault};
@@ -88,6 +88,30 @@ impl std::fmt::Debug for Attachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attachment").field("filename", &self.filename).field("content_type", &self.content_type).field("size", &self.body.len()).finish()
     }
+}
+
+/// The job that delivers a queued message (payload `{"outbox_id": N}`).
+pub const MAIL_JOB: &str = "mail.send";
+/// The pauses between delivery attempts: eleven attempts over about 16 hours.
+pub const MAIL_BACKOFF: [Duration; 10] = [
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+    Duration::from_secs(120),
+    Duration::from_secs(300),
+    Duration::from_secs(600),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+    Duration::from_secs(7200),
+    Duration::from_secs(14400),
+    Duration::from_secs(28800),
+];
+
+/// A kept message: its outbox row and its delivery state (`queued` for the mail server,
+/// `outbox` without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub id: i64,
+    pub delivery: &'static str,
 }
 
 /// What became of a message.
@@ -217,24 +241,101 @@ impl Mailer {
         }
     }
 
-    /// Sends `email` through the mail server, or stores it in the outbox. A recipient that is
-    /// not an email address is a validation error on `admin_email` (the form field the address
-    /// comes from); a mail server that cannot be reached or refuses is [`Error::MailServer`].
+    /// Keeps `email` in `tx`: sealed in the outbox table and, with a mail server, queued for
+    /// delivery by the job queue ([`MAIL_JOB`]; call `jobs::wake(MAIL_JOB)` after commit).
+    /// Without one it waits in the outbox for an owner. A recipient that is not an email
+    /// address is a validation error on `admin_email` (the form field the address comes from).
+    /// Nothing is sent here: a mail server that is down delays the message, it never fails the
+    /// change that caused it.
+    pub async fn queue(&self, tx: &mut Tx<'_>, vault: &Vault, email: &Email) -> Result<Queued> {
+        let Queued { id, delivery } = self.keep(tx, vault, email).await?;
+        if self.smtp.is_some() {
+            crate::jobs::enqueue(tx, MAIL_JOB, &serde_json::json!({ "outbox_id": id })).await?;
+        } else {
+            tracing::info!(outbox_id = id, subject = %email.subject, "no mail server configured (CONNVAULT_SMTP_URL): the email waits in the outbox");
+        }
+        Ok(Queued { id, delivery })
+    }
+
+    /// Keeps `email` and makes one delivery attempt now (the queue retries it if this one
+    /// fails): [`Delivery::Sent`], [`Delivery::Outbox`] without a mail server, or the mail
+    /// server's refusal ([`Error::MailServer`]) with the message still queued.
     pub async fn send(&self, db: &Db, vault: &Vault, email: &Email) -> Result<Delivery> {
-        let message = self.message(email)?;
-        check_wire_format(&message.formatted())?;
-        match &self.smtp {
-            Some(smtp) => {
-                smtp.send(message).await?;
-                tracing::info!(server = %smtp.server, subject = %email.subject, "email sent");
-                Ok(Delivery::Sent)
-            }
-            None => {
-                let id = store(db, vault, email, &message.formatted()).await?;
-                tracing::info!(outbox_id = id, subject = %email.subject, "no mail server configured (CONNVAULT_SMTP_URL): the email waits in the outbox");
-                Ok(Delivery::Outbox { id })
+        let mut tx = db.begin().await?;
+        let Queued { id, .. } = self.keep(&mut tx, vault, email).await?;
+        tx.commit().await?;
+        if self.smtp.is_none() {
+            return Ok(Delivery::Outbox { id });
+        }
+        match self.deliver(db, vault, id).await {
+            Ok(()) => Ok(Delivery::Sent),
+            Err(e) => {
+                let mut tx = db.begin().await?;
+                let at = crate::db::format_time(chrono::Utc::now() + chrono::Duration::from_std(MAIL_BACKOFF[0]).unwrap_or_default());
+                crate::jobs::enqueue_at(&mut tx, MAIL_JOB, &serde_json::json!({ "outbox_id": id }), &at, None).await?;
+                tx.commit().await?;
+                Err(e)
             }
         }
+    }
+
+    /// Builds the message and stores it sealed (`queued` with a mail server, `outbox` without).
+    async fn keep(&self, tx: &mut Tx<'_>, vault: &Vault, email: &Email) -> Result<Queued> {
+        let eml = self.message(email)?.formatted();
+        check_wire_format(&eml)?;
+        let delivery = if self.smtp.is_some() { "queued" } else { "outbox" };
+        Ok(Queued { id: store(tx, vault, email, &eml, delivery).await?, delivery })
+    }
+
+    /// One delivery attempt of outbox message `id` (the [`MAIL_JOB`] handler): sends the sealed
+    /// message as stored and records the attempt on the row (`sent`, or its error; `failed`
+    /// once [`MAIL_BACKOFF`]'s attempts are used up). A message already sent, or kept in the
+    /// outbox, is left alone.
+    pub async fn deliver(&self, db: &Db, vault: &Vault, id: i64) -> Result<()> {
+        let row = sqlx::query("SELECT to_address, subject, delivery, attempts, sealed_eml FROM outbox WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
+        let Some(row) = row else { return Ok(()) };
+        let state: String = row.try_get("delivery")?;
+        if state != "queued" {
+            return Ok(());
+        }
+        let Some(smtp) = &self.smtp else {
+            // The mail server was removed from the configuration since: an owner passes it on.
+            sqlx::query("UPDATE outbox SET delivery = 'outbox', updated_at = $1 WHERE id = $2").bind(now()).bind(id).execute(db.pool()).await?;
+            return Ok(());
+        };
+        let to: String = row.try_get("to_address")?;
+        let subject: String = row.try_get("subject")?;
+        let attempts: i64 = row.try_get::<i64, _>("attempts")? + 1;
+        let eml = vault.open(&place(id, "eml"), &row.try_get::<Vec<u8>, _>("sealed_eml")?)?;
+        let to_address: Address = to.parse().map_err(|_| Error::Internal(format!("outbox message {id}: the recipient {to:?} is not an address")))?;
+        let envelope = lettre::address::Envelope::new(Some(self.from.email.clone()), vec![to_address])
+            .map_err(|e| Error::Internal(format!("outbox message {id}: {e}")))?;
+        let outcome = smtp.send_raw(&envelope, &eml).await;
+        let t = now();
+        match &outcome {
+            Ok(()) => {
+                sqlx::query("UPDATE outbox SET delivery = 'sent', attempts = $1, last_error = NULL, sent_at = $2, updated_at = $2 WHERE id = $3")
+                    .bind(attempts)
+                    .bind(&t)
+                    .bind(id)
+                    .execute(db.pool())
+                    .await?;
+                tracing::info!(server = %smtp.server, outbox_id = id, subject = %subject, "email sent");
+            }
+            Err(e) => {
+                let state = if attempts as usize > MAIL_BACKOFF.len() { "failed" } else { "queued" };
+                sqlx::query("UPDATE outbox SET delivery = $1, attempts = $2, last_error = $3, updated_at = $4 WHERE id = $5")
+                    .bind(state)
+                    .bind(attempts)
+                    .bind(e.public_message())
+                    .bind(&t)
+                    .bind(id)
+                    .execute(db.pool())
+                    .await?;
+                tracing::warn!(server = %smtp.server, outbox_id = id, attempt = attempts, error = %e, "email not delivered yet");
+            }
+        }
+        outcome
     }
 
     fn message(&self, email: &Email) -> Result<Message> {
@@ -383,9 +484,9 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 impl Smtp {
-    async fn send(&self, message: Message) -> Result<()> {
+    async fn send_raw(&self, envelope: &lettre::address::Envelope, eml: &[u8]) -> Result<()> {
         let transport = self.transport.get_or_init(|| self.builder.clone().build());
-        match tokio::time::timeout(DELIVERY_TIMEOUT, transport.send(message)).await {
+        match tokio::time::timeout(DELIVERY_TIMEOUT, transport.send_raw(envelope, eml)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Error::MailServer(self.explain(&e))),
             Err(_) => Err(Error::MailServer(format!(
@@ -448,22 +549,30 @@ pub struct OutboxItem {
     pub size: i64,
     /// The attachments' file names.
     pub attachments: Vec<String>,
+    /// `outbox` (no mail server: an owner passes it on), `queued` (waiting for the mail
+    /// server, or being retried), `sent` or `failed` (every attempt failed).
+    pub delivery: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub sent_at: Option<String>,
 }
 
 fn place(id: i64, field: &str) -> Place<'_> {
     Place { table: OUTBOX_TABLE, row: id, field, environment: 0 }
 }
 
-/// Stores a message in the outbox: the row first, then its blobs sealed to its id, in one
-/// transaction (no row without its message).
-async fn store(db: &Db, vault: &Vault, email: &Email, eml: &[u8]) -> Result<i64> {
+/// Stores a message in the outbox table in `tx`: the row first, then its blobs sealed to its id
+/// (no row without its message).
+async fn store(tx: &mut Tx<'_>, vault: &Vault, email: &Email, eml: &[u8], delivery: &str) -> Result<i64> {
     let names: Vec<&str> = email.attachments.iter().map(|a| a.filename.as_str()).collect();
     let names = serde_json::to_string(&names).map_err(|e| Error::Internal(format!("attachment names: {e}")))?;
     let t = now();
-    let mut tx = db.begin().await?;
     let id: i64 = sqlx::query(
-        "INSERT INTO outbox (to_address, subject, attachments, size, sealed_eml, sealed_text, key_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5, '', $6, $6) RETURNING id",
+        "INSERT INTO outbox (to_address, subject, attachments, size, sealed_eml, sealed_text, key_id, delivery, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5, '', $7, $6, $6) RETURNING id",
     )
     .bind(email.to.trim())
     .bind(&email.subject)
@@ -471,7 +580,8 @@ async fn store(db: &Db, vault: &Vault, email: &Email, eml: &[u8]) -> Result<i64>
     .bind(eml.len() as i64)
     .bind(Vec::<u8>::new())
     .bind(&t)
-    .fetch_one(&mut *tx)
+    .bind(delivery)
+    .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
     // One keyring for both blobs and the key id, even if the key file is re-read meanwhile.
@@ -482,13 +592,12 @@ async fn store(db: &Db, vault: &Vault, email: &Email, eml: &[u8]) -> Result<i64>
         .bind(seal::seal_with(key, &place(id, "text"), email.text.as_bytes()))
         .bind(key.id().to_string())
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
     Ok(id)
 }
 
-const COLUMNS: &str = "id, to_address, subject, attachments, size, created_at, updated_at";
+const COLUMNS: &str = "id, to_address, subject, attachments, size, delivery, attempts, last_error, sent_at, created_at, updated_at";
 const LISTING: Listing = Listing { name: "outbox", columns: COLUMNS, table: OUTBOX_TABLE, order: SortKey::Id, descending: true };
 
 fn item_from_row(r: &AnyRow) -> Result<OutboxItem> {
@@ -503,6 +612,10 @@ fn item_from_row(r: &AnyRow) -> Result<OutboxItem> {
         subject: r.try_get("subject")?,
         size: r.try_get("size")?,
         attachments,
+        delivery: r.try_get("delivery")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        sent_at: r.try_get("sent_at")?,
     })
 }
 
@@ -513,8 +626,8 @@ pub async fn list(db: &Db, feed: &Feed, limit: Option<i64>) -> Result<Page<Outbo
 
 async fn sealed(db: &Db, id: i64, column: &'static str) -> Result<(OutboxItem, Vec<u8>)> {
     let sql = match column {
-        "sealed_eml" => "SELECT id, to_address, subject, attachments, size, created_at, updated_at, sealed_eml AS blob FROM outbox WHERE id = $1",
-        _ => "SELECT id, to_address, subject, attachments, size, created_at, updated_at, sealed_text AS blob FROM outbox WHERE id = $1",
+        "sealed_eml" => "SELECT id, to_address, subject, attachments, size, delivery, attempts, last_error, sent_at, created_at, updated_at, sealed_eml AS blob FROM outbox WHERE id = $1",
+        _ => "SELECT id, to_address, subject, attachments, size, delivery, attempts, last_error, sent_at, created_at, updated_at, sealed_text AS blob FROM outbox WHERE id = $1",
     };
     let row = sqlx::query(sql).bind(id).fetch_optional(db.pool()).await?.ok_or_else(|| Error::NotFound(format!("there is no outbox message {id}")))?;
     Ok((item_from_row(&row)?, row.try_get("blob")?))

@@ -109,6 +109,7 @@ async fn reseal_all(db: &Db, keyring: &Keyring, previous: &str) -> Result<usize,
         n += 1;
     }
     n += reseal_outbox(&mut tx, keyring, &t).await?;
+    n += reseal_webhooks(&mut tx, keyring, &t).await?;
     sqlx::query("UPDATE keyring_check SET key_id = $1, check_blob = $2, updated_at = $3")
         .bind(target.id().to_string())
         .bind(seal::seal_with(target, &CHECK_PLACE, CHECK_PLAINTEXT))
@@ -152,12 +153,43 @@ async fn reseal_outbox(tx: &mut db::Tx<'_>, keyring: &Keyring, t: &str) -> Resul
     Ok(rows.len())
 }
 
+/// The webhooks' signing secrets (the current one and, during a rotation, the previous one).
+async fn reseal_webhooks(tx: &mut db::Tx<'_>, keyring: &Keyring, t: &str) -> Result<usize, StartupError> {
+    let target = keyring.current();
+    let rows = sqlx::query("SELECT id, environment_id, sealed_secret, sealed_previous FROM webhooks WHERE key_id <> $1 ORDER BY id")
+        .bind(target.id().to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in &rows {
+        let id: i64 = r.try_get("id")?;
+        let environment: i64 = r.try_get("environment_id")?;
+        let reseal = |field: &'static str, blob: Vec<u8>| -> Result<Vec<u8>, StartupError> {
+            let place = Place { table: crate::webhooks::TABLE, row: id, field, environment };
+            let plain = seal::open_with(keyring, &place, &blob)
+                .map_err(|e| StartupError::Other(format!("the signing secret of webhook {id} cannot be opened ({e}); nothing was changed")))?;
+            Ok(seal::seal_with(target, &place, &plain))
+        };
+        let secret = reseal("secret", r.try_get("sealed_secret")?)?;
+        let previous = r.try_get::<Option<Vec<u8>>, _>("sealed_previous")?.map(|b| reseal("previous", b)).transpose()?;
+        sqlx::query("UPDATE webhooks SET sealed_secret = $1, sealed_previous = $2, key_id = $3, updated_at = $4 WHERE id = $5")
+            .bind(secret)
+            .bind(previous)
+            .bind(target.id().to_string())
+            .bind(t)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(rows.len())
+}
+
 /// Drops every key except `target` from the key file, after checking that nothing uses them.
 async fn retire(db: &Db, keyring: &Keyring, target: KeyId) -> Result<Vec<String>, StartupError> {
     let KeySource::File(path) = keyring.source() else {
         return Err(StartupError::Other("keys from the environment are retired by removing them from CONNVAULT_MASTER_KEY_PREVIOUS".into()));
     };
-    let still: i64 = sqlx::query("SELECT (SELECT COUNT(*) FROM connection_secrets WHERE key_id <> $1) + (SELECT COUNT(*) FROM outbox WHERE key_id <> $1) AS n")
+    let still: i64 = sqlx::query("SELECT (SELECT COUNT(*) FROM connection_secrets WHERE key_id <> $1) + (SELECT COUNT(*) FROM outbox WHERE key_id <> $1) \
+         + (SELECT COUNT(*) FROM webhooks WHERE key_id <> $1) AS n")
         .bind(target.to_string())
         .fetch_one(db.pool())
         .await?

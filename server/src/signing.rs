@@ -62,7 +62,7 @@ fn request_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 }
 
 fn deliveries() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["smtp", "outbox"]}))
+    crate::schema::json_schema(serde_json::json!({"type": "string", "enum": ["queued", "sent", "failed", "outbox"]}))
 }
 
 fn status_states() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -116,11 +116,16 @@ pub struct AdminRequest {
     pub expires_at: String,
     #[schema(required = true)]
     pub answered_at: Option<String>,
-    /// How the email left: "smtp" or "outbox".
+    /// What became of the email: `queued` (waiting for the mail server, or retried after it
+    /// refused), `sent`, `failed` (every attempt failed: send the request again), or `outbox`
+    /// (no mail server is configured: an owner passes it on from the outbox).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = deliveries)]
     pub delivery: Option<String>,
-    /// The outbox message, when no mail server is configured.
+    /// Why the last delivery attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
+    /// The kept message (in the outbox).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox_id: Option<i64>,
 }
@@ -521,8 +526,9 @@ fn request_from_row(r: &sqlx::any::AnyRow) -> Result<AdminRequest> {
         requested_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
         answered_at: r.try_get("answered_at")?,
-        delivery: None,
-        outbox_id: None,
+        delivery: r.try_get("delivery")?,
+        delivery_error: r.try_get("delivery_error")?,
+        outbox_id: r.try_get("outbox_id")?,
     })
 }
 
@@ -534,8 +540,8 @@ async fn latest_request(db: &Db, connection_id: i64) -> Result<Option<AdminReque
 /// The latest request of `kind` for a connection.
 pub(crate) async fn latest_of_kind(db: &Db, connection_id: i64, kind: &RequestKind) -> Result<Option<AdminRequest>> {
     let row = sqlx::query(
-        "SELECT id, admin_email, state, requested_by, created_at, expires_at, answered_at FROM admin_requests WHERE connection_id = $1 AND kind = $2 \
-         ORDER BY id DESC LIMIT 1",
+        "SELECT r.id, r.admin_email, r.state, r.requested_by, r.created_at, r.expires_at, r.answered_at, r.outbox_id, o.delivery, o.last_error AS delivery_error \
+         FROM admin_requests r LEFT JOIN outbox o ON o.id = r.outbox_id WHERE r.connection_id = $1 AND r.kind = $2 ORDER BY r.id DESC LIMIT 1",
     )
     .bind(connection_id)
     .bind(kind.kind)
@@ -699,55 +705,35 @@ pub(crate) async fn send_request(
     .fetch_one(&mut *tx)
     .await?;
     let id: i64 = row.try_get("id")?;
+    let base = s.config.public_url.trim_end_matches('/');
+    let link = format!("{base}/{}/{}/{}?token={}", kind.page, url_part(&env.name), url_part(&c.name), token.expose_secret());
+    // The email is kept with the request and goes out through the job queue: a mail server
+    // that is down delays it (retried, its state on the page), it never loses the request.
+    let queued = s.mailer.queue(&mut tx, s.vault, &email(&link, &expires_at)).await?;
+    sqlx::query("UPDATE admin_requests SET outbox_id = $1 WHERE id = $2").bind(queued.id).bind(id).execute(&mut *tx).await?;
     audit::record(
         &mut tx,
         actor,
         Event::new(&format!("{}.send", kind.event))
             .environment(env.id, &env.name)
             .object("connection", &c.name)
-            .detail(json!({"provider": c.provider, "to": to, "expires_at": expires_at})),
+            .detail(json!({"provider": c.provider, "to": to, "expires_at": expires_at, "delivery": queued.delivery})),
     )
     .await?;
     tx.commit().await?;
-
-    let base = s.config.public_url.trim_end_matches('/');
-    let link = format!("{base}/{}/{}/{}?token={}", kind.page, url_part(&env.name), url_part(&c.name), token.expose_secret());
-    match s.mailer.send(s.db, s.vault, &email(&link, &expires_at)).await {
-        Ok(delivery) => {
-            let (delivery, outbox_id) = match delivery {
-                crate::mail::Delivery::Sent => ("smtp", None),
-                crate::mail::Delivery::Outbox { id } => ("outbox", Some(id)),
-            };
-            Ok(AdminRequest {
-                id,
-                admin_email: to.to_string(),
-                state: "open".into(),
-                requested_by: actor.label.clone(),
-                requested_at: t,
-                expires_at,
-                answered_at: None,
-                delivery: Some(delivery.into()),
-                outbox_id,
-            })
-        }
-        Err(e) => {
-            let mut tx = s.db.begin().await?;
-            sqlx::query("UPDATE admin_requests SET state = 'cancelled', updated_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&mut *tx).await?;
-            links::drop_links(&mut tx, kind.purpose, ("connection", c.id)).await?;
-            audit::record(
-                &mut tx,
-                actor,
-                Event::new(&format!("{}.send", kind.event))
-                    .outcome("failure")
-                    .environment(env.id, &env.name)
-                    .object("connection", &c.name)
-                    .detail(json!({"provider": c.provider, "to": to, "error": e.public_message()})),
-            )
-            .await?;
-            tx.commit().await?;
-            Err(e)
-        }
-    }
+    crate::jobs::wake(crate::mail::MAIL_JOB);
+    Ok(AdminRequest {
+        id,
+        admin_email: to.to_string(),
+        state: "open".into(),
+        requested_by: actor.label.clone(),
+        requested_at: t,
+        expires_at,
+        answered_at: None,
+        delivery: Some(queued.delivery.into()),
+        delivery_error: None,
+        outbox_id: Some(queued.id),
+    })
 }
 
 fn url_part(text: &str) -> String {

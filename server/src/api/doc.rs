@@ -221,3 +221,15 @@ pub fn optional_body<S>(mut routes: utoipa_axum::router::UtoipaMethodRouter<S>, 
     assert!(found, "no operation {operation_id} with a request body");
     routes
 }
+
+/// `{env}` and a webhook's `{id}`.
+pub struct WebhookPath;
+params_doc!(WebhookPath, || vec![env_param(), param("id", ParameterIn::Path, true, json!({"type": "integer", "format": "int64"}), Some("The webhook's id"))]);
+
+/// `{env}`, a webhook's `{id}` and one of its deliveries' `{delivery_id}`.
+pub struct DeliveryPath;
+params_doc!(DeliveryPath, || vec![
+    env_param(),
+    param("id", ParameterIn::Path, true, json!({"type": "integer", "format": "int64"}), Some("The webhook's id")),
+    param("delivery_id", ParameterIn::Path, true, json!({"type": "integer", "format": "int64"}), Some("The delivery's id"))
+]);

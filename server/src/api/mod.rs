@@ -17,6 +17,7 @@ mod credentials;
 pub mod doc;
 mod integrations;
 mod outbox;
+mod webhooks;
 pub mod principal;
 mod promotion;
 mod proxy;
@@ -45,6 +46,7 @@ fn api_router() -> OpenApiRouter<Services> {
                 .merge(certificates::router())
                 .merge(credentials::router())
                 .merge(outbox::router())
+                .merge(webhooks::router())
                 .routes(routes!(openapi))
                 .fallback(api_not_found),
         )

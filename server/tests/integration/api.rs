@@ -221,6 +221,10 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let private_key = server::connections::open_secret(&api.s.db, &api.s.vault, "DEV", "SF_Marked", "private_key").await.unwrap();
         let key_sample = private_key.expose_secret()[40..104].to_string();
         assert!(!eml.contains(&key_sample), "the request email carries only the certificate");
+        let (st, hook, text) =
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/webhooks", Some(json!({"url": "https://hooks.example.com/in", "events": ["*"]}))).await;
+        assert_eq!(st, 201, "{text}");
+        let hook_id = hook["id"].as_i64().unwrap().to_string();
         // Every GET route the OpenAPI document lists (a test below checks it against the
         // router, so a new route cannot be left out), plus the list filters and feeds.
         let doc: Value = serde_json::from_str(server::api::openapi_json()).unwrap();
@@ -231,8 +235,8 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
             .filter(|(_, item)| item.get("get").is_some())
             .map(|(path, _)| {
                 let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
-                let path =
-                    path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", &outbox_id.to_string());
+                let id = if path.contains("/webhooks/") { hook_id.clone() } else { outbox_id.to_string() };
+                let path = path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", &id);
                 if path.ends_with("/admin-response") {
                     format!("{path}?token={link_token}")
                 } else if path.ends_with("/credential-response") {
@@ -346,7 +350,7 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 38);
+    assert_eq!(checked, 47);
 }
 
 /// What the contract test (scripts/contract.sh) relies on in the generated OpenAPI document:
@@ -422,6 +426,15 @@ fn the_openapi_document_keeps_its_strictness() {
         ("integrationToken", &[200, 401, 403, 404, 409, 422, 424, 429]),
         ("exportEnvironment", &[200, 401, 403, 404, 429]),
         ("importBundle", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
+        ("listWebhooks", &[200, 401, 403, 404, 429]),
+        ("createWebhook", &[201, 400, 401, 403, 404, 413, 422, 429]),
+        ("getWebhook", &[200, 401, 403, 404, 429]),
+        ("updateWebhook", &[200, 400, 401, 403, 404, 413, 422, 429]),
+        ("deleteWebhook", &[204, 401, 403, 404, 429]),
+        ("listWebhookDeliveries", &[200, 401, 403, 404, 422, 429]),
+        ("retryWebhookDelivery", &[202, 401, 403, 404, 429]),
+        ("rotateWebhookSecret", &[200, 401, 403, 404, 429]),
+        ("testWebhook", &[202, 401, 403, 404, 429]),
     ];
     let mut operations = std::collections::BTreeMap::new();
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -113,8 +113,9 @@ async fn smtp_delivers_one_mime_message_with_auth_plain() {
         assert_eq!(r.rcpt_to, ["admin@example.com"]);
         assert_wire_clean(&r.data);
         check_message(&r.data, SUBJECT);
-        // Sent, so nothing waits in the outbox.
-        assert!(mail::list(&s.db, &Default::default(), None).await.unwrap().items.is_empty());
+        // Kept, sealed, as sent.
+        let kept = mail::list(&s.db, &Default::default(), None).await.unwrap().items;
+        assert_eq!((kept[0].delivery.as_str(), kept[0].attempts, kept[0].sent_at.is_some()), ("sent", 1, true));
     }
 }
 
@@ -185,7 +186,10 @@ async fn a_refused_recipient_names_the_server_and_its_reason() {
     assert!(text.contains("550") && text.contains("no such user here"), "{text}");
     assert!(!text.contains("pass"), "{text}");
     assert!(smtp.received().is_empty());
-    assert!(mail::list(&s.db, &Default::default(), None).await.unwrap().items.is_empty(), "a failed send is not kept");
+    // Kept for the queue to try again, with the reason.
+    let kept = mail::list(&s.db, &Default::default(), None).await.unwrap().items;
+    assert_eq!((kept.len(), kept[0].delivery.as_str(), kept[0].attempts), (1, "queued", 1));
+    assert!(kept[0].last_error.as_deref().is_some_and(|e| e.contains("no such user here")), "{:?}", kept[0].last_error);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod credential_requests;
 mod entra;
 mod feeds;
 mod integrations;
+mod jobs;
 mod limits;
 mod mail;
 mod microsoft;

@@ -572,8 +572,12 @@ async fn the_request_email_goes_through_a_real_smtp_server_with_the_certificate_
     let (st, issued, text) =
         api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/SF_Main/certificate", Some(json!({"send_request": true, "key_bits": 4096}))).await;
     assert_eq!(st, 201, "{text}");
-    assert_eq!((issued["certificate"]["bits"].as_i64(), issued["request"]["delivery"].as_str()), (Some(4096), Some("smtp")));
+    assert_eq!((issued["certificate"]["bits"].as_i64(), issued["request"]["delivery"].as_str()), (Some(4096), Some("queued")));
     let (_, _, pem) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Main/certificate", None).await;
+    // The email goes out from the job queue.
+    assert_eq!(server::jobs::drain(&api.s.db, &api.s, &server::workers::KINDS).await.unwrap(), 1);
+    let (_, status, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/SF_Main/status", None).await;
+    assert_eq!(status["request"]["delivery"], "sent", "{status}");
 
     let received = smtp.received();
     assert_eq!(received.len(), 1);

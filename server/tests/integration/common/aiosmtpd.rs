@@ -50,6 +50,11 @@ fn venv() -> PathBuf {
 impl RealSmtp {
     /// The server, or `None` (after a loud notice) when aiosmtpd is not installed outside CI.
     pub fn start(behaviour: Behaviour) -> Option<RealSmtp> {
+        RealSmtp::start_on(behaviour, 0)
+    }
+
+    /// [`RealSmtp::start`] on loopback port `port` (0: any free one).
+    pub fn start_on(behaviour: Behaviour, port: u16) -> Option<RealSmtp> {
         let python = venv().join("bin/python");
         let present = Command::new(&python).args(["-c", "import aiosmtpd"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
         if !present {
@@ -70,6 +75,7 @@ impl RealSmtp {
         if behaviour.refuse_rcpt {
             command.arg("--refuse-rcpt");
         }
+        command.args(["--port", &port.to_string()]);
         // Its stdin is a pipe from us: when this process ends, so does the server.
         let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut line = String::new();

@@ -65,6 +65,7 @@ async def main():
     parser.add_argument("folder")
     parser.add_argument("--auth", default="")
     parser.add_argument("--refuse-rcpt", action="store_true")
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     offered = set(args.auth.split())
     handler = Sink(args.folder, args.refuse_rcpt)
@@ -80,7 +81,7 @@ async def main():
             auth_exclude_mechanism=ALL_MECHANISMS - offered,
         )
 
-    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", args.port)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

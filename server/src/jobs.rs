@@ -1,0 +1,394 @@
+//! The durable job queue, in the style of crates.io's background jobs: [`enqueue`] inserts a
+//! job in the caller's transaction (the change and the work it causes commit together, or
+//! neither), workers run it at least once, a failed run is tried again after the kind's
+//! back-off, and every job stays visible with its state, attempts and last error.
+//!
+//! On PostgreSQL a worker claims a job with `FOR UPDATE SKIP LOCKED` and holds its row lock
+//! until the run is recorded: several servers on one database never run a job at the same time,
+//! and a server that dies mid-run loses its connection and with it the lock, so another (or the
+//! restarted one) takes the job at once. On SQLite the one process marks a job `running` in a
+//! short transaction (a long one would block every writer) and, on start, puts the jobs a dead
+//! process left running back in the queue.
+//!
+//! This module knows no job: [`Kind`]s (a name, a concurrency, a back-off and a handler over a
+//! context `C`) are given to [`start`] by whoever assembles the server (`crate::workers`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::db::{format_time, now, Backend, Db, Tx};
+use crate::error::{Error, Result};
+
+/// What a handler returns when a run did not do its work.
+#[derive(Debug)]
+pub enum JobError {
+    /// Try again after the kind's next pause (a mail server that is down, a receiver that
+    /// answers 500); after the last one the job is `failed`.
+    Retry(String),
+    /// Trying again cannot help (the row it names is gone): the job is `failed` at once.
+    Fatal(String),
+}
+
+impl From<Error> for JobError {
+    fn from(e: Error) -> Self {
+        JobError::Retry(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        JobError::Retry(format!("database: {e}"))
+    }
+}
+
+pub type JobFuture<'a> = Pin<Box<dyn Future<Output = std::result::Result<(), JobError>> + Send + 'a>>;
+
+/// One kind of job.
+pub struct Kind<C: 'static> {
+    pub name: &'static str,
+    /// How many of this kind one server runs at once.
+    pub concurrency: usize,
+    /// The pause before each further attempt: attempts = pauses + 1.
+    pub backoff: &'static [Duration],
+    /// Runs one job: the context and the job's payload.
+    pub run: for<'a> fn(&'a C, &'a Value) -> JobFuture<'a>,
+}
+
+/// Wakes this process's workers of `kind` when a job of it was committed here (other servers
+/// find it when they next look, within [`POLL`]).
+static WAKE: LazyLock<Mutex<HashMap<String, Arc<Notify>>>> = LazyLock::new(Default::default);
+
+fn waker(kind: &str) -> Arc<Notify> {
+    WAKE.lock().unwrap_or_else(|e| e.into_inner()).entry(kind.to_string()).or_default().clone()
+}
+
+/// Tells this process's workers of `kind` to look now; call after the enqueuing transaction
+/// committed (a worker that looks before the commit finds nothing and waits for the poll).
+pub fn wake(kind: &str) {
+    waker(kind).notify_one();
+}
+
+/// [`wake`] for callers inside the enqueuing transaction, which commits after they return: the
+/// workers look a moment later (and again, should the commit take longer).
+pub fn wake_after_commit(kind: &'static str) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    tokio::spawn(async move {
+        for pause in [Duration::from_millis(5), Duration::from_millis(50)] {
+            tokio::time::sleep(pause).await;
+            wake(kind);
+        }
+    });
+}
+
+/// How often an idle worker looks for due jobs.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// Inserts a job of `kind` that runs as soon as a worker is free. Call [`wake`] after commit.
+pub async fn enqueue(tx: &mut Tx<'_>, kind: &str, payload: &Value) -> Result<i64> {
+    enqueue_at(tx, kind, payload, &now(), None).await.map(|id| id.expect("a job without a key is always inserted"))
+}
+
+/// Inserts a job of `kind` due at `run_at`. With a `dedupe_key`, nothing is inserted (`None`)
+/// while a job with that key is queued or running.
+pub async fn enqueue_at(tx: &mut Tx<'_>, kind: &str, payload: &Value, run_at: &str, dedupe_key: Option<&str>) -> Result<Option<i64>> {
+    let t = now();
+    let row = sqlx::query(
+        "INSERT INTO jobs (kind, payload, run_at, dedupe_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (dedupe_key) WHERE state IN ('queued', 'running') DO NOTHING RETURNING id",
+    )
+    .bind(kind)
+    .bind(payload.to_string())
+    .bind(run_at)
+    .bind(dedupe_key)
+    .bind(&t)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| r.try_get("id")).transpose().map_err(Into::into)
+}
+
+/// A job as the jobs page and the API show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Value,
+    /// `queued`, `running`, `done` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub run_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn job_of(r: &sqlx::any::AnyRow) -> Result<Job> {
+    let payload: String = r.try_get("payload")?;
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::String(payload)),
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        run_at: r.try_get("run_at")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, run_at, last_error, created_at, updated_at";
+
+/// One job.
+pub async fn get(db: &Db, id: i64) -> Result<Job> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))).bind(id).fetch_optional(db.pool()).await?;
+    job_of(&row.ok_or_else(|| Error::NotFound(format!("there is no job {id}")))?)
+}
+
+/// The newest jobs, optionally of one state, newest first.
+pub async fn list(db: &Db, state: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2")))
+        .bind(state)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(job_of).collect()
+}
+
+/// How many jobs are in each state (for `/health` and the jobs page).
+pub async fn counts(db: &Db) -> Result<HashMap<String, i64>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetch_all(db.pool()).await?;
+    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+}
+
+/// Makes a queued or failed job due now (an operator's "run again"); its attempts start over
+/// for a failed one.
+pub async fn retry_now(db: &Db, id: i64) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'queued', run_at = $1, updated_at = $1, attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END \
+         WHERE id = $2 AND state IN ('queued', 'failed')",
+    )
+    .bind(now())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(Error::Conflict { code: "job_not_waiting", message: format!("job {id} is not waiting or failed (it is running, done or gone)") });
+    }
+    let kind: String = sqlx::query_scalar("SELECT kind FROM jobs WHERE id = $1").bind(id).fetch_one(db.pool()).await?;
+    wake(&kind);
+    Ok(())
+}
+
+/// Jobs that finished more than `keep` ago are deleted; returns how many.
+pub async fn prune(db: &Db, keep: Duration) -> Result<u64> {
+    let before = format_time(chrono::Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7)));
+    Ok(sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1").bind(before).execute(db.pool()).await?.rows_affected())
+}
+
+/// A claimed job.
+struct Claimed {
+    id: i64,
+    payload: Value,
+    attempts: i64,
+    /// PostgreSQL: the transaction holding the row lock, in which the outcome is written.
+    lock: Option<Tx<'static>>,
+}
+
+async fn claim(db: &Db, kind: &str) -> Result<Option<Claimed>> {
+    let t = now();
+    match db.backend() {
+        Backend::Postgres => {
+            let mut tx = db.begin().await?;
+            let row = sqlx::query(
+                "SELECT id, payload, attempts FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= $2 ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(kind)
+            .bind(&t)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let payload: String = row.try_get("payload")?;
+            Ok(Some(Claimed { id: row.try_get("id")?, payload: serde_json::from_str(&payload).unwrap_or(Value::Null), attempts: row.try_get("attempts")?, lock: Some(tx) }))
+        }
+        Backend::Sqlite => {
+            let row = sqlx::query(
+                "UPDATE jobs SET state = 'running', updated_at = $2 WHERE id = (SELECT id FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= $2 \
+                 ORDER BY run_at, id LIMIT 1) RETURNING id, payload, attempts",
+            )
+            .bind(kind)
+            .bind(&t)
+            .fetch_optional(db.pool())
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let payload: String = row.try_get("payload")?;
+            Ok(Some(Claimed { id: row.try_get("id")?, payload: serde_json::from_str(&payload).unwrap_or(Value::Null), attempts: row.try_get("attempts")?, lock: None }))
+        }
+    }
+}
+
+/// Writes the outcome of a run: done, again after the next pause, or failed.
+async fn finish(db: &Db, job: Claimed, outcome: std::result::Result<(), JobError>, backoff: &[Duration]) -> Result<()> {
+    let attempts = job.attempts + 1;
+    let t = now();
+    let (state, run_at, error) = match outcome {
+        Ok(()) => ("done", t.clone(), None),
+        Err(JobError::Fatal(e)) => ("failed", t.clone(), Some(e)),
+        Err(JobError::Retry(e)) => match backoff.get(job.attempts as usize) {
+            Some(pause) => ("queued", format_time(chrono::Utc::now() + chrono::Duration::from_std(*pause).unwrap_or_default()), Some(e)),
+            None => ("failed", t.clone(), Some(e)),
+        },
+    };
+    let sql = "UPDATE jobs SET state = $1, attempts = $2, run_at = $3, last_error = $4, updated_at = $5 WHERE id = $6";
+    let q = sqlx::query(sql).bind(state).bind(attempts).bind(&run_at).bind(error.as_deref().map(|e| truncate(e, 2000))).bind(&t).bind(job.id);
+    match job.lock {
+        Some(mut tx) => {
+            q.execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        None => {
+            q.execute(db.pool()).await?;
+        }
+    }
+    Ok(())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The running workers; dropping it does not stop them, [`Workers::stop`] does.
+pub struct Workers {
+    stop: Arc<Notify>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops claiming; waits for the runs in progress to be recorded.
+    pub async fn stop(self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.notify_waiters();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the workers of every kind in `kinds` (each `concurrency` at a time). On SQLite the
+/// jobs a dead process left `running` are queued again first.
+///
+/// At most `max_running` jobs run at once over all kinds: on PostgreSQL each running job holds
+/// a database connection (its row lock) besides the ones its work uses.
+pub async fn start<C: Send + Sync + 'static>(db: Db, ctx: Arc<C>, kinds: &'static [Kind<C>], max_running: usize) -> Result<Workers> {
+    if db.backend() == Backend::Sqlite {
+        let n = sqlx::query("UPDATE jobs SET state = 'queued', updated_at = $1 WHERE state = 'running'").bind(now()).execute(db.pool()).await?.rows_affected();
+        if n > 0 {
+            tracing::warn!(jobs = n, "jobs a previous run left running are queued again");
+        }
+    }
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let all = Arc::new(Semaphore::new(max_running.max(1)));
+    for kind in kinds {
+        let (db, ctx, stop, stopped, all) = (db.clone(), ctx.clone(), stop.clone(), stopped.clone(), all.clone());
+        tasks.push(tokio::spawn(async move { dispatch(db, ctx, kind, all, stop, stopped).await }));
+    }
+    Ok(Workers { stop, stopped, tasks })
+}
+
+/// One kind's loop: claims due jobs while a slot is free, runs each in its own task.
+async fn dispatch<C: Send + Sync + 'static>(
+    db: Db,
+    ctx: Arc<C>,
+    kind: &'static Kind<C>,
+    all: Arc<Semaphore>,
+    stop: Arc<Notify>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let slots = Arc::new(Semaphore::new(kind.concurrency.max(1)));
+    let wake = waker(kind.name);
+    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    loop {
+        if stopped.load(std::sync::atomic::Ordering::SeqCst) || db.pool().is_closed() {
+            break;
+        }
+        let slot = (slots.clone().acquire_owned().await.expect("never closed"), all.clone().acquire_owned().await.expect("never closed"));
+        match claim(&db, kind.name).await {
+            Ok(Some(job)) => {
+                let (db, ctx) = (db.clone(), ctx.clone());
+                running.push(tokio::spawn(async move {
+                    let id = job.id;
+                    let outcome = (kind.run)(&ctx, &job.payload).await;
+                    if let Err(e) = &outcome {
+                        tracing::info!(job = id, kind = kind.name, attempt = job.attempts + 1, error = ?e, "job run failed");
+                    }
+                    if let Err(e) = finish(&db, job, outcome, kind.backoff).await {
+                        tracing::warn!(job = id, kind = kind.name, error = %e, "recording a job's outcome failed; it runs again");
+                    }
+                    drop(slot);
+                }));
+                running.retain(|t| !t.is_finished());
+            }
+            Ok(None) => {
+                drop(slot);
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = stop.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+            Err(e) => {
+                drop(slot);
+                if db.pool().is_closed() {
+                    break;
+                }
+                tracing::warn!(kind = kind.name, error = %e, "claiming a job failed");
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+    for t in running {
+        let _ = t.await;
+    }
+}
+
+/// Runs every due job of `kinds` in this task until none is due (tests and `connvault jobs
+/// run`); returns how many runs were made.
+pub async fn drain<C: Send + Sync + 'static>(db: &Db, ctx: &C, kinds: &'static [Kind<C>]) -> Result<usize> {
+    let mut n = 0;
+    loop {
+        let mut any = false;
+        for kind in kinds {
+            while let Some(job) = claim(db, kind.name).await? {
+                let outcome = (kind.run)(ctx, &job.payload).await;
+                finish(db, job, outcome, kind.backoff).await?;
+                n += 1;
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(n);
+        }
+    }
+}

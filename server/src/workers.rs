@@ -1,0 +1,156 @@
+//! The server's background work, on the job queue (`crate::jobs`): the kinds of job it runs
+//! (email, webhook deliveries, scheduled connection checks) and the scheduler that enqueues
+//! the periodic ones. Every `connvault serve` runs them; on one PostgreSQL each job runs on one
+//! server at a time, and the scheduler's work is claimed row by row, so several servers never
+//! check one connection twice in a period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::db::{format_time, now, Db};
+use crate::error::Result;
+use crate::events::DELIVERY_JOB;
+use crate::jobs::{self, JobError, JobFuture, Kind, Workers};
+use crate::mail::{MAIL_BACKOFF, MAIL_JOB};
+use crate::services::Services;
+
+/// The job that checks one connection (payload `{"connection_id": N}`).
+pub const HEALTH_JOB: &str = "health.check";
+/// How often the scheduler looks for due checks and old jobs.
+pub const TICK: Duration = Duration::from_secs(15);
+/// Finished jobs are kept this long (for the jobs page), then deleted.
+pub const KEEP_DONE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn id_of(payload: &Value, field: &str) -> std::result::Result<i64, JobError> {
+    payload.get(field).and_then(Value::as_i64).ok_or_else(|| JobError::Fatal(format!("the job's payload has no {field}")))
+}
+
+fn send_mail<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move {
+        let id = id_of(payload, "outbox_id")?;
+        s.mailer.deliver(&s.db, &s.vault, id).await.map_err(|e| JobError::Retry(e.public_message()))
+    })
+}
+
+fn deliver_webhook<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move {
+        let id = id_of(payload, "delivery_id")?;
+        let handles = crate::webhooks::Handles { db: &s.db, vault: &s.vault, outbound: &s.outbound, mailer: &s.mailer, public_url: &s.config.public_url };
+        crate::webhooks::deliver(handles, id).await
+    })
+}
+
+fn check_connection<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move {
+        let id = id_of(payload, "connection_id")?;
+        crate::checks::scheduled(s.signing(), id).await.map(|_| ()).map_err(|e| JobError::Fatal(e.public_message()))
+    })
+}
+
+/// Every kind of job the server runs.
+pub static KINDS: [Kind<Services>; 3] = [
+    Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: send_mail },
+    Kind { name: DELIVERY_JOB, concurrency: 8, backoff: &crate::webhooks::BACKOFF, run: deliver_webhook },
+    // A check that could not run waits for the next period rather than being retried.
+    Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: check_connection },
+];
+
+/// The running workers and scheduler of one server.
+pub struct Running {
+    workers: Workers,
+    scheduler: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the scheduler, then the workers (runs in progress are recorded first).
+    pub async fn stop(self) {
+        self.scheduler.abort();
+        let _ = self.scheduler.await;
+        self.workers.stop().await;
+    }
+}
+
+/// Starts the workers of [`KINDS`] and the scheduler.
+pub async fn start(s: &Services) -> Result<Running> {
+    let workers = jobs::start(s.db.clone(), Arc::new(s.clone()), &KINDS, s.config.jobs_running_limit()).await?;
+    let services = s.clone();
+    let scheduler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tick.tick().await;
+            if services.db.pool().is_closed() {
+                break;
+            }
+            if let Err(e) = schedule(&services.db).await {
+                tracing::warn!(error = %e, "scheduling background work failed; trying again next tick");
+            }
+        }
+    });
+    Ok(Running { workers, scheduler })
+}
+
+/// One scheduler tick: due connection checks enqueued, old finished jobs deleted.
+pub async fn schedule(db: &Db) -> Result<usize> {
+    let n = schedule_checks(db).await?;
+    jobs::prune(db, KEEP_DONE).await?;
+    Ok(n)
+}
+
+/// Where in its environment's period a connection is checked: spread by id, so that a
+/// thousand connections are not all checked in the same minute.
+fn first_check(id: i64, period: chrono::Duration) -> String {
+    let secs = period.num_seconds().max(1);
+    format_time(chrono::Utc::now() + chrono::Duration::seconds((id.wrapping_mul(2_654_435_761) & 0x7fff_ffff) % secs))
+}
+
+/// Gives every connection without one a check time in its period, then enqueues the checks
+/// that are due (at most 500 a tick). Each due row is taken by one server only: its next time
+/// is moved on only where it still holds the time this server read.
+pub async fn schedule_checks(db: &Db) -> Result<usize> {
+    let new = sqlx::query(
+        "SELECT c.id, e.check_every_hours FROM connections c JOIN environments e ON e.id = c.environment_id \
+         WHERE e.check_every_hours > 0 AND NOT EXISTS (SELECT 1 FROM health_schedule h WHERE h.connection_id = c.id) LIMIT 1000",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    for r in &new {
+        let (id, hours): (i64, i64) = (r.try_get("id")?, r.try_get("check_every_hours")?);
+        sqlx::query("INSERT INTO health_schedule (connection_id, next_check_at) VALUES ($1, $2) ON CONFLICT (connection_id) DO NOTHING")
+            .bind(id)
+            .bind(first_check(id, chrono::Duration::hours(hours)))
+            .execute(db.pool())
+            .await?;
+    }
+    let t = now();
+    let due = sqlx::query(
+        "SELECT h.connection_id, h.next_check_at, e.check_every_hours FROM health_schedule h JOIN connections c ON c.id = h.connection_id \
+         JOIN environments e ON e.id = c.environment_id WHERE h.next_check_at <= $1 AND e.check_every_hours > 0 ORDER BY h.next_check_at LIMIT 500",
+    )
+    .bind(&t)
+    .fetch_all(db.pool())
+    .await?;
+    let mut queued = 0;
+    for r in &due {
+        let (id, at, hours): (i64, String, i64) = (r.try_get("connection_id")?, r.try_get("next_check_at")?, r.try_get("check_every_hours")?);
+        let next = format_time(chrono::Utc::now() + chrono::Duration::hours(hours));
+        let mut tx = db.begin().await?;
+        let taken = sqlx::query("UPDATE health_schedule SET next_check_at = $1 WHERE connection_id = $2 AND next_check_at = $3")
+            .bind(&next)
+            .bind(id)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if taken == 1 && jobs::enqueue_at(&mut tx, HEALTH_JOB, &json!({ "connection_id": id }), &t, Some(&format!("health:{id}"))).await?.is_some() {
+            queued += 1;
+        }
+        tx.commit().await?;
+    }
+    if queued > 0 {
+        jobs::wake(HEALTH_JOB);
+    }
+    Ok(queued)
+}
