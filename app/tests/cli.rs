@@ -960,3 +960,115 @@ fn a_backup_moves_an_instance_to_another_data_folder() {
     let out = run_in(b.path(), &["backup", "restore", "--file", file_arg, "--replace"], &with_passphrase, "");
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// A webhook receiver on loopback that records each request's `webhook-id` and leaves the first
+/// one unanswered (the delivery is in flight when the server is killed); later ones get 200.
+fn hanging_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ids.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // The head and the body (Content-Length).
+            loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = header(head, "content-length").first().and_then(|v| v.parse().ok()).unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&buf).to_string();
+            let id = header(&text, "webhook-id").first().map(|s| s.to_string()).unwrap_or_default();
+            let first = {
+                let mut ids = seen.lock().unwrap();
+                ids.push(id);
+                ids.len() == 1
+            };
+            if first {
+                held.push(stream); // never answered
+            } else {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        }
+    });
+    (port, ids)
+}
+
+/// The server killed with SIGKILL while a webhook delivery is in flight: after the restart the
+/// event is delivered, with the same `webhook-id` (on SQLite the restarted server queues the job
+/// its predecessor left running; on PostgreSQL the dead server's row lock went with its
+/// connection, so the job is free at once).
+#[test]
+fn a_webhook_in_flight_when_the_server_is_killed_is_delivered_after_the_restart() {
+    let mut databases = vec![None];
+    match std::env::var("CONNVAULT_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) {
+        Some(admin) => {
+            let db_name = format!("cv_killed_hook_{}_{}", std::process::id(), free_port());
+            let created = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {db_name}")]).output().unwrap();
+            assert!(created.status.success(), "psql: {}", text(&created.stderr));
+            databases.push(Some(format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0)));
+        }
+        None => assert!(std::env::var("CI").as_deref() != Ok("true"), "CONNVAULT_TEST_POSTGRES_URL is not set: under CI the PostgreSQL test must run"),
+    }
+    for database in databases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = vec![("CONNVAULT_ALLOW_LOOPBACK", "1".to_string()), ("CONNVAULT_MASTER_KEY", "a2lsbGVkLXdlYmhvb2stdGVzdC1tYXN0ZXIta2V5ISE=".to_string())];
+        if let Some(url) = &database {
+            vars.push(("DATABASE_URL", url.clone()));
+        }
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut c = cmd(dir.path());
+        c.envs(vars.iter().copied()).args(["api-key", "create", "--name", "hooks", "--grant", "*:*:rw"]);
+        let out = run(c, "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let bearer = format!("Bearer {}", text(&out.stdout).trim());
+        let (receiver, ids) = hanging_receiver();
+        let port = free_port();
+        let mut server = serve_with(dir.path(), port, &vars);
+        let api = |method: &str, path: &str, body: &str| {
+            let (status, _, text) = request(port, method, path, &[("Authorization", &bearer), ("Content-Type", "application/json")], body).unwrap();
+            (status, text)
+        };
+        let (status, hook) = api("POST", "/api/v1/environments/DEV/webhooks", &format!(r#"{{"url": "http://127.0.0.1:{receiver}/hook", "events": ["*"]}}"#));
+        assert_eq!(status, 201, "{hook}");
+        let hook: serde_json::Value = serde_json::from_str(&hook).unwrap();
+        let id = hook["id"].as_i64().unwrap();
+        let (status, text) = api("POST", &format!("/api/v1/environments/DEV/webhooks/{id}/test"), "");
+        assert_eq!(status, 202, "{text}");
+        let start = Instant::now();
+        while ids.lock().unwrap().is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(30), "the delivery never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+
+        let _server = serve_with(dir.path(), port, &vars);
+        let start = Instant::now();
+        loop {
+            let (_, log) = api("GET", &format!("/api/v1/environments/DEV/webhooks/{id}/deliveries"), "");
+            let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+            if log[0]["state"] == "delivered" {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "not delivered after the restart: {log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ids = ids.lock().unwrap().clone();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(ids[0].starts_with("msg_") && ids[0] == ids[1], "the same webhook-id after the restart: {ids:?}");
+    }
+}
