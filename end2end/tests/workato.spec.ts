@@ -58,11 +58,14 @@ test('a developer creates a Workato connection without its token and asks the wo
   await page.getByRole('button', { name: 'Request credentials' }).click();
   await expect(page.getByTestId('credential-request')).toContainText(`Request to ${ADMIN}`);
   await expect(page.getByTestId('credential-request')).toContainText('open');
+  // No mail server in these tests: the page says the email waits in the outbox.
+  await expect(page.getByTestId('credential-request')).toContainText('Email not sent: no mail server is configured');
   await expect(page.getByRole('button', { name: 'Send the request again' })).toBeVisible();
 
   await page.goto('/outbox');
   await hydrated(page);
   const row = page.getByTestId('outbox').getByRole('row', { name: /asks you for the Workato credentials of WK_Main/ });
+  await expect(row.getByTestId('delivery')).toHaveText('Not sent: pass it on');
   await row.getByRole('link', { name: 'Show' }).click();
   const message = page.getByTestId('outbox-message');
   await expect(message).toContainText('API platform');

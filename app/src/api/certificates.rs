@@ -35,6 +35,25 @@ pub struct RequestView {
     pub requested_at: String,
     pub expires_at: String,
     pub answered_at: Option<String>,
+    /// The email's delivery: `queued`, `sent`, `failed` or `outbox`.
+    #[serde(default)]
+    pub delivery: Option<String>,
+    #[serde(default)]
+    pub delivery_error: Option<String>,
+}
+
+impl RequestView {
+    /// What became of the request's email, in words.
+    pub fn delivery_words(&self) -> Option<String> {
+        let error = self.delivery_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        Some(match self.delivery.as_deref()? {
+            "sent" => "Email sent.".to_string(),
+            "queued" if self.delivery_error.is_none() => "Email being sent.".to_string(),
+            "queued" => format!("Email not delivered yet; connvault keeps trying{error}."),
+            "failed" => format!("Email not delivered: every attempt failed{error}. Check the mail server, then send the request again."),
+            _ => "Email not sent: no mail server is configured. An owner passes it on from the Outbox.".to_string(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,10 @@ pub struct OutboxEntry {
     pub subject: String,
     pub size: i64,
     pub attachments: Vec<String>,
+    /// `outbox`, `queued`, `sent` or `failed`.
+    pub delivery: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +40,17 @@ pub struct OutboxMessage {
 
 #[cfg(feature = "ssr")]
 fn entry(m: server::mail::OutboxItem) -> OutboxEntry {
-    OutboxEntry { id: m.id, at: m.created_at, to: m.to, subject: m.subject, size: m.size, attachments: m.attachments }
+    OutboxEntry {
+        id: m.id,
+        at: m.created_at,
+        to: m.to,
+        subject: m.subject,
+        size: m.size,
+        attachments: m.attachments,
+        delivery: m.delivery,
+        attempts: m.attempts,
+        last_error: m.last_error,
+    }
 }
 
 /// The signed-in owner's services (the outbox's messages carry one-time links).

@@ -174,7 +174,7 @@ fn StatusBox(st: SigningView, download: String) -> impl IntoView {
         {st.certificate.as_ref().map(|c| view! { <p class=if c.expires_soon { "notice" } else { "muted" }>{certificate_line(c)}</p> })}
         {st.pending_certificate.as_ref().map(|c| view! { <p class="notice">{certificate_line(c)} " — in use once it has worked"</p> })}
         {st.request.clone().map(|r| view! {
-            <p class="muted">"Request to " {r.admin_email} " on " {short_time(&r.requested_at)} " by " {r.requested_by} ": " {r.state}</p>
+            <p class="muted">"Request to " {r.admin_email.clone()} " on " {short_time(&r.requested_at)} " by " {r.requested_by.clone()} ": " {r.state.clone()} {r.delivery_words().map(|w| format!(" · {w}"))}</p>
         })}
         {(st.certificate.is_some() || st.pending_certificate.is_some()).then(|| view! { <p><a href=download download>"Download certificate (.crt)"</a></p> })}
     }

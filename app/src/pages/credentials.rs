@@ -41,7 +41,7 @@ pub fn CredentialPanel(environment: String, name: String, admin: String, admin_e
                 {move || Suspend::new(async move {
                     match state.await {
                         Ok(Some(r)) => view! {
-                            <p class="muted" data-testid="credential-request">"Request to " {r.admin_email} " on " {short_time(&r.requested_at)} " by " {r.requested_by} ": " {r.state}</p>
+                            <p class="muted" data-testid="credential-request">"Request to " {r.admin_email.clone()} " on " {short_time(&r.requested_at)} " by " {r.requested_by.clone()} ": " {r.state.clone()} {r.delivery_words().map(|w| format!(" · {w}"))}</p>
                         }.into_any(),
                         Ok(None) => view! { <p class="muted" data-testid="credential-request">"No request yet."</p> }.into_any(),
                         Err(e) => error_view(&e),

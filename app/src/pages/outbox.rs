@@ -57,9 +57,9 @@ pub fn OutboxPage() -> impl IntoView {
                     match messages.await {
                         Ok(page) => {
                             let about = if page.delivery == "outbox" {
-                                "No mail server is configured (CONNVAULT_SMTP_URL), so connvault keeps its emails here. Pass each one on: download the .eml and open it in your mail program, or copy the text. They carry one-time links meant for their recipient only.".to_string()
+                                "No mail server is configured (CONNVAULT_SMTP_URL), so connvault keeps its emails here, not sent. Pass each one on: download the .eml and open it in your mail program, or copy the text. They carry one-time links meant for their recipient only.".to_string()
                             } else {
-                                format!("New emails go out by {}; these were kept while no mail server was configured.", page.delivery)
+                                format!("Emails go out by {}. Every email is kept here with its delivery: one the mail server refused is tried again for about 16 hours; those marked \"not sent\" were kept while no mail server was configured.", page.delivery)
                             };
                             let older = page.older.map(|c| format!("/outbox?cursor={}", urlencode(&c)));
                             let list = if page.items.is_empty() {
@@ -88,17 +88,26 @@ fn OutboxTable(items: Vec<OutboxEntry>, cursor: String) -> impl IntoView {
     view! {
         <div class="table-wrap">
             <table data-testid="outbox">
-                <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"To"</th><th scope="col">"Subject"</th><th scope="col">"Attachments"</th><th scope="col">"Message"</th></tr></thead>
+                <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"To"</th><th scope="col">"Subject"</th><th scope="col">"Attachments"</th><th scope="col">"Delivery"</th><th scope="col">"Message"</th></tr></thead>
                 <tbody>
                     {items.into_iter().map(|m| {
                         let id = m.id;
                         let attachments = if m.attachments.is_empty() { "none".to_string() } else { m.attachments.join(", ") };
+                        let (delivery, class) = match m.delivery.as_str() {
+                            "sent" => ("Sent".to_string(), "status status-bound"),
+                            "queued" if m.attempts == 0 => ("Sending".to_string(), "status"),
+                            "queued" => (format!("Retrying (attempt {} failed)", m.attempts), "status status-needs_connection"),
+                            "failed" => (format!("Failed after {} attempts", m.attempts), "status status-failing"),
+                            _ => ("Not sent: pass it on".to_string(), "status status-needs_connection"),
+                        };
+                        let error = m.last_error.clone();
                         view! {
                             <tr>
                                 <td><time datetime=m.at.clone()>{short_time(&m.at)}</time></td>
                                 <td>{m.to}</td>
                                 <td>{m.subject}</td>
                                 <td class="mono">{attachments}</td>
+                                <td data-testid="delivery"><span class=class>{delivery}</span>{error.map(|e| view! { <br/><small class="muted">{e}</small> })}</td>
                                 <td>
                                     <a href=format!("/outbox?show={id}{keep}")>"Show"</a>
                                     " · "
