@@ -66,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/promote") view=crate::pages::promotion::PromotePage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/integrations") view=IntegrationsPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections") view=ConnectionsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/env/:env/webhooks") view=crate::pages::webhooks::WebhooksPage ssr=SsrMode::Async/>
                     <Route path=path!("/env/:env/connections/:name") view=ConnectionPage ssr=SsrMode::Async/>
                     <Route path=path!("/respond/:env/:name") view=crate::pages::certificates::RespondPage ssr=SsrMode::Async/>
                     <Route path=path!("/credentials/:env/:name") view=crate::pages::credentials::CredentialsPage ssr=SsrMode::Async/>

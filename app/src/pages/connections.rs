@@ -37,6 +37,7 @@ pub fn ConnectionsPage() -> impl IntoView {
             <p class="links">
                 <a href=move || format!("/env/{}/integrations", env())>"Integrations in " {env}</a>
                 <a href=move || format!("/audit?environment={}", env())>"Audit trail of " {env}</a>
+                <a href=move || format!("/env/{}/webhooks", env())>"Webhooks of " {env}</a>
             </p>
             <form method="get" class="toolbar" role="search">
                 <label for="q">"Search"</label>
