@@ -89,7 +89,14 @@ async fn broker_load(s: &Services, key: &str, stop: Arc<AtomicBool>) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CALLERS {
+    let callers = std::env::var("BENCH_CALLERS").ok().and_then(|v| v.parse().ok()).unwrap_or(CALLERS);
+    if callers == 0 {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        return 1.0;
+    }
+    for _ in 0..callers {
         let (s, key, stop, count) = (s.clone(), key.to_string(), stop.clone(), count.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -181,10 +188,13 @@ async fn run(backend: &'static str, url: &str, dir: &std::path::Path) -> Figures
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    sqlx::any::install_default_drivers();
     let mut figures = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/bench.db", dir.path().display());
-    figures.push(run("SQLite", &url, dir.path()).await);
+    if std::env::var("BENCH_SKIP_SQLITE").is_err() {
+        figures.push(run("SQLite", &url, dir.path()).await);
+    }
     if let Some(pg) = common::scratch_postgres().await {
         let dir = tempfile::tempdir().unwrap();
         figures.push(run("PostgreSQL", &pg.url, dir.path()).await);

@@ -20,6 +20,7 @@ pub mod entra;
 pub mod environments;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod feed;
 pub mod integrations;
 pub mod jobs;

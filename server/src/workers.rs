@@ -50,13 +50,23 @@ fn check_connection<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     })
 }
 
+fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move {
+        crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message()))
+    })
+}
+
 /// Every kind of job the server runs.
-pub static KINDS: [Kind<Services>; 3] = [
+pub static KINDS: [Kind<Services>; 4] = [
     Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: send_mail },
     Kind { name: DELIVERY_JOB, concurrency: 8, backoff: &crate::webhooks::BACKOFF, run: deliver_webhook },
     // A check that could not run waits for the next period rather than being retried.
     Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: check_connection },
+    Kind { name: crate::expiry::SCAN_JOB, concurrency: 1, backoff: &[Duration::from_secs(60)], run: scan_expiry },
 ];
+
+/// How often each server enqueues the expiry scan (one at a time over all servers).
+pub const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 
 /// The running workers and scheduler of one server.
 pub struct Running {
@@ -79,10 +89,17 @@ pub async fn start(s: &Services) -> Result<Running> {
     let services = s.clone();
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
+        let mut expiry_scanned: Option<std::time::Instant> = None;
         loop {
             tick.tick().await;
             if services.db.pool().is_closed() {
                 break;
+            }
+            if expiry_scanned.is_none_or(|at| at.elapsed() >= EXPIRY_EVERY) {
+                expiry_scanned = Some(std::time::Instant::now());
+                if let Err(e) = enqueue_expiry_scan(&services.db).await {
+                    tracing::warn!(error = %e, "enqueuing the expiry scan failed");
+                }
             }
             if let Err(e) = schedule(&services.db).await {
                 tracing::warn!(error = %e, "scheduling background work failed; trying again next tick");
@@ -90,6 +107,17 @@ pub async fn start(s: &Services) -> Result<Running> {
         }
     });
     Ok(Running { workers, scheduler })
+}
+
+/// Enqueues the expiry scan unless one is already waiting or running.
+pub async fn enqueue_expiry_scan(db: &Db) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let queued = jobs::enqueue_at(&mut tx, crate::expiry::SCAN_JOB, &json!({}), &now(), Some("expiry.scan")).await?.is_some();
+    tx.commit().await?;
+    if queued {
+        jobs::wake(crate::expiry::SCAN_JOB);
+    }
+    Ok(queued)
 }
 
 /// One scheduler tick: due connection checks enqueued, old finished jobs deleted.

@@ -555,6 +555,27 @@ async fn certificates_expiring_within_30_days_are_flagged() {
         assert_eq!(by_name("Later").certificate_expires.map(|(_, soon)| soon), Some(false));
         assert_eq!((by_name("Bare").state.as_str(), by_name("Bare").certificate_expires), ("no_certificate", None));
         assert_eq!(by_name("Later").state, "waiting_for_admin");
+
+        // The expiry warnings: due at 30, 14, 7 and 1 days, each sent once, to the owners and
+        // the environment's administrators, and announced as certificate.expiring.
+        common::api::session(&api.s, "owner@acme.com", None, true).await;
+        let scan = || server::expiry::scan(&api.s.db, &api.s.vault, &api.s.mailer, &api.s.config.public_url);
+        assert_eq!(scan().await.unwrap(), 1, "ten days left: the 14-day warning");
+        assert_eq!(scan().await.unwrap(), 0, "sent once");
+        let in_five_days = server::db::format_time(chrono::Utc::now() + chrono::Duration::days(5));
+        sqlx::query("UPDATE certificates SET not_after = $1 WHERE connection_id = (SELECT id FROM connections WHERE name = 'Soon')")
+            .bind(&in_five_days)
+            .execute(api.s.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(scan().await.unwrap(), 1, "five days left: the 7-day warning");
+        let mails = server::mail::list(&api.s.db, &Default::default(), None).await.unwrap().items;
+        let warnings: Vec<_> = mails.iter().filter(|m| m.subject.contains("certificate of Soon in DEV expires")).collect();
+        assert_eq!(warnings.len(), 2, "{mails:?}");
+        assert!(warnings.iter().all(|m| m.to == "owner@acme.com"));
+        assert!(warnings[0].subject.ends_with("in 5 days"), "{}", warnings[0].subject);
+        let events = server::audit::recent(&api.s.db, 200).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.action == "certificate.expiring" && e.object_name.as_deref() == Some("Soon")).count(), 2);
     }
 }
 
