@@ -6,6 +6,7 @@ pub mod access;
 pub mod api;
 pub mod api_keys;
 pub mod assertion;
+pub mod attention;
 pub mod audit;
 pub mod backup;
 pub mod broker;

@@ -381,3 +381,28 @@ pub async fn expiring_certificates() -> Fallible<Vec<(String, String, String)>> 
     let list = server::signing::expiring(&s.db, &ids).await.map_err(fail)?;
     Ok(list.into_iter().map(|e| (e.environment, e.connection, e.not_after)).collect())
 }
+
+/// One thing that needs attention (the home page).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttentionItem {
+    pub environment: String,
+    pub kind: String,
+    pub object: String,
+    pub detail: String,
+    pub path: String,
+}
+
+/// What needs attention in every environment the signed-in person may see.
+#[server(prefix = "/rpc", endpoint = "attention")]
+pub async fn attention() -> Fallible<Vec<AttentionItem>> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let envs = server::environments::list(&s.db).await.map_err(fail)?;
+    let ids: Vec<i64> =
+        envs.iter().filter(|e| server::access::user_allows(&user, &e.name, e.allow_dev_api_keys, Resource::Connections, Access::Read)).map(|e| e.id).collect();
+    let items = server::attention::items(&s.db, &ids).await.map_err(fail)?;
+    Ok(items
+        .into_iter()
+        .map(|i| AttentionItem { environment: i.environment, kind: i.kind.to_string(), object: i.object, detail: i.detail, path: i.path })
+        .collect())
+}

@@ -1,29 +1,19 @@
 use leptos::prelude::*;
 
-use crate::api::{expiring_certificates, list_environments, urlencode};
+use crate::api::{attention, list_environments, AttentionItem};
 
 /// The start page: what connvault is, and the environments in promotion order.
 #[component]
 pub fn HomePage() -> impl IntoView {
     let envs = Resource::new(|| (), |_| list_environments());
-    let expiring = Resource::new(|| (), |_| expiring_certificates());
+    let needs = Resource::new(|| (), |_| attention());
     view! {
         <section class="panel">
             <h1>"connvault"</h1>
             <p class="lead">"Connections and credentials for your integrations, per environment, sealed at rest."</p>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
-                    expiring.await.ok().filter(|l| !l.is_empty()).map(|list| view! {
-                        <div class="notice" role="status" data-testid="expiring">
-                            <strong>"Salesforce certificates expiring within 30 days"</strong>
-                            <ul>
-                                {list.into_iter().map(|(env, name, at)| {
-                                    let href = format!("/env/{}/connections/{}", urlencode(&env), urlencode(&name));
-                                    view! { <li><a href=href>{name.clone()} " in " {env.clone()}</a> " — " {crate::pages::short_time(&at)} ": choose Request admin help to rotate it"</li> }
-                                }).collect_view()}
-                            </ul>
-                        </div>
-                    })
+                    needs.await.ok().map(|items| view! { <Attention items/> })
                 })}
             </Suspense>
             <h2>"Environments"</h2>
@@ -45,4 +35,46 @@ pub fn HomePage() -> impl IntoView {
             </Suspense>
         </section>
     }
+}
+
+/// "What needs attention", per environment: each item links to the page that fixes it.
+#[component]
+fn Attention(items: Vec<AttentionItem>) -> impl IntoView {
+    if items.is_empty() {
+        return view! { <p class="ok-box" data-testid="attention">"Nothing needs attention: every connection that was checked works, and nothing waits."</p> }.into_any();
+    }
+    let mut envs: Vec<String> = Vec::new();
+    for i in &items {
+        if !envs.contains(&i.environment) {
+            envs.push(i.environment.clone());
+        }
+    }
+    let label = |kind: &str| match kind {
+        "failing" => "Failing",
+        "expiring" => "Expiring",
+        "waiting_for_admin" => "Waiting for an admin",
+        "needs_connection" => "Needs a connection",
+        _ => "Webhook failing",
+    };
+    view! {
+        <div data-testid="attention">
+            <h2>"What needs attention"</h2>
+            {envs.into_iter().map(|env| {
+                let mine: Vec<&AttentionItem> = items.iter().filter(|i| i.environment == env).collect();
+                let count = mine.len();
+                view! {
+                    <section class="notice" data-env=env.clone()>
+                        <h3>{format!("{env} · {count} {} need{} attention", if count == 1 { "thing" } else { "things" }, if count == 1 { "s" } else { "" })}</h3>
+                        <ul>
+                            {mine.into_iter().map(|i| view! {
+                                <li><span class=format!("status status-{}", if i.kind == "needs_connection" || i.kind == "waiting_for_admin" || i.kind == "expiring" { "needs_connection" } else { "failing" })>{label(&i.kind)}</span>
+                                " " <a href=i.path.clone()>{i.object.clone()}</a> ": " {i.detail.clone()}</li>
+                            }).collect_view()}
+                        </ul>
+                    </section>
+                }
+            }).collect_view()}
+        </div>
+    }
+    .into_any()
 }

@@ -316,3 +316,26 @@ async fn two_servers_on_one_postgres_deliver_each_event_once() {
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), unique.len()), (N, N), "every event delivered exactly once");
 }
+
+#[tokio::test]
+async fn the_home_page_lists_what_needs_attention_per_environment() {
+    for db in backends().await {
+        let api = Api::new(startup::open(db.config_with(&[("CONNVAULT_ALLOW_LOOPBACK", "1")])).await.unwrap());
+        let k = key(&api.s, &["*:connections:rw", "*:integrations:rw", "*:webhooks:rw"]).await;
+        let envs: Vec<i64> = server::environments::list(&api.s.db).await.unwrap().iter().map(|e| e.id).collect();
+        assert!(server::attention::items(&api.s.db, &envs).await.unwrap().is_empty());
+        let (target, addr) = health_target().await;
+        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/QA/connections", Some(http_connection("Api", &format!("http://{addr}/")))).await.0, 201);
+        target.store(401, Ordering::SeqCst);
+        let id = server::connections::get(&api.s.db, "QA", "Api").await.unwrap().id;
+        server::checks::scheduled(api.s.signing(), id).await.unwrap();
+        assert_eq!(api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Orders", Some(json!({"provider": "http"}))).await.0, 201);
+        let items = server::attention::items(&api.s.db, &envs).await.unwrap();
+        let got: Vec<(&str, &str, &str)> = items.iter().map(|i| (i.environment.as_str(), i.kind, i.object.as_str())).collect();
+        assert_eq!(got, [("QA", "failing", "Api"), ("DEV", "needs_connection", "Orders")]);
+        assert!(items[0].detail.contains("failing since") && items[0].path == "/env/QA/connections/Api", "{:?}", items[0]);
+        // Only the environments asked about.
+        let dev = server::environments::find(&api.s.db, "DEV").await.unwrap().id;
+        assert_eq!(server::attention::items(&api.s.db, &[dev]).await.unwrap().len(), 1);
+    }
+}
