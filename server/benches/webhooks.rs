@@ -81,7 +81,7 @@ async fn broker_setup(s: &Services) -> String {
 }
 
 async fn fetch(s: &Services, key: &str) {
-    s.broker.for_key(s.keys(), s.signing(), key, None, "DEV", "Bench", false, server::broker::Use::Token).await.unwrap();
+    s.broker.for_key(s.keys(), s.signing(), key, None, "DEV", "Bench", server::broker::Refresh::Cached, server::broker::Use::Token).await.unwrap();
 }
 
 /// Token fetches per second by `CALLERS` concurrent callers until `stop`.

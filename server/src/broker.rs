@@ -71,6 +71,38 @@ pub struct Token {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Whether a caller takes the cached credential or needs a newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// The cached credential while it is fresh.
+    Cached,
+    /// One obtained after this call began (`?force_refresh=true`: the caller saw what it held
+    /// refused).
+    Force,
+    /// One obtained after this moment: the proxy's renewal passes when its call began, so
+    /// every call refused with the same credential shares one mint however late it asks.
+    After(DateTime<Utc>),
+}
+
+impl Refresh {
+    /// What a cached credential must have been obtained after, for a call that began at `started`.
+    fn newer_than(self, started: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Refresh::Cached => None,
+            Refresh::Force => Some(started),
+            Refresh::After(t) => Some(t),
+        }
+    }
+
+    pub fn forced(force: bool) -> Refresh {
+        if force {
+            Refresh::Force
+        } else {
+            Refresh::Cached
+        }
+    }
+}
+
 /// What a caller wants the credential for: which grant it needs, and how its use is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
@@ -248,9 +280,9 @@ pub fn safety_margin(lifetime: chrono::Duration) -> chrono::Duration {
 
 impl Broker {
     /// `POST …/integrations/{name}/token` for a caller already authenticated and allowed.
-    pub async fn token(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, force_refresh: bool) -> Result<Token> {
+    pub async fn token(&self, s: Handles<'_>, actor: &Actor, env: &Environment, integration: &str, refresh: Refresh) -> Result<Token> {
         let (integration, bound) = integrations::resolve(&s.db, env, integration).await?;
-        self.serve(s, actor, env, &integration, bound, force_refresh, Use::Token).await
+        self.serve(s, actor, env, &integration, bound, refresh, Use::Token).await
     }
 
     /// The same for an API key, in one database round trip on the cached path: the key, the
@@ -266,7 +298,7 @@ impl Broker {
         addr: Option<IpAddr>,
         env_name: &str,
         integration: &str,
-        force_refresh: bool,
+        refresh: Refresh,
         purpose: Use,
     ) -> Result<Served> {
         let (resource, access) = purpose.grant();
@@ -328,7 +360,7 @@ impl Broker {
         api_keys::touch(keys, &key.key).await?;
         let (name, bound) = integrations::binding_from_row(&row, &env, integration)?;
         let actor = key.actor(addr);
-        let token = self.serve(s, &actor, &env, &name, bound, force_refresh, purpose).await?;
+        let token = self.serve(s, &actor, &env, &name, bound, refresh, purpose).await?;
         Ok(Served { token, actor, env, integration: name })
     }
 
@@ -340,10 +372,10 @@ impl Broker {
         env: &Environment,
         integration: &str,
         bound: Option<Bound>,
-        force_refresh: bool,
+        refresh: Refresh,
         purpose: Use,
     ) -> Result<Token> {
-        let started = Utc::now();
+        let newer_than = refresh.newer_than(Utc::now());
         let (connection_id, provider) = bound.as_ref().map(|b| (b.id, b.provider.clone())).unwrap_or_default();
         let session = match bound.as_ref().and_then(|b| Some((providers::get(&b.provider)?.session?, b))) {
             Some((extras, b)) => Some((extras, b.id, b.name.clone(), b.settings()?, b.updated_at.clone())),
@@ -354,11 +386,11 @@ impl Broker {
             // unless a wait is on).
             self.check_backoff(s.db, &Which { id: *id, name, env: &env.name, stamp }).await?;
         }
-        let mut token = self.credential(s, actor, env, integration, bound, force_refresh, purpose).await?;
+        let mut token = self.credential(s, actor, env, integration, bound, newer_than, purpose).await?;
         (token.connection_id, token.provider) = (connection_id, provider);
         if let Some((extras, id, name, settings, stamp)) = session {
             let c = Which { id, name: &name, env: &env.name, stamp: &stamp };
-            token.extras = self.session(s, actor, env, extras, &c, &settings, &token, force_refresh.then_some(started)).await?;
+            token.extras = self.session(s, actor, env, extras, &c, &settings, &token, newer_than).await?;
             token.settings = settings;
         }
         Ok(token)
@@ -459,7 +491,7 @@ impl Broker {
         env: &Environment,
         integration: &str,
         bound: Option<Bound>,
-        force_refresh: bool,
+        newer_than: Option<DateTime<Utc>>,
         purpose: Use,
     ) -> Result<Token> {
         let integration = integration.to_string();
@@ -475,8 +507,7 @@ impl Broker {
             let c = connections::get(&s.db, &env.name, &b.name).await?;
             return release(s, actor, env, &integration, &c, purpose).await;
         }
-        let started = Utc::now();
-        if !force_refresh {
+        if newer_than.is_none() {
             if let Some(hit) = self.cached(b.id, &b.updated_at, None) {
                 self.count_hit(purpose, actor, env, &integration);
                 return Ok(answer(&b.name, hit, true));
@@ -493,7 +524,6 @@ impl Broker {
         let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
         let _turn = flight.lock().await;
         // … and whoever waited finds the token the one before it minted.
-        let newer_than = force_refresh.then_some(started);
         if let Some(hit) = self.cached(c.id, &c.updated_at, newer_than) {
             self.count_hit(purpose, actor, env, &integration);
             return Ok(answer(&c.name, hit, true));

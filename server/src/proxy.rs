@@ -45,7 +45,7 @@ use url::Url;
 use crate::access::Access;
 use crate::api_keys;
 use crate::audit::{self, Event};
-use crate::broker::{Broker, Served, Use};
+use crate::broker::{Broker, Refresh, Served, Use};
 use crate::config::Config;
 use crate::connections;
 use crate::error::{Error, Result};
@@ -262,7 +262,10 @@ pub async fn forward(h: Handles<'_>, call: Call) -> Result<Response> {
     let (env, integration, rest) = split(uri.path())?;
     check_path(rest).map_err(|why| Error::BadRequest(format!("{why}; nothing was sent")))?;
     let purpose = Use::Proxy(access);
-    let served = h.broker.for_key(h.keys, h.signing, &key, addr, &env, &integration, false, purpose).await?;
+    // A renewal asks for a credential newer than this moment: calls refused with the same
+    // credential then share one mint, however late each gets to ask.
+    let asked = chrono::Utc::now();
+    let served = h.broker.for_key(h.keys, h.signing, &key, addr, &env, &integration, Refresh::Cached, purpose).await?;
     let outcome: Result<reqwest::Response> = async {
         let mut outgoing = Outgoing::of(&headers, body, h.limits).await?;
         let forwarded = forwardable(&headers);
@@ -271,7 +274,7 @@ pub async fn forward(h: Handles<'_>, call: Call) -> Result<Response> {
             return Ok(first);
         }
         // The credential (or the session beside it) has expired: mint again, single flight.
-        let again = h.broker.for_key(h.keys, h.signing, &key, addr, &env, &integration, true, purpose).await;
+        let again = h.broker.for_key(h.keys, h.signing, &key, addr, &env, &integration, Refresh::After(asked), purpose).await;
         if !outgoing.replayable() {
             let mut first = first;
             let why = match again {

