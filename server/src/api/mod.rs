@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::services::Services;
 
 mod certificates;
+mod connect;
 mod credentials;
 pub mod doc;
 mod integrations;
@@ -34,8 +35,9 @@ pub fn router(services: Services) -> Router {
 fn api_router() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(health))
-        .route("/oauth/callback", get(certificates::callback))
-        .route("/salesforce/callback", get(certificates::callback))
+        .route("/oauth/callback", get(connect::callback))
+        .route("/salesforce/callback", get(connect::callback))
+        .route("/connect/{env}/{name}", get(connect::start))
         .route("/proxy/v1/{*path}", any(proxy::forward))
         .nest(
             "/api/v1",

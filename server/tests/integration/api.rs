@@ -498,7 +498,7 @@ fn the_openapi_document_keeps_its_strictness() {
     let new_connection = schema("NewConnection");
     let providers: Vec<&str> = new_connection["oneOf"].as_array().unwrap().iter().map(|p| p["properties"]["provider"]["const"].as_str().unwrap()).collect();
     assert_eq!(providers, server::providers::ids());
-    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "sap_odata", "workato"]);
+    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "sap_odata", "workato", "oauth2"]);
     for p in new_connection["oneOf"].as_array().unwrap() {
         assert_eq!(p["additionalProperties"], false);
         assert_eq!(p["properties"]["name"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$");
