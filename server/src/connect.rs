@@ -52,8 +52,10 @@ pub fn connection_page(env: &str, name: &str) -> String {
     format!("/env/{}/connections/{}", url_part(env), url_part(name))
 }
 
+/// A path segment: everything but RFC 3986's unreserved characters escaped.
 fn url_part(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    const PART: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(text, PART).to_string()
 }
 
 /// The provider and its sign-in of a connection whose settings choose it (409 otherwise).

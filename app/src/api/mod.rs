@@ -16,6 +16,7 @@ mod integrations;
 mod outbox;
 mod people;
 mod promotion;
+mod sign_in;
 
 pub use access::*;
 pub use audit::*;
@@ -27,6 +28,7 @@ pub use integrations::*;
 pub use outbox::*;
 pub use people::*;
 pub use promotion::*;
+pub use sign_in::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentItem {

@@ -88,3 +88,49 @@ pub async fn callback(
         }
     }
 }
+
+/// The REST side: where a sign-in connection stands, and Disconnect (as the connection page
+/// offers them).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<Services> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(sign_in_status)).routes(utoipa_axum::routes!(disconnect))
+}
+
+#[utoipa::path(
+    get, path = "/environments/{env}/connections/{name}/sign-in", operation_id = "signInStatus",
+    summary = "A connection that connects by signing in: not set up / needs someone to sign in / connected / failing, with the callback URL its app must name",
+    params(super::doc::ConnectionPath),
+    responses(
+        (status = 200, description = "Status", body = connect::SignInStatus),
+        (status = 401, response = super::doc::Unauthorized), (status = 403, response = super::doc::Forbidden), (status = 404, response = super::doc::NotFound),
+        (status = 409, response = super::doc::Conflict), (status = 429, response = super::doc::TooManyRequests),
+    )
+)]
+async fn sign_in_status(
+    State(s): State<Services>,
+    p: super::principal::Principal,
+    super::v1::Path((env, name)): super::v1::Path<(String, String)>,
+) -> crate::error::Result<axum::Json<connect::SignInStatus>> {
+    let env = super::v1::env_for(&s, &p, &env, crate::access::Resource::Connections, crate::access::Access::Read).await?;
+    let c = crate::connections::get(&s.db, &env.name, &name).await?;
+    Ok(axum::Json(connect::status(&s.db, &s.config, &c).await?))
+}
+
+#[utoipa::path(
+    post, path = "/environments/{env}/connections/{name}/disconnect", operation_id = "disconnectConnection",
+    summary = "Revoke the refresh token at the provider (RFC 7009, where it has a revocation URL) and forget the tokens",
+    description = "Needs connections write. The answer says whether the provider confirmed the revocation; the tokens are forgotten either way, and the connection then needs someone to sign in. Audited (`connection.disconnect`). No body is needed.",
+    params(super::doc::ConnectionPath),
+    responses(
+        (status = 200, description = "Disconnected", body = crate::providers::TestResult),
+        (status = 401, response = super::doc::Unauthorized), (status = 403, response = super::doc::Forbidden), (status = 404, response = super::doc::NotFound),
+        (status = 409, response = super::doc::Conflict), (status = 429, response = super::doc::TooManyRequests),
+    )
+)]
+async fn disconnect(
+    State(s): State<Services>,
+    p: super::principal::Principal,
+    super::v1::Path((env, name)): super::v1::Path<(String, String)>,
+) -> crate::error::Result<axum::Json<crate::providers::TestResult>> {
+    let env = super::v1::env_for(&s, &p, &env, crate::access::Resource::Connections, crate::access::Access::Write).await?;
+    Ok(axum::Json(connect::disconnect(s.signing(), &p.actor(), &env.name, &name).await?))
+}

@@ -45,6 +45,7 @@ fn api_router() -> OpenApiRouter<Services> {
                 .merge(integrations::router())
                 .merge(promotion::router())
                 .merge(certificates::router())
+                .merge(connect::router())
                 .merge(credentials::router())
                 .merge(outbox::router())
                 .routes(routes!(openapi))

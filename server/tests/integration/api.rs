@@ -211,6 +211,9 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (_, eml) = server::mail::eml(&api.s.db, &api.s.vault, issued["request"]["outbox_id"].as_i64().unwrap()).await.unwrap();
         let eml = String::from_utf8_lossy(&eml).replace("=\r\n", "").replace("=3D", "=");
         let link_token: String = eml[eml.find("token=").unwrap() + 6..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+        // A connection that signs in (its status route), its client secret the marker too.
+        let oa = json!({"name": "OA_Marked", "provider": "oauth2", "settings": {"authorize_url": "https://auth.example.com/authorize", "token_url": "https://auth.example.com/token", "client_id": "abc"}, "secrets": {"client_secret": format!("{MARKER}-oauth")}});
+        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(oa)).await.0, 201);
         // And a request for Marked's credentials, so that its page is read too.
         let (st, asked, text) =
             api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/Marked/credential-request", Some(json!({"admin_email": "a@acme.com"}))).await;
@@ -231,8 +234,14 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
             .filter(|(_, item)| item.get("get").is_some())
             .map(|(path, _)| {
                 let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
-                let path =
-                    path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", &outbox_id.to_string());
+                let name = if salesforce {
+                    "SF_Marked"
+                } else if path.ends_with("/sign-in") {
+                    "OA_Marked"
+                } else {
+                    "Marked"
+                };
+                let path = path.replace("{env}", "DEV").replace("{name}", name).replace("{id}", &outbox_id.to_string());
                 if path.ends_with("/admin-response") {
                     format!("{path}?token={link_token}")
                 } else if path.ends_with("/credential-response") {
@@ -346,7 +355,7 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 38);
+    assert_eq!(checked, 40);
 }
 
 /// What the contract test (scripts/contract.sh) relies on in the generated OpenAPI document:
@@ -410,6 +419,8 @@ fn the_openapi_document_keeps_its_strictness() {
         ("downloadCertificate", &[200, 401, 403, 404, 409, 429]),
         ("uploadCertificate", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
         ("signingStatus", &[200, 401, 403, 404, 409, 429]),
+        ("signInStatus", &[200, 401, 403, 404, 409, 429]),
+        ("disconnectConnection", &[200, 401, 403, 404, 409, 429]),
         ("resendAdminRequest", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
         ("cancelAdminRequest", &[204, 401, 403, 404, 409, 429]),
         ("requestCredentials", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),

@@ -531,3 +531,32 @@ async fn keep_alive_refreshes_idle_connections_that_ask_for_it() {
         assert_eq!(st, 200, "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_rest_api_shows_the_sign_in_status_and_disconnects() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let path = "/api/v1/environments/DEV/connections/Mail";
+        let (st, status, text) = w.api.call(Who::Key(&w.k), "GET", &format!("{path}/sign-in"), None).await;
+        assert_eq!(st, 200, "{text}");
+        assert_eq!((status["state"].as_str(), status["summary"].as_str()), (Some("needs_sign_in"), Some("needs someone to sign in")));
+        assert_eq!(status["callback_url"].as_str(), Some(server::connect::callback_url(&w.api.s.config).as_str()));
+        w.sign_in().await;
+        let (_, status, _) = w.api.call(Who::Key(&w.k), "GET", &format!("{path}/sign-in"), None).await;
+        assert_eq!((status["state"].as_str(), status["username"].as_str()), (Some("connected"), Some(USER)));
+        let reader = key(&w.api.s, &["DEV:connections:read"]).await;
+        let (st, _, _) = w.api.call(Who::Key(&reader), "POST", &format!("{path}/disconnect"), None).await;
+        assert_eq!(st, 403);
+        let (st, r, text) = w.api.call(Who::Key(&w.k), "POST", &format!("{path}/disconnect"), None).await;
+        assert_eq!(st, 200, "{text}");
+        assert!(r["detail"].as_str().unwrap().contains("revoked"), "{r}");
+        let (_, status, _) = w.api.call(Who::Key(&w.k), "GET", &format!("{path}/sign-in"), None).await;
+        assert_eq!(status["state"], "needs_sign_in");
+        // A connection of another flow: 409 naming what signs in.
+        let body = json!({"name": "Plain", "provider": "http", "settings": {"base_url": "https://api.example.com", "auth": "bearer"}, "secrets": {"token": "t"}});
+        w.api.call(Who::Key(&w.k), "POST", "/api/v1/environments/DEV/connections", Some(body)).await;
+        let (st, err, _) = w.api.call(Who::Key(&w.k), "GET", "/api/v1/environments/DEV/connections/Plain/sign-in", None).await;
+        assert_eq!(st, 409);
+        assert_eq!(err["error"]["code"], "not_sign_in");
+    }
+}

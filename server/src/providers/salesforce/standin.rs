@@ -1012,7 +1012,7 @@ fn render_demo(standin: &StandIn, base: &str, outcome: Option<Result<String, Str
          <p><label for=\"callback_url\">Callback URL</label><br><input id=\"callback_url\" name=\"callback_url\" type=\"url\" size=\"60\" required></p>\n\
          <p><label for=\"web_username\">User who signs in</label><br><input id=\"web_username\" name=\"username\" type=\"text\" size=\"50\" required></p>\n\
          <p><label for=\"web_password\">That user's password</label><br><input id=\"web_password\" name=\"password\" type=\"text\" size=\"30\" required></p>\n\
-         <p><button type=\"submit\">Save and show the Consumer Key and Secret</button></p>\n</form>\n",
+         <p><button type=\"submit\">Create the web server app</button></p>\n</form>\n",
     );
     let st = standin.lock();
     page.push_str("<h2>Connected apps</h2>\n");
