@@ -36,6 +36,7 @@ use crate::providers::{self, Authorization, ProviderDef, TestResult};
 use crate::seal::Place;
 use crate::signing::Handles;
 use crate::tokens;
+use crate::sessions;
 use crate::users::User;
 
 /// A sign-in must come back within this many minutes.
@@ -197,6 +198,19 @@ pub async fn finish(s: Handles<'_>, session: Option<&str>, q: &CallbackQuery, ad
         audit::record_alone(s.db, &actor, event.detail(json!({"reason": "another session's state"}))).await?;
         return refused(403, "This sign-in was started in another browser session. Start it again from the connection page, in this browser, signed in to connvault.");
     }
+    // The session must still be signed in, and its person still allowed to change the
+    // connection (a role may have been taken away meanwhile).
+    let user = match session {
+        Some(token) => sessions::user_for(s.db, token).await?.filter(|u| u.id == user_id),
+        None => None,
+    };
+    let Some(user) = user else {
+        return refused(401, "Your connvault session has ended since the sign-in started. Sign in to connvault, then connect again.");
+    };
+    let actor = user.actor(actor.client_addr.clone());
+    if !access::user_allows(&user, &env.name, env.allow_dev_api_keys, Resource::Connections, Access::Write) {
+        return refused(403, &format!("You may no longer change connections in {}: ask someone who may to connect {name}.", env.name));
+    }
     let t = now();
     let used: Option<String> = row.try_get("used_at")?;
     let expires_at: String = row.try_get("expires_at")?;
@@ -272,7 +286,7 @@ async fn redeem(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection
     let obtained = chrono::Utc::now();
     let expires = obtained + minted.expires_in.unwrap_or_else(|| (minting.default_lifetime)(&c.settings));
     let t = format_time(obtained);
-    let who = user_label(s.db, actor).await?;
+    let who = actor.label.clone();
     let mut tx = s.db.begin().await?;
     // The connection is marked changed (its cached tokens elsewhere end), unless it changed
     // since it was read: then nothing is stored.
@@ -307,7 +321,7 @@ async fn redeem(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection
     connections::record_health(&mut tx, c.id, &result, "sign_in").await?;
     audit::record(
         &mut tx,
-        &Actor { label: who.clone(), ..actor.clone() },
+        actor,
         Event::new("connection.sign_in").environment(env.id, &env.name).object("connection", &c.name).detail(json!({
             "provider": c.provider, "instance_url": minted.instance_url, "username": identity.username, "org_id": identity.org_id
         })),
@@ -317,11 +331,6 @@ async fn redeem(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection
     Ok(result)
 }
 
-/// The person behind a sign-in, as the audit trail names them.
-async fn user_label(db: &Db, actor: &Actor) -> Result<String> {
-    let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(actor.id.unwrap_or_default()).fetch_optional(db.pool()).await?;
-    Ok(email.unwrap_or_else(|| actor.label.clone()))
-}
 
 /// Where a connection that signs in stands, in the words the connection page uses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]

@@ -180,7 +180,10 @@ pub async fn list_connections(
             let brief = briefs.remove(&c.id);
             let set_up = server::providers::get(&c.provider).is_none_or(|d| d.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect()).is_empty());
             ConnectionItem {
-                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())),
+                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())).or_else(|| {
+                    // Signs in, and nobody has yet.
+                    server::connect::authorization_of(&c).ok().filter(|(_, a)| !c.secrets_set.contains_key(a.refresh_field)).map(|_| "needs_sign_in".to_string())
+                }),
                 certificate_expires: brief.and_then(|b| b.certificate_expires),
                 check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
                 // Where the credential goes: the provider's first destination setting.

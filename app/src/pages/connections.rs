@@ -121,6 +121,7 @@ fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl Into
                                             Some("not_set_up") => view! { <span class="status status-needs_connection">"Not set up"</span> }.into_any(),
                                             Some("waiting_for_admin") => view! { <span class="status status-needs_connection">"Waiting for admin"</span> }.into_any(),
                                             Some("consumer_key_received") => view! { <span class="status status-needs_connection">"Consumer key received"</span> }.into_any(),
+                                            Some("needs_sign_in") => view! { <span class="status status-needs_connection">"Needs someone to sign in"</span> }.into_any(),
                                             Some(_) => view! { <span class="muted">"no certificate yet"</span> }.into_any(),
                                             None => view! { <span class="muted">"not tested"</span> }.into_any(),
                                         },

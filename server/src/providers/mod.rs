@@ -630,7 +630,11 @@ impl ProviderDef {
             json!({"type": "object", "maxProperties": 0, "writeOnly": true})
         } else {
             let props: Map<String, Value> = secret_fields.iter().map(|f| (f.name.to_string(), secret_value_schema())).collect();
-            json!({"type": "object", "additionalProperties": false, "properties": props})
+            let mut secrets = json!({"type": "object", "additionalProperties": false, "properties": props});
+            if !always(true).is_empty() {
+                secrets["required"] = json!(always(true));
+            }
+            secrets
         };
         let mut required = vec!["name", "provider", "settings"];
         if self.fields.iter().any(|f| f.secret && f.required) {

@@ -560,3 +560,26 @@ async fn the_rest_api_shows_the_sign_in_status_and_disconnects() {
         assert_eq!(err["error"]["code"], "not_sign_in");
     }
 }
+
+#[tokio::test]
+async fn a_callback_after_the_session_ended_or_the_role_was_taken_away_is_refused() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let dev = session(&w.api.s, "dev@acme.com", Some(("DEV", server::users::Role::Developer)), false).await;
+        let authorize = w.start(&dev).await;
+        let back = w.auth.approve(&authorize, USER, PASSWORD).unwrap();
+        let user = server::sessions::user_for(&w.api.s.db, &dev).await.unwrap().unwrap();
+        server::users::set_role(&w.api.s.db, &server::audit::Actor::operator(), user.id, "DEV", Some(server::users::Role::Viewer)).await.unwrap();
+        let (st, _, body) = get(&w.api, Some(&dev), &local(&back)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("no longer change connections"), "{body}");
+        // Signed out meanwhile.
+        let authorize = w.start(&w.owner).await;
+        let back = w.auth.approve(&authorize, USER, PASSWORD).unwrap();
+        server::sessions::sign_out(&w.api.s.db, &w.owner).await.unwrap();
+        let (st, _, body) = get(&w.api, Some(&w.owner), &local(&back)).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(w.auth.token_requests(), 0);
+        assert!(w.stored_refresh().await.is_none());
+    }
+}
