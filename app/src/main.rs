@@ -68,6 +68,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         api_latency_ms: u64,
     },
+    /// Serve a stand-in OAuth 2.0 authorization server (login and consent page, PKCE and
+    /// redirect URI checks, refresh-token rotation, revocation, userinfo) with a page that
+    /// registers clients, for local demos of the oauth2 provider.
+    DevOauth2 {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8094")]
+        addr: std::net::SocketAddr,
+    },
     /// Serve a stand-in of Microsoft Entra ID's token endpoint, a SharePoint site and a Dataverse
     /// environment, with a page that plays the Entra admin, for local demos (not Microsoft;
     /// connvault reaches it only with CONNVAULT_ALLOW_LOOPBACK=1).
@@ -279,11 +287,7 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
             let mut map = serde_json::Map::new();
             for s in &settings {
                 let (k, v) = split_pair(s, "--setting")?;
-                let is_int = def.and_then(|d| d.field(&k)).is_some_and(|f| matches!(f.kind, server::providers::FieldKind::Integer));
-                let value = match v.parse::<i64>() {
-                    Ok(n) if is_int => serde_json::Value::from(n),
-                    _ => serde_json::Value::String(v),
-                };
+                let value = def.and_then(|d| d.field(&k)).map_or_else(|| serde_json::Value::String(v.clone()), |f| f.value_from_text(&v));
                 map.insert(k, value);
             }
             let mut secret_map = std::collections::BTreeMap::new();
@@ -352,6 +356,7 @@ async fn run_command(config: Config, command: Command) -> Result<(), String> {
         | Command::Backup(_)
         | Command::DevSalesforce { .. }
         | Command::DevMicrosoft { .. }
+        | Command::DevOauth2 { .. }
         | Command::DevWorkato { .. }
         | Command::DevSap { .. }
         | Command::Promote(_)
@@ -492,6 +497,7 @@ async fn main() -> ExitCode {
         Command::DevSalesforce { addr, api_latency_ms } => server::providers::salesforce::standin::run_demo(addr, std::time::Duration::from_millis(api_latency_ms))
             .await
             .map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
+        Command::DevOauth2 { addr } => server::oauth_standin::run_demo(addr).await.map_err(|e| format!("OAuth 2.0 stand-in on {addr}: {e}")),
         Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
         Command::DevWorkato { addr } => server::providers::workato::standin::run_demo(addr).await.map_err(|e| format!("Workato stand-in on {addr}: {e}")),
         Command::DevSap { addr } => server::providers::sap_odata::standin::run_demo(addr).await.map_err(|e| format!("SAP stand-in on {addr}: {e}")),

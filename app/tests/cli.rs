@@ -431,11 +431,23 @@ fn promise_6_a_secret_never_reaches_the_log() {
     // A webhook subscription (id 1), so that its routes answer too.
     let (status, hook) = api("POST", "/api/v1/environments/DEV/webhooks", r#"{"url": "http://127.0.0.1:9/hook", "events": ["*"]}"#);
     assert_eq!(status, 201, "{hook}");
+    // A connection that signs in, its client secret the marker too.
+    let oa = format!(
+        r#"{{"name": "OA_Marked", "provider": "oauth2", "settings": {{"authorize_url": "https://auth.example.com/a", "token_url": "https://auth.example.com/t", "client_id": "abc"}}, "secrets": {{"client_secret": "{marker}-oauth"}}}}"#
+    );
+    assert_eq!(api("POST", "/api/v1/environments/DEV/connections", &oa).0, 201);
     let doc: serde_json::Value = serde_json::from_str(server::api::openapi_json()).unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
         if item.get("get").is_some() {
             let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
-            let concrete = path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", "1");
+            let name = if salesforce {
+                "SF_Marked"
+            } else if path.ends_with("/sign-in") {
+                "OA_Marked"
+            } else {
+                "Marked"
+            };
+            let concrete = path.replace("{env}", "DEV").replace("{name}", name).replace("{id}", "1");
             let link = concrete.ends_with("/admin-response") || concrete.ends_with("/credential-response");
             let (status, text) = if link { api("GET", &format!("{concrete}?token=not-the-link"), "") } else { api("GET", &concrete, "") };
             let expected = if concrete.starts_with("/api/v1/outbox") || link {

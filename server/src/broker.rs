@@ -542,8 +542,18 @@ impl Broker {
                 return Ok(answer(&c.name, hit, true));
             }
         }
-        let minted = signing::mint(s, actor, env, &c).await?;
-        let result = match minted {
+        let result = self.mint_and_record(s, actor, env, &c, &integration).await;
+        if let Some(tx) = lock {
+            tx.rollback().await?;
+        }
+        result
+    }
+
+    /// One mint of `c` under the caller's locks: kept in the cache and recorded as the
+    /// connection's latest check, or refused, backed off, recorded and audited.
+    async fn mint_and_record(&self, s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection, integration: &str) -> Result<Token> {
+        let minted = signing::mint(s, actor, env, c).await?;
+        match minted {
             Ok((minted, at, expires)) => {
                 let parse = |t: &str| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now());
                 let hit = Cached {
@@ -564,7 +574,7 @@ impl Broker {
             }
             Err(refusal) => {
                 let reason = refusal.result;
-                let window = self.back_off(&Which::of(&c), &reason);
+                let window = self.back_off(&Which::of(c), &reason);
                 let mut tx = s.db.begin().await?;
                 connections::record_health(&mut tx, c.id, &reason, "token").await?;
                 audit::record(
@@ -577,13 +587,30 @@ impl Broker {
                 )
                 .await?;
                 tx.commit().await?;
-                Err(failing(&Which::of(&c), &reason, window))
+                Err(failing(&Which::of(c), &reason, window))
             }
-        };
+        }
+    }
+
+    /// Keep-alive for a connection whose refresh token lapses when unused: a refresh under the
+    /// same locks as the broker's, unless one happened within `idle` (here or on another
+    /// server). Whether it refreshed.
+    pub async fn keep_alive(&self, s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection, idle: chrono::Duration) -> Result<bool> {
+        let flight = self.inner.flights.lock().expect("broker lock").entry(c.id).or_default().clone();
+        let _turn = flight.lock().await;
+        let mut lock = None;
+        if s.db.backend() == Backend::Postgres {
+            let mut tx = s.db.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK_NAMESPACE | c.id).execute(&mut *tx).await?;
+            lock = Some(tx);
+        }
+        let last: Option<String> = sqlx::query_scalar("SELECT obtained_at FROM tokens WHERE connection_id = $1").bind(c.id).fetch_optional(s.db.pool()).await?;
+        let due = last.is_none_or(|t| t <= format_time(Utc::now() - idle));
+        let refreshed = due && self.mint_and_record(s, actor, env, c, "keep-alive").await.is_ok();
         if let Some(tx) = lock {
             tx.rollback().await?;
         }
-        result
+        Ok(refreshed)
     }
 
     /// The cached token of connection `id`, if minted for its current version (`stamp`), not

@@ -110,7 +110,7 @@ crate::schema::hand_schema!(ConnectionPatch, "ConnectionPatch", || {
         "description": "A partial change. Which settings and secrets are valid depends on the stored connection's provider and settings (see NewConnection): the result must be a valid connection, else 422 naming each field",
         "properties": {
             "name": name,
-            "settings": {"type": "object", "description": "Given keys replace; null removes", "additionalProperties": {"type": ["string", "integer", "null"]}},
+            "settings": {"type": "object", "description": "Given keys replace; null removes", "additionalProperties": {"type": ["string", "integer", "object", "null"]}},
             "secrets": {"type": "object", "additionalProperties": crate::providers::secret_value_schema(), "writeOnly": true, "description": "Given secrets are replaced"}
         }
     })
@@ -551,6 +551,63 @@ pub async fn delete(db: &Db, actor: &Actor, env_name: &str, name: &str, force: b
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A secret as stored (a refresh token), with its sealed form: the version a rotation
+/// compares against ([`rotate_refresh`]).
+pub async fn open_refresh(db: &Db, vault: &Vault, env: &Environment, c: &Connection, field: &str) -> Result<Option<(SecretString, Vec<u8>)>> {
+    let blob: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT blob FROM connection_secrets WHERE connection_id = $1 AND field = $2").bind(c.id).bind(field).fetch_optional(db.pool()).await?;
+    let Some(blob) = blob else { return Ok(None) };
+    match vault.open_text(&place(c.id, field, env.id), &blob) {
+        Ok(value) => Ok(Some((value, blob))),
+        Err(e) => {
+            integrity_failure(db, (env.id, &env.name), &c.name, field, &e).await?;
+            Err(Error::Seal(e))
+        }
+    }
+}
+
+/// Stores `new` in place of the refresh token `used` (stored as `used_blob` when it was read):
+/// only if the stored one is still that one. A re-wrap under a new master key changes the blob
+/// but not the value, and is followed. `false`: something newer is stored (another rotation,
+/// a new sign-in) or the connection was disconnected; it stays as it is.
+pub async fn rotate_refresh(
+    db: &Db,
+    vault: &Vault,
+    env: &Environment,
+    c: &Connection,
+    field: &str,
+    used: &SecretString,
+    used_blob: &[u8],
+    new: &SecretString,
+    by: &str,
+) -> Result<bool> {
+    let place = place(c.id, field, env.id);
+    let mut expected = used_blob.to_vec();
+    for _ in 0..3 {
+        let sealed = vault.seal(&place, new.expose_secret().as_bytes());
+        let swapped = sqlx::query(
+            "UPDATE connection_secrets SET blob = $1, key_id = $2, set_by = $3, updated_at = $4 WHERE connection_id = $5 AND field = $6 AND blob = $7",
+        )
+        .bind(sealed)
+        .bind(vault.current_key_id().to_string())
+        .bind(by)
+        .bind(now())
+        .bind(c.id)
+        .bind(field)
+        .bind(&expected)
+        .execute(db.pool())
+        .await?;
+        if swapped.rows_affected() == 1 {
+            return Ok(true);
+        }
+        match open_refresh(db, vault, env, c, field).await? {
+            Some((current, blob)) if current.ct_eq(used) => expected = blob,
+            _ => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 /// Opens one stored secret, for server-side use only (signing, the token broker, a live test).

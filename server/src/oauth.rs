@@ -14,7 +14,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use oauth2::basic::BasicClient;
-use oauth2::{AsyncHttpClient, AuthType, ClientId, ClientSecret, HttpRequest, HttpResponse, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use oauth2::{
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -56,6 +59,10 @@ pub struct Token {
     pub expires_in: Option<Duration>,
     /// Space-separated, when the server says.
     pub scope: Option<String>,
+    /// A refresh token, when the answer has one (a code exchange; a refresh that rotates it).
+    pub refresh_token: Option<SecretString>,
+    /// The answer's other fields (the tokens left out): Salesforce's `instance_url` and `id`.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// Why there is no token. Messages never carry the secret or assertion sent (they are
@@ -166,6 +173,35 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
     }
 }
 
+/// The grant a token request makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Grant<'g> {
+    /// `grant_type=client_credentials` with these scopes.
+    ClientCredentials { scopes: &'g [&'g str] },
+    /// `grant_type=authorization_code`: the code the callback brought, the PKCE verifier of its
+    /// sign-in and the redirect URI the authorize request named (RFC 6749 4.1.3, RFC 7636).
+    Code { code: &'g str, verifier: &'g SecretString, redirect_uri: &'g str },
+    /// `grant_type=refresh_token` (RFC 6749 section 6).
+    Refresh { refresh_token: &'g SecretString },
+}
+
+impl Grant<'_> {
+    /// Whether an attempt that failed this way may be made again. A client-credentials request
+    /// may be repeated at will; a code or refresh token may be spent by a request whose answer
+    /// was lost (then the repeat would be refused, and with rotation could cost the connection
+    /// its refresh token), so those are repeated only when nothing reached the server.
+    fn may_retry(&self, e: &OutboundError) -> bool {
+        match self {
+            Grant::ClientCredentials { .. } => retryable(e),
+            _ => matches!(e, OutboundError::Connect { .. } | OutboundError::ConnectionRefused { .. }),
+        }
+    }
+
+    fn retries_server_errors(&self) -> bool {
+        matches!(self, Grant::ClientCredentials { .. })
+    }
+}
+
 /// One client-credentials request (`grant_type=client_credentials`) to `token_url`, with
 /// bounded retries. `auth` is asked for the credential before each attempt (sign a fresh
 /// assertion there). Only `token_url` is called, through `out`.
@@ -174,10 +210,28 @@ pub async fn client_credentials<'s>(
     token_url: &str,
     client_id: &str,
     scopes: &[&str],
+    auth: impl FnMut() -> Result<ClientAuth<'s>, Failure>,
+) -> Result<Token, Failure> {
+    request_token(out, token_url, client_id, Grant::ClientCredentials { scopes }, auth).await
+}
+
+/// One token request of any grant to `token_url`, with the retries the grant allows
+/// ([`Grant::may_retry`]). Only `token_url` is called, through `out`.
+pub async fn request_token<'s>(
+    out: &Outbound,
+    token_url: &str,
+    client_id: &str,
+    grant: Grant<'_>,
     mut auth: impl FnMut() -> Result<ClientAuth<'s>, Failure>,
 ) -> Result<Token, Failure> {
     let url = out.parse_url(token_url).map_err(|error| Failure::Unreachable { error, attempts: 0 })?;
     let token_url = TokenUrl::from_url(url);
+    let redirect = match grant {
+        Grant::Code { redirect_uri, .. } => {
+            Some(RedirectUrl::new(redirect_uri.to_string()).map_err(|e| Failure::Unexpected(format!("the redirect URI {redirect_uri} is not a URL ({e})")))?)
+        }
+        _ => None,
+    };
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -189,57 +243,166 @@ pub async fn client_credentials<'s>(
             ClientAuth::SecretBasic(s) => client.set_client_secret(ClientSecret::new(s.expose_secret().to_string())).set_auth_type(AuthType::BasicAuth),
             ClientAuth::Assertion(_) => client.set_auth_type(AuthType::RequestBody),
         };
-        let mut request = client.exchange_client_credentials();
-        for scope in scopes {
-            request = request.add_scope(Scope::new(scope.to_string()));
-        }
-        if let ClientAuth::Assertion(assertion) = &credential {
-            request = request.add_extra_param("client_assertion_type", JWT_BEARER_ASSERTION_TYPE).add_extra_param("client_assertion", assertion.as_str());
-        }
+        let assertion = match &credential {
+            ClientAuth::Assertion(a) => vec![("client_assertion_type", JWT_BEARER_ASSERTION_TYPE), ("client_assertion", a.as_str())],
+            _ => Vec::new(),
+        };
         let http = Http::new(out);
-        let result = request.request_async(&http).await;
+        let result = match grant {
+            Grant::ClientCredentials { scopes } => {
+                let mut request = client.exchange_client_credentials();
+                for scope in scopes {
+                    request = request.add_scope(Scope::new(scope.to_string()));
+                }
+                for (k, v) in &assertion {
+                    request = request.add_extra_param(*k, *v);
+                }
+                request.request_async(&http).await
+            }
+            Grant::Code { code, verifier, .. } => {
+                let mut request = client
+                    .exchange_code(AuthorizationCode::new(code.to_string()))
+                    .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_string()));
+                if let Some(r) = &redirect {
+                    request = request.set_redirect_uri(std::borrow::Cow::Borrowed(r));
+                }
+                for (k, v) in &assertion {
+                    request = request.add_extra_param(*k, *v);
+                }
+                request.request_async(&http).await
+            }
+            Grant::Refresh { refresh_token } => {
+                let token = RefreshToken::new(refresh_token.expose_secret().to_string());
+                let mut request = client.exchange_refresh_token(&token);
+                for (k, v) in &assertion {
+                    request = request.add_extra_param(*k, *v);
+                }
+                request.request_async(&http).await
+            }
+        };
         let answer = http.last_answer();
-        let secret = credential.secret();
+        let mut secrets = vec![credential.secret()];
+        match grant {
+            Grant::Code { code, verifier, .. } => secrets.extend([code, verifier.expose_secret()]),
+            Grant::Refresh { refresh_token } => secrets.push(refresh_token.expose_secret()),
+            Grant::ClientCredentials { .. } => {}
+        }
         let status = answer.as_ref().map(|(s, _)| *s);
         match result {
             Ok(token) => {
+                let body = answer.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
                 return Ok(Token {
                     access_token: SecretString::new(token.access_token().secret().to_string()),
-                    token_type: token_type_of(answer.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default()),
+                    token_type: token_type_of(body),
                     expires_in: token.expires_in(),
                     scope: token.scopes().map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+                    refresh_token: token.refresh_token().map(|t| SecretString::new(t.secret().to_string())),
+                    extra: extra_of(body),
                 });
             }
             Err(_) if status.is_some_and(|s| s.is_server_error()) => {
                 let status = status.map(|s| s.as_u16()).unwrap_or_default();
-                if last {
+                if last || !grant.retries_server_errors() {
                     return Err(Failure::Unavailable { status, attempts });
                 }
                 tracing::debug!("token endpoint answered {status}, retrying");
             }
-            Err(RequestTokenError::Request(e)) if retryable(&e) && !last => tracing::debug!("token request failed, retrying: {e}"),
+            Err(RequestTokenError::Request(e)) if grant.may_retry(&e) && !last => tracing::debug!("token request failed, retrying: {e}"),
             Err(RequestTokenError::Request(error)) => return Err(Failure::Unreachable { error, attempts }),
             Err(RequestTokenError::ServerResponse(e)) => {
-                let body = answer.map(|(_, b)| outbound::scrub(&String::from_utf8_lossy(&b), &[secret])).unwrap_or_default();
+                let body = answer.map(|(_, b)| outbound::scrub(&String::from_utf8_lossy(&b), &secrets)).unwrap_or_default();
                 return Err(Failure::Refused {
                     status: status.map(|s| s.as_u16()).unwrap_or_default(),
                     error: e.error().to_string(),
-                    description: outbound::scrub(e.error_description().map(String::as_str).unwrap_or_default(), &[secret]),
+                    description: outbound::scrub(e.error_description().map(String::as_str).unwrap_or_default(), &secrets),
                     body,
                 });
             }
             Err(RequestTokenError::Parse(e, body)) => {
                 let status = status.map(|s| s.as_u16()).unwrap_or_default();
                 let what = if status == 200 { format!("the token answer lacks what OAuth requires ({e})") } else { format!("HTTP {status}") };
-                return Err(Failure::Unexpected(format!("{what} with {}", outbound::snippet(&body, 120, &[secret]))));
+                return Err(Failure::Unexpected(format!("{what} with {}", outbound::snippet(&body, 120, &secrets))));
             }
             Err(RequestTokenError::Other(message)) => {
-                let body = answer.map(|(_, b)| outbound::snippet(&b, 120, &[secret])).unwrap_or_default();
+                let body = answer.map(|(_, b)| outbound::snippet(&b, 120, &secrets)).unwrap_or_default();
                 let status = status.map(|s| format!("HTTP {s}: ")).unwrap_or_default();
                 return Err(Failure::Unexpected(format!("{status}{message} {body}").trim_end().to_string()));
             }
         }
         tokio::time::sleep(RETRY_PAUSES[attempts - 1]).await;
+    }
+}
+
+/// The fields of a token answer beyond OAuth's own (Salesforce's `instance_url` and `id`), the
+/// tokens left out.
+fn extra_of(body: &[u8]) -> serde_json::Map<String, Value> {
+    let mut map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => return serde_json::Map::new(),
+    };
+    for name in ["access_token", "refresh_token", "id_token", "token_type", "expires_in", "scope"] {
+        map.remove(name);
+    }
+    map
+}
+
+/// The authorize URL of a sign-in (RFC 6749 4.1.1 with PKCE S256, RFC 7636): the browser is
+/// sent there; `state` comes back to the callback. `extra` are the provider's own parameters
+/// (those OAuth sets are refused by the provider's checks before they get here).
+pub fn authorize_url(authorize_url: &str, client_id: &str, redirect_uri: &str, scopes: &[String], state: &str, verifier: &SecretString, extra: &[(String, String)]) -> Result<String, String> {
+    let auth = AuthUrl::new(authorize_url.to_string()).map_err(|e| format!("the authorize URL {authorize_url} is not a URL ({e})"))?;
+    let redirect = RedirectUrl::new(redirect_uri.to_string()).map_err(|e| format!("the callback URL {redirect_uri} is not a URL ({e})"))?;
+    let client = BasicClient::new(ClientId::new(client_id.to_string())).set_auth_uri(auth).set_redirect_uri(redirect);
+    let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(verifier.expose_secret().to_string()));
+    let mut request = client.authorize_url(|| CsrfToken::new(state.to_string())).set_pkce_challenge(challenge);
+    for scope in scopes {
+        request = request.add_scope(Scope::new(scope.clone()));
+    }
+    for (k, v) in extra {
+        request = request.add_extra_param(k.clone(), v.clone());
+    }
+    Ok(request.url().0.to_string())
+}
+
+/// A new PKCE code verifier: 32 random bytes, base64url (43 characters, RFC 7636 4.1).
+pub fn new_verifier() -> SecretString {
+    crate::tokens::generate()
+}
+
+/// Revokes `token` at `revoke_url` (RFC 7009), the client authenticated as at the token
+/// endpoint. A 200 means revoked (or already unknown there); anything else is the reason.
+pub async fn revoke(out: &Outbound, revoke_url: &str, client_id: &str, auth: &ClientAuth<'_>, token: &SecretString, hint: &str) -> Result<(), String> {
+    let url = out.parse_url(revoke_url).map_err(|e| e.to_string())?;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut body = format!("token={}&token_type_hint={hint}", enc(token.expose_secret()));
+    let mut basic = None;
+    match auth {
+        ClientAuth::SecretBasic(secret) => {
+            use base64::Engine;
+            let pair = format!("{}:{}", enc(client_id), enc(secret.expose_secret()));
+            basic = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+        }
+        ClientAuth::SecretInBody(secret) => body.push_str(&format!("&client_id={}&client_secret={}", enc(client_id), enc(secret.expose_secret()))),
+        ClientAuth::Assertion(a) => body.push_str(&format!("&client_id={}&client_assertion_type={}&client_assertion={}", enc(client_id), enc(JWT_BEARER_ASSERTION_TYPE), enc(a))),
+    }
+    let build = || {
+        let mut r = reqwest::Request::new(reqwest::Method::POST, url.clone());
+        r.headers_mut().insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"));
+        if let Some(b) = &basic {
+            if let Ok(mut v) = reqwest::header::HeaderValue::from_str(b) {
+                v.set_sensitive(true);
+                r.headers_mut().insert(reqwest::header::AUTHORIZATION, v);
+            }
+        }
+        *r.body_mut() = Some(body.clone().into());
+        r
+    };
+    let secrets = [token.expose_secret(), auth.secret()];
+    match send_with_retries(out, build).await {
+        Ok(r) if r.status.is_success() => Ok(()),
+        Ok(r) => Err(format!("HTTP {} from the revocation endpoint: {}", r.status.as_u16(), outbound::snippet(&r.body, 160, &secrets))),
+        Err(SendFailure::Unavailable { status, attempts }) => Err(format!("the revocation endpoint answered HTTP {status} ({attempts} attempts)")),
+        Err(SendFailure::Unreachable { error, .. }) => Err(format!("the revocation endpoint could not be reached: {error}")),
     }
 }
 

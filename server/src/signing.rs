@@ -1056,10 +1056,31 @@ pub async fn mint(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connecti
             transient: false,
         }));
     }
-    let secrets = connections::open_applicable_secrets(s.db, s.vault, &env.name, c, def).await?;
+    let mut secrets = connections::open_applicable_secrets(s.db, s.vault, &env.name, c, def).await?;
+    // A connection someone signed in for refreshes with the refresh token it keeps.
+    let mut used = None;
+    if let Some(auth) = def.authorization.filter(|_| (def.auth_mode)(&c.settings).signs_in()) {
+        let Some((value, blob)) = connections::open_refresh(s.db, s.vault, env, c, auth.refresh_field).await? else {
+            return Ok(Err(Refusal {
+                result: TestResult::failed(format!("nobody has signed in for {} yet", c.name), format!("choose {} on the connection page and sign in", auth.button)),
+                transient: false,
+            }));
+        };
+        secrets.insert(auth.refresh_field.to_string(), value.clone());
+        used = Some((auth, value, blob));
+    }
     match exchange(s, env, c, &secrets, minting, minting.key_field).await? {
-        Ok(minted) => {
-            let (at, expires) = keep_token(s, actor, env, c, minting, &minted, "active").await?;
+        Ok(mut minted) => {
+            if let (Some(new), Some((auth, value, blob))) = (minted.refresh_token.take(), &used) {
+                // Rotation: the new refresh token replaces the one used, unless something newer
+                // is stored by now (then that stays, and this one is dropped).
+                let kept = connections::rotate_refresh(s.db, s.vault, env, c, auth.refresh_field, value, blob, &new, &actor.label).await?;
+                if !kept {
+                    tracing::info!(environment = %env.name, connection = %c.name, "a newer refresh token is stored; the one this refresh rotated to is dropped");
+                }
+            }
+            let via = if used.is_some() { "refresh token" } else if signs(c) { "active" } else { "secret" };
+            let (at, expires) = keep_token(s, actor, env, c, minting, &minted, via).await?;
             Ok(Ok((minted, at, expires)))
         }
         Err(f) => Ok(Err(f)),
@@ -1107,6 +1128,8 @@ pub async fn live_check(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Co
     }
     let outcome = match outcome {
         Some(o) => o,
+        // Signed in: a refresh (with its rotation), as the broker makes it.
+        None if def.authorization.is_some_and(|_| (def.auth_mode)(&c.settings).signs_in()) => mint(s, actor, env, c).await?.map(|(minted, _, _)| minted),
         None => match exchange(s, env, c, secrets, minting, minting.key_field).await? {
             Ok(minted) => {
                 keep_token(s, actor, env, c, minting, &minted, if signs { "active" } else { "secret" }).await?;

@@ -86,6 +86,9 @@ pub struct ConnectionDetail {
     /// Who is asked for help, when this connection signs with a certificate connvault keeps
     /// (e.g. "Salesforce admin"): the page then shows the certificate panel.
     pub signing_admin: Option<String>,
+    /// The button that connects by signing in ("Connect with Salesforce"), when this
+    /// connection's settings choose that flow: the page then shows the sign-in panel.
+    pub sign_in: Option<String>,
     /// Who can be asked for this connection's typed secrets ("Workato workspace admin"), when
     /// its settings have secrets a person types: the page then offers "Request credentials".
     pub credential_admin: Option<String>,
@@ -136,6 +139,7 @@ fn provider_forms() -> Vec<ProviderForm> {
                         FieldKind::Email => "email",
                         FieldKind::Choice => "choice",
                         FieldKind::Integer => "integer",
+                        FieldKind::Object => "object",
                     }
                     .into(),
                     choices: f.choices.iter().map(|c| c.to_string()).collect(),
@@ -176,7 +180,10 @@ pub async fn list_connections(
             let brief = briefs.remove(&c.id);
             let set_up = server::providers::get(&c.provider).is_none_or(|d| d.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect()).is_empty());
             ConnectionItem {
-                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())),
+                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())).or_else(|| {
+                    // Signs in, and nobody has yet.
+                    server::connect::authorization_of(&c).ok().filter(|(_, a)| !c.secrets_set.contains_key(a.refresh_field)).map(|_| "needs_sign_in".to_string())
+                }),
                 certificate_expires: brief.and_then(|b| b.certificate_expires),
                 check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
                 // Where the credential goes: the provider's first destination setting.
@@ -216,7 +223,9 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
         let credential_admin =
             def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
+        let sign_in = server::connect::authorization_of(&c).ok().map(|(_, a)| a.button.to_string());
         Some(ConnectionDetail {
+            sign_in,
             signing_admin,
             credential_admin,
             details_from: def.filter(|d| d.details.is_some()).map(|d| d.label.to_string()),
@@ -263,10 +272,7 @@ pub async fn save_connection(
         if v.is_empty() {
             continue;
         }
-        let value = match def.field(k).map(|f| f.kind) {
-            Some(server::providers::FieldKind::Integer) => v.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(v)),
-            _ => Value::from(v),
-        };
+        let value = def.field(k).map_or_else(|| Value::from(v), |f| f.value_from_text(v));
         given.insert(k.clone(), value);
     }
     let applies = |name: &str, all: &Map<String, Value>| def.field(name).is_none_or(|f| f.applies(all));

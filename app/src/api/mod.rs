@@ -17,6 +17,7 @@ mod outbox;
 mod people;
 mod promotion;
 mod webhooks;
+mod sign_in;
 
 pub use access::*;
 pub use audit::*;
@@ -29,6 +30,7 @@ pub use outbox::*;
 pub use people::*;
 pub use promotion::*;
 pub use webhooks::*;
+pub use sign_in::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentItem {

@@ -122,6 +122,7 @@ fn ConnectionTable(environment: String, items: Vec<ConnectionItem>) -> impl Into
                                             Some("not_set_up") => view! { <span class="status status-needs_connection">"Not set up"</span> }.into_any(),
                                             Some("waiting_for_admin") => view! { <span class="status status-needs_connection">"Waiting for admin"</span> }.into_any(),
                                             Some("consumer_key_received") => view! { <span class="status status-needs_connection">"Consumer key received"</span> }.into_any(),
+                                            Some("needs_sign_in") => view! { <span class="status status-needs_connection">"Needs someone to sign in"</span> }.into_any(),
                                             Some(_) => view! { <span class="muted">"no certificate yet"</span> }.into_any(),
                                             None => view! { <span class="muted">"not tested"</span> }.into_any(),
                                         },
@@ -165,13 +166,14 @@ pub fn ConnectionPage() -> impl IntoView {
     });
     let data = Resource::new(move || (env(), name(), save.version().get()), |(env, name, _)| connection_form(env, name));
     let signing_state = crate::pages::certificates::SigningState::new(env, name);
+    let sign_in_state = crate::pages::sign_in::SignInState::new(env, name);
     let credential_state = crate::pages::credentials::CredentialState::new(env, name);
     view! {
         <section class="panel">
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(d) => view! { <ConnectionEditor data=d save=save test=test signing_state=signing_state credential_state=credential_state/> }.into_any(),
+                        Ok(d) => view! { <ConnectionEditor data=d save=save test=test signing_state=signing_state sign_in_state=sign_in_state credential_state=credential_state/> }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}
@@ -186,6 +188,7 @@ fn ConnectionEditor(
     save: ServerAction<SaveConnection>,
     test: ServerAction<TestConnection>,
     signing_state: crate::pages::certificates::SigningState,
+    sign_in_state: crate::pages::sign_in::SignInState,
     credential_state: crate::pages::credentials::CredentialState,
 ) -> impl IntoView {
     let query = use_query_map();
@@ -253,6 +256,9 @@ fn ConnectionEditor(
         {signing.map(|c| view! {
             <crate::pages::certificates::CertificatePanel environment=fields_env.clone() name=c.name.clone() admin_email=c.setting("admin_email")
                 admin=c.signing_admin.clone().unwrap_or_default() can_write=can_write state=signing_state/>
+        })}
+        {for_panels.as_ref().and_then(|c| c.sign_in.clone().map(|b| (c.name.clone(), b))).map(|(n, button)| view! {
+            <crate::pages::sign_in::SignInPanel environment=fields_env.clone() name=n button=button can_write=can_write state=sign_in_state/>
         })}
         {for_panels.as_ref().filter(|c| can_write && c.credential_admin.is_some()).map(|c| view! {
             <crate::pages::credentials::CredentialPanel environment=fields_env.clone() name=c.name.clone()

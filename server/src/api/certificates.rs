@@ -238,11 +238,3 @@ pub(super) fn optional_json<T: serde::de::DeserializeOwned + Default>(body: RawB
     })
 }
 
-/// `PUBLIC_URL/oauth/callback`, the callback URL a connected app or app registration must name;
-/// the certificate flows never call it.
-pub async fn callback() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "connvault signs its token requests with a certificate: the system requires a callback URL on the app, but this flow never calls it.\n",
-    )
-}

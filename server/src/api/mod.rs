@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::services::Services;
 
 mod certificates;
+mod connect;
 mod credentials;
 pub mod doc;
 mod integrations;
@@ -35,8 +36,9 @@ pub fn router(services: Services) -> Router {
 fn api_router() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(health))
-        .route("/oauth/callback", get(certificates::callback))
-        .route("/salesforce/callback", get(certificates::callback))
+        .route("/oauth/callback", get(connect::callback))
+        .route("/salesforce/callback", get(connect::callback))
+        .route("/connect/{env}/{name}", get(connect::start))
         .route("/proxy/v1/{*path}", any(proxy::forward))
         .nest(
             "/api/v1",
@@ -44,6 +46,7 @@ fn api_router() -> OpenApiRouter<Services> {
                 .merge(integrations::router())
                 .merge(promotion::router())
                 .merge(certificates::router())
+                .merge(connect::router())
                 .merge(credentials::router())
                 .merge(outbox::router())
                 .merge(webhooks::router())

@@ -73,6 +73,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: Some(&microsoft::SECRET_HELP),
     details: None,
+    authorization: None,
     session: None,
 };
 

@@ -25,6 +25,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: Some(&microsoft::SECRET_HELP),
     details: None,
+    authorization: None,
     session: None,
 };
 

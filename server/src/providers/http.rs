@@ -92,6 +92,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     admin_help: None,
     credential_help: Some(&CREDENTIAL_HELP),
     details: None,
+    authorization: None,
     session: None,
 };
 

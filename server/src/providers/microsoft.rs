@@ -283,6 +283,7 @@ pub async fn exchange(out: &Outbound, settings: &Map<String, Value>, secrets: &S
             scope: token.scope.or(Some(scope)),
             org_id: None,
             user_id: None,
+            refresh_token: None,
         }),
         Err(f) => Err(refusal(f, &ctx)),
     }
@@ -294,7 +295,7 @@ pub async fn verify(out: &Outbound, settings: &Map<String, Value>, minted: &Mint
     let ctx = context(&s, resource, None);
     let app = s.client_id.as_deref().unwrap_or_default();
     let token =
-        entra::Token { access_token: minted.access_token.clone(), token_type: minted.token_type.clone(), expires_in: None, scope: minted.scope.clone() };
+        entra::Token { access_token: minted.access_token.clone(), token_type: minted.token_type.clone(), expires_in: None, scope: minted.scope.clone(), refresh_token: None, extra: Default::default() };
     match resource {
         Resource::SharePoint => match entra::sharepoint_site(out, &s.resource_url, &token).await {
             Ok(site) => Ok(Identity { summary: format!("connected to site {} as app {app} ({})", site.title, s.resource_url), ..Identity::default() }),

@@ -20,6 +20,7 @@ pub mod dataverse;
 pub mod dynamics365;
 pub mod http;
 pub mod microsoft;
+pub mod oauth2;
 pub mod salesforce;
 pub mod sap_odata;
 pub mod sharepoint;
@@ -33,7 +34,12 @@ pub enum FieldKind {
     Email,
     Choice,
     Integer,
+    /// A JSON object of text values (extra parameters), at most [`MAX_OBJECT_ENTRIES`].
+    Object,
 }
+
+/// The most entries an `Object` setting may have.
+pub const MAX_OBJECT_ENTRIES: usize = 20;
 
 /// One field of a provider's connection form.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -53,6 +59,17 @@ pub struct FieldSpec {
 }
 
 impl FieldSpec {
+    /// A value typed as text (a form field, a command-line `--setting`) in the field's JSON
+    /// form: a whole number for an `Integer`, the object for an `Object` (JSON text); what does
+    /// not read as that stays text, for the checks to refuse with their reason.
+    pub fn value_from_text(&self, text: &str) -> Value {
+        match self.kind {
+            FieldKind::Integer => text.trim().parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(text)),
+            FieldKind::Object => serde_json::from_str::<Value>(text).ok().filter(Value::is_object).unwrap_or_else(|| Value::from(text)),
+            _ => Value::from(text),
+        }
+    }
+
     pub fn applies(&self, settings: &Map<String, Value>) -> bool {
         match self.when {
             None => true,
@@ -78,6 +95,9 @@ pub enum AuthMode {
     /// The JWT bearer grant (RFC 7523 section 2.1): an assertion signed with the connection's
     /// certificate is the grant (Salesforce).
     JwtBearer,
+    /// OAuth 2.0 authorization code with PKCE (RFC 6749 4.1, RFC 7636): a person signs in at
+    /// the provider, connvault keeps the refresh token and refreshes the access token.
+    AuthorizationCode,
 }
 
 impl AuthMode {
@@ -89,6 +109,11 @@ impl AuthMode {
     /// Whether the run-time credential comes from a token endpoint (else it is the stored secret).
     pub fn minted(self) -> bool {
         self != AuthMode::Static
+    }
+
+    /// Whether a person signs in to connect (`ProviderDef::authorization`).
+    pub fn signs_in(self) -> bool {
+        self == AuthMode::AuthorizationCode
     }
 }
 
@@ -154,7 +179,52 @@ pub struct ProviderDef {
     /// What the connection page may show about the other side, read with the stored
     /// credential (Workato: the workspace's collaborators and their roles per environment).
     pub details: Option<DetailsFn>,
+    /// For providers whose connections a person authorizes by signing in
+    /// (`AuthMode::AuthorizationCode`, run by `crate::connect`).
+    pub authorization: Option<&'static Authorization>,
 }
+
+/// Connecting by signing in: where the person is sent, how the code that comes back is
+/// redeemed, what a refusal means, and how the refresh token is revoked. The refresh itself is
+/// the provider's `Minting::exchange`, which finds the refresh token among the secrets under
+/// `refresh_field`.
+#[derive(Debug)]
+pub struct Authorization {
+    /// What the button says: "Connect with Salesforce".
+    pub button: &'static str,
+    /// The managed secret that holds the refresh token.
+    pub refresh_field: &'static str,
+    /// The authorize request these settings make.
+    pub request: fn(&Map<String, Value>) -> AuthorizeRequest,
+    /// `redeem(outbound, settings, typed secrets, code, verifier, redirect_uri)`: the code
+    /// exchange; the `Minted` carries the refresh token.
+    pub redeem: RedeemFn,
+    /// A refusal the provider sent back to the callback (`error`, `error_description`), in
+    /// words with what to do; `callback_url` is the exact URL the app must have registered.
+    pub explain: fn(settings: &Map<String, Value>, error: &str, description: &str, callback_url: &str) -> TestResult,
+    /// Revokes a refresh token at the provider (RFC 7009), for providers with an endpoint for
+    /// it (these settings may have none: `None`).
+    pub revoke: RevokeFn,
+    /// How long a refresh token may go unused before it should be refreshed anyway, for
+    /// providers whose refresh tokens expire when idle (a setting).
+    pub keep_alive: fn(&Map<String, Value>) -> Option<chrono::Duration>,
+}
+
+/// Where a sign-in goes: the provider's authorize URL, the client, the scopes and any extra
+/// parameters.
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    pub authorize_url: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub extra: Vec<(String, String)>,
+}
+
+pub type RedeemFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets, &'a str, &'a SecretString, &'a str) -> MintFuture<'a>;
+pub type RevokeFuture<'a> = Pin<Box<dyn Future<Output = Option<std::result::Result<(), String>>> + Send + 'a>>;
+/// `revoke(outbound, settings, typed secrets, refresh token)`: `None` when these settings have
+/// no revocation endpoint.
+pub type RevokeFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets, &'a SecretString) -> RevokeFuture<'a>;
 
 /// A table the connection page shows (`ProviderDef::details`), in the provider's words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -263,6 +333,8 @@ pub struct Minted {
     /// Who the token acts as, when the token answer says (Salesforce's org and user ids).
     pub org_id: Option<String>,
     pub user_id: Option<String>,
+    /// A refresh token (a code exchange, or a refresh that rotates it): kept sealed.
+    pub refresh_token: Option<SecretString>,
 }
 
 /// Whom a token acts as, from the provider's verifying call.
@@ -333,7 +405,7 @@ pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
 pub static REGISTRY: &[&ProviderDef] =
-    &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &sap_odata::SAP_ODATA, &workato::WORKATO];
+    &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &sap_odata::SAP_ODATA, &workato::WORKATO, &oauth2::OAUTH2];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)
@@ -558,7 +630,11 @@ impl ProviderDef {
             json!({"type": "object", "maxProperties": 0, "writeOnly": true})
         } else {
             let props: Map<String, Value> = secret_fields.iter().map(|f| (f.name.to_string(), secret_value_schema())).collect();
-            json!({"type": "object", "additionalProperties": false, "properties": props})
+            let mut secrets = json!({"type": "object", "additionalProperties": false, "properties": props});
+            if !always(true).is_empty() {
+                secrets["required"] = json!(always(true));
+            }
+            secrets
         };
         let mut required = vec!["name", "provider", "settings"];
         if self.fields.iter().any(|f| f.secret && f.required) {
@@ -670,6 +746,23 @@ fn when_text(spec: &FieldSpec) -> String {
 
 fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
     match spec.kind {
+        FieldKind::Object => {
+            let Some(map) = value.as_object() else { return Some(format!("{} must be a JSON object of text values, e.g. {{\"prompt\": \"consent\"}}", spec.label)) };
+            if map.len() > MAX_OBJECT_ENTRIES {
+                return Some(format!("{} has {} entries; at most {MAX_OBJECT_ENTRIES}", spec.label, map.len()));
+            }
+            for (k, v) in map {
+                let ok_key = !k.trim().is_empty() && k.len() <= 100 && !k.chars().any(|c| c.is_control() || c.is_whitespace());
+                if !ok_key {
+                    return Some(format!("{}: {k:?} is not a parameter name (1 to 100 characters, no spaces)", spec.label));
+                }
+                match v.as_str() {
+                    Some(t) if t.chars().count() <= MAX_SETTING_LEN && !t.chars().any(char::is_control) => {}
+                    _ => return Some(format!("{}: the value of {k} must be text without control characters, at most {MAX_SETTING_LEN} characters", spec.label)),
+                }
+            }
+            None
+        }
         FieldKind::Integer => match as_whole_number(value) {
             Some(_) => None,
             None => Some(format!("{} must be a whole number", spec.label)),
@@ -776,6 +869,10 @@ mod tests {
             assert_eq!(p.minting.is_some(), p.auth_modes.iter().any(|m| m.minted()), "{}: minting and the minted modes", p.id);
             assert_eq!(p.credential.is_some(), p.auth_modes.contains(&AuthMode::Static), "{}: a static credential and Static", p.id);
             assert_eq!(p.test.is_some() || p.minting.is_some(), true, "{}: a live check", p.id);
+            assert_eq!(p.authorization.is_some(), p.auth_modes.iter().any(|m| m.signs_in()), "{}: sign-in and AuthorizationCode", p.id);
+            if let Some(a) = p.authorization {
+                assert!(p.is_managed(a.refresh_field) && !p.cached_secrets.contains(&a.refresh_field), "{}: the refresh token is kept, not a cache", p.id);
+            }
             if let Some(help) = p.credential_help {
                 assert!(p.fields.iter().any(|f| f.secret && !p.is_managed(f.name)), "{}: a credential request needs a secret to ask for", p.id);
                 for name in help.owned_settings {

@@ -39,6 +39,7 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: None,
     details: None,
+    authorization: None,
     session: None,
 };
 

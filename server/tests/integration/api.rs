@@ -211,6 +211,9 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (_, eml) = server::mail::eml(&api.s.db, &api.s.vault, issued["request"]["outbox_id"].as_i64().unwrap()).await.unwrap();
         let eml = String::from_utf8_lossy(&eml).replace("=\r\n", "").replace("=3D", "=");
         let link_token: String = eml[eml.find("token=").unwrap() + 6..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+        // A connection that signs in (its status route), its client secret the marker too.
+        let oa = json!({"name": "OA_Marked", "provider": "oauth2", "settings": {"authorize_url": "https://auth.example.com/authorize", "token_url": "https://auth.example.com/token", "client_id": "abc"}, "secrets": {"client_secret": format!("{MARKER}-oauth")}});
+        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(oa)).await.0, 201);
         // And a request for Marked's credentials, so that its page is read too.
         let (st, asked, text) =
             api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections/Marked/credential-request", Some(json!({"admin_email": "a@acme.com"}))).await;
@@ -235,8 +238,15 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
             .filter(|(_, item)| item.get("get").is_some())
             .map(|(path, _)| {
                 let salesforce = ["/certificate", "/status", "/admin-response"].iter().any(|p| path.ends_with(p));
+                let name = if salesforce {
+                    "SF_Marked"
+                } else if path.ends_with("/sign-in") {
+                    "OA_Marked"
+                } else {
+                    "Marked"
+                };
                 let id = if path.contains("/webhooks/") { hook_id.clone() } else { outbox_id.to_string() };
-                let path = path.replace("{env}", "DEV").replace("{name}", if salesforce { "SF_Marked" } else { "Marked" }).replace("{id}", &id);
+                let path = path.replace("{env}", "DEV").replace("{name}", name).replace("{id}", &id);
                 if path.ends_with("/admin-response") {
                     format!("{path}?token={link_token}")
                 } else if path.ends_with("/credential-response") {
@@ -350,7 +360,7 @@ async fn the_openapi_document_matches_the_router() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 47);
+    assert_eq!(checked, 49);
 }
 
 /// What the contract test (scripts/contract.sh) relies on in the generated OpenAPI document:
@@ -414,6 +424,8 @@ fn the_openapi_document_keeps_its_strictness() {
         ("downloadCertificate", &[200, 401, 403, 404, 409, 429]),
         ("uploadCertificate", &[200, 400, 401, 403, 404, 409, 413, 422, 429]),
         ("signingStatus", &[200, 401, 403, 404, 409, 429]),
+        ("signInStatus", &[200, 401, 403, 404, 409, 429]),
+        ("disconnectConnection", &[200, 401, 403, 404, 409, 429]),
         ("resendAdminRequest", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
         ("cancelAdminRequest", &[204, 401, 403, 404, 409, 429]),
         ("requestCredentials", &[201, 400, 401, 403, 404, 409, 413, 422, 429, 502]),
@@ -511,7 +523,7 @@ fn the_openapi_document_keeps_its_strictness() {
     let new_connection = schema("NewConnection");
     let providers: Vec<&str> = new_connection["oneOf"].as_array().unwrap().iter().map(|p| p["properties"]["provider"]["const"].as_str().unwrap()).collect();
     assert_eq!(providers, server::providers::ids());
-    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "sap_odata", "workato"]);
+    assert_eq!(providers, ["http", "salesforce", "sharepoint", "dataverse", "dynamics365", "sap_odata", "workato", "oauth2"]);
     for p in new_connection["oneOf"].as_array().unwrap() {
         assert_eq!(p["additionalProperties"], false);
         assert_eq!(p["properties"]["name"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$");

@@ -28,6 +28,7 @@ mod proxy;
 mod salesforce;
 mod sap_odata;
 mod security;
+mod sign_in;
 mod standin;
 mod vault_promises;
 mod workato;

@@ -249,7 +249,8 @@ async fn accepted_variants_exp_as_string_no_typ_extra_params_other_audiences() {
 async fn grant_type_is_checked_first() {
     let org = org().await;
     let good = sign(&claims(&org));
-    for grant in ["authorization_code", "password", "", "urn:ietf:params:oauth:grant-type:jwt-bearer "] {
+    // (authorization_code and refresh_token belong to the web server flow, served beside it.)
+    for grant in ["password", "client_credentials", "", "urn:ietf:params:oauth:grant-type:jwt-bearer "] {
         assert_refused(&post_form(&org, form(&[("grant_type", grant), ("assertion", &good)])).await, UNSUPPORTED_GRANT);
     }
     assert_refused(&post_form(&org, form(&[("assertion", &good)])).await, UNSUPPORTED_GRANT);

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod jwt;
+pub mod web;
 pub mod request;
 pub mod standin;
 
@@ -28,13 +29,33 @@ pub const PRIVATE_KEY: &str = "private_key";
 pub const PENDING_PRIVATE_KEY: &str = "pending_private_key";
 /// The latest session token (a cache; dropped when a setting changes).
 pub const ACCESS_TOKEN: &str = "access_token";
+/// The refresh token of the web server flow (kept sealed; never a form field).
+pub const REFRESH_TOKEN: &str = "refresh_token";
+/// What the web server flow asks for: the REST API, and a refresh token that lasts.
+pub const WEB_SERVER_SCOPES: [&str; 3] = ["api", "refresh_token", "offline_access"];
+
+/// Which flow a connection's settings choose (`auth`; the JWT bearer flow when left out).
+fn web_server(settings: &Map<String, Value>) -> bool {
+    settings.get("auth").and_then(Value::as_str) == Some("web_server")
+}
 
 pub static SALESFORCE: ProviderDef = ProviderDef {
     id: "salesforce",
     label: "Salesforce",
-    auth_modes: &[AuthMode::JwtBearer],
-    auth_mode: |_| AuthMode::JwtBearer,
+    auth_modes: &[AuthMode::JwtBearer, AuthMode::AuthorizationCode],
+    auth_mode: |settings| if web_server(settings) { AuthMode::AuthorizationCode } else { AuthMode::JwtBearer },
     fields: &[
+        FieldSpec {
+            name: "auth",
+            label: "Flow",
+            help: "jwt_bearer: connvault signs in as the integration user with a certificate (an admin registers it); web_server: someone signs in \
+                   to Salesforce in the browser (Connect with Salesforce) and connvault keeps the refresh token",
+            kind: FieldKind::Choice,
+            choices: &["jwt_bearer", "web_server"],
+            secret: false,
+            when: None,
+            required: false,
+        },
         FieldSpec {
             name: "login_url",
             label: "Login URL",
@@ -48,7 +69,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
         FieldSpec {
             name: "username",
             label: "Integration username",
-            help: "The Salesforce user the app acts as, e.g. integration@acme.com (sandboxes add a suffix: integration@acme.com.qa)",
+            help: "The Salesforce user the app acts as, e.g. integration@acme.com (sandboxes add a suffix: integration@acme.com.qa); with web_server, the user who signs in",
             kind: FieldKind::Text,
             choices: &[],
             secret: false,
@@ -64,6 +85,16 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
             secret: false,
             when: None,
             required: false,
+        },
+        FieldSpec {
+            name: "consumer_secret",
+            label: "Consumer secret",
+            help: "From the connected app (App Manager → the app → View → Manage Consumer Details); only for the web_server flow",
+            kind: FieldKind::Text,
+            choices: &[],
+            secret: true,
+            when: Some(("auth", &["web_server"])),
+            required: true,
         },
         FieldSpec {
             name: "admin_email",
@@ -98,7 +129,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     ],
     check,
     test: None,
-    managed_secrets: &[PRIVATE_KEY, PENDING_PRIVATE_KEY, ACCESS_TOKEN],
+    managed_secrets: &[PRIVATE_KEY, PENDING_PRIVATE_KEY, ACCESS_TOKEN, REFRESH_TOKEN],
     cached_secrets: &[ACCESS_TOKEN],
     destination_settings: &["login_url", "audience"],
     // The org, its user, its connected app and its admin; only the session lifetime is shared.
@@ -109,6 +140,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     admin_help: Some(&ADMIN_HELP),
     credential_help: None,
     details: None,
+    authorization: Some(&web::AUTHORIZATION),
     session: None,
 };
 
@@ -146,8 +178,12 @@ fn refusal(failure: client::Failure, settings: &Settings) -> Refusal {
     Refusal { transient: failure.is_transient(), result: failure.explain(settings) }
 }
 
-/// One JWT-bearer exchange: an RS256 assertion for the integration user, signed with `key`.
-fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, _secrets: &'a Secrets, key: Option<Key<'a>>) -> MintFuture<'a> {
+/// One JWT-bearer exchange: an RS256 assertion for the integration user, signed with `key`;
+/// with the web server flow, a refresh (`web::refresh`).
+fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Secrets, key: Option<Key<'a>>) -> MintFuture<'a> {
+    if web_server(settings) {
+        return web::refresh(out, settings, secrets);
+    }
     Box::pin(async move {
         let s = Settings::from_map(settings);
         let Some(key) = key else { return Err(refusal(client::Failure::Unexpected("no key to sign with".into()), &s)) };
@@ -163,6 +199,7 @@ fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, _secrets: &
                 scope: None,
                 org_id: session.org_id,
                 user_id: session.user_id,
+                refresh_token: None,
             }),
             Err(f) => Err(refusal(f, &s)),
         }
@@ -174,6 +211,16 @@ fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a M
     Box::pin(async move {
         let s = Settings::from_map(settings);
         match client::userinfo(out, &minted.instance_url, &minted.access_token).await {
+            Ok(info) if web_server(settings) && !info.preferred_username.eq_ignore_ascii_case(&s.username) => Err(Refusal {
+                transient: false,
+                result: crate::providers::TestResult::failed(
+                    format!("signed in to Salesforce as {}, but this connection is for {}", info.preferred_username, s.username),
+                    format!(
+                        "sign in as {} (sign out of Salesforce first, or use a private window), or change the Integration username to {} and connect again",
+                        s.username, info.preferred_username
+                    ),
+                ),
+            }),
             Ok(info) => Ok(Identity {
                 summary: format!("connected to org {} as {} ({})", info.organization_id, info.preferred_username, minted.instance_url),
                 org_id: Some(info.organization_id),
@@ -213,6 +260,7 @@ fn schema() -> Value {
     admin_email["description"] =
         json!("An email address such as admin@acme.com: ASCII, the part before @ at most 64 characters, the domain (two or more labels) at most 254");
     json!({
+        "auth": {"type": "string", "enum": ["jwt_bearer", "web_server"], "default": "jwt_bearer"},
         "login_url": login(),
         "username": {
             "type": "string",

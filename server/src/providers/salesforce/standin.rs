@@ -199,6 +199,9 @@ struct State {
 #[derive(Clone)]
 pub struct StandIn {
     state: Arc<Mutex<State>>,
+    /// The web server flow (authorization code with PKCE): its connected apps (consumer key and
+    /// secret, callback URL), users with passwords, codes and refresh tokens.
+    web: crate::oauth_standin::AuthServer,
 }
 
 impl Default for StandIn {
@@ -210,8 +213,7 @@ impl Default for StandIn {
 impl StandIn {
     /// A new, empty org with a random 18-character org id (`00D…`).
     pub fn new() -> StandIn {
-        StandIn {
-            state: Arc::new(Mutex::new(State {
+        let state = Arc::new(Mutex::new(State {
                 org_id: salesforce_id("00D"),
                 base: None,
                 apps: Vec::new(),
@@ -226,8 +228,62 @@ impl StandIn {
                 query_requests: 0,
                 api_latency: Duration::ZERO,
                 assertions: Vec::new(),
-            })),
-        }
+            }));
+        let options = crate::oauth_standin::Options {
+            title: "Salesforce stand-in".into(),
+            unknown_client: "invalid_client_id",
+            blocked: ("OAUTH_APP_BLOCKED", "this app is blocked by admin"),
+            not_approved: ("OAUTH_APP_ACCESS_DENIED", "user is not admin approved to access this app"),
+            bad_refresh: "expired access/refresh token",
+            access_lifetime: DEFAULT_TOKEN_LIFETIME,
+            rotate: false,
+            content_type: JSON_UTF8,
+        };
+        // Salesforce answers the web server flow's tokens as it does the JWT flow's (with
+        // instance_url, id, issued_at and signature), and they are sessions of the org.
+        let (for_extras, for_sessions) = (state.clone(), state.clone());
+        let extras: crate::oauth_standin::Extras = Arc::new(move |user: &str, base: &str| {
+            let st = for_extras.lock().unwrap_or_else(|e| e.into_inner());
+            let base = st.base.clone().unwrap_or_else(|| base.to_string());
+            let uid = st.users.get(user).map(|u| u.id.clone()).unwrap_or_default();
+            let id = format!("{base}/id/{}/{uid}", st.org_id);
+            let issued_at = chrono::Utc::now().timestamp_millis().to_string();
+            let signature = hmac_signature(&[7u8; 32], &format!("{id}{issued_at}"));
+            let mut m = Map::new();
+            m.insert("instance_url".into(), json!(base));
+            m.insert("id".into(), json!(id));
+            m.insert("issued_at".into(), json!(issued_at));
+            m.insert("signature".into(), json!(signature));
+            m
+        });
+        let on_issue: crate::oauth_standin::OnIssue = Arc::new(move |user: &str, token: &str| {
+            let mut st = for_sessions.lock().unwrap_or_else(|e| e.into_inner());
+            st.sessions.insert(token.to_string(), Session { user: user.to_string(), last_used: Instant::now() });
+        });
+        StandIn { state, web: crate::oauth_standin::AuthServer::new(options).with_hooks(extras, on_issue) }
+    }
+
+    /// The web server flow's side of the org: register apps with a consumer secret and
+    /// callback URL, and users with passwords.
+    pub fn web(&self) -> &crate::oauth_standin::AuthServer {
+        &self.web
+    }
+
+    /// A connected app for the web server flow with `callback_url`, usable by `username`
+    /// (created active, with `password`): its consumer key and consumer secret.
+    pub fn add_web_app(&self, callback_url: &str, username: &str, password: &str) -> (String, String) {
+        self.add_user(username, true);
+        self.web.add_user(username, password);
+        let key = format!("3MVG9{}", random_chars(80, TOKEN_ALPHABET));
+        let secret = random_chars(64, b"0123456789ABCDEF");
+        self.web.add_client(crate::oauth_standin::Client {
+            client_id: key.clone(),
+            client_secret: secret.clone(),
+            redirect_uris: vec![callback_url.to_string()],
+            blocked: false,
+            allowed_users: Some(vec![username.to_lowercase()]),
+        });
+        (key, secret)
     }
 
     /// A poisoned lock only means another handler panicked; the state is still usable, and the
@@ -396,6 +452,7 @@ impl StandIn {
         api_routes()
             .route("/", get(demo_page))
             .route("/apps", post(demo_add_app))
+            .route("/web-apps", post(demo_add_web_app))
             .route("/sessions/expire", post(demo_expire_sessions))
             .with_state(self.clone())
     }
@@ -604,6 +661,8 @@ pub async fn run_demo(addr: SocketAddr, api_latency: Duration) -> std::io::Resul
 
 fn api_routes() -> Router<StandIn> {
     Router::new()
+        .route("/services/oauth2/authorize", get(authorize_page).post(authorize_answer))
+        .route("/services/oauth2/revoke", post(revoke_endpoint))
         .route("/services/oauth2/token", post(token_endpoint))
         .route("/services/oauth2/userinfo", get(userinfo_endpoint).post(userinfo_endpoint))
         .route("/services/data/{version}/query", get(query_endpoint))
@@ -689,10 +748,28 @@ async fn token_endpoint(Shared(standin): Shared<StandIn>, headers: HeaderMap, bo
         return failure(status);
     }
     let base = standin.base_for(&headers);
+    let grant = url::form_urlencoded::parse(&body).find(|(k, _)| k == "grant_type").map(|(_, v)| v.into_owned());
+    if matches!(grant.as_deref(), Some("authorization_code" | "refresh_token")) {
+        return standin.web.token(&headers, &body, &base).await;
+    }
     match standin.exchange(&body, &base) {
         Ok(granted) => json_response(StatusCode::OK, serde_json::to_string(&granted).unwrap_or_default()),
         Err(e) => e.into_response(),
     }
+}
+
+/// The web server flow's login and approval page (`GET`), and the person's answer (`POST`).
+async fn authorize_page(Shared(standin): Shared<StandIn>, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+    standin.web.login_page(&q, None)
+}
+
+async fn authorize_answer(Shared(standin): Shared<StandIn>, body: Bytes) -> Response {
+    standin.web.login_answer(&body)
+}
+
+/// `POST /services/oauth2/revoke` (RFC 7009).
+async fn revoke_endpoint(Shared(standin): Shared<StandIn>, headers: HeaderMap, body: Bytes) -> Response {
+    standin.web.revoke(&headers, &body)
 }
 
 /// Accepts `Authorization: Bearer TOKEN` (and Salesforce's older `OAuth TOKEN`); anything else,
@@ -871,6 +948,29 @@ async fn demo_add_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, body
 }
 
 
+/// The admin's connected app for the web server flow: its callback URL and the user who signs
+/// in (created with that password); the answer shows the consumer key and secret.
+async fn demo_add_web_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, body: Bytes) -> Response {
+    let base = standin.base_for(&headers);
+    let f: HashMap<String, String> = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.trim().to_string())).collect();
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let (callback, username, password) = (get("callback_url"), get("username"), get("password"));
+    if url::Url::parse(&callback).is_err() || username.is_empty() || password.is_empty() {
+        return html(StatusCode::BAD_REQUEST, render_demo(&standin, &base, Some(Err("Enter the callback URL (a URL), the user's username and a password.".into()))));
+    }
+    let (key, secret) = standin.add_web_app(&callback, &username, &password);
+    let mut page = render_demo(&standin, &base, None);
+    let shown = format!(
+        "<div class=\"ok\" role=\"status\"><p>Consumer Key: <code id=\"web-consumer-key\">{}</code></p><p>Consumer Secret: <code id=\"web-consumer-secret\">{}</code></p></div>",
+        escape_html(&key),
+        escape_html(&secret)
+    );
+    if let Some(at) = page.find("<h2>") {
+        page.insert_str(at, &shown);
+    }
+    html(StatusCode::OK, page)
+}
+
 fn render_demo(standin: &StandIn, base: &str, outcome: Option<Result<String, String>>) -> String {
     let e = escape_html;
     let mut page = format!(
@@ -907,7 +1007,12 @@ fn render_demo(standin: &StandIn, base: &str, outcome: Option<Result<String, Str
          <fieldset><legend>Permitted Users</legend>\
          <label><input type=\"radio\" name=\"permitted_users\" value=\"admin_approved\" checked> Admin approved users are pre-authorized</label><br>\
          <label><input type=\"radio\" name=\"permitted_users\" value=\"self_authorize\"> All users may self-authorize</label></fieldset>\n\
-         <p><button type=\"submit\">Save and show the Consumer Key</button></p>\n</form>\n",
+         <p><button type=\"submit\">Save and show the Consumer Key</button></p>\n</form>\n\
+         <h2>New connected app for the web server flow</h2>\n<form method=\"post\" action=\"/web-apps\">\n\
+         <p><label for=\"callback_url\">Callback URL</label><br><input id=\"callback_url\" name=\"callback_url\" type=\"url\" size=\"60\" required></p>\n\
+         <p><label for=\"web_username\">User who signs in</label><br><input id=\"web_username\" name=\"username\" type=\"text\" size=\"50\" required></p>\n\
+         <p><label for=\"web_password\">That user's password</label><br><input id=\"web_password\" name=\"password\" type=\"text\" size=\"30\" required></p>\n\
+         <p><button type=\"submit\">Create the web server app</button></p>\n</form>\n",
     );
     let st = standin.lock();
     page.push_str("<h2>Connected apps</h2>\n");

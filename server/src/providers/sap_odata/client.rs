@@ -320,6 +320,7 @@ pub async fn exchange(out: &Outbound, s: &Settings, secret: Option<&SecretString
             scope: token.scope,
             org_id: None,
             user_id: None,
+            refresh_token: None,
         }),
         Err(f) => Err(Refusal { transient: f.is_transient(), result: explain_token_failure(s, &f) }),
     }

@@ -147,6 +147,7 @@ pub static SAP_ODATA: ProviderDef = ProviderDef {
     session: Some(&SESSION),
     credential_help: Some(&CREDENTIAL_HELP),
     details: None,
+    authorization: None,
 };
 
 /// Asking the SAP system's administrator for the communication user's password, the API key or

@@ -90,6 +90,7 @@ pub static WORKATO: ProviderDef = ProviderDef {
     admin_help: None,
     credential_help: Some(&CREDENTIAL_HELP),
     details: Some(members),
+    authorization: None,
     session: None,
 };
 
