@@ -203,7 +203,14 @@ impl Db {
     }
 
     pub async fn begin(&self) -> Result<Tx<'static>> {
-        Ok(self.pool.begin().await?)
+        match self.backend {
+            // A deferred SQLite transaction that reads and then writes fails at once with
+            // SQLITE_BUSY(_SNAPSHOT) when another connection wrote in between (busy_timeout does
+            // not help there): take the write lock at the start, waiting for it up to the busy
+            // timeout, so concurrent changes (requests, background jobs) queue instead of failing.
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => Ok(self.pool.begin().await?),
+        }
     }
 
     /// A cheap round trip, for `/health`.

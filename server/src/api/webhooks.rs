@@ -125,7 +125,11 @@ struct LogParams {
 )]
 async fn deliveries(State(s): State<Services>, p: Principal, Path((env, id)): Path<(String, i64)>, Query(q): Query<LogParams>) -> Result<Json<Vec<Delivery>>> {
     let env = env_for(&s, &p, &env, Resource::Webhooks, Access::Read).await?;
-    Ok(Json(webhooks::deliveries(&s.db, &env, id, q.limit.unwrap_or(50)).await?))
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(crate::error::Error::field("limit", format!("{limit} is out of range: ask for 1 to 500 deliveries")));
+    }
+    Ok(Json(webhooks::deliveries(&s.db, &env, id, limit).await?))
 }
 
 #[utoipa::path(
