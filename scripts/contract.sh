@@ -102,6 +102,8 @@ values = ["DEV", "QA", "PROD"]
 values = ["Seeded1", "Seeded2", "Seeded3"]
 [dictionaries.salesforce_connections]
 values = ["SeededSF"]
+[dictionaries.sign_in_connections]
+values = ["SeededOAuth"]
 [dictionaries.integrations]
 values = ["SeededApp1", "SeededApp2", "SeededSFApp"]
 [dictionaries.spare_keys]
@@ -117,6 +119,10 @@ parameters = { "path.name" = { dictionary = "connections", probability = 0.9 } }
 [[operations]]
 include-path-regex = '/connections/\{name\}/(certificate|status|admin-request|admin-response)$'
 parameters = { "path.name" = { dictionary = "salesforce_connections", probability = 0.9 } }
+
+[[operations]]
+include-path-regex = '/connections/\{name\}/(sign-in|disconnect)$'
+parameters = { "path.name" = { dictionary = "sign_in_connections", probability = 0.9 } }
 
 [[operations]]
 include-path-regex = '/integrations/\{name\}'

@@ -384,6 +384,7 @@ async fn serve(config: Config) -> Result<(), String> {
     use leptos_axum::{generate_route_list, LeptosRoutes};
 
     let services = server::startup::open(config).await.map_err(|e| e.to_string())?;
+    server::connect::spawn_keep_alive(services.clone());
     let conf = get_configuration(None).map_err(|e| format!("Leptos configuration: {e}"))?;
     let mut options = conf.leptos_options;
     if options.output_name.is_empty() {

@@ -107,4 +107,7 @@ test('Connect with Salesforce signs in at the stand-in, and the broker hands out
   await page.getByRole('button', { name: 'Disconnect' }).click();
   await expect(page.getByTestId('disconnect-result')).toContainText('the provider revoked the refresh token');
   await expect(page.getByTestId('sign-in-status')).toContainText('Needs someone to sign in');
+  await page.goto('/env/DEV/connections');
+  await hydrated(page);
+  await expect(page.getByRole('row', { name: /SF_Web/ }).getByTestId('check')).toContainText('Needs someone to sign in');
 });

@@ -39,6 +39,13 @@ call("POST", "/environments/DEV/connections", {
     "settings": {"login_url": base, "username": "integration@example.com", "admin_email": "admin@example.com"},
 })
 call("POST", "/environments/DEV/connections/SeededSF/certificate", {"send_request": True})
+# A connection that signs in (its sign-in status and disconnect routes).
+call("POST", "/environments/DEV/connections", {
+    "name": "SeededOAuth",
+    "provider": "oauth2",
+    "settings": {"authorize_url": f"{base}/authorize", "token_url": f"{base}/token", "client_id": "contract-client", "scopes": "read offline_access"},
+    "secrets": {"client_secret": "contract-run-secret"},
+})
 for name, provider, connection in [("SeededApp1", "http", "Seeded1"), ("SeededApp2", "http", "Seeded2"), ("SeededSFApp", "salesforce", "SeededSF")]:
     call("PUT", f"/environments/DEV/integrations/{name}", {"provider": provider, "objects": ["Account", {"name": "Contact", "access": "read_write"}]})
     call("PUT", f"/environments/DEV/integrations/{name}/binding", {"connection": connection})

@@ -452,6 +452,27 @@ pub async fn disconnect(s: Handles<'_>, actor: &Actor, env_name: &str, name: &st
 /// How often `connvault serve` looks for connections to keep alive.
 pub const KEEP_ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The keep-alive of `connvault serve`: [`keep_alive`] every [`KEEP_ALIVE_EVERY`], the first a
+/// minute after start. Only the serving process runs it (a command-line process sharing the
+/// database must not refresh beside the server's broker).
+pub fn spawn_keep_alive(services: crate::services::Services) {
+    tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut tick = tokio::time::interval_at(first, KEEP_ALIVE_EVERY);
+        loop {
+            tick.tick().await;
+            if services.db.pool().is_closed() {
+                break;
+            }
+            match keep_alive(&services).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("keep-alive refreshed {n} signed-in connection(s)"),
+                Err(e) => tracing::warn!("keep-alive of signed-in connections: {e}"),
+            }
+        }
+    });
+}
+
 /// Keep-alive: refreshes every signed-in connection whose settings ask for it
 /// (`Authorization::keep_alive`) and whose last token is older than that (the broker's locks
 /// make it one refresh across servers). How many were refreshed.

@@ -161,20 +161,6 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
             let _ = flusher.broker.flush_usage(&flusher.db, false).await;
         }
     });
-    // Signed-in connections whose refresh tokens lapse when idle are refreshed hourly.
-    let keeper = services.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::connect::KEEP_ALIVE_EVERY);
-        loop {
-            tick.tick().await;
-            if keeper.db.pool().is_closed() {
-                break;
-            }
-            if let Err(e) = crate::connect::keep_alive(&keeper).await {
-                tracing::warn!("keep-alive of signed-in connections: {e}");
-            }
-        }
-    });
     Ok(services)
 }
 

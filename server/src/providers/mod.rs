@@ -752,7 +752,7 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
                 return Some(format!("{} has {} entries; at most {MAX_OBJECT_ENTRIES}", spec.label, map.len()));
             }
             for (k, v) in map {
-                let ok_key = !k.trim().is_empty() && k.len() <= 100 && !k.chars().any(|c| c.is_control() || c.is_whitespace());
+                let ok_key = (1..=100).contains(&k.chars().count()) && !k.chars().any(|c| c.is_control() || c.is_whitespace());
                 if !ok_key {
                     return Some(format!("{}: {k:?} is not a parameter name (1 to 100 characters, no spaces)", spec.label));
                 }

@@ -188,13 +188,22 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
 }
 
 fn schema() -> Value {
-    use super::patterns::{CONTROL, WS};
-    let url = |d: &str| json!({"type": "string", "maxLength": super::MAX_SETTING_LEN, "format": "uri", "description": d});
+    use super::patterns::{any_case, CONTROL, HOST, PORT, WS};
+    let url = |d: &str| {
+        json!({
+            "type": "string",
+            "maxLength": super::MAX_SETTING_LEN,
+            "pattern": format!("^{}://{HOST}(?::{PORT})?(?:/[^?#{WS}{CONTROL}]*)?(?:\\?[^#{WS}{CONTROL}]*)?$", any_case("http") + "[Ss]?"),
+            "description": d
+        })
+    };
+    let text = format!("^[^{CONTROL}]*[^{WS}{CONTROL}][^{CONTROL}]*$");
+    let reserved = RESERVED.iter().map(|r| any_case(r)).collect::<Vec<_>>().join("|");
     json!({
-        "authorize_url": url("Where people sign in (http(s), no user name or password)"),
+        "authorize_url": url("Where people sign in: an absolute http(s) URL without user name, password or fragment"),
         "token_url": url("The token endpoint"),
         "client_id": {"type": "string", "maxLength": super::MAX_SETTING_LEN, "pattern": format!("^[^{WS}{CONTROL}]+$")},
-        "scopes": {"type": "string", "maxLength": super::MAX_SETTING_LEN, "description": "Space separated"},
+        "scopes": {"type": "string", "maxLength": super::MAX_SETTING_LEN, "pattern": text, "description": "Space separated"},
         "revoke_url": url("RFC 7009 revocation endpoint"),
         "userinfo_url": url("Called with the new token to say whom it acts as"),
         "base_url": url("Where the API lives"),
@@ -202,8 +211,8 @@ fn schema() -> Value {
         "authorize_params": {
             "type": "object",
             "maxProperties": super::MAX_OBJECT_ENTRIES,
-            "additionalProperties": {"type": "string", "maxLength": super::MAX_SETTING_LEN},
-            "propertyNames": {"not": {"enum": RESERVED}},
+            "additionalProperties": {"type": "string", "maxLength": super::MAX_SETTING_LEN, "pattern": format!("^[^{CONTROL}]*$")},
+            "propertyNames": {"pattern": format!("^[^{WS}{CONTROL}]{{1,100}}$"), "not": {"pattern": format!("^(?:{reserved})$")}},
             "description": "Extra authorize parameters (OAuth's own are set by connvault)"
         },
         "keep_alive_days": {"type": "integer", "minimum": KEEP_ALIVE_DAYS.start(), "maximum": KEEP_ALIVE_DAYS.end()}
