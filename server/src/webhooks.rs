@@ -125,8 +125,8 @@ fn url_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     crate::schema::json_schema(json!({
         "type": "string",
         "maxLength": MAX_URL,
-        "pattern": format!("^{}://{HOST}(?::{PORT})?(?:/[^?#{WS}{CONTROL}]*)?$", any_case("https")),
-        "description": "An https URL, e.g. https://ops.example.com/connvault-events"
+        "pattern": format!("^{}://{HOST}(?::{PORT})?(?:/[^?#{WS}{CONTROL}]*)?$", any_case("http") + "[Ss]?"),
+        "description": "An https URL, e.g. https://ops.example.com/connvault-events (http only to this machine, when CONNVAULT_ALLOW_LOOPBACK=1)"
     }))
 }
 
@@ -228,12 +228,51 @@ fn check_url(outbound: &Outbound, url: &str, errors: &mut Vec<FieldError>) -> St
         errors.push(FieldError::new("url", format!("at most {MAX_URL} characters")));
         return url.to_string();
     }
+    if let Err(why) = url_shape(url) {
+        errors.push(FieldError::new("url", format!("{url:?} is not a receiver URL: {why}; write e.g. https://ops.example.com/connvault-events")));
+        return url.to_string();
+    }
     match outbound.parse_url(url) {
         Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && outbound.options().allow_loopback) => {}
         Ok(_) => errors.push(FieldError::new("url", "use an https:// URL: events are signed, not encrypted")),
         Err(e) => errors.push(FieldError::new("url", format!("{url:?} cannot receive events: {e}"))),
     }
     url.to_string()
+}
+
+/// What [`url_schema`]'s pattern says: http(s), a host name of dot-separated labels of letters
+/// and digits (the last starting with a letter), an optional port, a path without query,
+/// fragment, spaces or control characters.
+fn url_shape(url: &str) -> std::result::Result<(), &'static str> {
+    let lower = url.to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return Err("it must start with https://");
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    let label_ok = |l: &&str| (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric());
+    // An IPv4 address is left to the outbound guard (loopback for tests and local demos).
+    let ipv4 = host.parse::<std::net::Ipv4Addr>().is_ok();
+    if !ipv4 && (!labels.iter().all(label_ok) || !labels.last().is_some_and(|l| l.as_bytes()[0].is_ascii_alphabetic())) {
+        return Err("the host must be a name of letters and digits separated by dots, such as hooks.example.com");
+    }
+    if let Some(p) = port {
+        if p.is_empty() || p.parse::<u16>().is_err() || (p.len() > 1 && p.starts_with('0')) {
+            return Err("the port must be a number from 0 to 65535");
+        }
+    }
+    if path.chars().any(|c| c == '?' || c == '#' || c.is_whitespace() || c.is_control()) {
+        return Err("the path must not hold a query, a fragment, spaces or control characters");
+    }
+    Ok(())
 }
 
 fn check_description(d: &str, errors: &mut Vec<FieldError>) {
@@ -735,6 +774,16 @@ mod tests {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(signature(&[secret], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn receiver_urls_have_the_shape_the_schema_states() {
+        for good in ["https://hooks.example.com", "HTTPS://a0.B/x/y", "http://ops.example.com:8443/in", "https://x", "http://127.0.0.1:3223/hook"] {
+            assert_eq!(url_shape(good), Ok(()), "{good}");
+        }
+        for bad in ["ftp://x.com", "https://x.com*", "https://x.com/?a=1", "https://x.com/#f", "https://a b.com", "https://x.com:99999", "https://1.2.3", "https://-x.com"] {
+            assert!(url_shape(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
