@@ -23,12 +23,8 @@ pub struct Item {
     pub path: String,
 }
 
-fn part(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
 fn connection_path(env: &str, name: &str) -> String {
-    format!("/env/{}/connections/{}", part(env), part(name))
+    format!("/env/{}/connections/{}", crate::links::url_part(env), crate::links::url_part(name))
 }
 
 /// Everything that needs attention in these environments (ids the caller may read): the most
@@ -98,7 +94,7 @@ pub async fn items(db: &Db, environment_ids: &[i64]) -> Result<Vec<Item>> {
     {
         let (env, name): (String, String) = (r.try_get("env")?, r.try_get("name")?);
         out.push(Item {
-            path: format!("/env/{}/integrations", part(&env)),
+            path: format!("/env/{}/integrations", crate::links::url_part(&env)),
             environment: env,
             kind: "needs_connection",
             object: name,
@@ -119,7 +115,7 @@ pub async fn items(db: &Db, environment_ids: &[i64]) -> Result<Vec<Item>> {
             (_, _, Some(since)) => format!("every delivery fails since {} UTC", since.get(..16).unwrap_or(&since).replace('T', " ")),
             _ => continue,
         };
-        out.push(Item { path: format!("/env/{}/webhooks", part(&env)), environment: env, kind: "webhook_failing", object: url, detail });
+        out.push(Item { path: format!("/env/{}/webhooks", crate::links::url_part(&env)), environment: env, kind: "webhook_failing", object: url, detail });
     }
     Ok(out)
 }

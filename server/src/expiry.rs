@@ -72,7 +72,7 @@ pub async fn scan(db: &Db, vault: &Vault, mailer: &Mailer, public_url: &str) -> 
         if is_address(&created_by) && !to.iter().any(|a| a.eq_ignore_ascii_case(&created_by)) {
             to.insert(0, created_by.clone());
         }
-        let page = format!("{}/env/{}/connections/{}", public_url.trim_end_matches('/'), url_part(&env), url_part(&connection));
+        let page = format!("{}/env/{}/connections/{}", public_url.trim_end_matches('/'), crate::links::url_part(&env), crate::links::url_part(&connection));
         let day_word = if days_left == 1 { "day" } else { "days" };
         let text = format!(
             "The certificate of the connection {connection} in {env} expires on {} UTC, in {days_left} {day_word}.\n\n\
@@ -109,9 +109,6 @@ pub async fn scan(db: &Db, vault: &Vault, mailer: &Mailer, public_url: &str) -> 
     Ok(sent)
 }
 
-fn url_part(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
 
 #[cfg(test)]
 mod tests {

@@ -135,3 +135,8 @@ pub async fn fail_answer(db: &Db, purpose: &str, token: &str) -> Result<i64> {
     };
     Ok((MAX_FAILED_ANSWERS - failed).max(0))
 }
+
+/// `text` as one part of a link's path or query (form-urlencoded), for the pages links open.
+pub fn url_part(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}

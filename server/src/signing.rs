@@ -706,7 +706,7 @@ pub(crate) async fn send_request(
     .await?;
     let id: i64 = row.try_get("id")?;
     let base = s.config.public_url.trim_end_matches('/');
-    let link = format!("{base}/{}/{}/{}?token={}", kind.page, url_part(&env.name), url_part(&c.name), token.expose_secret());
+    let link = format!("{base}/{}/{}/{}?token={}", kind.page, crate::links::url_part(&env.name), crate::links::url_part(&c.name), token.expose_secret());
     // The email is kept with the request and goes out through the job queue: a mail server
     // that is down delays it (retried, its state on the page), it never loses the request.
     let queued = s.mailer.queue(&mut tx, s.vault, &email(&link, &expires_at)).await?;
@@ -736,9 +736,6 @@ pub(crate) async fn send_request(
     })
 }
 
-fn url_part(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
 
 /// Cancels the open request: its link stops working.
 pub async fn cancel_request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
