@@ -702,7 +702,7 @@ async fn disable(s: Handles<'_>, tx: &mut crate::db::Tx<'_>, row: &sqlx::any::An
     if let Some(user) = creator {
         let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(user).fetch_optional(&mut **tx).await?;
         if let Some(to) = email {
-            let page = format!("{}/webhooks/{}", s.public_url.trim_end_matches('/'), crate::links::url_part(&env));
+            let page = format!("{}/env/{}/webhooks", s.public_url.trim_end_matches('/'), crate::links::url_part(&env));
             let text = format!(
                 "connvault disabled the webhook to {url} in {env}: every delivery to it failed for 3 days.\n\nLast failure: {error}\n\n\
                  Fix the receiver, then enable the webhook again on {page} (and send the failed deliveries again from its log).\n"

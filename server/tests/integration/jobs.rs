@@ -195,7 +195,9 @@ async fn a_subscription_failing_for_three_days_is_disabled_and_its_creator_email
         assert_eq!(now["enabled"], false, "{now}");
         assert!(now["disabled_reason"].as_str().unwrap().contains("failed for 3 days"), "{now}");
         let kept = server::mail::list(&api.s.db, &Default::default(), None).await.unwrap().items;
-        assert!(kept.iter().any(|m| m.to == "owner@acme.com" && m.subject.contains("disabled")), "{kept:?}");
+        let notice = kept.iter().find(|m| m.to == "owner@acme.com" && m.subject.contains("disabled")).unwrap_or_else(|| panic!("{kept:?}"));
+        let (_, text) = server::mail::text(&api.s.db, &api.s.vault, notice.id).await.unwrap();
+        assert!(text.contains("/env/DEV/webhooks"), "the email links the Webhooks page: {text}");
         // No more attempts while disabled; enabling it again clears the failure.
         let jobs_left = jobs::list(&api.s.db, Some("queued"), 10).await.unwrap();
         assert!(jobs_left.iter().all(|j| j.kind != "webhook.deliver"), "{jobs_left:?}");
