@@ -495,9 +495,11 @@ async fn main() -> ExitCode {
     server::logging::init(&config);
     let result = match command {
         Command::Serve => serve(config).await,
-        Command::DevSalesforce { addr, api_latency_ms } => server::providers::salesforce::standin::run_demo(addr, std::time::Duration::from_millis(api_latency_ms))
-            .await
-            .map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
+        Command::DevSalesforce { addr, api_latency_ms } => {
+            server::providers::salesforce::standin::run_demo(addr, std::time::Duration::from_millis(api_latency_ms))
+                .await
+                .map_err(|e| format!("Salesforce stand-in on {addr}: {e}"))
+        }
         Command::DevOauth2 { addr } => server::oauth_standin::run_demo(addr).await.map_err(|e| format!("OAuth 2.0 stand-in on {addr}: {e}")),
         Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
         Command::DevWorkato { addr } => server::providers::workato::standin::run_demo(addr).await.map_err(|e| format!("Workato stand-in on {addr}: {e}")),

@@ -317,11 +317,11 @@ impl Broker {
         let row = match api_keys::key_prefix(presented) {
             Some(prefix) => {
                 sqlx::query(AssertSqlSafe(SQL.as_str()))
-                .bind(prefix)
-                .bind(env_name.to_lowercase())
-                .bind(integration.to_lowercase())
-                .fetch_optional(s.db.pool())
-                .await?
+                    .bind(prefix)
+                    .bind(env_name.to_lowercase())
+                    .bind(integration.to_lowercase())
+                    .fetch_optional(s.db.pool())
+                    .await?
             }
             None => None,
         };
@@ -353,7 +353,10 @@ impl Broker {
                 Use::Token => format!("you may not read tokens in {}", env.name),
                 Use::Proxy(Access::Read) => format!("this API key may not call through the proxy in {} (it needs the grant {}:proxy:read)", env.name, env.name),
                 Use::Proxy(Access::Write) => {
-                    format!("this API key may only read through the proxy in {}: methods other than GET and HEAD need the grant {}:proxy:write", env.name, env.name)
+                    format!(
+                        "this API key may only read through the proxy in {}: methods other than GET and HEAD need the grant {}:proxy:write",
+                        env.name, env.name
+                    )
                 }
             }));
         }
@@ -473,12 +476,7 @@ impl Broker {
         let now = Utc::now();
         sessions
             .get(&c.id)
-            .filter(|hit| {
-                hit.stamp == c.stamp
-                    && hit.until > now
-                    && hit.credential.ct_eq(credential)
-                    && newer_than.is_none_or(|t| hit.obtained_at > t)
-            })
+            .filter(|hit| hit.stamp == c.stamp && hit.until > now && hit.credential.ct_eq(credential) && newer_than.is_none_or(|t| hit.obtained_at > t))
             .map(|hit| hit.fields.clone())
     }
 
@@ -634,16 +632,15 @@ impl Broker {
             Err(Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let hit =
-            Cached {
-                token,
-                token_type: "Bearer".into(),
-                instance_url: row.try_get("instance_url")?,
-                obtained_at,
-                expires_at,
-                expires_text: format_time(expires_at),
-                stamp: c.updated_at.clone(),
-            };
+        let hit = Cached {
+            token,
+            token_type: "Bearer".into(),
+            instance_url: row.try_get("instance_url")?,
+            obtained_at,
+            expires_at,
+            expires_text: format_time(expires_at),
+            stamp: c.updated_at.clone(),
+        };
         if hit.stale_at() <= Utc::now() || newer_than.is_some_and(|t| obtained_at <= t) {
             return Ok(None);
         }
@@ -687,7 +684,6 @@ impl Broker {
         window
     }
 
-
     /// A cached token answer counts as a use of the token; a proxied call is counted by the
     /// proxy ([`Broker::count_call`]), once, whatever the credential came from.
     fn count_hit(&self, purpose: Use, actor: &Actor, env: &Environment, integration: &str) {
@@ -727,8 +723,10 @@ impl Broker {
         for (k, n) in due {
             let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: k.caller.clone(), client_addr: None };
             let count = if k.kind == "token.use" { "cached_hits" } else { "calls" };
-            let event =
-                Event::new(k.kind).environment(k.env_id, &k.env_name).object("integration", &k.integration).detail(json!({"minute": minute_text(k.minute), count: n}));
+            let event = Event::new(k.kind)
+                .environment(k.env_id, &k.env_name)
+                .object("integration", &k.integration)
+                .detail(json!({"minute": minute_text(k.minute), count: n}));
             if let Err(e) = audit::record_alone(db, &actor, event).await {
                 tracing::warn!("token usage could not be audited yet: {e}");
                 *self.inner.usage.lock().expect("broker lock").entry(k).or_default() += n;

@@ -109,7 +109,6 @@ pub async fn scan(db: &Db, vault: &Vault, mailer: &Mailer, public_url: &str) -> 
     Ok(sent)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

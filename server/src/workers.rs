@@ -13,7 +13,7 @@ use sqlx::Row;
 use crate::db::{format_time, now, Db};
 use crate::error::Result;
 use crate::events::DELIVERY_JOB;
-use crate::jobs::{self, JobError, JobFuture, Kind, Workers};
+use crate::jobs::{self, Batch, BatchFuture, JobError, JobFuture, Kind, Run, Workers};
 use crate::mail::{MAIL_BACKOFF, MAIL_JOB};
 use crate::services::Services;
 
@@ -35,11 +35,10 @@ fn send_mail<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     })
 }
 
-fn deliver_webhook<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
+fn deliver_webhooks<'a>(s: &'a Services, batch: &'a mut Batch) -> BatchFuture<'a> {
     Box::pin(async move {
-        let id = id_of(payload, "delivery_id")?;
         let handles = crate::webhooks::Handles { db: &s.db, vault: &s.vault, outbound: &s.outbound, mailer: &s.mailer, public_url: &s.config.public_url };
-        crate::webhooks::deliver(handles, id).await
+        crate::webhooks::deliver(handles, batch).await
     })
 }
 
@@ -51,18 +50,20 @@ fn check_connection<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
 }
 
 fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
-    Box::pin(async move {
-        crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message()))
-    })
+    Box::pin(
+        async move { crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message())) },
+    )
 }
 
 /// Every kind of job the server runs.
 pub static KINDS: [Kind<Services>; 4] = [
-    Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: send_mail },
-    Kind { name: DELIVERY_JOB, concurrency: 8, backoff: &crate::webhooks::BACKOFF, run: deliver_webhook },
+    Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: Run::One(send_mail) },
+    // Deliveries are sent in batches of up to 32 (every delivery's POST at once), logged in one
+    // commit per batch.
+    Kind { name: DELIVERY_JOB, concurrency: 64, backoff: &crate::webhooks::BACKOFF, run: Run::Many { max: 32, run: deliver_webhooks } },
     // A check that could not run waits for the next period rather than being retried.
-    Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: check_connection },
-    Kind { name: crate::expiry::SCAN_JOB, concurrency: 1, backoff: &[Duration::from_secs(60)], run: scan_expiry },
+    Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: Run::One(check_connection) },
+    Kind { name: crate::expiry::SCAN_JOB, concurrency: 1, backoff: &[Duration::from_secs(60)], run: Run::One(scan_expiry) },
 ];
 
 /// How often each server enqueues the expiry scan (one at a time over all servers).
