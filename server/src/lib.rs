@@ -38,6 +38,7 @@ pub mod promotion;
 pub mod providers;
 pub mod proxy;
 pub mod ratelimit;
+pub mod renewal;
 pub mod rotate;
 pub mod schema;
 pub mod seal;

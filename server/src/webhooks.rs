@@ -176,7 +176,8 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
-fn place(id: i64, field: &str, environment: i64) -> Place<'_> {
+/// Where a subscription's secret is sealed (`secret`, or `previous` during a rotation).
+pub(crate) fn place(id: i64, field: &str, environment: i64) -> Place<'_> {
     Place { table: TABLE, row: id, field, environment }
 }
 

@@ -49,6 +49,19 @@ fn check_connection<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     })
 }
 
+fn renew_certificate<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move {
+        let id = id_of(payload, "certificate_id")?;
+        match crate::renewal::renew(s.signing(), id).await {
+            Ok(_) => Ok(()),
+            // Trying again helps with a mail limit or a database that was busy, not with a
+            // missing setting (recorded for people to fix).
+            Err(e @ (crate::Error::Limited { .. } | crate::Error::Database(_) | crate::Error::Internal(_))) => Err(JobError::Retry(e.public_message())),
+            Err(e) => Err(JobError::Fatal(e.public_message())),
+        }
+    })
+}
+
 fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
     Box::pin(
         async move { crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message())) },
@@ -56,7 +69,7 @@ fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
 }
 
 /// Every kind of job the server runs.
-pub static KINDS: [Kind<Services>; 4] = [
+pub static KINDS: [Kind<Services>; 5] = [
     Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: Run::One(send_mail) },
     // Deliveries are sent in batches of up to 32 (every delivery's POST at once), logged in one
     // commit per batch.
@@ -64,6 +77,13 @@ pub static KINDS: [Kind<Services>; 4] = [
     // A check that could not run waits for the next period rather than being retried.
     Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: Run::One(check_connection) },
     Kind { name: crate::expiry::SCAN_JOB, concurrency: 1, backoff: &[Duration::from_secs(60)], run: Run::One(scan_expiry) },
+    // A renewal held back by the mail limits tries again within the hour, then for a day.
+    Kind {
+        name: crate::expiry::RENEW_JOB,
+        concurrency: 1,
+        backoff: &[Duration::from_secs(900), Duration::from_secs(3600), Duration::from_secs(4 * 3600), Duration::from_secs(12 * 3600)],
+        run: Run::One(renew_certificate),
+    },
 ];
 
 /// How often each server enqueues the expiry scan (one at a time over all servers).

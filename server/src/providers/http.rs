@@ -94,6 +94,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    secret_expiry: None,
 };
 
 /// Asking the API's admin for the credential: what to create for this base URL and scheme.

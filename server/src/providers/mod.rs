@@ -111,6 +111,11 @@ impl AuthMode {
         self != AuthMode::Static
     }
 
+    /// Whether the connection authenticates with a secret someone typed (which may expire).
+    pub fn uses_typed_secret(self) -> bool {
+        matches!(self, AuthMode::Static | AuthMode::ClientSecret)
+    }
+
     /// Whether a person signs in to connect (`ProviderDef::authorization`).
     pub fn signs_in(self) -> bool {
         self == AuthMode::AuthorizationCode
@@ -182,6 +187,10 @@ pub struct ProviderDef {
     /// For providers whose connections a person authorizes by signing in
     /// (`AuthMode::AuthorizationCode`, run by `crate::connect`).
     pub authorization: Option<&'static Authorization>,
+    /// The setting that holds the date (YYYY-MM-DD) the typed secret expires, for providers
+    /// whose secret's expiry is known (an Entra client secret): while the connection's auth mode
+    /// uses a typed secret, connvault warns before that date (`crate::expiry`).
+    pub secret_expiry: Option<&'static str>,
 }
 
 /// Connecting by signing in: where the person is sent, how the code that comes back is
@@ -907,6 +916,11 @@ mod tests {
             }
             for name in p.destination_settings {
                 assert!(p.is_environment_setting(name), "{}: destination setting {name} must be an environment setting", p.id);
+            }
+            if let Some(name) = p.secret_expiry {
+                let f = p.field(name).unwrap_or_else(|| panic!("{}: the secret's expiry {name} is not a field", p.id));
+                assert!(!f.secret && p.is_environment_setting(name), "{}: a secret's expiry belongs to its environment, in the clear", p.id);
+                assert!(p.auth_modes.iter().any(|m| m.uses_typed_secret()), "{}: an expiring secret needs a mode that uses one", p.id);
             }
             for name in p.credential_help.map_or(&[][..], |h| h.owned_settings) {
                 assert!(p.is_environment_setting(name), "{}: the admin's own setting {name} must be an environment setting", p.id);

@@ -87,6 +87,7 @@ pub static OAUTH2: ProviderDef = ProviderDef {
     credential_help: None,
     details: None,
     session: None,
+    secret_expiry: None,
     authorization: Some(&AUTHORIZATION),
 };
 

@@ -142,6 +142,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     details: None,
     authorization: Some(&web::AUTHORIZATION),
     session: None,
+    secret_expiry: None,
 };
 
 static MINTING: Minting = Minting {

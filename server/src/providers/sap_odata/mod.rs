@@ -148,6 +148,7 @@ pub static SAP_ODATA: ProviderDef = ProviderDef {
     credential: Some(credential),
     admin_help: None,
     session: Some(&SESSION),
+    secret_expiry: None,
     credential_help: Some(&CREDENTIAL_HELP),
     details: None,
     authorization: None,

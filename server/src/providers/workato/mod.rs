@@ -92,6 +92,7 @@ pub static WORKATO: ProviderDef = ProviderDef {
     details: Some(members),
     authorization: None,
     session: None,
+    secret_expiry: None,
 };
 
 /// Asking the workspace admin for an API client's token.
