@@ -435,11 +435,8 @@ async fn serve(config: Config) -> Result<(), String> {
             tracing::warn!("requests still open {} s after the signal; stopping without them", SHUTDOWN_DRAIN.as_secs());
         }
     }
-    if tokio::time::timeout(SHUTDOWN_DRAIN, background.stop()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_DRAIN, background.stop(&services)).await.is_err() {
         tracing::warn!("background jobs still running {} s after the signal; they run again after the restart", SHUTDOWN_DRAIN.as_secs());
-    }
-    if let Err(e) = services.broker.flush_usage(&services.db, true).await {
-        tracing::warn!(error = %e.public_message(), "token use of the last minute could not be written");
     }
     if tokio::time::timeout(SHUTDOWN_DRAIN, services.db.close()).await.is_err() {
         tracing::warn!("database connections still busy {} s after the signal; exiting anyway", SHUTDOWN_DRAIN.as_secs());

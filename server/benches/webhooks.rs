@@ -179,7 +179,7 @@ async fn run(backend: &'static str, url: &str, dir: &std::path::Path) -> Figures
     let took = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     let during = broker.await.unwrap();
-    running.stop().await;
+    running.stop(&s).await;
     let mut latencies = got.lock().unwrap().clone();
     latencies.sort_by(f64::total_cmp);
     s.db.close().await;

@@ -17,6 +17,12 @@ use crate::jobs::{self, Batch, BatchFuture, JobError, JobFuture, Kind, Run, Work
 use crate::mail::{MAIL_BACKOFF, MAIL_JOB};
 use crate::services::Services;
 
+/// The job that writes the finished minutes of usage to the audit trail
+/// (`broker::audit_usage`); one waits or runs at a time over all servers.
+pub const USAGE_JOB: &str = "usage.audit";
+/// How often each server adds the usage it counted in memory to the database.
+pub const USAGE_EVERY: Duration = Duration::from_secs(1);
+
 /// The job that checks one connection (payload `{"connection_id": N}`).
 pub const HEALTH_JOB: &str = "health.check";
 /// How often the scheduler looks for due checks and old jobs.
@@ -62,6 +68,10 @@ fn renew_certificate<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     })
 }
 
+fn audit_usage<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move { crate::broker::audit_usage(&s.db, false).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message())) })
+}
+
 fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
     Box::pin(
         async move { crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message())) },
@@ -69,7 +79,7 @@ fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
 }
 
 /// Every kind of job the server runs.
-pub static KINDS: [Kind<Services>; 5] = [
+pub static KINDS: [Kind<Services>; 6] = [
     Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: Run::One(send_mail) },
     // Deliveries are sent in batches of up to 32 (every delivery's POST at once), logged in one
     // commit per batch.
@@ -84,6 +94,7 @@ pub static KINDS: [Kind<Services>; 5] = [
         backoff: &[Duration::from_secs(900), Duration::from_secs(3600), Duration::from_secs(4 * 3600), Duration::from_secs(12 * 3600)],
         run: Run::One(renew_certificate),
     },
+    Kind { name: USAGE_JOB, concurrency: 1, backoff: &[Duration::from_secs(30)], run: Run::One(audit_usage) },
 ];
 
 /// How often each server enqueues the expiry scan (one at a time over all servers).
@@ -93,20 +104,39 @@ pub const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 pub struct Running {
     workers: Workers,
     scheduler: tokio::task::JoinHandle<()>,
+    usage: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops the scheduler, then the workers (runs in progress are recorded first).
-    pub async fn stop(self) {
+    /// Stops the scheduler, then the workers (runs in progress are recorded first), then
+    /// adds the usage counted since the last second to the database.
+    pub async fn stop(self, s: &Services) {
         self.scheduler.abort();
+        self.usage.abort();
         let _ = self.scheduler.await;
+        let _ = self.usage.await;
         self.workers.stop().await;
+        if let Err(e) = s.broker.persist_usage(&s.db).await {
+            tracing::warn!(error = %e.public_message(), "the usage of the last second could not be written");
+        }
     }
 }
 
 /// Starts the workers of [`KINDS`] and the scheduler.
 pub async fn start(s: &Services) -> Result<Running> {
     let workers = jobs::start(s.db.clone(), Arc::new(s.clone()), &KINDS, s.config.jobs_running_limit()).await?;
+    // Usage counted in memory goes to the database every second: a crash loses at most that.
+    let counting = s.clone();
+    let usage = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(USAGE_EVERY);
+        loop {
+            tick.tick().await;
+            if counting.db.pool().is_closed() {
+                break;
+            }
+            let _ = counting.broker.persist_usage(&counting.db).await;
+        }
+    });
     let services = s.clone();
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -122,21 +152,29 @@ pub async fn start(s: &Services) -> Result<Running> {
                     tracing::warn!(error = %e, "enqueuing the expiry scan failed");
                 }
             }
+            if let Err(e) = enqueue_once(&services.db, USAGE_JOB).await {
+                tracing::warn!(error = %e, "enqueuing the usage audit failed");
+            }
             if let Err(e) = schedule(&services.db).await {
                 tracing::warn!(error = %e, "scheduling background work failed; trying again next tick");
             }
         }
     });
-    Ok(Running { workers, scheduler })
+    Ok(Running { workers, scheduler, usage })
 }
 
 /// Enqueues the expiry scan unless one is already waiting or running.
 pub async fn enqueue_expiry_scan(db: &Db) -> Result<bool> {
+    enqueue_once(db, crate::expiry::SCAN_JOB).await
+}
+
+/// Enqueues a job of `kind` (no payload, due now) unless one is already waiting or running.
+async fn enqueue_once(db: &Db, kind: &'static str) -> Result<bool> {
     let mut tx = db.begin().await?;
-    let queued = jobs::enqueue_at(&mut tx, crate::expiry::SCAN_JOB, &json!({}), &now(), Some("expiry.scan")).await?.is_some();
+    let queued = jobs::enqueue_at(&mut tx, kind, &json!({}), &now(), Some(kind)).await?.is_some();
     tx.commit().await?;
     if queued {
-        jobs::wake(crate::expiry::SCAN_JOB);
+        jobs::wake(kind);
     }
     Ok(queued)
 }

@@ -415,8 +415,8 @@ async fn two_servers_on_one_postgres_deliver_each_event_once() {
     }
     // A moment more, for any second delivery to show.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    running_a.stop().await;
-    running_b.stop().await;
+    running_a.stop(&a.s).await;
+    running_b.stop(&b.s).await;
     let ids: Vec<String> = receiver.got().iter().map(|(h, _)| header(h, "webhook-id")).collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), unique.len()), (N, N), "every event delivered exactly once");
@@ -445,5 +445,40 @@ async fn the_home_page_lists_what_needs_attention_per_environment() {
         // Only the environments asked about.
         let dev = server::environments::find(&api.s.db, "DEV").await.unwrap().id;
         assert_eq!(server::attention::items(&api.s.db, &[dev]).await.unwrap().len(), 1);
+    }
+}
+
+/// Usage counted in memory reaches the database every second (`persist_usage`), so a server
+/// that dies afterwards loses none of it; the `usage.audit` job then writes one event per
+/// caller, integration and minute with the counts of every server summed, and only for
+/// finished minutes.
+#[tokio::test]
+async fn usage_counts_are_kept_in_the_database_and_summed_over_servers() {
+    for db in backends().await {
+        let a = startup::open(db.config()).await.unwrap();
+        let b = startup::open(db.config()).await.unwrap();
+        let env = server::environments::find(&a.db, "DEV").await.unwrap();
+        let caller = server::audit::Actor { kind: server::audit::ActorKind::ApiKey, id: None, label: "api key release-bot".into(), client_addr: None };
+        for _ in 0..3 {
+            a.broker.count_call(&caller, &env, "Orders");
+        }
+        for _ in 0..2 {
+            b.broker.count_call(&caller, &env, "Orders");
+        }
+        assert_eq!(a.broker.persist_usage(&a.db).await.unwrap(), 1);
+        assert_eq!(b.broker.persist_usage(&b.db).await.unwrap(), 1);
+        assert_eq!(a.broker.persist_usage(&a.db).await.unwrap(), 0, "nothing counted twice");
+        // Both servers gone: what they counted is in the database.
+        a.db.close().await;
+        b.db.close().await;
+        let c = startup::open(db.config()).await.unwrap();
+        assert_eq!(server::broker::audit_usage(&c.db, false).await.unwrap(), 0, "this minute is not finished");
+        db.exec("UPDATE usage_counts SET minute = minute - 2").await;
+        assert!(server::broker::audit_usage(&c.db, false).await.unwrap() >= 1);
+        let events: Vec<_> = server::audit::recent(&c.db, 50).await.unwrap().into_iter().filter(|e| e.action == "proxy.use").collect();
+        let calls: i64 = events.iter().map(|e| e.detail["calls"].as_i64().unwrap()).sum();
+        assert_eq!(calls, 5, "{events:?}");
+        assert!(events.len() <= 2 && events.iter().all(|e| e.actor == "api key release-bot" && e.object_name.as_deref() == Some("Orders")), "{events:?}");
+        assert_eq!(server::broker::audit_usage(&c.db, true).await.unwrap(), 0, "written once");
     }
 }
