@@ -38,3 +38,4 @@ impl From<OutboundError> for TestResult {
         TestResult { ok: false, detail: e.to_string(), advice: e.advice() }
     }
 }
+

@@ -108,3 +108,4 @@ macro_rules! params_doc {
     };
 }
 pub(crate) use params_doc;
+

@@ -182,10 +182,7 @@ pub async fn list_connections(
             ConnectionItem {
                 stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())).or_else(|| {
                     // Signs in, and nobody has yet.
-                    server::connect::authorization_of(&c)
-                        .ok()
-                        .filter(|(_, a)| !c.secrets_set.contains_key(a.refresh_field))
-                        .map(|_| "needs_sign_in".to_string())
+                    server::connect::authorization_of(&c).ok().filter(|(_, a)| !c.secrets_set.contains_key(a.refresh_field)).map(|_| "needs_sign_in".to_string())
                 }),
                 certificate_expires: brief.and_then(|b| b.certificate_expires),
                 check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
@@ -224,7 +221,8 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
         let def = server::providers::get(&c.provider);
         let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
-        let credential_admin = def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
+        let credential_admin =
+            def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
         let sign_in = server::connect::authorization_of(&c).ok().map(|(_, a)| a.button.to_string());
         Some(ConnectionDetail {
             sign_in,

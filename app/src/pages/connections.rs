@@ -4,8 +4,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{
-    connection_form, list_connections, urlencode, AppError, ConnectionDetail, ConnectionDetails, ConnectionFormData, ConnectionItem, DeleteConnection,
-    DetailsOutcome, ProviderForm, SaveConnection, TestConnection,
+    connection_form, list_connections, urlencode, AppError, ConnectionDetail, ConnectionFormData, ConnectionItem, DeleteConnection, ProviderForm,
+    ConnectionDetails, DetailsOutcome, SaveConnection, TestConnection,
 };
 use crate::pages::auth::{action_error, error_view};
 use crate::pages::{hydrated, short_time};

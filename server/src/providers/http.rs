@@ -181,10 +181,7 @@ fn credential(settings: &Map<String, Value>, secrets: &Secrets) -> Result<Creden
     let auth = setting("auth");
     let field = if auth == "basic" { "password" } else { "token" };
     let Some(secret) = secrets.get(field) else {
-        return Err(Unusable {
-            detail: format!("the {field} is not set"),
-            advice: format!("set the {field} on this connection, or ask the API's admin for it with Request credentials, then test again"),
-        });
+        return Err(Unusable { detail: format!("the {field} is not set"), advice: format!("set the {field} on this connection, or ask the API's admin for it with Request credentials, then test again") });
     };
     let credential = match auth {
         "bearer" => Credential::bearer(secret.clone()),

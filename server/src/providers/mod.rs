@@ -413,16 +413,8 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] = &[
-    &http::HTTP,
-    &salesforce::SALESFORCE,
-    &sharepoint::SHAREPOINT,
-    &dataverse::DATAVERSE,
-    &dynamics365::DYNAMICS365,
-    &sap_odata::SAP_ODATA,
-    &workato::WORKATO,
-    &oauth2::OAUTH2,
-];
+pub static REGISTRY: &[&ProviderDef] =
+    &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &sap_odata::SAP_ODATA, &workato::WORKATO, &oauth2::OAUTH2];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)
@@ -764,9 +756,7 @@ fn when_text(spec: &FieldSpec) -> String {
 fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
     match spec.kind {
         FieldKind::Object => {
-            let Some(map) = value.as_object() else {
-                return Some(format!("{} must be a JSON object of text values, e.g. {{\"prompt\": \"consent\"}}", spec.label));
-            };
+            let Some(map) = value.as_object() else { return Some(format!("{} must be a JSON object of text values, e.g. {{\"prompt\": \"consent\"}}", spec.label)) };
             if map.len() > MAX_OBJECT_ENTRIES {
                 return Some(format!("{} has {} entries; at most {MAX_OBJECT_ENTRIES}", spec.label, map.len()));
             }
@@ -777,9 +767,7 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
                 }
                 match v.as_str() {
                     Some(t) if t.chars().count() <= MAX_SETTING_LEN && !t.chars().any(char::is_control) => {}
-                    _ => {
-                        return Some(format!("{}: the value of {k} must be text without control characters, at most {MAX_SETTING_LEN} characters", spec.label))
-                    }
+                    _ => return Some(format!("{}: the value of {k} must be text without control characters, at most {MAX_SETTING_LEN} characters", spec.label)),
                 }
             }
             None

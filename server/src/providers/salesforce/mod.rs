@@ -6,9 +6,9 @@
 
 pub mod client;
 pub mod jwt;
+pub mod web;
 pub mod request;
 pub mod standin;
-pub mod web;
 
 use serde_json::{json, Map, Value};
 
@@ -232,6 +232,7 @@ fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a M
         }
     })
 }
+
 
 /// The hosts whose token endpoint is Salesforce's own: the issuer that accepts an assertion
 /// signed with the connection's key. Production and sandbox logins, My Domain (with its

@@ -36,6 +36,7 @@ pub fn steps(f: &RequestFacts<'_>) -> Vec<String> {
     ]
 }
 
+
 pub fn email(f: &RequestFacts<'_>) -> Email {
     let steps = steps(f);
     let intro = format!(
