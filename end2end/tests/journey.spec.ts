@@ -188,11 +188,13 @@ test('the developer edits it and replaces the secret; the secret never comes bac
 test('the audit trail of DEV shows the creation and the change, by the developer', async () => {
   await owner.goto('/audit?environment=DEV');
   const table = owner.locator('table[data-testid="audit"]');
-  const create = table.locator('tr', { hasText: 'connection.create' });
-  const update = table.locator('tr', { hasText: 'connection.update' });
+  const create = table.locator('tr', { hasText: 'Connection created' });
+  const update = table.locator('tr', { hasText: 'Connection changed' });
   await expect(create).toContainText('dana@example.com');
   await expect(create).toContainText('Payments');
   await expect(update.first()).toContainText('dana@example.com');
+  // The change reads before → after.
+  await expect(update.first().getByTestId('change')).toHaveText('base_url: https://payments.example.com/api → https://payments.example.com/api/v2');
   expect(await owner.content()).not.toContain(NEW_TOKEN);
 });
 
@@ -293,7 +295,10 @@ test('an API key is shown once, with Read/Write, and can be revoked', async () =
   expect(ok.status).toBe(200);
   await owner.reload();
   expect(await owner.content()).not.toContain(key);
-  await owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' }).getByRole('button', { name: 'Revoke' }).click();
+  const keyRow = owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' });
+  await keyRow.getByText('Revoke…').click();
+  await keyRow.getByLabel(/to revoke it/).fill('release pipeline');
+  await keyRow.getByRole('button', { name: 'Revoke' }).click();
   await expect(owner.locator('table[data-testid="keys"] tr', { hasText: 'release pipeline' })).toContainText('revoked');
   const after = await fetch(`${BASE}/api/v1/environments`, { headers: { Authorization: `Bearer ${key}` } });
   expect(after.status).toBe(401);

@@ -1,5 +1,6 @@
 import { test, expect, type Page } from '@playwright/test';
 import { spawnSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
 import { binary, hydrated, PHONE, repoRoot, signedIn, startVault, stopAll, type Vault } from './support';
 
 // Status that tells the truth and lists that scale, on a vault of this file's own: a promoted
@@ -11,6 +12,7 @@ import { binary, hydrated, PHONE, repoRoot, signedIn, startVault, stopAll, type 
 const PORT = 3250;
 const BASE = `http://127.0.0.1:${PORT}`;
 const OWNER = { email: 'owner@example.com', password: 'lists owner password' };
+const DEVELOPER = { email: 'dev@example.com', password: 'lists developer password' };
 
 const children: ChildProcess[] = [];
 let vault: Vault;
@@ -38,6 +40,16 @@ test.beforeAll(async () => {
     const made = spawnSync(binary, ['api-key', 'create', '--name', 'seed', '--grant', '*:*:rw'], { cwd: repoRoot, env });
     expect(made.status, made.stderr?.toString()).toBe(0);
     key = made.stdout.toString().trim();
+    // Five environments, as many teams have them.
+    for (const [name, position] of [['SIT', '2'], ['UAT', '4']]) {
+      const added = spawnSync(binary, ['environment', 'add', name, '--position', position], { cwd: repoRoot, env });
+      expect(added.status, added.stderr?.toString()).toBe(0);
+    }
+    // A developer in QA only.
+    const dev = spawnSync(binary, ['user', 'create', '--email', DEVELOPER.email], { cwd: repoRoot, env, input: `${DEVELOPER.password}\n` });
+    expect(dev.status, dev.stderr?.toString()).toBe(0);
+    const role = spawnSync(binary, ['user', 'role', '--email', DEVELOPER.email, '--env', 'QA', '--role', 'developer'], { cwd: repoRoot, env });
+    expect(role.status, role.stderr?.toString()).toBe(0);
   });
   // DEV: Ledger answers its check (this server's own /health), Broken does not.
   await api('POST', '/environments/DEV/connections', http('Ledger', `${BASE}/health`));
@@ -188,4 +200,122 @@ test('220 connections: a count, sorting, a status filter, Previous and Next, com
   const phone = await signedIn(browser, BASE, OWNER, PHONE);
   await phone.goto('/env/PROD/connections?status=failing');
   await phone.screenshot({ path: '/work/notes/shots/lists-connections-375.png', fullPage: true });
+});
+
+test('the audit trail reads in words, before → after, links its objects and downloads as CSV', async ({ browser }) => {
+  await api('PATCH', '/environments/DEV/connections/Broken', { settings: { base_url: 'http://127.0.0.1:10/' }, secrets: { token: 'again' } });
+  const page = await signedIn(browser, BASE, OWNER);
+  await page.goto('/audit?environment=DEV');
+  await hydrated(page);
+  const table = page.locator('table[data-testid="audit"]');
+  const changed = table.locator('tr', { hasText: 'Connection changed' }).first();
+  await expect(changed.getByTestId('change')).toHaveText('base_url: http://127.0.0.1:9/ → http://127.0.0.1:10/');
+  await expect(changed.getByRole('link', { name: 'connection Broken' })).toHaveAttribute('href', '/env/DEV/connections/Broken');
+  const bound = table.locator('tr', { hasText: 'Integration bound to a connection' }).first();
+  await expect(bound.getByTestId('change')).toHaveText(/^connection: none → (Ledger|Broken)$/);
+  await expect(bound.locator('[data-action]')).toHaveAttribute('data-action', 'binding.set');
+  // The action filter offers words too.
+  await page.getByLabel('Action').selectOption({ label: 'Connection tested' });
+  await page.getByRole('button', { name: 'Show' }).click();
+  await expect(page).toHaveURL(/action=connection\.test/);
+  await expect(table.locator('tbody tr').first()).toContainText('Connection tested');
+
+  // The CSV holds the same events, safe in a spreadsheet.
+  await page.goto('/audit?environment=DEV');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('csv').click()]);
+  expect(download.suggestedFilename()).toBe('audit-DEV.csv');
+  const csv = fs.readFileSync((await download.path())!, 'utf8');
+  expect(csv.split('\r\n')[0]).toBe('id,time_utc,actor,action,what,outcome,environment,object_kind,object,change,client_addr,detail');
+  expect(csv).toContain(',connection.update,Connection changed,success,DEV,connection,Broken,base_url: http://127.0.0.1:9/ → http://127.0.0.1:10/,');
+  expect(csv).not.toContain('again');
+  await page.screenshot({ path: '/work/notes/shots/lists-audit-1280.png', fullPage: false });
+  const phone = await signedIn(browser, BASE, OWNER, PHONE);
+  await phone.goto('/audit?environment=DEV');
+  await phone.screenshot({ path: '/work/notes/shots/lists-audit-375.png', fullPage: false });
+});
+
+test("a developer's audit page opens on the environment they can see", async ({ browser }) => {
+  const page = await signedIn(browser, BASE, DEVELOPER);
+  await page.goto('/audit');
+  await expect(page.getByRole('alert')).toHaveCount(0);
+  await expect(page.getByLabel('Environment', { exact: true })).toHaveValue('QA');
+  await expect(page.locator('table[data-testid="audit"] tr', { hasText: 'Promotion applied' })).toHaveCount(1);
+  await expect(page.getByTestId('csv')).toHaveAttribute('href', '/api/v1/audit/export?environment=QA');
+});
+
+test('People: every matrix cell is labelled at phone width; Deactivate is in view at 1280 px', async ({ browser }) => {
+  const page = await signedIn(browser, BASE, OWNER);
+  await page.goto('/users');
+  await hydrated(page);
+  // Someone invited, with a long address: their row has the most buttons.
+  const invited = 'integration.platform.team.lead@subsidiary.example.com';
+  await page.getByLabel('Email').fill(invited);
+  await page.getByRole('button', { name: 'Invite' }).click();
+  await expect(page.getByTestId('once-dialog')).toContainText(invited);
+  const row = page.locator(`tr[data-email="${invited}"]`);
+  // Scrolled to the row (the page only, never the table sideways): the whole button shows, and
+  // the table needs no sideways scrolling.
+  await row.evaluate((el) => window.scrollTo(0, el.getBoundingClientRect().top + window.scrollY - 100));
+  await expect(row.getByRole('button', { name: 'Deactivate' })).toBeInViewport({ ratio: 1 });
+  const wrap = page.locator('.table-wrap').filter({ has: page.locator('table[data-testid="people"]') });
+  expect(await wrap.evaluate((el) => el.scrollWidth - el.clientWidth), 'the people table scrolls sideways').toBeLessThanOrEqual(0);
+  // At 1280 the header names the columns; the cells' own labels stay hidden.
+  await expect(page.locator(`tr[data-email="${DEVELOPER.email}"] td[data-env="QA"] .cell-label`)).toBeHidden();
+  await page.screenshot({ path: '/work/notes/shots/lists-people-1280.png', fullPage: false });
+
+  const phone = await signedIn(browser, BASE, OWNER, PHONE);
+  await phone.goto('/users');
+  const card = phone.locator(`tr[data-email="${DEVELOPER.email}"]`);
+  for (const env of ['DEV', 'QA', 'PROD']) {
+    await expect(card.locator(`td[data-env="${env}"] .cell-label`)).toBeVisible();
+    await expect(card.locator(`td[data-env="${env}"] .cell-label`)).toHaveText(`${env}: `);
+  }
+  await expect(card.getByLabel(`Role of ${DEVELOPER.email} in QA`)).toHaveValue('developer');
+  await expect(card).toContainText('Last sign-in:', { useInnerText: true });
+  await expect(card.getByRole('button', { name: 'Deactivate' })).toBeVisible();
+  await phone.screenshot({ path: '/work/notes/shots/lists-people-375.png', fullPage: true });
+});
+
+test('revoking a key takes its typed name; rotating gives a working key and the old one is refused', async ({ browser }) => {
+  const page = await signedIn(browser, BASE, OWNER);
+  await page.goto('/api-keys');
+  await hydrated(page);
+  await page.getByLabel('Name', { exact: true }).fill('billing app');
+  await page.getByLabel('DEV', { exact: true }).check();
+  await page.getByLabel('connections', { exact: true }).selectOption('read');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const first = await page.getByTestId('once-dialog').getByTestId('once-value').inputValue();
+  const calls = async (value: string) =>
+    (await fetch(`${BASE}/api/v1/environments/DEV/connections`, { headers: { Authorization: `Bearer ${value}` } })).status;
+  expect(await calls(first)).toBe(200);
+
+  // Rotate: a new key of the same name and grants, shown once; the old one stops at once.
+  const keyRow = () => page.locator('table[data-testid="keys"] tbody tr', { hasText: 'billing app' }).filter({ hasNot: page.locator('.muted-tag') });
+  await keyRow().getByRole('button', { name: 'Rotate' }).click();
+  const dialog = page.getByTestId('once-dialog').filter({ hasText: 'The new key' });
+  await expect(dialog).toContainText('billing app');
+  const second = await dialog.getByTestId('once-value').inputValue();
+  expect(second).toMatch(/^cvk_/);
+  expect(second).not.toBe(first);
+  expect(await calls(second)).toBe(200);
+  expect(await calls(first)).toBe(401);
+  await expect(keyRow()).toHaveCount(1);
+  await expect(keyRow()).toContainText('DEV connections read');
+  await expect(page.locator('table[data-testid="keys"] tbody tr', { hasText: 'billing app' }).filter({ hasText: 'revoked' })).toHaveCount(1);
+  await page.screenshot({ path: '/work/notes/shots/lists-keys-1280.png', fullPage: true });
+
+  // Revoke: one click does nothing; a wrong name is refused; the typed name revokes.
+  await keyRow().getByText('Revoke…').click();
+  const confirm = keyRow().getByLabel(/to revoke it/);
+  await confirm.fill('billing');
+  await keyRow().getByRole('button', { name: 'Revoke' }).click();
+  await expect(page.getByRole('alert')).toContainText("type the key's name, billing app, to revoke it");
+  expect(await calls(second)).toBe(200);
+  await keyRow().getByLabel(/to revoke it/).fill('billing app');
+  await keyRow().getByRole('button', { name: 'Revoke' }).click();
+  await expect(page.locator('table[data-testid="keys"] tbody tr', { hasText: 'billing app' }).filter({ hasText: 'revoked' })).toHaveCount(2);
+  expect(await calls(second)).toBe(401);
+  const phone = await signedIn(browser, BASE, OWNER, PHONE);
+  await phone.goto('/api-keys');
+  await phone.screenshot({ path: '/work/notes/shots/lists-keys-375.png', fullPage: true });
 });

@@ -616,6 +616,11 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         }
     }
     let t = now();
+    // Settings are never secret: the audit keeps what each was and is now.
+    let settings_change: Map<String, Value> = changed_settings
+        .iter()
+        .map(|k| (k.clone(), json!({"before": stored.settings.get(k), "after": settings.get(k)})))
+        .collect();
     sqlx::query("UPDATE connections SET name = $1, name_key = $2, settings = $3, updated_by = $4, updated_at = $5 WHERE id = $6")
         .bind(&new_name)
         .bind(new_name.to_lowercase())
@@ -644,7 +649,7 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         store_secret(&mut tx, vault, &env, stored.id, field, value, &Stamp { by: &actor.label, at: &t }).await?;
     }
     let replaced: Vec<&String> = patch.secrets.keys().collect();
-    let mut detail = json!({"changed_settings": changed_settings, "replaced_secrets": replaced, "removed_secrets": obsolete});
+    let mut detail = json!({"changed_settings": changed_settings, "settings": settings_change, "replaced_secrets": replaced, "removed_secrets": obsolete});
     if new_name != stored.name {
         detail["renamed_from"] = json!(stored.name);
     }

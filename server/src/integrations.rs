@@ -461,6 +461,12 @@ async fn load(tx: &mut Tx<'_>, env: &Environment, name: &str) -> Result<(i64, St
     Ok((row.try_get("id")?, row.try_get("name")?, row.try_get("provider")?))
 }
 
+/// The name of the connection integration `id` is bound to now, if any.
+async fn bound_name(tx: &mut Tx<'_>, id: i64) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT c.name FROM integrations i JOIN connections c ON c.id = i.connection_id WHERE i.id = $1").bind(id).fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get("name")).transpose()?)
+}
+
 /// Binds an integration to a connection of the same environment and provider (else 422).
 pub async fn bind(db: &Db, actor: &Actor, env_name: &str, name: &str, connection: &str) -> Result<Integration> {
     let mut tx = db.begin().await?;
@@ -478,6 +484,7 @@ pub async fn bind(db: &Db, actor: &Actor, env_name: &str, name: &str, connection
         ));
     };
     let (cid, cname, cprovider): (i64, String, String) = (row.try_get("id")?, row.try_get("name")?, row.try_get("provider")?);
+    let previous = bound_name(&mut tx, id).await?;
     if cprovider != provider {
         return Err(Error::field("connection", format!("{cname} is a {cprovider} connection; {stored_name} needs a {provider} connection")));
     }
@@ -490,7 +497,7 @@ pub async fn bind(db: &Db, actor: &Actor, env_name: &str, name: &str, connection
         .execute(&mut *tx)
         .await?;
     let event = Event::new("binding.set").environment(env.id, &env.name).object("integration", &stored_name);
-    audit::record(&mut tx, actor, event.detail(json!({"connection": cname}))).await?;
+    audit::record(&mut tx, actor, event.detail(json!({"connection": cname, "previous": previous}))).await?;
     tx.commit().await?;
     get(db, &env.name, &stored_name).await
 }
@@ -500,6 +507,7 @@ pub async fn unbind(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Resul
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, env_name).await?;
     let (id, stored_name, _) = load(&mut tx, &env, name).await?;
+    let previous = bound_name(&mut tx, id).await?;
     let t = now();
     let done = sqlx::query(
         "UPDATE integrations SET connection_id = NULL, bound_by = NULL, bound_at = NULL, updated_by = $1, updated_at = $2 WHERE id = $3 AND connection_id IS NOT NULL",
@@ -510,7 +518,8 @@ pub async fn unbind(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Resul
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 1 {
-        audit::record(&mut tx, actor, Event::new("binding.remove").environment(env.id, &env.name).object("integration", &stored_name)).await?;
+        let event = Event::new("binding.remove").environment(env.id, &env.name).object("integration", &stored_name);
+        audit::record(&mut tx, actor, event.detail(json!({"connection": previous}))).await?;
     }
     tx.commit().await?;
     get(db, &env.name, &stored_name).await
