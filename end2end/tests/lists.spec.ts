@@ -129,8 +129,14 @@ test('a promoted placeholder is amber "Bound · not set up"; green comes only af
   await phone.goto('/integrations');
   await expect(cell(phone, 'Ledger_Sync', 'QA')).toHaveText(/^QA: Bound · not set up/, { useInnerText: true });
   await expect(cell(phone, 'Ledger_Sync', 'PROD')).toHaveText('PROD: not published', { useInnerText: true });
+  // The header row is hidden there: its counts come before the cards.
+  await expect(phone.getByTestId('attention-summary')).toBeVisible();
+  await expect(phone.getByTestId('attention-summary').locator('li').first()).toHaveText('DEV: 1 thing needs attention');
   await phone.screenshot({ path: '/work/notes/shots/lists-grid-375.png', fullPage: true });
   await page.goto('/integrations');
+  // At 1280 the header row has the counts; the summary for phones stays hidden.
+  await expect(page.getByTestId('attention-summary')).toHaveCount(1);
+  await expect(page.getByTestId('attention-summary')).toBeHidden();
   await page.screenshot({ path: '/work/notes/shots/lists-grid-1280.png', fullPage: true });
 });
 

@@ -130,17 +130,17 @@ pub fn OverviewPage() -> impl IntoView {
                         Ok(g) => {
                             let envs: Vec<String> = g.environments.iter().map(|(e, _)| e.clone()).collect();
                             view! {
+                                // The header row's counts, for the card layout of a phone (which hides that row).
+                                <ul class="attention-summary" data-testid="attention-summary">
+                                    {g.environments.iter().map(|(e, n)| view! { <li>{e.clone()} ": " {attention_words(*n)}</li> }).collect_view()}
+                                </ul>
                                 <div class="table-wrap">
                                     <table class="grid" data-testid="overview">
                                         <thead><tr><th scope="col">"Integration"</th>{g.environments.iter().map(|(e, n)| view! {
                                             <th scope="col" data-env=e.clone()>
                                                 <a href=format!("/env/{}/integrations", urlencode(e))>{e.clone()}</a>
                                                 <div class="attention-count" data-testid="attention-count">
-                                                    {if *n == 0 {
-                                                        view! { <span class="muted">"Nothing needs attention"</span> }.into_any()
-                                                    } else {
-                                                        view! { <a href="/">{format!("{n} {} need{} attention", if *n == 1 { "thing" } else { "things" }, if *n == 1 { "s" } else { "" })}</a> }.into_any()
-                                                    }}
+                                                    {attention_words(*n)}
                                                 </div>
                                             </th>
                                         }).collect_view()}</tr></thead>
@@ -161,6 +161,15 @@ pub fn OverviewPage() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// "1 thing needs attention" (linking to the start page's list), or "Nothing needs attention".
+fn attention_words(n: usize) -> AnyView {
+    if n == 0 {
+        view! { <span class="muted">"Nothing needs attention"</span> }.into_any()
+    } else {
+        view! { <a href="/">{format!("{n} {} need{} attention", if n == 1 { "thing" } else { "things" }, if n == 1 { "s" } else { "" })}</a> }.into_any()
     }
 }
 
