@@ -435,11 +435,8 @@ async fn serve(config: Config) -> Result<(), String> {
             tracing::warn!("requests still open {} s after the signal; stopping without them", SHUTDOWN_DRAIN.as_secs());
         }
     }
-    if tokio::time::timeout(SHUTDOWN_DRAIN, background.stop()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_DRAIN, background.stop(&services)).await.is_err() {
         tracing::warn!("background jobs still running {} s after the signal; they run again after the restart", SHUTDOWN_DRAIN.as_secs());
-    }
-    if let Err(e) = services.broker.flush_usage(&services.db, true).await {
-        tracing::warn!(error = %e.public_message(), "token use of the last minute could not be written");
     }
     if tokio::time::timeout(SHUTDOWN_DRAIN, services.db.close()).await.is_err() {
         tracing::warn!("database connections still busy {} s after the signal; exiting anyway", SHUTDOWN_DRAIN.as_secs());
@@ -495,9 +492,11 @@ async fn main() -> ExitCode {
     server::logging::init(&config);
     let result = match command {
         Command::Serve => serve(config).await,
-        Command::DevSalesforce { addr, api_latency_ms } => server::providers::salesforce::standin::run_demo(addr, std::time::Duration::from_millis(api_latency_ms))
-            .await
-            .map_err(|e| format!("Salesforce stand-in on {addr}: {e}")),
+        Command::DevSalesforce { addr, api_latency_ms } => {
+            server::providers::salesforce::standin::run_demo(addr, std::time::Duration::from_millis(api_latency_ms))
+                .await
+                .map_err(|e| format!("Salesforce stand-in on {addr}: {e}"))
+        }
         Command::DevOauth2 { addr } => server::oauth_standin::run_demo(addr).await.map_err(|e| format!("OAuth 2.0 stand-in on {addr}: {e}")),
         Command::DevMicrosoft { addr } => server::entra::standin::run_demo(addr).await.map_err(|e| format!("Microsoft stand-in on {addr}: {e}")),
         Command::DevWorkato { addr } => server::providers::workato::standin::run_demo(addr).await.map_err(|e| format!("Workato stand-in on {addr}: {e}")),

@@ -1029,7 +1029,8 @@ fn a_webhook_in_flight_when_the_server_is_killed_is_delivered_after_the_restart(
     match std::env::var("CONNVAULT_TEST_POSTGRES_URL").ok().filter(|v| !v.is_empty()) {
         Some(admin) => {
             let db_name = format!("cv_killed_hook_{}_{}", std::process::id(), free_port());
-            let created = Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {db_name}")]).output().unwrap();
+            let created =
+                Command::new("psql").args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {db_name}")]).output().unwrap();
             assert!(created.status.success(), "psql: {}", text(&created.stderr));
             databases.push(Some(format!("{}/{db_name}", admin.rsplit_once('/').unwrap().0)));
         }
@@ -1037,7 +1038,8 @@ fn a_webhook_in_flight_when_the_server_is_killed_is_delivered_after_the_restart(
     }
     for database in databases {
         let dir = tempfile::tempdir().unwrap();
-        let mut vars = vec![("CONNVAULT_ALLOW_LOOPBACK", "1".to_string()), ("CONNVAULT_MASTER_KEY", "a2lsbGVkLXdlYmhvb2stdGVzdC1tYXN0ZXIta2V5ISE=".to_string())];
+        let mut vars =
+            vec![("CONNVAULT_ALLOW_LOOPBACK", "1".to_string()), ("CONNVAULT_MASTER_KEY", "a2lsbGVkLXdlYmhvb2stdGVzdC1tYXN0ZXIta2V5ISE=".to_string())];
         if let Some(url) = &database {
             vars.push(("DATABASE_URL", url.clone()));
         }

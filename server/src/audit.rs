@@ -137,16 +137,19 @@ pub async fn record_all(tx: &mut Tx<'_>, actor: &Actor, events: &[Event<'_>]) ->
         }
         q.execute(&mut **tx).await?;
     }
-    let happened: Vec<crate::events::Happened<'_>> = events.iter().map(|e| crate::events::Happened {
-        action: e.action,
-        outcome: e.outcome,
-        environment: e.environment,
-        object_kind: e.object_kind,
-        object_name: e.object_name,
-        actor_kind: actor.kind.as_str(),
-        actor_label: &actor.label,
-        detail: &e.detail,
-    }).collect();
+    let happened: Vec<crate::events::Happened<'_>> = events
+        .iter()
+        .map(|e| crate::events::Happened {
+            action: e.action,
+            outcome: e.outcome,
+            environment: e.environment,
+            object_kind: e.object_kind,
+            object_name: e.object_name,
+            actor_kind: actor.kind.as_str(),
+            actor_label: &actor.label,
+            detail: &e.detail,
+        })
+        .collect();
     crate::events::fan_out(tx, &happened).await
 }
 

@@ -18,10 +18,13 @@
 //! The payload (JSON) holds what a fresh instance needs to work with the same credentials:
 //! environments; accounts (password hashes) and their roles; API keys (their hashes only);
 //! connections with their settings and every secret in clear (managed private keys
-//! included), their certificates; integrations and their bindings. It leaves out what belongs to
+//! included), their certificates; integrations and their bindings; webhook subscriptions with
+//! their signing secrets (and the previous one during a rotation), and each environment's
+//! schedule (checks, renewals). It leaves out what belongs to
 //! one running instance: sessions, one-time links (setup, invitations, admin request links) and
-//! the admin requests that wait on them, the outbox, caches (minted
-//! tokens, the latest live check of each connection), the audit trail and the keyring check.
+//! the admin requests that wait on them, the outbox, the job queue and the webhook delivery log,
+//! caches (minted tokens, the latest live check of each connection), the audit trail and the
+//! keyring check.
 //!
 //! Restoring decrypts and checks the whole file before it touches the database, then writes
 //! everything in one transaction, sealing each secret under the target's own current master key.
@@ -340,6 +343,11 @@ struct EnvironmentRecord {
     name: String,
     position: i64,
     allow_dev_api_keys: i64,
+    /// Absent from backups made before schedules: the defaults.
+    #[serde(default = "default_check_hours")]
+    check_every_hours: i64,
+    #[serde(default)]
+    renew_days_before: i64,
     created_at: String,
     updated_at: String,
 }
@@ -449,6 +457,31 @@ struct IntegrationRecord {
     updated_at: String,
 }
 
+fn default_check_hours() -> i64 {
+    6
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookRecord {
+    environment: String,
+    url: String,
+    description: String,
+    /// JSON list, as stored.
+    event_types: String,
+    enabled: i64,
+    disabled_reason: Option<String>,
+    secret: BackupSecret,
+    /// During a rotation: the previous secret, which signs too until `previous_until`.
+    previous_secret: Option<BackupSecret>,
+    previous_until: Option<String>,
+    created_by: String,
+    /// The email of the account that made it, if a person did.
+    created_by_user: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Payload {
@@ -460,6 +493,9 @@ struct Payload {
     secrets: Vec<SecretRecord>,
     certificates: Vec<CertificateRecord>,
     integrations: Vec<IntegrationRecord>,
+    /// Absent from backups made before webhooks.
+    #[serde(default)]
+    webhooks: Vec<WebhookRecord>,
 }
 
 /// How much a backup holds (or a database held).
@@ -473,6 +509,7 @@ pub struct Counts {
     pub certificates: usize,
     pub integrations: usize,
     pub bindings: usize,
+    pub webhooks: usize,
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -483,7 +520,7 @@ impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}, {}, {}, {} with {}, {}, {} ({} bound)",
+            "{}, {}, {}, {} with {}, {}, {} ({} bound), {}",
             plural(self.environments, "environment", "environments"),
             plural(self.users, "account", "accounts"),
             plural(self.api_keys, "API key", "API keys"),
@@ -491,7 +528,8 @@ impl fmt::Display for Counts {
             plural(self.secrets, "secret", "secrets"),
             plural(self.certificates, "certificate", "certificates"),
             plural(self.integrations, "integration", "integrations"),
-            self.bindings
+            self.bindings,
+            plural(self.webhooks, "webhook", "webhooks"),
         )
     }
 }
@@ -507,6 +545,7 @@ impl Payload {
             certificates: self.certificates.len(),
             integrations: self.integrations.len(),
             bindings: self.integrations.iter().filter(|i| i.connection.is_some()).count(),
+            webhooks: self.webhooks.len(),
         }
     }
 
@@ -588,8 +627,11 @@ async fn read_payload(s: Handles<'_>) -> Result<Payload> {
         // One snapshot for every query below (SQLite's read transaction is one already).
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
     }
-    let environments =
-        sqlx::query_as("SELECT name, position, allow_dev_api_keys, created_at, updated_at FROM environments ORDER BY position, id").fetch_all(&mut *tx).await?;
+    let environments = sqlx::query_as(
+        "SELECT name, position, allow_dev_api_keys, check_every_hours, renew_days_before, created_at, updated_at FROM environments ORDER BY position, id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let users = sqlx::query_as("SELECT email, password_hash, is_owner, status, last_sign_in_at, created_at, updated_at FROM users ORDER BY email_key")
         .fetch_all(&mut *tx)
         .await?;
@@ -652,7 +694,47 @@ async fn read_payload(s: Handles<'_>) -> Result<Payload> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    let hooks = sqlx::query(
+        "SELECT w.id, w.environment_id, e.name AS environment, w.url, w.description, w.event_types, w.enabled, w.disabled_reason, w.sealed_secret, \
+         w.sealed_previous, w.previous_until, w.created_by, u.email AS created_by_user, w.created_at, w.updated_at FROM webhooks w \
+         JOIN environments e ON e.id = w.environment_id LEFT JOIN users u ON u.id = w.created_by_user ORDER BY e.position, w.id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.rollback().await?;
+
+    let mut webhooks = Vec::with_capacity(hooks.len());
+    for r in &hooks {
+        let (id, environment_id, environment): (i64, i64, String) = (r.try_get("id")?, r.try_get("environment_id")?, r.try_get("environment")?);
+        let url: String = r.try_get("url")?;
+        let open = |field: &str, blob: &[u8]| {
+            s.vault.open_text(&crate::webhooks::place(id, field, environment_id), blob).map_err(|e| Error::Conflict {
+                code: "secret_integrity",
+                message: format!("the signing secret of the webhook to {url} in {environment} cannot be opened ({e}); no backup was made. Rotate its secret, then make the backup"),
+            })
+        };
+        let secret = BackupSecret(open("secret", &r.try_get::<Vec<u8>, _>("sealed_secret")?)?);
+        let previous_until: Option<String> = r.try_get("previous_until")?;
+        let previous_secret = match r.try_get::<Option<Vec<u8>>, _>("sealed_previous")? {
+            Some(blob) if previous_until.as_deref().is_some_and(|u| u > now().as_str()) => Some(BackupSecret(open("previous", &blob)?)),
+            _ => None,
+        };
+        webhooks.push(WebhookRecord {
+            previous_until: previous_secret.as_ref().and(previous_until),
+            environment,
+            url,
+            description: r.try_get("description")?,
+            event_types: r.try_get("event_types")?,
+            enabled: r.try_get("enabled")?,
+            disabled_reason: r.try_get("disabled_reason")?,
+            secret,
+            previous_secret,
+            created_by: r.try_get("created_by")?,
+            created_by_user: r.try_get("created_by_user")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        });
+    }
 
     let mut secrets = Vec::with_capacity(sealed.len());
     for r in &sealed {
@@ -686,7 +768,7 @@ async fn read_payload(s: Handles<'_>) -> Result<Payload> {
             set_at: r.try_get("updated_at")?,
         });
     }
-    Ok(Payload { environments, users, roles, api_keys, connections, secrets, certificates, integrations })
+    Ok(Payload { environments, users, roles, api_keys, connections, secrets, certificates, integrations, webhooks })
 }
 
 /// A decrypted, checked backup, ready to be restored. Its secrets are wiped when it is dropped.
@@ -839,6 +921,17 @@ fn check(p: &Payload) -> Result<()> {
             }
         }
     }
+    for (i, w) in p.webhooks.iter().enumerate() {
+        if !envs.contains(&key(&w.environment)) {
+            fail(format!("webhooks[{i}].environment"), format!("no environment {} in the backup", w.environment));
+        }
+        if !matches!(serde_json::from_str(&w.event_types), Ok(Value::Array(_))) {
+            fail(format!("webhooks[{i}].event_types"), "is not a JSON list".into());
+        }
+        if !w.secret.0.expose_secret().starts_with("whsec_") {
+            fail(format!("webhooks[{i}].secret"), "is not a whsec_ signing secret".into());
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -897,6 +990,12 @@ pub async fn apply(s: Handles<'_>, actor: &Actor, backup: &Backup, replace: bool
     }
     for table in [
         "one_time_links",
+        "webhook_attempts",
+        "webhook_deliveries",
+        "webhooks",
+        "jobs",
+        "health_schedule",
+        "expiry_warnings",
         "integrations",
         "connection_secrets",
         "connection_health",
@@ -968,6 +1067,41 @@ pub async fn apply(s: Handles<'_>, actor: &Actor, backup: &Backup, replace: bool
             ("connection_id", Val::MaybeInt(i.connection.as_deref().map(|c| conn(&i.environment, c)))),
         ];
         insert(&mut tx, "integrations", row_of(i, &["environment", "connection"], columns)?).await?;
+    }
+    let keyring = s.vault.keyring();
+    let current = keyring.current();
+    for w in &p.webhooks {
+        let environment = env(&w.environment).id;
+        let by = w.created_by_user.as_deref().and_then(|email| users.get(&key(email)).copied());
+        let id: i64 = sqlx::query(
+            "INSERT INTO webhooks (environment_id, url, description, event_types, enabled, disabled_reason, sealed_secret, previous_until, key_id, \
+             created_by, created_by_user, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(environment)
+        .bind(&w.url)
+        .bind(&w.description)
+        .bind(&w.event_types)
+        .bind(w.enabled)
+        .bind(&w.disabled_reason)
+        .bind(Vec::<u8>::new())
+        .bind(&w.previous_until)
+        .bind(current.id().to_string())
+        .bind(&w.created_by)
+        .bind(by)
+        .bind(&w.created_at)
+        .bind(&w.updated_at)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let seal = |field: &str, secret: &SecretString| {
+            crate::seal::seal_with(current, &crate::webhooks::place(id, field, environment), secret.expose_secret().as_bytes())
+        };
+        sqlx::query("UPDATE webhooks SET sealed_secret = $1, sealed_previous = $2 WHERE id = $3")
+            .bind(seal("secret", &w.secret.0))
+            .bind(w.previous_secret.as_ref().map(|p| seal("previous", &p.0)))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
     }
     let key_id = s.vault.current_key_id().to_string();
     let h = &backup.header;
@@ -1045,7 +1179,7 @@ async fn held(tx: &mut Tx<'_>) -> Result<Counts> {
         "SELECT (SELECT COUNT(*) FROM environments) AS environments, (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM api_keys) AS api_keys, \
          (SELECT COUNT(*) FROM connections) AS connections, (SELECT COUNT(*) FROM connection_secrets) AS secrets, \
          (SELECT COUNT(*) FROM certificates) AS certificates, (SELECT COUNT(*) FROM integrations) AS integrations, \
-         (SELECT COUNT(*) FROM integrations WHERE connection_id IS NOT NULL) AS bindings",
+         (SELECT COUNT(*) FROM integrations WHERE connection_id IS NOT NULL) AS bindings, (SELECT COUNT(*) FROM webhooks) AS webhooks",
     )
     .fetch_one(&mut **tx)
     .await?;
@@ -1058,6 +1192,7 @@ async fn held(tx: &mut Tx<'_>) -> Result<Counts> {
         secrets: n("secrets")?,
         certificates: n("certificates")?,
         integrations: n("integrations")?,
+        webhooks: n("webhooks")?,
         bindings: n("bindings")?,
     })
 }

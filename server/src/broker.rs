@@ -4,7 +4,8 @@
 //!   shortly before it expires: its `expires_in`, or the connection's session lifetime for
 //!   Salesforce, less a safety margin. That path reads the binding and writes nothing: it
 //!   neither touches the database nor calls out. Hits are counted per API key and minute in
-//!   memory and written to the audit trail once a minute ([`Broker::flush_usage`]).
+//!   memory, added to the `usage_counts` table every second ([`Broker::persist_usage`]) and
+//!   written to the audit trail per finished minute by a job ([`audit_usage`]).
 //! - A stale (or `force_refresh`ed) session is minted once per connection at a time: callers in
 //!   this process wait on the same lock and then find the new token in the cache; on PostgreSQL
 //!   the mint also holds a transaction-scoped advisory lock, so several `connvault serve`
@@ -317,11 +318,11 @@ impl Broker {
         let row = match api_keys::key_prefix(presented) {
             Some(prefix) => {
                 sqlx::query(AssertSqlSafe(SQL.as_str()))
-                .bind(prefix)
-                .bind(env_name.to_lowercase())
-                .bind(integration.to_lowercase())
-                .fetch_optional(s.db.pool())
-                .await?
+                    .bind(prefix)
+                    .bind(env_name.to_lowercase())
+                    .bind(integration.to_lowercase())
+                    .fetch_optional(s.db.pool())
+                    .await?
             }
             None => None,
         };
@@ -353,7 +354,10 @@ impl Broker {
                 Use::Token => format!("you may not read tokens in {}", env.name),
                 Use::Proxy(Access::Read) => format!("this API key may not call through the proxy in {} (it needs the grant {}:proxy:read)", env.name, env.name),
                 Use::Proxy(Access::Write) => {
-                    format!("this API key may only read through the proxy in {}: methods other than GET and HEAD need the grant {}:proxy:write", env.name, env.name)
+                    format!(
+                        "this API key may only read through the proxy in {}: methods other than GET and HEAD need the grant {}:proxy:write",
+                        env.name, env.name
+                    )
                 }
             }));
         }
@@ -473,12 +477,7 @@ impl Broker {
         let now = Utc::now();
         sessions
             .get(&c.id)
-            .filter(|hit| {
-                hit.stamp == c.stamp
-                    && hit.until > now
-                    && hit.credential.ct_eq(credential)
-                    && newer_than.is_none_or(|t| hit.obtained_at > t)
-            })
+            .filter(|hit| hit.stamp == c.stamp && hit.until > now && hit.credential.ct_eq(credential) && newer_than.is_none_or(|t| hit.obtained_at > t))
             .map(|hit| hit.fields.clone())
     }
 
@@ -634,16 +633,15 @@ impl Broker {
             Err(Error::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let hit =
-            Cached {
-                token,
-                token_type: "Bearer".into(),
-                instance_url: row.try_get("instance_url")?,
-                obtained_at,
-                expires_at,
-                expires_text: format_time(expires_at),
-                stamp: c.updated_at.clone(),
-            };
+        let hit = Cached {
+            token,
+            token_type: "Bearer".into(),
+            instance_url: row.try_get("instance_url")?,
+            obtained_at,
+            expires_at,
+            expires_text: format_time(expires_at),
+            stamp: c.updated_at.clone(),
+        };
         if hit.stale_at() <= Utc::now() || newer_than.is_some_and(|t| obtained_at <= t) {
             return Ok(None);
         }
@@ -687,7 +685,6 @@ impl Broker {
         window
     }
 
-
     /// A cached token answer counts as a use of the token; a proxied call is counted by the
     /// proxy ([`Broker::count_call`]), once, whatever the credential came from.
     fn count_hit(&self, purpose: Use, actor: &Actor, env: &Environment, integration: &str) {
@@ -713,31 +710,86 @@ impl Broker {
         *self.inner.usage.lock().expect("broker lock").entry(key).or_default() += 1;
     }
 
-    /// Writes the counted hits and calls of finished minutes (all of them with `all`) to the
-    /// audit trail, one event per kind, API key, integration and minute. Counts that fail to
-    /// write are kept for the next flush.
-    pub async fn flush_usage(&self, db: &Db, all: bool) -> Result<usize> {
-        let this_minute = Utc::now().timestamp().div_euclid(60);
-        let due: Vec<_> = {
-            let mut usage = self.inner.usage.lock().expect("broker lock");
-            let keys: Vec<_> = usage.keys().filter(|k| all || k.minute < this_minute).cloned().collect();
-            keys.into_iter().filter_map(|k| usage.remove(&k).map(|n| (k, n))).collect()
-        };
-        let mut written = 0;
-        for (k, n) in due {
-            let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: k.caller.clone(), client_addr: None };
-            let count = if k.kind == "token.use" { "cached_hits" } else { "calls" };
-            let event =
-                Event::new(k.kind).environment(k.env_id, &k.env_name).object("integration", &k.integration).detail(json!({"minute": minute_text(k.minute), count: n}));
-            if let Err(e) = audit::record_alone(db, &actor, event).await {
-                tracing::warn!("token usage could not be audited yet: {e}");
-                *self.inner.usage.lock().expect("broker lock").entry(k).or_default() += n;
-                return Err(e);
-            }
-            written += 1;
+    /// Adds every count held in memory to the `usage_counts` table (one transaction, one
+    /// statement per chunk); returns how many rows it added to. Counts that fail to write are
+    /// kept for the next call. `connvault serve` calls it every second (`crate::workers`).
+    pub async fn persist_usage(&self, db: &Db) -> Result<usize> {
+        let due: Vec<(UsageKey, u64)> = std::mem::take(&mut *self.inner.usage.lock().expect("broker lock")).into_iter().collect();
+        if due.is_empty() {
+            return Ok(0);
         }
-        Ok(written)
+        let written = async {
+            const COLUMNS: [&str; 7] = ["kind", "caller", "environment_id", "environment", "integration", "minute", "n"];
+            let mut tx = db.begin().await?;
+            for chunk in due.chunks(crate::db::INSERT_BATCH / 2) {
+                let sql = format!(
+                    "{} ON CONFLICT (kind, caller, environment_id, integration, minute) DO UPDATE SET n = usage_counts.n + excluded.n",
+                    crate::db::multi_row_insert("usage_counts", &COLUMNS, chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (k, n) in chunk {
+                    q = q
+                        .bind(k.kind)
+                        .bind(k.caller.clone())
+                        .bind(k.env_id)
+                        .bind(k.env_name.clone())
+                        .bind(k.integration.clone())
+                        .bind(k.minute)
+                        .bind(*n as i64);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(due.len())
+        }
+        .await;
+        if let Err(e) = &written {
+            tracing::warn!("token usage could not be written yet: {e}");
+            let mut usage = self.inner.usage.lock().expect("broker lock");
+            for (k, n) in due {
+                *usage.entry(k).or_default() += n;
+            }
+        }
+        written
     }
+
+    /// [`Broker::persist_usage`], then [`audit_usage`] of every minute (tests; at shutdown a
+    /// server only persists, and the next `usage.audit` job writes the events).
+    pub async fn flush_usage(&self, db: &Db, all: bool) -> Result<usize> {
+        self.persist_usage(db).await?;
+        audit_usage(db, all).await
+    }
+}
+
+/// The `usage.audit` job: turns the counts of finished minutes (every one with `all`), summed
+/// over every server, into audit events (`token.use` with `cached_hits`, `proxy.use` with
+/// `calls`), one per kind, caller, integration and minute, and deletes them, in one
+/// transaction. A minute is finished five seconds after its end, when every server has added
+/// its counts (each does every second).
+pub async fn audit_usage(db: &Db, all: bool) -> Result<usize> {
+    let before = if all { i64::MAX } else { (Utc::now().timestamp() - 65).div_euclid(60) + 1 };
+    let mut tx = db.begin().await?;
+    let rows = sqlx::query("DELETE FROM usage_counts WHERE minute < $1 RETURNING kind, caller, environment_id, environment, integration, minute, n")
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+    for r in &rows {
+        let (kind, caller, env_id, env, integration, minute, n): (String, String, i64, String, String, i64, i64) = (
+            r.try_get("kind")?,
+            r.try_get("caller")?,
+            r.try_get("environment_id")?,
+            r.try_get("environment")?,
+            r.try_get("integration")?,
+            r.try_get("minute")?,
+            r.try_get("n")?,
+        );
+        let actor = Actor { kind: audit::ActorKind::ApiKey, id: None, label: caller, client_addr: None };
+        let count = if kind == "token.use" { "cached_hits" } else { "calls" };
+        let event = Event::new(&kind).environment(env_id, &env).object("integration", &integration).detail(json!({"minute": minute_text(minute), count: n}));
+        audit::record(&mut tx, &actor, event).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len())
 }
 
 /// `2026-11-24T14:07` for a minute since the Unix epoch.

@@ -116,7 +116,8 @@ pub async fn details(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) 
     let env = environments::find(s.db, env_name).await?;
     let c = connections::get(s.db, &env.name, name).await?;
     let def = connections::provider(&c.provider)?;
-    let read = def.details.ok_or_else(|| crate::error::Error::Conflict { code: "no_details", message: format!("{} connections show no details", def.label) })?;
+    let read =
+        def.details.ok_or_else(|| crate::error::Error::Conflict { code: "no_details", message: format!("{} connections show no details", def.label) })?;
     let secrets = connections::open_applicable_secrets(s.db, s.vault, &env.name, &c, def).await?;
     let values: Vec<&str> = secrets.values().map(SecretString::expose_secret).collect();
     let outcome = read(s.outbound, &c.settings, &secrets).await.map_err(|r| r.scrubbed(&values));

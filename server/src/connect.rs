@@ -34,9 +34,9 @@ use crate::error::{Error, Result};
 use crate::oauth;
 use crate::providers::{self, Authorization, ProviderDef, TestResult};
 use crate::seal::Place;
+use crate::sessions;
 use crate::signing::Handles;
 use crate::tokens;
-use crate::sessions;
 use crate::users::User;
 
 /// A sign-in must come back within this many minutes.
@@ -85,7 +85,8 @@ fn verifier_place(c: &Connection, env: &Environment) -> Place<'static> {
 fn not_ready_to_sign_in(def: &ProviderDef, c: &Connection, env: &Environment, auth: &Authorization) -> Option<String> {
     let set: std::collections::BTreeSet<String> = c.secrets_set.keys().cloned().collect();
     let mut missing = def.setup_missing(&c.settings, &set);
-    let unset: Vec<_> = def.typed_secrets(&c.settings).into_iter().filter(|f| f.required && !set.contains(f.name) && !missing.iter().any(|m| m.name == f.name)).collect();
+    let unset: Vec<_> =
+        def.typed_secrets(&c.settings).into_iter().filter(|f| f.required && !set.contains(f.name) && !missing.iter().any(|m| m.name == f.name)).collect();
     missing.extend(unset);
     if !missing.is_empty() {
         return Some(format!("{} in {} is not set up yet: {}, then choose {}", c.name, env.name, providers::setup_advice(&missing), auth.button));
@@ -113,8 +114,9 @@ pub async fn start(s: Handles<'_>, user: &User, session: &str, env_name: &str, n
     let state = tokens::generate();
     let verifier = oauth::new_verifier();
     let redirect_uri = callback_url(s.config);
-    let location = oauth::authorize_url(&request.authorize_url, &request.client_id, &redirect_uri, &request.scopes, state.expose_secret(), &verifier, &request.extra)
-        .map_err(|e| Error::Conflict { code: "not_ready", message: format!("{name} cannot sign in: {e}") })?;
+    let location =
+        oauth::authorize_url(&request.authorize_url, &request.client_id, &redirect_uri, &request.scopes, state.expose_secret(), &verifier, &request.extra)
+            .map_err(|e| Error::Conflict { code: "not_ready", message: format!("{name} cannot sign in: {e}") })?;
     let t = now();
     let mut tx = s.db.begin().await?;
     // Sign-ins that ended a day ago are of no further use.
@@ -184,7 +186,10 @@ pub async fn finish(s: Handles<'_>, session: Option<&str>, q: &CallbackQuery, ad
     .fetch_optional(s.db.pool())
     .await?;
     let Some(row) = row else {
-        return refused(400, "connvault does not know this sign-in (it was not started here, or its connection was deleted): start again from the connection page.");
+        return refused(
+            400,
+            "connvault does not know this sign-in (it was not started here, or its connection was deleted): start again from the connection page.",
+        );
     };
     let id: i64 = row.try_get("id")?;
     let (env_name, name): (String, String) = (row.try_get("environment")?, row.try_get("connection")?);
@@ -196,7 +201,10 @@ pub async fn finish(s: Handles<'_>, session: Option<&str>, q: &CallbackQuery, ad
     if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         let event = Event::new("connection.sign_in").outcome("failure").environment(env.id, &env.name).object("connection", &name);
         audit::record_alone(s.db, &actor, event.detail(json!({"reason": "another session's state"}))).await?;
-        return refused(403, "This sign-in was started in another browser session. Start it again from the connection page, in this browser, signed in to connvault.");
+        return refused(
+            403,
+            "This sign-in was started in another browser session. Start it again from the connection page, in this browser, signed in to connvault.",
+        );
     }
     // The session must still be signed in, and its person still allowed to change the
     // connection (a role may have been taken away meanwhile).
@@ -214,7 +222,11 @@ pub async fn finish(s: Handles<'_>, session: Option<&str>, q: &CallbackQuery, ad
     let t = now();
     let used: Option<String> = row.try_get("used_at")?;
     let expires_at: String = row.try_get("expires_at")?;
-    let spent = sqlx::query("UPDATE oauth_states SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1").bind(&t).bind(id).execute(s.db.pool()).await?;
+    let spent = sqlx::query("UPDATE oauth_states SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND expires_at > $1")
+        .bind(&t)
+        .bind(id)
+        .execute(s.db.pool())
+        .await?;
     if used.is_some() || spent.rows_affected() != 1 {
         let why = if used.is_some() || expires_at > t { "has been used already" } else { "is older than 10 minutes" };
         return refused(400, &format!("This sign-in {why}. Start again from the connection page (Connect)."));
@@ -223,7 +235,9 @@ pub async fn finish(s: Handles<'_>, session: Option<&str>, q: &CallbackQuery, ad
     let location = format!("{}?sign_in={id}", connection_page(&env.name, &c.name));
     let result = match redeem(s, &actor, &env, &c, &row, q).await {
         Ok(result) => result,
-        Err(e) => TestResult::failed(format!("the sign-in could not be finished: {}", e.public_message()), "connect again; if it keeps failing, see the server log"),
+        Err(e) => {
+            TestResult::failed(format!("the sign-in could not be finished: {}", e.public_message()), "connect again; if it keeps failing, see the server log")
+        }
     };
     sqlx::query("UPDATE oauth_states SET result_ok = $1, result_detail = $2, result_advice = $3 WHERE id = $4")
         .bind(result.ok as i64)
@@ -248,7 +262,14 @@ async fn redeem(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection
         Ok::<TestResult, Error>(result)
     };
     if c.updated_at != stamp {
-        return failed(TestResult::failed(format!("{} changed while the sign-in was under way", c.name), "connect again, so that the sign-in is for its settings as they are now"), "connection changed").await;
+        return failed(
+            TestResult::failed(
+                format!("{} changed while the sign-in was under way", c.name),
+                "connect again, so that the sign-in is for its settings as they are now",
+            ),
+            "connection changed",
+        )
+        .await;
     }
     let redirect_uri: String = row.try_get("redirect_uri")?;
     if let Some(error) = q.error.as_deref() {
@@ -256,7 +277,11 @@ async fn redeem(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection
         return failed(result, "refused at the provider").await;
     }
     let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
-        return failed(TestResult::failed("the provider sent neither a code nor an error", "connect again; if it keeps happening, check the Authorize URL"), "no code").await;
+        return failed(
+            TestResult::failed("the provider sent neither a code nor an error", "connect again; if it keeps happening, check the Authorize URL"),
+            "no code",
+        )
+        .await;
     };
     let blob: Vec<u8> = row.try_get("verifier")?;
     let verifier = s.vault.open_text(&verifier_place(c, env), &blob).map_err(Error::Seal)?;
@@ -330,7 +355,6 @@ async fn redeem(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection
     tx.commit().await?;
     Ok(result)
 }
-
 
 /// Where a connection that signs in stands, in the words the connection page uses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -406,7 +430,11 @@ pub async fn result_of(db: &Db, c: &Connection, user: &User, id: i64) -> Result<
         .await?;
     let Some(row) = row else { return Ok(None) };
     let Some(ok) = row.try_get::<Option<i64>, _>("result_ok")? else { return Ok(None) };
-    Ok(Some(SignInResult { ok: ok != 0, detail: row.try_get::<Option<String>, _>("result_detail")?.unwrap_or_default(), advice: row.try_get("result_advice")? }))
+    Ok(Some(SignInResult {
+        ok: ok != 0,
+        detail: row.try_get::<Option<String>, _>("result_detail")?.unwrap_or_default(),
+        advice: row.try_get("result_advice")?,
+    }))
 }
 
 /// Disconnects `name`: revokes its refresh token at the provider where it has a revocation
@@ -425,7 +453,9 @@ pub async fn disconnect(s: Handles<'_>, actor: &Actor, env_name: &str, name: &st
     values.push(refresh.expose_secret());
     let at_provider = match &revoked {
         Some(Ok(())) => "the provider revoked the refresh token".to_string(),
-        Some(Err(e)) => format!("the provider did not confirm the revocation ({}): revoke connvault's access there by hand", crate::outbound::scrub(e, &values)),
+        Some(Err(e)) => {
+            format!("the provider did not confirm the revocation ({}): revoke connvault's access there by hand", crate::outbound::scrub(e, &values))
+        }
         None => "the provider has no revocation URL set: revoke connvault's access there by hand if it should end at once".to_string(),
     };
     let minting = def.minting_for(&c.settings);

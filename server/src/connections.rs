@@ -727,8 +727,11 @@ pub async fn delete(db: &Db, actor: &Actor, env_name: &str, name: &str, force: b
 /// A secret as stored (a refresh token), with its sealed form: the version a rotation
 /// compares against ([`rotate_refresh`]).
 pub async fn open_refresh(db: &Db, vault: &Vault, env: &Environment, c: &Connection, field: &str) -> Result<Option<(SecretString, Vec<u8>)>> {
-    let blob: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT blob FROM connection_secrets WHERE connection_id = $1 AND field = $2").bind(c.id).bind(field).fetch_optional(db.pool()).await?;
+    let blob: Option<Vec<u8>> = sqlx::query_scalar("SELECT blob FROM connection_secrets WHERE connection_id = $1 AND field = $2")
+        .bind(c.id)
+        .bind(field)
+        .fetch_optional(db.pool())
+        .await?;
     let Some(blob) = blob else { return Ok(None) };
     match vault.open_text(&place(c.id, field, env.id), &blob) {
         Ok(value) => Ok(Some((value, blob))),
@@ -862,18 +865,25 @@ pub(crate) async fn record_health(tx: &mut Tx<'_>, connection_id: i64, result: &
         (Some(false), true) => "connection.recovered",
         _ => return Ok(()),
     };
-    let row = sqlx::query("SELECT c.name, c.provider, e.id AS env_id, e.name AS env FROM connections c JOIN environments e ON e.id = c.environment_id WHERE c.id = $1")
-        .bind(connection_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let (name, provider, env_id, env): (String, String, i64, String) = (row.try_get("name")?, row.try_get("provider")?, row.try_get("env_id")?, row.try_get("env")?);
+    let row = sqlx::query(
+        "SELECT c.name, c.provider, e.id AS env_id, e.name AS env FROM connections c JOIN environments e ON e.id = c.environment_id WHERE c.id = $1",
+    )
+    .bind(connection_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let (name, provider, env_id, env): (String, String, i64, String) =
+        (row.try_get("name")?, row.try_get("provider")?, row.try_get("env_id")?, row.try_get("env")?);
     let detail = if result.ok {
         json!({"provider": provider, "source": source, "detail": result.detail, "failing_since": was_failing_since})
     } else {
         json!({"provider": provider, "source": source, "reason": result.detail, "advice": result.advice, "failing_since": failing_since})
     };
-    crate::audit::record(tx, &crate::audit::Actor::system("health"), crate::audit::Event::new(transition).environment(env_id, &env).object("connection", &name).detail(detail))
-        .await
+    crate::audit::record(
+        tx,
+        &crate::audit::Actor::system("health"),
+        crate::audit::Event::new(transition).environment(env_id, &env).object("connection", &name).detail(detail),
+    )
+    .await
 }
 
 /// The latest live check of a connection.
@@ -894,10 +904,11 @@ pub async fn health_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, Health>> {
     }
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     // `list` is integers the caller read from the database.
-    let rows =
-        sqlx::query(AssertSqlSafe(format!("SELECT connection_id, ok, detail, advice, checked_at, failing_since FROM connection_health WHERE connection_id IN ({list})")))
-            .fetch_all(db.pool())
-            .await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT connection_id, ok, detail, advice, checked_at, failing_since FROM connection_health WHERE connection_id IN ({list})"
+    )))
+    .fetch_all(db.pool())
+    .await?;
     rows.iter()
         .map(|r| {
             let health = Health {

@@ -80,7 +80,8 @@ crate::schema::hand_schema!(CredentialAnswer, "CredentialAnswer", || json!({
 }));
 
 fn help_of(def: &'static ProviderDef) -> Result<&'static CredentialHelp> {
-    def.credential_help.ok_or_else(|| Error::Conflict { code: "no_credential_request", message: format!("{} connections cannot ask an admin for credentials", def.label) })
+    def.credential_help
+        .ok_or_else(|| Error::Conflict { code: "no_credential_request", message: format!("{} connections cannot ask an admin for credentials", def.label) })
 }
 
 async fn load(db: &Db, env_name: &str, name: &str) -> Result<(Environment, Connection, &'static ProviderDef, &'static CredentialHelp)> {
@@ -126,12 +127,24 @@ pub async fn request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, 
     }
     signing::ensure_set_up(&c, def)?;
     let steps = (help.steps)(&c.settings);
-    signing::send_request(s, actor, &env, &c, &to, &CREDENTIAL_REQUEST, |link, expires_at| email(&actor.label, &to, &env, &c, def, help, &steps, link, expires_at))
-        .await
+    signing::send_request(s, actor, &env, &c, &to, &CREDENTIAL_REQUEST, |link, expires_at| {
+        email(&actor.label, &to, &env, &c, def, help, &steps, link, expires_at)
+    })
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
-fn email(requester: &str, to: &str, env: &Environment, c: &Connection, def: &ProviderDef, help: &CredentialHelp, steps: &[String], link: &str, expires_at: &str) -> Email {
+fn email(
+    requester: &str,
+    to: &str,
+    env: &Environment,
+    c: &Connection,
+    def: &ProviderDef,
+    help: &CredentialHelp,
+    steps: &[String],
+    link: &str,
+    expires_at: &str,
+) -> Email {
     let intro = format!(
         "{requester} asks you, as the {}, for the credentials connvault needs for the {} connection {} ({}). You enter them on a one-time page; \
          connvault seals them at once and tests the connection, and {requester} never sees them.",
@@ -141,7 +154,9 @@ fn email(requester: &str, to: &str, env: &Environment, c: &Connection, def: &Pro
     for (i, step) in steps.iter().enumerate() {
         text.push_str(&format!("{}. {step}\n", i + 1));
     }
-    text.push_str(&format!("\nEnter them here (one use, until {expires_at}): {link}\n\nIf you did not expect this request, ignore it: the link expires on its own.\n"));
+    text.push_str(&format!(
+        "\nEnter them here (one use, until {expires_at}): {link}\n\nIf you did not expect this request, ignore it: the link expires on its own.\n"
+    ));
     let mut html = format!("<!doctype html><html><body><p>{}</p><ol>", escape_html(&intro));
     for step in steps {
         html.push_str(&format!("<li>{}</li>", escape_html(step)));
@@ -205,7 +220,10 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Cr
     let mut settings = c.settings.clone();
     for (key, value) in &answer.settings {
         if !help.owned_settings.contains(&key.as_str()) {
-            errors.push(FieldError::new(format!("settings.{key}"), format!("{key} is not the admin's to set here; the page asks only for {}", help.owned_settings.join(", "))));
+            errors.push(FieldError::new(
+                format!("settings.{key}"),
+                format!("{key} is not the admin's to set here; the page asks only for {}", help.owned_settings.join(", ")),
+            ));
             continue;
         }
         match value {

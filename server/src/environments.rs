@@ -1,13 +1,13 @@
 //! Environments (DEV, QA, PROD, …) in promotion order. Names match case-insensitively.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::{self, Actor, Event};
 use crate::db::{now, Db, Tx};
-use crate::error::{Error, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::feed::{self, Feed, Filter, Listing, Page, SortKey};
 
 pub const DEFAULTS: [&str; 3] = ["DEV", "QA", "PROD"];
@@ -248,6 +248,12 @@ pub async fn reorder(db: &Db, actor: &Actor, names: &[String]) -> Result<Vec<Env
     list(db).await
 }
 
+/// Records a change of the environment's settings.
+async fn setting_changed(tx: &mut Tx<'_>, actor: &Actor, env: &Environment, detail: serde_json::Value) -> Result<()> {
+    let event = Event::new("environment.setting_change").environment(env.id, &env.name).object("environment", &env.name).detail(detail);
+    audit::record(tx, actor, event).await
+}
+
 /// Turns the environment's "Allow developers to manage API keys" setting on or off.
 pub async fn set_allow_dev_api_keys(db: &Db, actor: &Actor, name: &str, allow: bool) -> Result<Environment> {
     let mut tx = db.begin().await?;
@@ -259,15 +265,65 @@ pub async fn set_allow_dev_api_keys(db: &Db, actor: &Actor, name: &str, allow: b
         .bind(env.id)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        actor,
-        Event::new("environment.setting_change")
-            .environment(env.id, &env.name)
-            .object("environment", &env.name)
-            .detail(json!({"allow_developers_to_manage_api_keys": allow})),
-    )
-    .await?;
+    setting_changed(&mut tx, actor, &env, json!({"allow_developers_to_manage_api_keys": allow})).await?;
     tx.commit().await?;
     Ok(Environment { allow_dev_api_keys: allow, updated_at: t, ..env })
+}
+
+/// When connvault looks after an environment's connections by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Every connection is checked this often (0 = never by itself).
+    pub check_every_hours: i64,
+    /// A certificate's renewal starts by itself this many days before it expires (0 = never).
+    pub renew_days_before: i64,
+}
+
+/// The most hours between scheduled checks (a week) and the most days of renewal ahead.
+pub const MAX_CHECK_HOURS: i64 = 168;
+pub const MAX_RENEW_DAYS: i64 = 90;
+
+/// The environment's [`Schedule`].
+pub async fn schedule(db: &Db, name: &str) -> Result<Schedule> {
+    let env = find(db, name).await?;
+    let row = sqlx::query("SELECT check_every_hours, renew_days_before FROM environments WHERE id = $1").bind(env.id).fetch_one(db.pool()).await?;
+    Ok(Schedule { check_every_hours: row.try_get("check_every_hours")?, renew_days_before: row.try_get("renew_days_before")? })
+}
+
+/// Sets the environment's [`Schedule`], both values checked (every error at once).
+pub async fn set_schedule(db: &Db, actor: &Actor, name: &str, new: Schedule) -> Result<Schedule> {
+    let mut errors = Vec::new();
+    if !(0..=MAX_CHECK_HOURS).contains(&new.check_every_hours) {
+        errors.push(FieldError::new("check_every_hours", format!("check every 1 to {MAX_CHECK_HOURS} hours, or 0 to check only when someone presses Test")));
+    }
+    if !(0..=MAX_RENEW_DAYS).contains(&new.renew_days_before) {
+        errors.push(FieldError::new(
+            "renew_days_before",
+            format!("start renewals 1 to {MAX_RENEW_DAYS} days before expiry, or 0 to renew only when someone presses Renew"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let mut tx = db.begin().await?;
+    let env = find_in(&mut tx, name).await?;
+    let before = sqlx::query("SELECT check_every_hours, renew_days_before FROM environments WHERE id = $1").bind(env.id).fetch_one(&mut *tx).await?;
+    let before = Schedule { check_every_hours: before.try_get("check_every_hours")?, renew_days_before: before.try_get("renew_days_before")? };
+    sqlx::query("UPDATE environments SET check_every_hours = $1, renew_days_before = $2, updated_at = $3 WHERE id = $4")
+        .bind(new.check_every_hours)
+        .bind(new.renew_days_before)
+        .bind(now())
+        .bind(env.id)
+        .execute(&mut *tx)
+        .await?;
+    if before.check_every_hours != new.check_every_hours {
+        // The next checks are spread over the new period.
+        sqlx::query("DELETE FROM health_schedule WHERE connection_id IN (SELECT id FROM connections WHERE environment_id = $1)")
+            .bind(env.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    setting_changed(&mut tx, actor, &env, json!({"before": before, "after": new})).await?;
+    tx.commit().await?;
+    Ok(new)
 }

@@ -7,6 +7,8 @@
 //!
 //! Sending, signing and the subscriptions themselves are `crate::webhooks`'.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -107,7 +109,8 @@ pub fn payload(event_type: &str, at: &str, event: &Happened<'_>) -> Value {
 pub async fn fan_out(tx: &mut Tx<'_>, events: &[Happened<'_>]) -> Result<()> {
     let mut hooks: Vec<(i64, Vec<(i64, Vec<String>)>)> = Vec::new();
     let t = now();
-    let mut queued = 0;
+    // (subscription, message id, type, body) of every delivery to make.
+    let mut deliveries: Vec<(i64, String, &'static str, String)> = Vec::new();
     for event in events {
         let (Some((env_id, _)), Some(kind)) = (event.environment, event_type(event.action, event.outcome)) else { continue };
         if !hooks.iter().any(|(e, _)| *e == env_id) {
@@ -120,26 +123,29 @@ pub async fn fan_out(tx: &mut Tx<'_>, events: &[Happened<'_>]) -> Result<()> {
         }
         let subs = &hooks.iter().find(|(e, _)| *e == env_id).expect("just added").1;
         for (hook, _) in subs.iter().filter(|(_, types)| wants(types, kind)) {
-            let body = payload(kind, &t, event).to_string();
-            let id: i64 = sqlx::query(
-                "INSERT INTO webhook_deliveries (webhook_id, message_id, event_type, payload, enqueued_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5, $5) RETURNING id",
-            )
-            .bind(hook)
-            .bind(message_id())
-            .bind(kind)
-            .bind(body)
-            .bind(&t)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("id")?;
-            crate::jobs::enqueue(tx, DELIVERY_JOB, &json!({ "delivery_id": id })).await?;
-            queued += 1;
+            deliveries.push((*hook, message_id(), kind, payload(kind, &t, event).to_string()));
         }
     }
-    if queued > 0 {
-        crate::jobs::wake_after_commit(DELIVERY_JOB);
+    if deliveries.is_empty() {
+        return Ok(());
     }
+    // One statement for the deliveries and one for their jobs (per chunk), matched by message id.
+    const COLUMNS: [&str; 7] = ["webhook_id", "message_id", "event_type", "payload", "enqueued_at", "created_at", "updated_at"];
+    for chunk in deliveries.chunks(crate::db::INSERT_BATCH / 2) {
+        let sql = format!("{} RETURNING id, message_id", crate::db::multi_row_insert("webhook_deliveries", &COLUMNS, chunk.len()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (hook, id, kind, body) in chunk {
+            q = q.bind(*hook).bind(id.clone()).bind(*kind).bind(body.clone()).bind(t.clone()).bind(t.clone()).bind(t.clone());
+        }
+        let rows = q.fetch_all(&mut **tx).await?;
+        let mut ids = HashMap::new();
+        for r in &rows {
+            ids.insert(r.try_get::<String, _>("message_id")?, r.try_get::<i64, _>("id")?);
+        }
+        let payloads: Vec<Value> = chunk.iter().map(|(_, m, _, _)| json!({ "delivery_id": ids[m] })).collect();
+        crate::jobs::enqueue_many(tx, DELIVERY_JOB, &payloads).await?;
+    }
+    crate::jobs::wake_after_commit(DELIVERY_JOB);
     Ok(())
 }
 

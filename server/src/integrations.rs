@@ -315,15 +315,13 @@ pub(crate) const BINDING_COLUMNS: &str =
 pub(crate) fn binding_from_row(row: &AnyRow, env: &Environment, requested: &str) -> Result<(String, Option<Bound>)> {
     let Some(integration) = row.try_get::<Option<String>, _>("integration")? else { return Err(not_found(requested, env)) };
     let bound = match row.try_get::<Option<i64>, _>("c_id")? {
-        Some(id) => {
-            Some(Bound {
-                id,
-                name: row.try_get("c_name")?,
-                provider: row.try_get("c_provider")?,
-                settings_json: row.try_get("c_settings")?,
-                updated_at: row.try_get("c_updated_at")?,
-            })
-        }
+        Some(id) => Some(Bound {
+            id,
+            name: row.try_get("c_name")?,
+            provider: row.try_get("c_provider")?,
+            settings_json: row.try_get("c_settings")?,
+            updated_at: row.try_get("c_updated_at")?,
+        }),
         None => None,
     };
     Ok((integration, bound))

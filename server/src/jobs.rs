@@ -58,8 +58,8 @@ pub struct Kind<C: 'static> {
     pub concurrency: usize,
     /// The pause before each further attempt: attempts = pauses + 1.
     pub backoff: &'static [Duration],
-    /// Runs one job: the context and the job's payload.
-    pub run: for<'a> fn(&'a C, &'a Value) -> JobFuture<'a>,
+    /// The handler.
+    pub run: Run<C>,
 }
 
 /// Wakes this process's workers of `kind` when a job of it was committed here (other servers
@@ -96,6 +96,21 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// Inserts a job of `kind` that runs as soon as a worker is free. Call [`wake`] after commit.
 pub async fn enqueue(tx: &mut Tx<'_>, kind: &str, payload: &Value) -> Result<i64> {
     enqueue_at(tx, kind, payload, &now(), None).await.map(|id| id.expect("a job without a key is always inserted"))
+}
+
+/// Inserts a job of `kind` for each payload (due now) in one statement per chunk. Call [`wake`]
+/// after commit.
+pub async fn enqueue_many(tx: &mut Tx<'_>, kind: &str, payloads: &[Value]) -> Result<()> {
+    const COLUMNS: [&str; 5] = ["kind", "payload", "run_at", "created_at", "updated_at"];
+    let t = now();
+    for chunk in payloads.chunks(crate::db::INSERT_BATCH) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(crate::db::multi_row_insert("jobs", &COLUMNS, chunk.len())));
+        for payload in chunk {
+            q = q.bind(kind.to_string()).bind(payload.to_string()).bind(t.clone()).bind(t.clone()).bind(t.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Inserts a job of `kind` due at `run_at`. With a `dedupe_key`, nothing is inserted (`None`)
@@ -195,74 +210,185 @@ pub async fn prune(db: &Db, keep: Duration) -> Result<u64> {
     Ok(sqlx::query("DELETE FROM jobs WHERE state = 'done' AND updated_at < $1").bind(before).execute(db.pool()).await?.rows_affected())
 }
 
-/// A claimed job.
-struct Claimed {
-    id: i64,
-    payload: Value,
-    attempts: i64,
-    /// PostgreSQL: the transaction holding the row lock, in which the outcome is written.
-    lock: Option<Tx<'static>>,
+/// How a kind's handler takes its jobs.
+pub enum Run<C: 'static> {
+    /// One job a call; the queue records its outcome.
+    One(for<'a> fn(&'a C, &'a Value) -> JobFuture<'a>),
+    /// Up to `max` due jobs a call, for work whose results are small writes (webhook
+    /// deliveries): the handler does every job of the [`Batch`], then writes its results and
+    /// every job's outcome in one commit with [`Batch::finish`].
+    Many { max: usize, run: for<'a> fn(&'a C, &'a mut Batch) -> BatchFuture<'a> },
 }
 
-async fn claim(db: &Db, kind: &str) -> Result<Option<Claimed>> {
+pub type BatchFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+/// One claimed job.
+#[derive(Debug)]
+pub struct Claimed {
+    pub id: i64,
+    pub payload: Value,
+    /// The runs made before this one.
+    pub attempts: i64,
+}
+
+/// Jobs claimed together, and where their outcomes are written: on PostgreSQL the transaction
+/// that holds their row locks, on SQLite a transaction begun by [`Batch::transaction`] after
+/// the work (it holds the database's write lock).
+pub struct Batch {
+    db: Db,
+    backoff: &'static [Duration],
+    pub jobs: Vec<Claimed>,
+    tx: Option<Tx<'static>>,
+    finished: bool,
+}
+
+impl Batch {
+    /// The transaction the results go in, with the jobs' outcomes ([`Batch::finish`]). Begin it
+    /// once the slow part (the network) is done.
+    pub async fn transaction(&mut self) -> Result<&mut Tx<'static>> {
+        if self.tx.is_none() {
+            self.tx = Some(self.db.begin().await?);
+        }
+        Ok(self.tx.as_mut().expect("just set"))
+    }
+
+    /// Records each job's outcome (`outcomes` by job id; a job of the batch left out is tried
+    /// again) in [`Batch::transaction`] and commits it with whatever the handler wrote there.
+    pub async fn finish(&mut self, mut outcomes: HashMap<i64, std::result::Result<(), JobError>>) -> Result<()> {
+        let mut tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => self.db.begin().await?,
+        };
+        // Every job that worked in one statement; the others row by row.
+        let mut done = Vec::new();
+        for job in &self.jobs {
+            let outcome = outcomes.remove(&job.id).unwrap_or_else(|| Err(JobError::Retry("the handler gave no outcome".into())));
+            if outcome.is_ok() {
+                done.push(job.id.to_string());
+                continue;
+            }
+            if let Err(e) = &outcome {
+                tracing::info!(job = job.id, attempt = job.attempts + 1, error = ?e, "job run failed");
+            }
+            let (state, run_at, error) = outcome_row(job.attempts, outcome, self.backoff);
+            sqlx::query("UPDATE jobs SET state = $1, attempts = $2, run_at = $3, last_error = $4, updated_at = $5 WHERE id = $6")
+                .bind(state)
+                .bind(job.attempts + 1)
+                .bind(&run_at)
+                .bind(error.as_deref().map(|e| truncate(e, 2000)))
+                .bind(now())
+                .bind(job.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !done.is_empty() {
+            // `done` is integers.
+            let sql = format!("UPDATE jobs SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = $1 WHERE id IN ({})", done.join(","));
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// After a handler that failed without [`Batch::finish`]: on PostgreSQL the row locks go
+    /// with the rolled-back transaction and the jobs are due again; on SQLite they are marked
+    /// for another attempt after the back-off.
+    async fn abandon(mut self, error: String) {
+        if self.finished {
+            return;
+        }
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.rollback().await;
+        }
+        if self.db.backend() == Backend::Postgres {
+            return;
+        }
+        let outcomes = self.jobs.iter().map(|j| (j.id, Err(JobError::Retry(error.clone())))).collect();
+        if let Err(e) = self.finish(outcomes).await {
+            tracing::warn!(error = %e, "recording failed jobs failed; they run again after a restart");
+        }
+    }
+}
+
+/// The state, due time and error a run's outcome leaves a job in.
+fn outcome_row(attempts: i64, outcome: std::result::Result<(), JobError>, backoff: &[Duration]) -> (&'static str, String, Option<String>) {
     let t = now();
-    match db.backend() {
+    match outcome {
+        Ok(()) => ("done", t, None),
+        Err(JobError::Fatal(e)) => ("failed", t, Some(e)),
+        Err(JobError::Retry(e)) => match backoff.get(attempts as usize) {
+            Some(pause) => ("queued", format_time(chrono::Utc::now() + chrono::Duration::from_std(*pause).unwrap_or_default()), Some(e)),
+            None => ("failed", t, Some(e)),
+        },
+    }
+}
+
+fn claimed_of(r: &sqlx::any::AnyRow) -> Result<Claimed> {
+    let payload: String = r.try_get("payload")?;
+    Ok(Claimed { id: r.try_get("id")?, payload: serde_json::from_str(&payload).unwrap_or(Value::Null), attempts: r.try_get("attempts")? })
+}
+
+/// Claims up to `n` due jobs of `kind`, oldest due first; `None` when none is due.
+async fn claim<C>(db: &Db, kind: &Kind<C>, n: usize) -> Result<Option<Batch>> {
+    let t = now();
+    let limit = n.max(1) as i64;
+    let (rows, tx) = match db.backend() {
         Backend::Postgres => {
             let mut tx = db.begin().await?;
-            let row = sqlx::query(
-                "SELECT id, payload, attempts FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= $2 ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            let rows = sqlx::query(
+                "SELECT id, payload, attempts FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= $2 ORDER BY run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
             )
-            .bind(kind)
+            .bind(kind.name)
             .bind(&t)
-            .fetch_optional(&mut *tx)
+            .bind(limit)
+            .fetch_all(&mut *tx)
             .await?;
-            let Some(row) = row else {
+            if rows.is_empty() {
                 tx.rollback().await?;
                 return Ok(None);
-            };
-            let payload: String = row.try_get("payload")?;
-            Ok(Some(Claimed { id: row.try_get("id")?, payload: serde_json::from_str(&payload).unwrap_or(Value::Null), attempts: row.try_get("attempts")?, lock: Some(tx) }))
+            }
+            (rows, Some(tx))
         }
         Backend::Sqlite => {
-            let row = sqlx::query(
-                "UPDATE jobs SET state = 'running', updated_at = $2 WHERE id = (SELECT id FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= $2 \
-                 ORDER BY run_at, id LIMIT 1) RETURNING id, payload, attempts",
+            let rows = sqlx::query(
+                "UPDATE jobs SET state = 'running', updated_at = $2 WHERE id IN (SELECT id FROM jobs WHERE kind = $1 AND state = 'queued' AND run_at <= $2 \
+                 ORDER BY run_at, id LIMIT $3) RETURNING id, payload, attempts",
             )
-            .bind(kind)
+            .bind(kind.name)
             .bind(&t)
-            .fetch_optional(db.pool())
+            .bind(limit)
+            .fetch_all(db.pool())
             .await?;
-            let Some(row) = row else { return Ok(None) };
-            let payload: String = row.try_get("payload")?;
-            Ok(Some(Claimed { id: row.try_get("id")?, payload: serde_json::from_str(&payload).unwrap_or(Value::Null), attempts: row.try_get("attempts")?, lock: None }))
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            (rows, None)
         }
-    }
+    };
+    let mut jobs = rows.iter().map(claimed_of).collect::<Result<Vec<_>>>()?;
+    jobs.sort_by_key(|j| j.id);
+    Ok(Some(Batch { db: db.clone(), backoff: kind.backoff, jobs, tx, finished: false }))
 }
 
-/// Writes the outcome of a run: done, again after the next pause, or failed.
-async fn finish(db: &Db, job: Claimed, outcome: std::result::Result<(), JobError>, backoff: &[Duration]) -> Result<()> {
-    let attempts = job.attempts + 1;
-    let t = now();
-    let (state, run_at, error) = match outcome {
-        Ok(()) => ("done", t.clone(), None),
-        Err(JobError::Fatal(e)) => ("failed", t.clone(), Some(e)),
-        Err(JobError::Retry(e)) => match backoff.get(job.attempts as usize) {
-            Some(pause) => ("queued", format_time(chrono::Utc::now() + chrono::Duration::from_std(*pause).unwrap_or_default()), Some(e)),
-            None => ("failed", t.clone(), Some(e)),
-        },
-    };
-    let sql = "UPDATE jobs SET state = $1, attempts = $2, run_at = $3, last_error = $4, updated_at = $5 WHERE id = $6";
-    let q = sqlx::query(sql).bind(state).bind(attempts).bind(&run_at).bind(error.as_deref().map(|e| truncate(e, 2000))).bind(&t).bind(job.id);
-    match job.lock {
-        Some(mut tx) => {
-            q.execute(&mut *tx).await?;
-            tx.commit().await?;
+/// Runs a claimed batch with the kind's handler and records the outcomes.
+async fn run_batch<C: Send + Sync + 'static>(ctx: &C, kind: &'static Kind<C>, mut batch: Batch) {
+    let result = match &kind.run {
+        Run::One(run) => {
+            let job = batch.jobs.first().expect("a claim is never empty");
+            let (id, outcome) = (job.id, run(ctx, &job.payload).await);
+            batch.finish(HashMap::from([(id, outcome)])).await
         }
-        None => {
-            q.execute(db.pool()).await?;
+        Run::Many { run, .. } => run(ctx, &mut batch).await,
+    };
+    match result {
+        Ok(()) if batch.finished => {}
+        Ok(()) => batch.abandon("the handler did not record its jobs".into()).await,
+        Err(e) => {
+            tracing::warn!(kind = kind.name, jobs = batch.jobs.len(), error = %e, "a run or its record failed; the jobs run again");
+            batch.abandon(e.public_message()).await;
         }
     }
-    Ok(())
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -297,8 +423,8 @@ impl Workers {
 /// Starts the workers of every kind in `kinds` (each `concurrency` at a time). On SQLite the
 /// jobs a dead process left `running` are queued again first.
 ///
-/// At most `max_running` jobs run at once over all kinds: on PostgreSQL each running job holds
-/// a database connection (its row lock) besides the ones its work uses.
+/// At most `max_running` claims (one job, or a batch of one kind) run at once over all kinds: on
+/// PostgreSQL each holds a database connection (its row locks) besides the ones its work uses.
 pub async fn start<C: Send + Sync + 'static>(db: Db, ctx: Arc<C>, kinds: &'static [Kind<C>], max_running: usize) -> Result<Workers> {
     if db.backend() == Backend::Sqlite {
         let n = sqlx::query("UPDATE jobs SET state = 'queued', updated_at = $1 WHERE state = 'running'").bind(now()).execute(db.pool()).await?.rows_affected();
@@ -317,7 +443,8 @@ pub async fn start<C: Send + Sync + 'static>(db: Db, ctx: Arc<C>, kinds: &'stati
     Ok(Workers { stop, stopped, tasks })
 }
 
-/// One kind's loop: claims due jobs while a slot is free, runs each in its own task.
+/// One kind's loop: claims due jobs while a slot is free (as many as are free, up to the
+/// kind's batch size), runs each claim in its own task.
 async fn dispatch<C: Send + Sync + 'static>(
     db: Db,
     ctx: Arc<C>,
@@ -333,25 +460,31 @@ async fn dispatch<C: Send + Sync + 'static>(
         if stopped.load(std::sync::atomic::Ordering::SeqCst) || db.pool().is_closed() {
             break;
         }
-        let slot = (slots.clone().acquire_owned().await.expect("never closed"), all.clone().acquire_owned().await.expect("never closed"));
-        match claim(&db, kind.name).await {
-            Ok(Some(job)) => {
-                let (db, ctx) = (db.clone(), ctx.clone());
+        // One claim holds one permit of `all` (its connection) and a slot per job.
+        let mut slot = slots.clone().acquire_owned().await.expect("never closed");
+        let claim_permit = all.clone().acquire_owned().await.expect("never closed");
+        let more = slots.available_permits().min(kind.batch() - 1);
+        if more > 0 {
+            if let Ok(extra) = slots.clone().try_acquire_many_owned(more as u32) {
+                slot.merge(extra);
+            }
+        }
+        match claim(&db, kind, slot.num_permits()).await {
+            Ok(Some(batch)) => {
+                // Slots for jobs that were not there go back at once.
+                let unused = slot.num_permits() - batch.jobs.len();
+                if unused > 0 {
+                    drop(slot.split(unused));
+                }
+                let ctx = ctx.clone();
                 running.push(tokio::spawn(async move {
-                    let id = job.id;
-                    let outcome = (kind.run)(&ctx, &job.payload).await;
-                    if let Err(e) = &outcome {
-                        tracing::info!(job = id, kind = kind.name, attempt = job.attempts + 1, error = ?e, "job run failed");
-                    }
-                    if let Err(e) = finish(&db, job, outcome, kind.backoff).await {
-                        tracing::warn!(job = id, kind = kind.name, error = %e, "recording a job's outcome failed; it runs again");
-                    }
-                    drop(slot);
+                    run_batch(&*ctx, kind, batch).await;
+                    drop((slot, claim_permit));
                 }));
                 running.retain(|t| !t.is_finished());
             }
             Ok(None) => {
-                drop(slot);
+                drop((slot, claim_permit));
                 tokio::select! {
                     () = wake.notified() => {}
                     () = stop.notified() => {}
@@ -359,7 +492,7 @@ async fn dispatch<C: Send + Sync + 'static>(
                 }
             }
             Err(e) => {
-                drop(slot);
+                drop((slot, claim_permit));
                 if db.pool().is_closed() {
                     break;
                 }
@@ -373,6 +506,16 @@ async fn dispatch<C: Send + Sync + 'static>(
     }
 }
 
+impl<C> Kind<C> {
+    /// How many jobs one claim takes at most.
+    fn batch(&self) -> usize {
+        match self.run {
+            Run::One(_) => 1,
+            Run::Many { max, .. } => max.clamp(1, self.concurrency.max(1)),
+        }
+    }
+}
+
 /// Runs every due job of `kinds` in this task until none is due (tests and `connvault jobs
 /// run`); returns how many runs were made.
 pub async fn drain<C: Send + Sync + 'static>(db: &Db, ctx: &C, kinds: &'static [Kind<C>]) -> Result<usize> {
@@ -380,10 +523,9 @@ pub async fn drain<C: Send + Sync + 'static>(db: &Db, ctx: &C, kinds: &'static [
     loop {
         let mut any = false;
         for kind in kinds {
-            while let Some(job) = claim(db, kind.name).await? {
-                let outcome = (kind.run)(ctx, &job.payload).await;
-                finish(db, job, outcome, kind.backoff).await?;
-                n += 1;
+            while let Some(batch) = claim(db, kind, kind.batch()).await? {
+                n += batch.jobs.len();
+                run_batch(ctx, kind, batch).await;
                 any = true;
             }
         }

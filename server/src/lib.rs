@@ -15,8 +15,8 @@ pub mod checks;
 pub mod config;
 pub mod connect;
 pub mod connections;
-pub mod credential_requests;
 pub mod credential;
+pub mod credential_requests;
 pub mod db;
 pub mod entra;
 pub mod environments;
@@ -38,6 +38,7 @@ pub mod promotion;
 pub mod providers;
 pub mod proxy;
 pub mod ratelimit;
+pub mod renewal;
 pub mod rotate;
 pub mod schema;
 pub mod seal;
@@ -136,10 +137,7 @@ mod layering {
     fn no_module_imports_one_that_imports_it_back() {
         let edges = edges();
         assert!(edges.len() > 30 && edges["broker"].contains("signing"), "read the sources: {edges:?}");
-        let cycles: Vec<String> = edges
-            .keys()
-            .filter_map(|m| path(&edges, m, m, &mut BTreeSet::new()).map(|p| format!("{m} -> {}", p.join(" -> "))))
-            .collect();
+        let cycles: Vec<String> = edges.keys().filter_map(|m| path(&edges, m, m, &mut BTreeSet::new()).map(|p| format!("{m} -> {}", p.join(" -> ")))).collect();
         assert!(cycles.is_empty(), "modules that import themselves back:\n{}", cycles.join("\n"));
     }
 

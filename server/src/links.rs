@@ -108,7 +108,6 @@ pub async fn drop_links(tx: &mut Tx<'_>, purpose: &str, target: (&str, i64)) -> 
     Ok(())
 }
 
-
 /// How many answers that failed their test a link takes before it is used up (promise 16).
 pub const MAX_FAILED_ANSWERS: i64 = 5;
 

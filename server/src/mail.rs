@@ -292,7 +292,8 @@ impl Mailer {
     /// once [`MAIL_BACKOFF`]'s attempts are used up). A message already sent, or kept in the
     /// outbox, is left alone.
     pub async fn deliver(&self, db: &Db, vault: &Vault, id: i64) -> Result<()> {
-        let row = sqlx::query("SELECT to_address, subject, delivery, attempts, sealed_eml FROM outbox WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
+        let row =
+            sqlx::query("SELECT to_address, subject, delivery, attempts, sealed_eml FROM outbox WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
         let Some(row) = row else { return Ok(()) };
         let state: String = row.try_get("delivery")?;
         if state != "queued" {

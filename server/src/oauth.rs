@@ -349,7 +349,15 @@ fn extra_of(body: &[u8]) -> serde_json::Map<String, Value> {
 /// The authorize URL of a sign-in (RFC 6749 4.1.1 with PKCE S256, RFC 7636): the browser is
 /// sent there; `state` comes back to the callback. `extra` are the provider's own parameters
 /// (those OAuth sets are refused by the provider's checks before they get here).
-pub fn authorize_url(authorize_url: &str, client_id: &str, redirect_uri: &str, scopes: &[String], state: &str, verifier: &SecretString, extra: &[(String, String)]) -> Result<String, String> {
+pub fn authorize_url(
+    authorize_url: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scopes: &[String],
+    state: &str,
+    verifier: &SecretString,
+    extra: &[(String, String)],
+) -> Result<String, String> {
     let auth = AuthUrl::new(authorize_url.to_string()).map_err(|e| format!("the authorize URL {authorize_url} is not a URL ({e})"))?;
     let redirect = RedirectUrl::new(redirect_uri.to_string()).map_err(|e| format!("the callback URL {redirect_uri} is not a URL ({e})"))?;
     let client = BasicClient::new(ClientId::new(client_id.to_string())).set_auth_uri(auth).set_redirect_uri(redirect);
@@ -383,7 +391,9 @@ pub async fn revoke(out: &Outbound, revoke_url: &str, client_id: &str, auth: &Cl
             basic = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
         }
         ClientAuth::SecretInBody(secret) => body.push_str(&format!("&client_id={}&client_secret={}", enc(client_id), enc(secret.expose_secret()))),
-        ClientAuth::Assertion(a) => body.push_str(&format!("&client_id={}&client_assertion_type={}&client_assertion={}", enc(client_id), enc(JWT_BEARER_ASSERTION_TYPE), enc(a))),
+        ClientAuth::Assertion(a) => {
+            body.push_str(&format!("&client_id={}&client_assertion_type={}&client_assertion={}", enc(client_id), enc(JWT_BEARER_ASSERTION_TYPE), enc(a)))
+        }
     }
     let build = || {
         let mut r = reqwest::Request::new(reqwest::Method::POST, url.clone());

@@ -264,7 +264,12 @@ impl AuthServer {
         if !client.redirect_uris.contains(&redirect) {
             return Err(Err(format!("error=redirect_uri_mismatch: redirect_uri must match configuration ({redirect} is not registered)")));
         }
-        let back = |error: &str, description: &str| Err(Ok(redirect_with(&redirect, &[("error", error), ("error_description", description), ("state", q.get("state").map(String::as_str).unwrap_or_default())])));
+        let back = |error: &str, description: &str| {
+            Err(Ok(redirect_with(
+                &redirect,
+                &[("error", error), ("error_description", description), ("state", q.get("state").map(String::as_str).unwrap_or_default())],
+            )))
+        };
         if q.get("response_type").map(String::as_str) != Some("code") {
             return back("unsupported_response_type", "response_type must be code");
         }
@@ -448,7 +453,12 @@ impl AuthServer {
     /// The login and consent page for an authorize request.
     pub fn login_page(&self, q: &HashMap<String, String>, message: Option<&str>) -> Response {
         match self.check_request(q) {
-            Err(Err(page)) => return html(StatusCode::BAD_REQUEST, render(&self.lock().options.title, "Cannot sign in", &format!("<p role=\"alert\">{}</p>", escape_html(&page)))),
+            Err(Err(page)) => {
+                return html(
+                    StatusCode::BAD_REQUEST,
+                    render(&self.lock().options.title, "Cannot sign in", &format!("<p role=\"alert\">{}</p>", escape_html(&page))),
+                )
+            }
             Err(Ok(back)) => return see_other(&back),
             Ok(_) => {}
         }
@@ -564,7 +574,8 @@ async fn demo_get(State(s): State<AuthServer>, headers: HeaderMap) -> Response {
 
 async fn demo_client(State(s): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
-    let (redirect, user, password) = (f.get("redirect_uri").cloned().unwrap_or_default(), f.get("username").cloned().unwrap_or_default(), f.get("password").cloned().unwrap_or_default());
+    let (redirect, user, password) =
+        (f.get("redirect_uri").cloned().unwrap_or_default(), f.get("username").cloned().unwrap_or_default(), f.get("password").cloned().unwrap_or_default());
     if url::Url::parse(&redirect).is_err() || user.trim().is_empty() || password.is_empty() {
         return html(StatusCode::BAD_REQUEST, demo(&s, &base_of(&headers), Some(Err("Enter the redirect URI (a URL), a username and a password.".into()))));
     }
@@ -576,7 +587,9 @@ async fn demo_client(State(s): State<AuthServer>, headers: HeaderMap, body: Byte
 fn demo(_s: &AuthServer, base: &str, outcome: Option<Result<(String, String), String>>) -> String {
     let e = escape_html;
     let shown = match outcome {
-        Some(Ok((id, secret))) => format!("<p>Client ID: <code id=\"client-id\">{}</code><br>Client secret: <code id=\"client-secret\">{}</code></p>", e(&id), e(&secret)),
+        Some(Ok((id, secret))) => {
+            format!("<p>Client ID: <code id=\"client-id\">{}</code><br>Client secret: <code id=\"client-secret\">{}</code></p>", e(&id), e(&secret))
+        }
         Some(Err(m)) => format!("<p role=\"alert\">{}</p>", e(&m)),
         None => String::new(),
     };

@@ -38,4 +38,3 @@ impl From<OutboundError> for TestResult {
         TestResult { ok: false, detail: e.to_string(), advice: e.advice() }
     }
 }
-

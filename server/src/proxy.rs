@@ -62,7 +62,8 @@ pub const REPLAY_LIMIT: u64 = 1 << 20;
 pub const NOT_RETRIED: &str = "connvault-not-retried";
 
 /// Headers that belong to one connection, not to the request (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
 /// The caller's headers that never travel on: its API key, its cookies, where it came from,
 /// and what the HTTP client sets itself.
 const NOT_FORWARDED: &[&str] =
@@ -176,10 +177,8 @@ pub fn destination(base: &str, rest: &str, query: Option<&str>, add: &[(&'static
     match (query, add.is_empty()) {
         (q, true) => url.set_query(q.filter(|q| !q.is_empty())),
         (q, false) => {
-            let kept: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-                .into_owned()
-                .filter(|(k, _)| !add.iter().any(|(name, _)| name == k))
-                .collect();
+            let kept: Vec<(String, String)> =
+                url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().filter(|(k, _)| !add.iter().any(|(name, _)| name == k)).collect();
             let mut pairs = url.query_pairs_mut();
             pairs.clear().extend_pairs(kept);
             for (name, value) in add {
@@ -296,11 +295,10 @@ pub async fn forward(h: Handles<'_>, call: Call) -> Result<Response> {
     match outcome {
         Ok(answer) => respond(answer, h.limits),
         Err(e) => {
-            let event = Event::new("proxy.failure")
-                .outcome("failure")
-                .environment(served.env.id, &served.env.name)
-                .object("integration", &served.integration)
-                .detail(json!({"connection": served.token.connection, "method": method.as_str(), "status": e.status().as_u16(), "detail": e.public_message()}));
+            let event =
+                Event::new("proxy.failure").outcome("failure").environment(served.env.id, &served.env.name).object("integration", &served.integration).detail(
+                    json!({"connection": served.token.connection, "method": method.as_str(), "status": e.status().as_u16(), "detail": e.public_message()}),
+                );
             if let Err(audit_error) = audit::record_alone(h.signing.db, &served.actor, event).await {
                 tracing::warn!("a proxy failure could not be audited: {audit_error}");
             }
@@ -501,8 +499,14 @@ mod tests {
     #[test]
     fn the_destination_stays_on_the_base() {
         let d = |base: &str, rest: &str, q: Option<&str>| destination(base, rest, q, &[]).map(|u| u.to_string());
-        assert_eq!(d("https://na1.my.salesforce.com", "services/data/v60.0/query", Some("q=SELECT+Id+FROM+Account")).unwrap(), "https://na1.my.salesforce.com/services/data/v60.0/query?q=SELECT+Id+FROM+Account");
-        assert_eq!(d("https://h.example.com/sap/opu/odata/sap/API_BP/", "A_BusinessPartner", None).unwrap(), "https://h.example.com/sap/opu/odata/sap/API_BP/A_BusinessPartner");
+        assert_eq!(
+            d("https://na1.my.salesforce.com", "services/data/v60.0/query", Some("q=SELECT+Id+FROM+Account")).unwrap(),
+            "https://na1.my.salesforce.com/services/data/v60.0/query?q=SELECT+Id+FROM+Account"
+        );
+        assert_eq!(
+            d("https://h.example.com/sap/opu/odata/sap/API_BP/", "A_BusinessPartner", None).unwrap(),
+            "https://h.example.com/sap/opu/odata/sap/API_BP/A_BusinessPartner"
+        );
         assert_eq!(d("https://h.example.com/api/", "", None).unwrap(), "https://h.example.com/api/");
         assert_eq!(d("https://h.example.com/api", "", Some("")).unwrap(), "https://h.example.com/api/");
         // What check_path refuses is refused here too, by the parsed result.

@@ -188,12 +188,14 @@ async fn retire(db: &Db, keyring: &Keyring, target: KeyId) -> Result<Vec<String>
     let KeySource::File(path) = keyring.source() else {
         return Err(StartupError::Other("keys from the environment are retired by removing them from CONNVAULT_MASTER_KEY_PREVIOUS".into()));
     };
-    let still: i64 = sqlx::query("SELECT (SELECT COUNT(*) FROM connection_secrets WHERE key_id <> $1) + (SELECT COUNT(*) FROM outbox WHERE key_id <> $1) \
-         + (SELECT COUNT(*) FROM webhooks WHERE key_id <> $1) AS n")
-        .bind(target.to_string())
-        .fetch_one(db.pool())
-        .await?
-        .try_get("n")?;
+    let still: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM connection_secrets WHERE key_id <> $1) + (SELECT COUNT(*) FROM outbox WHERE key_id <> $1) \
+         + (SELECT COUNT(*) FROM webhooks WHERE key_id <> $1) AS n",
+    )
+    .bind(target.to_string())
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
     if still > 0 {
         return Err(StartupError::Other(format!("{still} secrets are still sealed with an older key; run rotate-master-key again before retiring")));
     }

@@ -108,4 +108,3 @@ macro_rules! params_doc {
     };
 }
 pub(crate) use params_doc;
-

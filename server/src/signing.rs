@@ -18,15 +18,15 @@ use sqlx::Row;
 use crate::assertion::AssertionSigner;
 use crate::audit::{self, Actor, Event};
 use crate::certs;
+use crate::config::Config;
 use crate::connections::{self, Connection};
 use crate::db::{format_time, now, Db, Tx};
 use crate::environments::{self, Environment};
 use crate::error::{Error, FieldError, Result};
-use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, Secrets, TestResult};
-use crate::config::Config;
 use crate::links;
 use crate::mail::Mailer;
 use crate::outbound::Outbound;
+use crate::providers::{self, AdminHelp, Identity, Key, Minted, Minting, ProviderDef, Refusal, RequestFacts, Secrets, TestResult};
 use crate::seal::Vault;
 use crate::secret::{SecretBytes, SecretString};
 
@@ -455,7 +455,6 @@ async fn store_certificate(
     Ok(info)
 }
 
-
 /// "Request admin help" / "Rotate certificate": a new key pair and self-signed certificate,
 /// and (with `send_request`) the request email to the admin.
 pub async fn issue_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, input: IssueRequest) -> Result<Issued> {
@@ -736,7 +735,6 @@ pub(crate) async fn send_request(
     })
 }
 
-
 /// Cancels the open request: its link stops working.
 pub async fn cancel_request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
     let (env, c, _, _) = load(&s.db, env_name, name).await?;
@@ -875,7 +873,15 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Ad
     }
     audit::record(&mut tx, &actor, Event::new("admin_request.answer").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
     tx.commit().await?;
-    Ok(Taken { actor, environment: env.name, connection: c.name, request_id: request.id, environment_id: env.id, provider: c.provider, kind: &CERTIFICATE_REQUEST })
+    Ok(Taken {
+        actor,
+        environment: env.name,
+        connection: c.name,
+        request_id: request.id,
+        environment_id: env.id,
+        provider: c.provider,
+        kind: &CERTIFICATE_REQUEST,
+    })
 }
 
 /// An admin's answer taken (stored, its link not used yet): who gave it, for which connection
@@ -905,7 +911,8 @@ pub async fn settle(db: &Db, taken: &Taken, token: &SecretString, result: TestRe
         (result, true, 0)
     } else {
         let left = links::fail_answer(db, taken.kind.purpose, token.expose_secret()).await?;
-        let requester = sqlx::query_scalar::<_, String>("SELECT requested_by FROM admin_requests WHERE id = $1").bind(taken.request_id).fetch_one(db.pool()).await?;
+        let requester =
+            sqlx::query_scalar::<_, String>("SELECT requested_by FROM admin_requests WHERE id = $1").bind(taken.request_id).fetch_one(db.pool()).await?;
         let note = if left > 0 {
             format!("correct it and send again on this page ({left} more {} with this link)", if left == 1 { "try" } else { "tries" })
         } else {
@@ -986,7 +993,15 @@ fn expiry(minting: &Minting, c: &Connection, minted: &Minted, obtained: chrono::
 
 /// Keeps a new token (sealed), audited as a mint. Returns when it was obtained and when it
 /// expires.
-async fn keep_token(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connection, minting: &Minting, minted: &Minted, via: &str) -> Result<(String, String)> {
+async fn keep_token(
+    s: Handles<'_>,
+    actor: &Actor,
+    env: &Environment,
+    c: &Connection,
+    minting: &Minting,
+    minted: &Minted,
+    via: &str,
+) -> Result<(String, String)> {
     let obtained = chrono::Utc::now();
     let (t, expires_at) = (format_time(obtained), format_time(expiry(minting, c, minted, obtained)));
     let mut tx = s.db.begin().await?;
@@ -1059,7 +1074,10 @@ pub async fn mint(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connecti
     if let Some(auth) = def.authorization.filter(|_| (def.auth_mode)(&c.settings).signs_in()) {
         let Some((value, blob)) = connections::open_refresh(s.db, s.vault, env, c, auth.refresh_field).await? else {
             return Ok(Err(Refusal {
-                result: TestResult::failed(format!("nobody has signed in for {} yet", c.name), format!("choose {} on the connection page and sign in", auth.button)),
+                result: TestResult::failed(
+                    format!("nobody has signed in for {} yet", c.name),
+                    format!("choose {} on the connection page and sign in", auth.button),
+                ),
                 transient: false,
             }));
         };
@@ -1076,7 +1094,13 @@ pub async fn mint(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Connecti
                     tracing::info!(environment = %env.name, connection = %c.name, "a newer refresh token is stored; the one this refresh rotated to is dropped");
                 }
             }
-            let via = if used.is_some() { "refresh token" } else if signs(c) { "active" } else { "secret" };
+            let via = if used.is_some() {
+                "refresh token"
+            } else if signs(c) {
+                "active"
+            } else {
+                "secret"
+            };
             let (at, expires) = keep_token(s, actor, env, c, minting, &minted, via).await?;
             Ok(Ok((minted, at, expires)))
         }

@@ -149,18 +149,6 @@ pub async fn open(config: Config) -> Result<Services, StartupError> {
         key_use: Default::default(),
         mailer,
     };
-    // Cached token hits are counted in memory and written to the audit trail once a minute.
-    let flusher = services.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            if flusher.db.pool().is_closed() {
-                break;
-            }
-            let _ = flusher.broker.flush_usage(&flusher.db, false).await;
-        }
-    });
     Ok(services)
 }
 

@@ -10,6 +10,7 @@
 //! `crate::events`'; this module sends them ([`deliver`], the job's handler) and manages the
 //! subscriptions.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -133,7 +134,9 @@ fn url_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
 fn events_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     let mut types: Vec<&str> = vec!["*"];
     types.extend(EVENT_TYPES);
-    crate::schema::json_schema(json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": types}, "description": "Event types, or [\"*\"] for all"}))
+    crate::schema::json_schema(
+        json!({"type": "array", "minItems": 1, "items": {"type": "string", "enum": types}, "description": "Event types, or [\"*\"] for all"}),
+    )
 }
 
 fn description_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -173,7 +176,8 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
-fn place(id: i64, field: &str, environment: i64) -> Place<'_> {
+/// Where a subscription's secret is sealed (`secret`, or `previous` during a rotation).
+pub(crate) fn place(id: i64, field: &str, environment: i64) -> Place<'_> {
     Place { table: TABLE, row: id, field, environment }
 }
 
@@ -416,7 +420,8 @@ pub async fn delete(db: &Db, actor: &Actor, env: &Environment, id: i64) -> Resul
     let current = get(db, env, id).await?;
     let mut tx = db.begin().await?;
     sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(&mut tx, actor, Event::new("webhook.delete").environment(env.id, &env.name).object("webhook", &current.url).detail(json!({"id": id}))).await?;
+    audit::record(&mut tx, actor, Event::new("webhook.delete").environment(env.id, &env.name).object("webhook", &current.url).detail(json!({"id": id})))
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -444,7 +449,10 @@ pub async fn rotate_secret(db: &Db, vault: &Vault, actor: &Actor, env: &Environm
     audit::record(
         &mut tx,
         actor,
-        Event::new("webhook.rotate_secret").environment(env.id, &env.name).object("webhook", &current.url).detail(json!({"id": id, "previous_signs_until": until})),
+        Event::new("webhook.rotate_secret")
+            .environment(env.id, &env.name)
+            .object("webhook", &current.url)
+            .detail(json!({"id": id, "previous_signs_until": until})),
     )
     .await?;
     tx.commit().await?;
@@ -474,10 +482,10 @@ fn delivery_of(r: &sqlx::any::AnyRow, log: Vec<Attempt>) -> Result<Delivery> {
 pub async fn deliveries(db: &Db, env: &Environment, id: i64, limit: i64) -> Result<Vec<Delivery>> {
     get(db, env, id).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2")))
-    .bind(id)
-    .bind(limit.clamp(1, 500))
-    .fetch_all(db.pool())
-    .await?;
+        .bind(id)
+        .bind(limit.clamp(1, 500))
+        .fetch_all(db.pool())
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let delivery: i64 = r.try_get("id")?;
@@ -529,9 +537,9 @@ pub async fn retry(db: &Db, actor: &Actor, env: &Environment, id: i64, delivery_
 
 async fn deliveries_one(db: &Db, delivery_id: i64) -> Result<Delivery> {
     let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1")))
-    .bind(delivery_id)
-    .fetch_one(db.pool())
-    .await?;
+        .bind(delivery_id)
+        .fetch_one(db.pool())
+        .await?;
     delivery_of(&r, Vec::new())
 }
 
@@ -577,107 +585,199 @@ pub struct Handles<'a> {
     pub public_url: &'a str,
 }
 
-/// One attempt of delivery `delivery_id` (the [`DELIVERY_JOB`] handler): signs and POSTs it,
-/// logs the attempt, and on failure asks the queue to try again ([`BACKOFF`]), disabling the
-/// subscription once it has failed for [`DISABLE_AFTER`].
-pub async fn deliver(s: Handles<'_>, delivery_id: i64) -> std::result::Result<(), JobError> {
-    let row = sqlx::query(
-        "SELECT d.message_id, d.payload, d.state, d.attempts, w.id AS hook, w.url, w.enabled, w.environment_id, w.sealed_secret, w.sealed_previous, \
-         w.previous_until, w.failing_since, w.created_by_user, w.description, e.name AS environment FROM webhook_deliveries d \
-         JOIN webhooks w ON w.id = d.webhook_id JOIN environments e ON e.id = w.environment_id WHERE d.id = $1",
-    )
-    .bind(delivery_id)
-    .fetch_optional(s.db.pool())
-    .await?;
-    // The subscription was deleted with its log: nothing to send.
-    let Some(row) = row else { return Ok(()) };
-    let state: String = row.try_get("state")?;
-    if state != "pending" {
-        return Ok(());
+/// The [`DELIVERY_JOB`] handler, over a batch of jobs: signs and POSTs every pending delivery
+/// they name at once, then, in one commit with the jobs' outcomes, logs each attempt and its
+/// outcome. A failed one is tried again after [`BACKOFF`]; a subscription that has failed for
+/// [`DISABLE_AFTER`] is disabled.
+pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
+    let mut outcomes: HashMap<i64, std::result::Result<(), JobError>> = HashMap::new();
+    let mut wanted: HashMap<i64, i64> = HashMap::new();
+    for job in &batch.jobs {
+        match job.payload.get("delivery_id").and_then(Value::as_i64) {
+            Some(delivery) => {
+                wanted.insert(delivery, job.id);
+            }
+            None => {
+                outcomes.insert(job.id, Err(JobError::Fatal("the job's payload has no delivery_id".into())));
+            }
+        }
     }
-    let hook: i64 = row.try_get("hook")?;
-    let env_id: i64 = row.try_get("environment_id")?;
-    if row.try_get::<i64, _>("enabled")? == 0 {
-        sqlx::query("UPDATE webhook_deliveries SET state = 'failed', last_error = $1, updated_at = $2 WHERE id = $3")
+    // `in_list` is integers.
+    let in_list = wanted.keys().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let rows = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT d.id, d.message_id, d.payload, d.state, d.attempts, w.id AS hook, w.url, w.enabled, w.environment_id, w.sealed_secret, \
+             w.sealed_previous, w.previous_until, w.failing_since, w.created_by_user, w.description, e.name AS environment FROM webhook_deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id JOIN environments e ON e.id = w.environment_id WHERE d.id IN ({in_list}) ORDER BY d.id"
+        )))
+        .fetch_all(s.db.pool())
+        .await?
+    };
+    // A delivery deleted with its subscription has nothing to send.
+    for (delivery, job) in &wanted {
+        if !rows.iter().any(|r| r.try_get::<i64, _>("id").ok() == Some(*delivery)) {
+            outcomes.insert(*job, Ok(()));
+        }
+    }
+    let mut secrets: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut sends = Vec::new();
+    let mut disabled = Vec::new();
+    for row in &rows {
+        let delivery: i64 = row.try_get("id")?;
+        let job = wanted[&delivery];
+        if row.try_get::<String, _>("state")? != "pending" {
+            outcomes.insert(job, Ok(()));
+            continue;
+        }
+        if row.try_get::<i64, _>("enabled")? == 0 {
+            disabled.push(delivery);
+            outcomes.insert(job, Ok(()));
+            continue;
+        }
+        let hook: i64 = row.try_get("hook")?;
+        let keys = match secrets.get(&hook) {
+            Some(keys) => keys,
+            None => match signing_secrets(s.vault, row) {
+                Ok(keys) => secrets.entry(hook).or_insert(keys),
+                Err(e) => {
+                    outcomes.insert(job, Err(JobError::Retry(e.to_string())));
+                    continue;
+                }
+            },
+        };
+        let message_id: String = row.try_get("message_id")?;
+        let payload: String = row.try_get("payload")?;
+        let url: String = row.try_get("url")?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let signed = signature(&refs, &message_id, timestamp, payload.as_bytes());
+        sends.push(async move {
+            let started_at = now();
+            let started = Instant::now();
+            let outcome = post(s.outbound, &url, &message_id, timestamp, &signed, payload.into_bytes()).await;
+            (row, job, delivery, started_at, started.elapsed().as_millis() as i64, outcome)
+        });
+    }
+    drop(secrets);
+    let sent = futures_util::future::join_all(sends).await;
+
+    let tx = batch.transaction().await?;
+    if !disabled.is_empty() {
+        // `disabled` is integers.
+        let list = disabled.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE webhook_deliveries SET state = 'failed', last_error = $1, updated_at = $2 WHERE id IN ({list})")))
             .bind("not sent: the subscription is disabled")
             .bind(now())
-            .bind(delivery_id)
-            .execute(s.db.pool())
+            .execute(&mut **tx)
             .await?;
-        return Ok(());
     }
-    let message_id: String = row.try_get("message_id")?;
-    let payload: String = row.try_get("payload")?;
-    let url: String = row.try_get("url")?;
-    let secret = s.vault.open(&place(hook, "secret", env_id), &row.try_get::<Vec<u8>, _>("sealed_secret")?).map_err(|e| JobError::Retry(e.to_string()))?;
+    // The attempts in one statement, the deliveries that worked in one per status code; a
+    // failure, rarer, is written row by row.
+    let mut attempts_log = Vec::new();
+    let mut delivered: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut working_hooks: Vec<i64> = Vec::new();
+    let mut failures = Vec::new();
+    for (row, job, delivery, started_at, latency_ms, outcome) in sent {
+        let (status, error, body) = match outcome {
+            Ok((status, body)) if (200..300).contains(&status) => (Some(status as i64), None, body),
+            Ok((status, body)) => (Some(status as i64), Some(status_error(status)), body),
+            Err(e) => (None, Some(e), None),
+        };
+        attempts_log.push((delivery, started_at, latency_ms, status, error.clone(), body));
+        match error {
+            None => {
+                delivered.entry(status.unwrap_or_default()).or_default().push(delivery);
+                let hook: i64 = row.try_get("hook")?;
+                if !working_hooks.contains(&hook) {
+                    working_hooks.push(hook);
+                }
+                outcomes.insert(job, Ok(()));
+            }
+            Some(error) => failures.push((row, job, delivery, status, error)),
+        }
+    }
+    const ATTEMPT_COLUMNS: [&str; 6] = ["delivery_id", "started_at", "latency_ms", "status", "error", "response_body"];
+    for chunk in attempts_log.chunks(crate::db::INSERT_BATCH / 2) {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(crate::db::multi_row_insert("webhook_attempts", &ATTEMPT_COLUMNS, chunk.len())));
+        for (delivery, started_at, latency_ms, status, error, body) in chunk {
+            q = q.bind(*delivery).bind(started_at.clone()).bind(*latency_ms).bind(*status).bind(error.clone()).bind(body.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let t = now();
+    for (status, ids) in &delivered {
+        // `ids` are integers.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL, delivered_at = $2, updated_at = $2 \
+             WHERE id IN ({list})"
+        )))
+        .bind(*status)
+        .bind(&t)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !working_hooks.is_empty() {
+        let list = working_hooks.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE webhooks SET failing_since = NULL WHERE id IN ({list}) AND failing_since IS NOT NULL")))
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut stopped: Vec<i64> = Vec::new();
+    for (row, job, delivery, status, error) in failures {
+        let hook: i64 = row.try_get("hook")?;
+        let url: String = row.try_get("url")?;
+        let attempts: i64 = row.try_get::<i64, _>("attempts")? + 1;
+        // A subscription disabled by an earlier delivery of this batch sends nothing more.
+        let last = attempts as usize > BACKOFF.len() || stopped.contains(&hook);
+        sqlx::query("UPDATE webhook_deliveries SET state = $1, attempts = $2, last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6")
+            .bind(if last { "failed" } else { "pending" })
+            .bind(attempts)
+            .bind(status)
+            .bind(&error)
+            .bind(&t)
+            .bind(delivery)
+            .execute(&mut **tx)
+            .await?;
+        // One that worked in this batch shows the receiver is up.
+        if stopped.contains(&hook) || working_hooks.contains(&hook) {
+            outcomes.insert(job, if stopped.contains(&hook) { Ok(()) } else { Err(JobError::Retry(format!("{url}: {error}"))) });
+            continue;
+        }
+        sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL").bind(&t).bind(hook).execute(&mut **tx).await?;
+        let failing_since: Option<String> = row.try_get("failing_since")?;
+        if failing_since.is_some_and(|since| since < format_time(chrono::Utc::now() - DISABLE_AFTER)) {
+            disable(s, tx, row, hook, &url, &error).await?;
+            stopped.push(hook);
+            outcomes.insert(job, Ok(()));
+            continue;
+        }
+        outcomes.insert(job, Err(JobError::Retry(format!("{url}: {error}"))));
+    }
+    batch.finish(outcomes).await?;
+    if !stopped.is_empty() {
+        jobs::wake(crate::mail::MAIL_JOB);
+    }
+    Ok(())
+}
+
+/// The secrets a subscription signs with now: its own, and for [`ROTATION_OVERLAP`] after a
+/// rotation the previous one.
+fn signing_secrets(vault: &Vault, row: &sqlx::any::AnyRow) -> Result<Vec<String>> {
+    let hook: i64 = row.try_get("hook")?;
+    let env_id: i64 = row.try_get("environment_id")?;
+    let secret = vault.open(&place(hook, "secret", env_id), &row.try_get::<Vec<u8>, _>("sealed_secret")?)?;
     let mut secrets = vec![String::from_utf8_lossy(&secret).into_owned()];
     let previous_until: Option<String> = row.try_get("previous_until")?;
     if let (Some(sealed), Some(until)) = (row.try_get::<Option<Vec<u8>>, _>("sealed_previous")?, previous_until) {
         if until > now() {
-            let old = s.vault.open(&place(hook, "previous", env_id), &sealed).map_err(|e| JobError::Retry(e.to_string()))?;
+            let old = vault.open(&place(hook, "previous", env_id), &sealed)?;
             secrets.push(String::from_utf8_lossy(&old).into_owned());
         }
     }
-    let timestamp = chrono::Utc::now().timestamp();
-    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let signed = signature(&refs, &message_id, timestamp, payload.as_bytes());
-    drop(secrets);
-
-    let started_at = now();
-    let started = Instant::now();
-    let outcome = post(s.outbound, &url, &message_id, timestamp, &signed, payload.into_bytes()).await;
-    let latency_ms = started.elapsed().as_millis() as i64;
-    let attempts: i64 = row.try_get::<i64, _>("attempts")? + 1;
-    let (status, error, body) = match &outcome {
-        Ok((status, body)) if (200..300).contains(status) => (Some(*status as i64), None, body.clone()),
-        Ok((status, body)) => (Some(*status as i64), Some(status_error(*status)), body.clone()),
-        Err(e) => (None, Some(e.clone()), None),
-    };
-    let t = now();
-    let mut tx = s.db.begin().await?;
-    sqlx::query("INSERT INTO webhook_attempts (delivery_id, started_at, latency_ms, status, error, response_body) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(delivery_id)
-        .bind(&started_at)
-        .bind(latency_ms)
-        .bind(status)
-        .bind(&error)
-        .bind(&body)
-        .execute(&mut *tx)
-        .await?;
-    let Some(error) = error else {
-        sqlx::query("UPDATE webhook_deliveries SET state = 'delivered', attempts = $1, last_status = $2, last_error = NULL, delivered_at = $3, updated_at = $3 WHERE id = $4")
-            .bind(attempts)
-            .bind(status)
-            .bind(&t)
-            .bind(delivery_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL").bind(hook).execute(&mut *tx).await?;
-        tx.commit().await?;
-        return Ok(());
-    };
-    let last = attempts as usize > BACKOFF.len();
-    sqlx::query("UPDATE webhook_deliveries SET state = $1, attempts = $2, last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6")
-        .bind(if last { "failed" } else { "pending" })
-        .bind(attempts)
-        .bind(status)
-        .bind(&error)
-        .bind(&t)
-        .bind(delivery_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL").bind(&t).bind(hook).execute(&mut *tx).await?;
-    let failing_since: Option<String> = row.try_get("failing_since")?;
-    let too_long = failing_since.as_deref().is_some_and(|since| since < format_time(chrono::Utc::now() - DISABLE_AFTER).as_str());
-    if too_long {
-        disable(s, &mut tx, &row, hook, &url, &error).await?;
-    }
-    tx.commit().await?;
-    if too_long {
-        jobs::wake(crate::mail::MAIL_JOB);
-        return Ok(());
-    }
-    Err(JobError::Retry(format!("{url}: {error}")))
+    Ok(secrets)
 }
 
 /// Disables a subscription that has failed for [`DISABLE_AFTER`], records it, and emails its
@@ -686,7 +786,12 @@ async fn disable(s: Handles<'_>, tx: &mut crate::db::Tx<'_>, row: &sqlx::any::An
     let env_id: i64 = row.try_get("environment_id")?;
     let env: String = row.try_get("environment")?;
     let reason = format!("disabled by connvault on {}: every delivery failed for 3 days (last: {error})", &now()[..10]);
-    sqlx::query("UPDATE webhooks SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3").bind(&reason).bind(now()).bind(hook).execute(&mut **tx).await?;
+    sqlx::query("UPDATE webhooks SET enabled = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3")
+        .bind(&reason)
+        .bind(now())
+        .bind(hook)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("UPDATE webhook_deliveries SET state = 'failed', last_error = $1 WHERE webhook_id = $2 AND state = 'pending'")
         .bind("not sent: the subscription was disabled")
         .bind(hook)
@@ -714,7 +819,6 @@ async fn disable(s: Handles<'_>, tx: &mut crate::db::Tx<'_>, row: &sqlx::any::An
     }
     Ok(())
 }
-
 
 fn status_error(status: u16) -> String {
     match status {
@@ -778,7 +882,16 @@ mod tests {
         for good in ["https://hooks.example.com", "HTTPS://a0.B/x/y", "http://ops.example.com:8443/in", "https://x", "http://127.0.0.1:3223/hook"] {
             assert_eq!(url_shape(good), Ok(()), "{good}");
         }
-        for bad in ["ftp://x.com", "https://x.com*", "https://x.com/?a=1", "https://x.com/#f", "https://a b.com", "https://x.com:99999", "https://1.2.3", "https://-x.com"] {
+        for bad in [
+            "ftp://x.com",
+            "https://x.com*",
+            "https://x.com/?a=1",
+            "https://x.com/#f",
+            "https://a b.com",
+            "https://x.com:99999",
+            "https://1.2.3",
+            "https://-x.com",
+        ] {
             assert!(url_shape(bad).is_err(), "{bad}");
         }
     }

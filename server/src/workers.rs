@@ -13,9 +13,15 @@ use sqlx::Row;
 use crate::db::{format_time, now, Db};
 use crate::error::Result;
 use crate::events::DELIVERY_JOB;
-use crate::jobs::{self, JobError, JobFuture, Kind, Workers};
+use crate::jobs::{self, Batch, BatchFuture, JobError, JobFuture, Kind, Run, Workers};
 use crate::mail::{MAIL_BACKOFF, MAIL_JOB};
 use crate::services::Services;
+
+/// The job that writes the finished minutes of usage to the audit trail
+/// (`broker::audit_usage`); one waits or runs at a time over all servers.
+pub const USAGE_JOB: &str = "usage.audit";
+/// How often each server adds the usage it counted in memory to the database.
+pub const USAGE_EVERY: Duration = Duration::from_secs(1);
 
 /// The job that checks one connection (payload `{"connection_id": N}`).
 pub const HEALTH_JOB: &str = "health.check";
@@ -35,11 +41,10 @@ fn send_mail<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     })
 }
 
-fn deliver_webhook<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
+fn deliver_webhooks<'a>(s: &'a Services, batch: &'a mut Batch) -> BatchFuture<'a> {
     Box::pin(async move {
-        let id = id_of(payload, "delivery_id")?;
         let handles = crate::webhooks::Handles { db: &s.db, vault: &s.vault, outbound: &s.outbound, mailer: &s.mailer, public_url: &s.config.public_url };
-        crate::webhooks::deliver(handles, id).await
+        crate::webhooks::deliver(handles, batch).await
     })
 }
 
@@ -50,19 +55,46 @@ fn check_connection<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     })
 }
 
-fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
+fn renew_certificate<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
     Box::pin(async move {
-        crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message()))
+        let id = id_of(payload, "certificate_id")?;
+        match crate::renewal::renew(s.signing(), id).await {
+            Ok(_) => Ok(()),
+            // Trying again helps with a mail limit or a database that was busy, not with a
+            // missing setting (recorded for people to fix).
+            Err(e @ (crate::Error::Limited { .. } | crate::Error::Database(_) | crate::Error::Internal(_))) => Err(JobError::Retry(e.public_message())),
+            Err(e) => Err(JobError::Fatal(e.public_message())),
+        }
     })
 }
 
+fn audit_usage<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(async move { crate::broker::audit_usage(&s.db, false).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message())) })
+}
+
+fn scan_expiry<'a>(s: &'a Services, _payload: &'a Value) -> JobFuture<'a> {
+    Box::pin(
+        async move { crate::expiry::scan(&s.db, &s.vault, &s.mailer, &s.config.public_url).await.map(|_| ()).map_err(|e| JobError::Retry(e.public_message())) },
+    )
+}
+
 /// Every kind of job the server runs.
-pub static KINDS: [Kind<Services>; 4] = [
-    Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: send_mail },
-    Kind { name: DELIVERY_JOB, concurrency: 8, backoff: &crate::webhooks::BACKOFF, run: deliver_webhook },
+pub static KINDS: [Kind<Services>; 6] = [
+    Kind { name: MAIL_JOB, concurrency: 2, backoff: &MAIL_BACKOFF, run: Run::One(send_mail) },
+    // Deliveries are sent in batches of up to 32 (every delivery's POST at once), logged in one
+    // commit per batch.
+    Kind { name: DELIVERY_JOB, concurrency: 64, backoff: &crate::webhooks::BACKOFF, run: Run::Many { max: 32, run: deliver_webhooks } },
     // A check that could not run waits for the next period rather than being retried.
-    Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: check_connection },
-    Kind { name: crate::expiry::SCAN_JOB, concurrency: 1, backoff: &[Duration::from_secs(60)], run: scan_expiry },
+    Kind { name: HEALTH_JOB, concurrency: 4, backoff: &[], run: Run::One(check_connection) },
+    Kind { name: crate::expiry::SCAN_JOB, concurrency: 1, backoff: &[Duration::from_secs(60)], run: Run::One(scan_expiry) },
+    // A renewal held back by the mail limits tries again within the hour, then for a day.
+    Kind {
+        name: crate::expiry::RENEW_JOB,
+        concurrency: 1,
+        backoff: &[Duration::from_secs(900), Duration::from_secs(3600), Duration::from_secs(4 * 3600), Duration::from_secs(12 * 3600)],
+        run: Run::One(renew_certificate),
+    },
+    Kind { name: USAGE_JOB, concurrency: 1, backoff: &[Duration::from_secs(30)], run: Run::One(audit_usage) },
 ];
 
 /// How often each server enqueues the expiry scan (one at a time over all servers).
@@ -72,20 +104,39 @@ pub const EXPIRY_EVERY: Duration = Duration::from_secs(600);
 pub struct Running {
     workers: Workers,
     scheduler: tokio::task::JoinHandle<()>,
+    usage: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops the scheduler, then the workers (runs in progress are recorded first).
-    pub async fn stop(self) {
+    /// Stops the scheduler, then the workers (runs in progress are recorded first), then
+    /// adds the usage counted since the last second to the database.
+    pub async fn stop(self, s: &Services) {
         self.scheduler.abort();
+        self.usage.abort();
         let _ = self.scheduler.await;
+        let _ = self.usage.await;
         self.workers.stop().await;
+        if let Err(e) = s.broker.persist_usage(&s.db).await {
+            tracing::warn!(error = %e.public_message(), "the usage of the last second could not be written");
+        }
     }
 }
 
 /// Starts the workers of [`KINDS`] and the scheduler.
 pub async fn start(s: &Services) -> Result<Running> {
     let workers = jobs::start(s.db.clone(), Arc::new(s.clone()), &KINDS, s.config.jobs_running_limit()).await?;
+    // Usage counted in memory goes to the database every second: a crash loses at most that.
+    let counting = s.clone();
+    let usage = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(USAGE_EVERY);
+        loop {
+            tick.tick().await;
+            if counting.db.pool().is_closed() {
+                break;
+            }
+            let _ = counting.broker.persist_usage(&counting.db).await;
+        }
+    });
     let services = s.clone();
     let scheduler = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -101,21 +152,29 @@ pub async fn start(s: &Services) -> Result<Running> {
                     tracing::warn!(error = %e, "enqueuing the expiry scan failed");
                 }
             }
+            if let Err(e) = enqueue_once(&services.db, USAGE_JOB).await {
+                tracing::warn!(error = %e, "enqueuing the usage audit failed");
+            }
             if let Err(e) = schedule(&services.db).await {
                 tracing::warn!(error = %e, "scheduling background work failed; trying again next tick");
             }
         }
     });
-    Ok(Running { workers, scheduler })
+    Ok(Running { workers, scheduler, usage })
 }
 
 /// Enqueues the expiry scan unless one is already waiting or running.
 pub async fn enqueue_expiry_scan(db: &Db) -> Result<bool> {
+    enqueue_once(db, crate::expiry::SCAN_JOB).await
+}
+
+/// Enqueues a job of `kind` (no payload, due now) unless one is already waiting or running.
+async fn enqueue_once(db: &Db, kind: &'static str) -> Result<bool> {
     let mut tx = db.begin().await?;
-    let queued = jobs::enqueue_at(&mut tx, crate::expiry::SCAN_JOB, &json!({}), &now(), Some("expiry.scan")).await?.is_some();
+    let queued = jobs::enqueue_at(&mut tx, kind, &json!({}), &now(), Some(kind)).await?.is_some();
     tx.commit().await?;
     if queued {
-        jobs::wake(crate::expiry::SCAN_JOB);
+        jobs::wake(kind);
     }
     Ok(queued)
 }

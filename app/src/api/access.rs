@@ -24,6 +24,10 @@ pub struct EnvSettings {
     pub name: String,
     pub position: i64,
     pub allow_dev_api_keys: bool,
+    /// Hours between scheduled checks (0 = never).
+    pub check_every_hours: i64,
+    /// Days before expiry a certificate's renewal starts by itself (0 = never).
+    pub renew_days_before: i64,
 }
 
 /// The environments the signed-in user has a role in, in promotion order.
@@ -52,8 +56,42 @@ pub async fn my_access(environment: String) -> Fallible<EnvAccess> {
 pub async fn environment_settings() -> Fallible<Vec<EnvSettings>> {
     let (s, user) = require_user().await?;
     require_owner(&user)?;
-    let envs = server::environments::list(&s.db).await.map_err(fail)?;
-    Ok(envs.into_iter().map(|e| EnvSettings { name: e.name, position: e.position, allow_dev_api_keys: e.allow_dev_api_keys }).collect())
+    let mut out = Vec::new();
+    for e in server::environments::list(&s.db).await.map_err(fail)? {
+        let schedule = server::environments::schedule(&s.db, &e.name).await.map_err(fail)?;
+        out.push(EnvSettings {
+            name: e.name,
+            position: e.position,
+            allow_dev_api_keys: e.allow_dev_api_keys,
+            check_every_hours: schedule.check_every_hours,
+            renew_days_before: schedule.renew_days_before,
+        });
+    }
+    Ok(out)
+}
+
+/// Sets how often an environment's connections are checked and how many days before expiry
+/// its certificates are renewed by themselves (owners).
+#[server(prefix = "/rpc", endpoint = "set_environment_schedule")]
+pub async fn set_environment_schedule(name: String, check_every_hours: String, renew_days_before: String) -> Fallible<()> {
+    let (s, user) = require_user().await?;
+    require_owner(&user)?;
+    let mut errors = Vec::new();
+    let mut number = |field: &'static str, text: &str, what: &str| match text.trim().parse::<i64>() {
+        Ok(n) => n,
+        Err(_) => {
+            errors.push(server::error::FieldError::new(field, format!("{what} must be a whole number (0 for never)")));
+            -1
+        }
+    };
+    let check_every_hours = number("check_every_hours", &check_every_hours, "Check every … hours");
+    let renew_days_before = number("renew_days_before", &renew_days_before, "Renew … days before expiry");
+    if !errors.is_empty() {
+        return Err(fail(server::Error::Validation(errors)));
+    }
+    let schedule = server::environments::Schedule { check_every_hours, renew_days_before };
+    server::environments::set_schedule(&s.db, &actor_of(&user).await, &name, schedule).await.map_err(fail)?;
+    Ok(())
 }
 
 /// Adds an environment at the end of the promotion order (owners).

@@ -259,8 +259,7 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
         let def = server::providers::get(&c.provider);
         let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
-        let credential_admin =
-            def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
+        let credential_admin = def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
         let sign_in = server::connect::authorization_of(&c).ok().map(|(_, a)| a.button.to_string());
         Some(ConnectionDetail {
             sign_in,

@@ -16,8 +16,8 @@ mod integrations;
 mod outbox;
 mod people;
 mod promotion;
-mod webhooks;
 mod sign_in;
+mod webhooks;
 
 pub use access::*;
 pub use audit::*;
@@ -29,8 +29,8 @@ pub use integrations::*;
 pub use outbox::*;
 pub use people::*;
 pub use promotion::*;
-pub use webhooks::*;
 pub use sign_in::*;
+pub use webhooks::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentItem {

@@ -34,10 +34,8 @@ pub async fn sign_in_status(environment: String, name: String, #[server(default)
     let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
     let mut view: SignInView = super::certificates::mirror(&server::connect::status(&s.db, &s.config, &c).await.map_err(fail)?)?;
     if let Some(id) = sign_in {
-        view.result = server::connect::result_of(&s.db, &c, &user, id)
-            .await
-            .map_err(fail)?
-            .map(|r| TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice });
+        view.result =
+            server::connect::result_of(&s.db, &c, &user, id).await.map_err(fail)?.map(|r| TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice });
     }
     Ok(view)
 }

@@ -4,8 +4,8 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{
-    connection_form, AppError, ConnectionDetail, ConnectionFormData, DeleteConnection, ProviderForm, ConnectionDetails, DetailsOutcome,
-    SaveConnection, TestConnection,
+    connection_form, AppError, ConnectionDetail, ConnectionDetails, ConnectionFormData, DeleteConnection, DetailsOutcome, ProviderForm, SaveConnection,
+    TestConnection,
 };
 use crate::pages::auth::{action_error, error_view};
 use crate::pages::{hydrated, short_time};

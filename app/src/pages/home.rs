@@ -41,7 +41,8 @@ pub fn HomePage() -> impl IntoView {
 #[component]
 fn Attention(items: Vec<AttentionItem>) -> impl IntoView {
     if items.is_empty() {
-        return view! { <p class="ok-box" data-testid="attention">"Nothing needs attention: every connection that was checked works, and nothing waits."</p> }.into_any();
+        return view! { <p class="ok-box" data-testid="attention">"Nothing needs attention: every connection that was checked works, and nothing waits."</p> }
+            .into_any();
     }
     let mut envs: Vec<String> = Vec::new();
     for i in &items {

@@ -13,8 +13,8 @@ pub mod keys;
 pub mod outbox;
 pub mod people;
 pub mod promotion;
-pub mod webhooks;
 pub mod sign_in;
+pub mod webhooks;
 
 /// False while the page is server-rendered HTML, true once the WebAssembly has taken over:
 /// controls that need JavaScript appear (or unlock) only then.

@@ -18,10 +18,7 @@ pub fn WebhooksPage() -> impl IntoView {
     let delete = ServerAction::<DeleteWebhook>::new();
     let test = ServerAction::<TestWebhook>::new();
     let retry = ServerAction::<RetryWebhookDelivery>::new();
-    let list = Resource::new(
-        move || (env(), create.version().get(), enable.version().get(), delete.version().get()),
-        |(env, ..)| list_webhooks(env),
-    );
+    let list = Resource::new(move || (env(), create.version().get(), enable.version().get(), delete.version().get()), |(env, ..)| list_webhooks(env));
     let log = Resource::new(
         move || (env(), shown(), test.version().get(), retry.version().get()),
         |(env, id, ..)| async move {

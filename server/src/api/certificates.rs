@@ -19,10 +19,10 @@ use super::doc::{
 use super::principal::Principal;
 use super::v1::{env_for, Body, Path, Query};
 use crate::access::{Access, Resource};
+use crate::checks;
 use crate::error::Result;
 use crate::providers::TestResult;
 use crate::secret::SecretString;
-use crate::checks;
 use crate::services::Services;
 use crate::signing::{self, AdminAnswer, AdminRequest, CertificateInfo, IssueRequest, Issued, LinkView, Status, Upload};
 
@@ -237,4 +237,3 @@ pub(super) fn optional_json<T: serde::de::DeserializeOwned + Default>(body: RawB
         _ => crate::Error::BadRequest(format!("the body is not valid JSON: {e}")),
     })
 }
-

@@ -48,7 +48,9 @@ pub async fn start(State(s): State<Services>, headers: HeaderMap, Path((env, nam
     };
     let user = match user {
         Ok(Some(u)) => u,
-        Ok(None) => return page(StatusCode::UNAUTHORIZED, "Sign in first", "Sign in to connvault, then choose Connect on the connection page again.", "/sign-in"),
+        Ok(None) => {
+            return page(StatusCode::UNAUTHORIZED, "Sign in first", "Sign in to connvault, then choose Connect on the connection page again.", "/sign-in")
+        }
         Err(e) => return page(e.status(), "Cannot connect", &e.public_message(), &back),
     };
     match connect::start(s.signing(), &user, token.as_deref().unwrap_or_default(), &env, &name).await {

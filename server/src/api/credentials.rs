@@ -21,9 +21,7 @@ use crate::services::Services;
 use crate::signing::AdminRequest;
 
 pub fn router() -> OpenApiRouter<Services> {
-    OpenApiRouter::new()
-        .routes(super::doc::optional_body(routes!(request, latest, cancel), "requestCredentials"))
-        .routes(routes!(link_view, answer))
+    OpenApiRouter::new().routes(super::doc::optional_body(routes!(request, latest, cancel), "requestCredentials")).routes(routes!(link_view, answer))
 }
 
 #[utoipa::path(
@@ -39,7 +37,12 @@ pub fn router() -> OpenApiRouter<Services> {
         (status = 502, response = ErrorResponse),
     )
 )]
-async fn request(State(s): State<Services>, p: Principal, Path((env, name)): Path<(String, String)>, body: RawBody) -> Result<(StatusCode, Json<AdminRequest>)> {
+async fn request(
+    State(s): State<Services>,
+    p: Principal,
+    Path((env, name)): Path<(String, String)>,
+    body: RawBody,
+) -> Result<(StatusCode, Json<AdminRequest>)> {
     let env = env_for(&s, &p, &env, Resource::Connections, Access::Write).await?;
     let to = optional_json::<Resend>(body)?.admin_email;
     Ok((StatusCode::CREATED, Json(credential_requests::request(s.signing(), &p.actor(), &env.name, &name, to.as_deref()).await?)))

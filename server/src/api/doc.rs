@@ -13,8 +13,8 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr, Required};
 
-pub(crate) use crate::schema::{hand_schema, params_doc};
 pub use crate::schema::{fields, json_schema, not_blank, param, query, schema_ref, CONTROL, WS};
+pub(crate) use crate::schema::{hand_schema, params_doc};
 
 /// The error format, as every refusal answers it.
 pub struct ErrorBody;

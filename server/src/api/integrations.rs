@@ -148,11 +148,13 @@ struct TokenQuery {
     force_refresh: bool,
 }
 
-params_doc!(TokenQuery, || vec![query(
+params_doc!(TokenQuery, || {
+    vec![query(
     "force_refresh",
     serde_json::json!({"type": "boolean", "default": false}),
     "Mint a new session even if the cached one is young enough (after the caller saw INVALID_SESSION_ID or a 401), and fetch the provider's session fields again (SAP OData: after a 403 with X-CSRF-Token: Required)"
-)]);
+)]
+});
 
 /// 200 of `token`: the credentials, never cached.
 struct TokenIssued;
@@ -228,7 +230,10 @@ async fn token(
     let token = match principal::bearer(&parts.headers)? {
         Some(key) => {
             let addr = principal::client_addr(&parts, &s);
-            s.broker.for_key(s.keys(), s.signing(), key, addr, &env, &name, crate::broker::Refresh::forced(q.force_refresh), crate::broker::Use::Token).await?.token
+            s.broker
+                .for_key(s.keys(), s.signing(), key, addr, &env, &name, crate::broker::Refresh::forced(q.force_refresh), crate::broker::Use::Token)
+                .await?
+                .token
         }
         None => {
             let mut parts = parts;

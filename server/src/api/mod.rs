@@ -18,11 +18,11 @@ mod credentials;
 pub mod doc;
 mod integrations;
 mod outbox;
-mod webhooks;
 pub mod principal;
 mod promotion;
 mod proxy;
 pub mod v1;
+mod webhooks;
 
 pub use doc::openapi_json;
 

@@ -569,7 +569,6 @@ mod tests {
         assert_eq!(without_trace("AADSTS90002: Tenant 'x' not found.\r\nTrace ID: abc\r\nCorrelation ID: def"), "AADSTS90002: Tenant 'x' not found.");
     }
 
-
     #[test]
     fn assertion_claims_are_short_lived_and_unique() {
         let a = AssertionClaims::new("app", "https://login/t/oauth2/v2.0/token", 1000);

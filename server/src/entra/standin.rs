@@ -36,8 +36,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::assertion::{x5t, x5t_s256};
-use crate::standin::{ct_eq, html, parse_jwt, random_chars};
 use crate::oauth::JWT_BEARER_ASSERTION_TYPE;
+use crate::standin::{ct_eq, html, parse_jwt, random_chars};
 
 /// Default access-token lifetime (Entra's is 60–90 minutes; `expires_in` 3599 is typical).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
@@ -656,9 +656,6 @@ fn keys_of(app: &AppRegistration) -> Result<Vec<(String, String, Vec<u8>)>, Stri
         .collect()
 }
 
-
-
-
 fn iso(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0).map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string()).unwrap_or_else(|| unix.to_string())
 }
@@ -674,7 +671,6 @@ fn random_token() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     format!("eyJ0eXAiOiJKV1Qi.{}", random_chars(300, ALPHABET))
 }
-
 
 /// A forced failure: 503/500 with Entra's transient-error body, anything else a short text.
 fn json_response(status: StatusCode, body: String) -> Response {
@@ -865,7 +861,6 @@ async fn demo_add_app(Shared(standin): Shared<StandIn>, body: Bytes) -> Response
     html(StatusCode::OK, render_demo(&standin, Some(Ok(client_id))))
 }
 
-
 fn render_demo(standin: &StandIn, outcome: Option<Result<String, String>>) -> String {
     let e = crate::standin::escape_html;
     let tenant = standin.home_tenant();
@@ -948,7 +943,6 @@ mod tests {
         assert!(d.contains(&format!("Timestamp: {}", body["timestamp"].as_str().unwrap())));
         assert_eq!(body["error_uri"], "http://127.0.0.1:1/error?code=7000215");
     }
-
 
     #[test]
     fn guids_are_version_4() {

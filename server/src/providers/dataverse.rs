@@ -75,6 +75,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    secret_expiry: Some("client_secret_expires_on"),
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];

@@ -27,6 +27,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    secret_expiry: Some("client_secret_expires_on"),
 };
 
 static MINTING: Minting = microsoft::minting::<R>();

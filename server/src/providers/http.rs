@@ -94,6 +94,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    secret_expiry: None,
 };
 
 /// Asking the API's admin for the credential: what to create for this base URL and scheme.
@@ -180,7 +181,10 @@ fn credential(settings: &Map<String, Value>, secrets: &Secrets) -> Result<Creden
     let auth = setting("auth");
     let field = if auth == "basic" { "password" } else { "token" };
     let Some(secret) = secrets.get(field) else {
-        return Err(Unusable { detail: format!("the {field} is not set"), advice: format!("set the {field} on this connection, or ask the API's admin for it with Request credentials, then test again") });
+        return Err(Unusable {
+            detail: format!("the {field} is not set"),
+            advice: format!("set the {field} on this connection, or ask the API's admin for it with Request credentials, then test again"),
+        });
     };
     let credential = match auth {
         "bearer" => Credential::bearer(secret.clone()),

@@ -8,7 +8,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{AdminHelp, AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture};
+use super::{
+    AdminHelp, AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture,
+};
 use crate::entra::{self, ClientAuth};
 use crate::error::FieldError;
 use crate::mail::{Attachment, Email};
@@ -269,7 +271,15 @@ pub async fn exchange(out: &Outbound, settings: &Map<String, Value>, secrets: &S
     let auth = match (&key, secrets.get(CLIENT_SECRET)) {
         (Some(k), _) => ClientAuth::Certificate { signer: k.signer, certificate_der: k.certificate_der },
         (None, Some(secret)) => ClientAuth::Secret(secret),
-        (None, None) => return Err(refusal(not_ready("no client secret is set", "paste the client secret's Value (not its ID) into this connection, or ask the Entra admin for it with Request credentials"), &ctx)),
+        (None, None) => {
+            return Err(refusal(
+                not_ready(
+                    "no client secret is set",
+                    "paste the client secret's Value (not its ID) into this connection, or ask the Entra admin for it with Request credentials",
+                ),
+                &ctx,
+            ))
+        }
     };
     let label = resource.kind().url_label();
     let scope = entra::scope_for(&s.resource_url).map_err(|e| refusal(not_ready(&e, &format!("set the {label} to the address Microsoft shows")), &ctx))?;
@@ -294,8 +304,14 @@ pub async fn verify(out: &Outbound, settings: &Map<String, Value>, minted: &Mint
     let s = Settings::from_map(settings, resource);
     let ctx = context(&s, resource, None);
     let app = s.client_id.as_deref().unwrap_or_default();
-    let token =
-        entra::Token { access_token: minted.access_token.clone(), token_type: minted.token_type.clone(), expires_in: None, scope: minted.scope.clone(), refresh_token: None, extra: Default::default() };
+    let token = entra::Token {
+        access_token: minted.access_token.clone(),
+        token_type: minted.token_type.clone(),
+        expires_in: None,
+        scope: minted.scope.clone(),
+        refresh_token: None,
+        extra: Default::default(),
+    };
     match resource {
         Resource::SharePoint => match entra::sharepoint_site(out, &s.resource_url, &token).await {
             Ok(site) => Ok(Identity { summary: format!("connected to site {} as app {app} ({})", site.title, s.resource_url), ..Identity::default() }),
@@ -318,7 +334,6 @@ pub async fn verify(out: &Outbound, settings: &Map<String, Value>, minted: &Mint
         },
     }
 }
-
 
 fn is_guid(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();

@@ -111,6 +111,11 @@ impl AuthMode {
         self != AuthMode::Static
     }
 
+    /// Whether the connection authenticates with a secret someone typed (which may expire).
+    pub fn uses_typed_secret(self) -> bool {
+        matches!(self, AuthMode::Static | AuthMode::ClientSecret)
+    }
+
     /// Whether a person signs in to connect (`ProviderDef::authorization`).
     pub fn signs_in(self) -> bool {
         self == AuthMode::AuthorizationCode
@@ -182,6 +187,10 @@ pub struct ProviderDef {
     /// For providers whose connections a person authorizes by signing in
     /// (`AuthMode::AuthorizationCode`, run by `crate::connect`).
     pub authorization: Option<&'static Authorization>,
+    /// The setting that holds the date (YYYY-MM-DD) the typed secret expires, for providers
+    /// whose secret's expiry is known (an Entra client secret): while the connection's auth mode
+    /// uses a typed secret, connvault warns before that date (`crate::expiry`).
+    pub secret_expiry: Option<&'static str>,
 }
 
 /// Connecting by signing in: where the person is sent, how the code that comes back is
@@ -404,8 +413,16 @@ pub type Secrets = BTreeMap<String, SecretString>;
 pub type TestFuture<'a> = Pin<Box<dyn Future<Output = TestResult> + Send + 'a>>;
 pub type TestFn = for<'a> fn(&'a Outbound, &'a Map<String, Value>, &'a Secrets) -> TestFuture<'a>;
 
-pub static REGISTRY: &[&ProviderDef] =
-    &[&http::HTTP, &salesforce::SALESFORCE, &sharepoint::SHAREPOINT, &dataverse::DATAVERSE, &dynamics365::DYNAMICS365, &sap_odata::SAP_ODATA, &workato::WORKATO, &oauth2::OAUTH2];
+pub static REGISTRY: &[&ProviderDef] = &[
+    &http::HTTP,
+    &salesforce::SALESFORCE,
+    &sharepoint::SHAREPOINT,
+    &dataverse::DATAVERSE,
+    &dynamics365::DYNAMICS365,
+    &sap_odata::SAP_ODATA,
+    &workato::WORKATO,
+    &oauth2::OAUTH2,
+];
 
 pub fn get(id: &str) -> Option<&'static ProviderDef> {
     REGISTRY.iter().copied().find(|p| p.id == id)
@@ -747,7 +764,9 @@ fn when_text(spec: &FieldSpec) -> String {
 fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
     match spec.kind {
         FieldKind::Object => {
-            let Some(map) = value.as_object() else { return Some(format!("{} must be a JSON object of text values, e.g. {{\"prompt\": \"consent\"}}", spec.label)) };
+            let Some(map) = value.as_object() else {
+                return Some(format!("{} must be a JSON object of text values, e.g. {{\"prompt\": \"consent\"}}", spec.label));
+            };
             if map.len() > MAX_OBJECT_ENTRIES {
                 return Some(format!("{} has {} entries; at most {MAX_OBJECT_ENTRIES}", spec.label, map.len()));
             }
@@ -758,7 +777,9 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Option<String> {
                 }
                 match v.as_str() {
                     Some(t) if t.chars().count() <= MAX_SETTING_LEN && !t.chars().any(char::is_control) => {}
-                    _ => return Some(format!("{}: the value of {k} must be text without control characters, at most {MAX_SETTING_LEN} characters", spec.label)),
+                    _ => {
+                        return Some(format!("{}: the value of {k} must be text without control characters, at most {MAX_SETTING_LEN} characters", spec.label))
+                    }
                 }
             }
             None
@@ -895,6 +916,11 @@ mod tests {
             }
             for name in p.destination_settings {
                 assert!(p.is_environment_setting(name), "{}: destination setting {name} must be an environment setting", p.id);
+            }
+            if let Some(name) = p.secret_expiry {
+                let f = p.field(name).unwrap_or_else(|| panic!("{}: the secret's expiry {name} is not a field", p.id));
+                assert!(!f.secret && p.is_environment_setting(name), "{}: a secret's expiry belongs to its environment, in the clear", p.id);
+                assert!(p.auth_modes.iter().any(|m| m.uses_typed_secret()), "{}: an expiring secret needs a mode that uses one", p.id);
             }
             for name in p.credential_help.map_or(&[][..], |h| h.owned_settings) {
                 assert!(p.is_environment_setting(name), "{}: the admin's own setting {name} must be an environment setting", p.id);

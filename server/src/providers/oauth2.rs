@@ -49,7 +49,13 @@ pub static OAUTH2: ProviderDef = ProviderDef {
             when: None,
             required: false,
         },
-        text("authorize_params", "Extra authorize parameters", "Optional JSON object, e.g. {\"prompt\": \"consent\", \"access_type\": \"offline\"}", FieldKind::Object, false),
+        text(
+            "authorize_params",
+            "Extra authorize parameters",
+            "Optional JSON object, e.g. {\"prompt\": \"consent\", \"access_type\": \"offline\"}",
+            FieldKind::Object,
+            false,
+        ),
         text(
             "keep_alive_days",
             "Keep alive (days)",
@@ -81,6 +87,7 @@ pub static OAUTH2: ProviderDef = ProviderDef {
     credential_help: None,
     details: None,
     session: None,
+    secret_expiry: None,
     authorization: Some(&AUTHORIZATION),
 };
 
@@ -220,7 +227,9 @@ fn schema() -> Value {
 }
 
 fn secret_of<'a>(secrets: &'a Secrets) -> Result<&'a SecretString, Refusal> {
-    secrets.get("client_secret").ok_or_else(|| Refusal { transient: false, result: TestResult::failed("no client secret set", "set the Client secret of this connection") })
+    secrets
+        .get("client_secret")
+        .ok_or_else(|| Refusal { transient: false, result: TestResult::failed("no client secret set", "set the Client secret of this connection") })
 }
 
 fn minted(token: oauth::Token, s: &Settings) -> Minted {
@@ -265,7 +274,9 @@ fn advice(s: &Settings, error: &str, description: &str, callback_url: &str) -> T
     let host = s.host();
     let said = if description.is_empty() { format!("{host} refused: {error}") } else { format!("{host} refused: {error}: {description}") };
     let advice = match error {
-        "invalid_grant" => "The refresh token or sign-in is no longer valid (revoked, expired or used already): sign in again (Connect on the connection page).".to_string(),
+        "invalid_grant" => {
+            "The refresh token or sign-in is no longer valid (revoked, expired or used already): sign in again (Connect on the connection page).".to_string()
+        }
         "invalid_client" | "unauthorized_client" => format!(
             "The provider does not accept the client {} with this secret: check the Client ID, the Client secret and Client authentication (basic or body).",
             s.client_id
@@ -290,7 +301,10 @@ fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'
         let s = Settings::from_map(settings);
         let secret = secret_of(secrets)?;
         let Some(refresh_token) = secrets.get(REFRESH_TOKEN) else {
-            return Err(Refusal { transient: false, result: TestResult::failed("nobody has signed in for this connection yet", "choose Connect on the connection page and sign in") });
+            return Err(Refusal {
+                transient: false,
+                result: TestResult::failed("nobody has signed in for this connection yet", "choose Connect on the connection page and sign in"),
+            });
         };
         match oauth::request_token(out, &s.token_url, &s.client_id, Grant::Refresh { refresh_token }, || Ok(s.auth(secret))).await {
             Ok(token) => Ok(minted(token, &s)),
@@ -299,7 +313,14 @@ fn exchange<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'
     })
 }
 
-fn redeem<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Secrets, code: &'a str, verifier: &'a SecretString, redirect_uri: &'a str) -> MintFuture<'a> {
+fn redeem<'a>(
+    out: &'a Outbound,
+    settings: &'a Map<String, Value>,
+    secrets: &'a Secrets,
+    code: &'a str,
+    verifier: &'a SecretString,
+    redirect_uri: &'a str,
+) -> MintFuture<'a> {
     Box::pin(async move {
         let s = Settings::from_map(settings);
         let secret = secret_of(secrets)?;
@@ -327,7 +348,11 @@ fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a M
         };
         let fail = |detail: String, advice: String| Refusal { transient: false, result: TestResult::failed(detail, advice) };
         let url = out.parse_url(userinfo).map_err(|e| fail(e.to_string(), e.advice().unwrap_or_else(|| "check the Userinfo URL".into())))?;
-        let header = format!("{} {}", if minted.token_type.eq_ignore_ascii_case("bearer") { "Bearer" } else { minted.token_type.as_str() }, minted.access_token.expose_secret());
+        let header = format!(
+            "{} {}",
+            if minted.token_type.eq_ignore_ascii_case("bearer") { "Bearer" } else { minted.token_type.as_str() },
+            minted.access_token.expose_secret()
+        );
         let response = oauth::send_with_retries(out, || {
             let mut r = reqwest::Request::new(reqwest::Method::GET, url.clone());
             if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&header) {
@@ -340,7 +365,10 @@ fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a M
         .await
         .map_err(|e| Refusal { transient: true, result: TestResult::failed(format!("the userinfo URL could not be read ({e:?})"), "try again in a moment") })?;
         if !response.status.is_success() {
-            return Err(fail(format!("the userinfo URL answered HTTP {} to the new token", response.status.as_u16()), "check the Userinfo URL and that Scopes allow reading it".into()));
+            return Err(fail(
+                format!("the userinfo URL answered HTTP {} to the new token", response.status.as_u16()),
+                "check the Userinfo URL and that Scopes allow reading it".into(),
+            ));
         }
         let info: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         let pick = |names: &[&str]| names.iter().find_map(|n| info.get(*n).and_then(Value::as_str).map(str::to_string));

@@ -150,7 +150,10 @@ async fn promise_10_sign_in_is_rate_limited_per_client_address() {
         assert!(matches!(e, Error::TooManyRequests { retry_after_secs } if retry_after_secs > 0), "{e:?}");
         assert_eq!(e.status().as_u16(), 429);
         // Even the right password waits out the window from that address…
-        assert!(matches!(sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), attacker).await.unwrap_err(), Error::TooManyRequests { .. }));
+        assert!(matches!(
+            sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), attacker).await.unwrap_err(),
+            Error::TooManyRequests { .. }
+        ));
         // …while other clients are unaffected.
         assert!(sessions::sign_in(s.sessions(), "a@example.com", &pw("the right password"), good).await.is_ok());
     }

@@ -287,7 +287,10 @@ async fn promise_6_no_get_route_returns_a_secret_and_errors_are_explained() {
         let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
         let actions: Vec<&str> =
             audit["items"].as_array().unwrap().iter().filter(|e| e["object_name"] == "Marked").map(|e| e["action"].as_str().unwrap()).collect();
-        assert_eq!(&actions[..6], ["credential_request.send", "binding.set", "integration.publish", "connection.secret_replace", "connection.update", "connection.create"]);
+        assert_eq!(
+            &actions[..6],
+            ["credential_request.send", "binding.set", "integration.publish", "connection.secret_replace", "connection.update", "connection.create"]
+        );
         assert!(audit["items"][0]["actor"].as_str().unwrap().starts_with("API key test (cvk_"));
 
         // Errors: the format, the status, what to fix.

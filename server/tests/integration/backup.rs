@@ -292,3 +292,63 @@ async fn an_occupied_target_is_refused_unless_replace() {
         target.db.close().await;
     }
 }
+
+/// Webhook subscriptions come back from a backup with their signing secrets (during a rotation
+/// the previous one too), so a restored instance signs as the receivers expect; each
+/// environment's schedule comes back too.
+#[tokio::test]
+async fn webhooks_and_schedules_come_back_from_a_backup() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Arc::default();
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                state.lock().unwrap().push((headers, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let loopback = [("CONNVAULT_ALLOW_LOOPBACK", "1")];
+    for (source_db, target_db) in pairs().await {
+        let source = server::startup::open(source_db.config_with(&loopback)).await.unwrap();
+        let op = Actor::operator();
+        let env = server::environments::find(&source.db, "QA").await.unwrap();
+        let new = server::webhooks::NewWebhook {
+            url: format!("http://{addr}/hook"),
+            events: vec!["*".into()],
+            description: Some("release bot".into()),
+            enabled: None,
+        };
+        let made = server::webhooks::create(&source.db, &source.vault, &source.outbound, &op, &env, &new).await.unwrap();
+        let rotated = server::webhooks::rotate_secret(&source.db, &source.vault, &op, &env, made.webhook.id).await.unwrap();
+        let schedule = server::environments::Schedule { check_every_hours: 12, renew_days_before: 21 };
+        server::environments::set_schedule(&source.db, &op, "QA", schedule).await.unwrap();
+        let created = make(&source).await;
+        assert_eq!(created.counts.webhooks, 1);
+        assert!(!contains(&created.file, rotated.secret.as_bytes()) && !contains(&created.file, b"whsec_"), "secrets only inside the encryption");
+
+        let target = server::startup::open(target_db.config_with(&loopback)).await.unwrap();
+        let restored = backup::restore(target.backup(), &op, created.file.clone(), &pass(PASSPHRASE), false).await.unwrap();
+        assert_eq!(restored.counts.webhooks, 1);
+        assert_eq!(server::environments::schedule(&target.db, "QA").await.unwrap(), schedule);
+        assert_eq!(server::environments::schedule(&target.db, "DEV").await.unwrap().check_every_hours, 6);
+        let env = server::environments::find(&target.db, "QA").await.unwrap();
+        let hooks = server::webhooks::list(&target.db, &env).await.unwrap();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!((hooks[0].url.as_str(), hooks[0].description.as_str()), (new.url.as_str(), "release bot"));
+
+        let before = got.lock().unwrap().len();
+        server::webhooks::send_test(&target.db, &op, &env, hooks[0].id).await.unwrap();
+        server::jobs::drain(&target.db, &target, &server::workers::KINDS).await.unwrap();
+        let (headers, body) = got.lock().unwrap()[before..].first().cloned().expect("delivered by the restored instance");
+        for secret in [&rotated.secret, &made.secret] {
+            standardwebhooks::Webhook::new(secret).unwrap().verify(&body, &headers).unwrap_or_else(|e| panic!("{e:?}"));
+        }
+    }
+}

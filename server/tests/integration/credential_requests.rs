@@ -78,7 +78,8 @@ async fn the_admin_enters_the_token_through_the_link_and_the_developer_never_see
         assert_eq!(st, 200, "{text}");
         assert_eq!((view["admin"].as_str(), view["provider"].as_str()), (Some("Workato workspace admin"), Some("workato")));
         assert!(view["requested_by"].as_str().unwrap().starts_with("API key "), "{view}");
-        let fields: Vec<(&str, bool)> = view["fields"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["secret"].as_bool().unwrap())).collect();
+        let fields: Vec<(&str, bool)> =
+            view["fields"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["secret"].as_bool().unwrap())).collect();
         assert_eq!(fields, [("api_token", true), ("environment", false)]);
         assert!(view["steps"].as_array().unwrap().len() >= 3);
 
@@ -88,7 +89,8 @@ async fn the_admin_enters_the_token_through_the_link_and_the_developer_never_see
         assert_eq!(st, 422);
         assert_eq!(err["error"]["details"][0]["field"], "secrets.api_token");
         let client = w.wk.add_client("connvault", "dev", &[Privilege::WorkspaceDetails, Privilege::Folders]);
-        let (st, err, _) = w.public("POST", path, Some(json!({"token": token, "secrets": {"api_token": client}, "settings": {"base_url": "https://evil.example"}}))).await;
+        let (st, err, _) =
+            w.public("POST", path, Some(json!({"token": token, "secrets": {"api_token": client}, "settings": {"base_url": "https://evil.example"}}))).await;
         assert_eq!(st, 422, "the admin may not re-point the connection");
         assert_eq!(err["error"]["details"][0]["field"], "settings.base_url");
 
@@ -103,7 +105,8 @@ async fn the_admin_enters_the_token_through_the_link_and_the_developer_never_see
         assert_eq!(req["state"], "open", "a failed answer does not close the request");
 
         // The answer: sealed, tested at once, the result for the admin.
-        let (st, result, text) = w.public("POST", path, Some(json!({"token": token, "secrets": {"api_token": client}, "settings": {"environment": "dev"}}))).await;
+        let (st, result, text) =
+            w.public("POST", path, Some(json!({"token": token, "secrets": {"api_token": client}, "settings": {"environment": "dev"}}))).await;
         assert_eq!(st, 200, "{text}");
         assert_eq!(result["ok"], true, "{result}");
         assert!(result["detail"].as_str().unwrap().contains("workspace Acme Automation"), "{result}");

@@ -414,7 +414,14 @@ async fn echoed_secrets_and_assertions_are_scrubbed() {
     assert!(!description.contains("eyJ"), "no part of the assertion: {description}");
 
     // A service that echoes the bearer token: scrubbed from its message too.
-    let token = entra::Token { access_token: SecretString::new("tok.Secret-123".into()), token_type: "Bearer".into(), expires_in: None, scope: None, refresh_token: None, extra: Default::default() };
+    let token = entra::Token {
+        access_token: SecretString::new("tok.Secret-123".into()),
+        token_type: "Bearer".into(),
+        expires_in: None,
+        scope: None,
+        refresh_token: None,
+        extra: Default::default(),
+    };
     let site = format!("{authority}/sites/Echo");
     let failure = entra::sharepoint_site(&out, &site, &token).await.unwrap_err();
     let Failure::Resource { status: 401, message, .. } = &failure else { panic!("{failure:?}") };

@@ -105,14 +105,12 @@ async fn webhooks_are_signed_retried_sent_again_and_rotated() {
 
         // An event the subscription wants; the receiver fails the first attempt.
         receiver.fail_next.store(1, Ordering::SeqCst);
-        let (st, _, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection("Hooked", "https://api.example.com"))).await;
+        let (st, _, text) =
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection("Hooked", "https://api.example.com"))).await;
         assert_eq!(st, 201, "{text}");
         // One it does not want.
         assert_eq!(api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Orders", Some(json!({"provider": "http"}))).await.0, 201);
-        assert_eq!(
-            api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Orders/binding", Some(json!({"connection": "Hooked"}))).await.0,
-            200
-        );
+        assert_eq!(api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Orders/binding", Some(json!({"connection": "Hooked"}))).await.0, 200);
         assert_eq!(jobs::drain(&api.s.db, &api.s, &workers::KINDS).await.unwrap(), 1);
         let (_, log, _) = api.call(Who::Key(&k), "GET", &format!("/api/v1/environments/DEV/webhooks/{id}/deliveries"), None).await;
         assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
@@ -134,7 +132,10 @@ async fn webhooks_are_signed_retried_sent_again_and_rotated() {
         tampered[2] ^= 1;
         assert!(verify(&secret, &got[1].0, &tampered).is_err(), "a changed body does not verify");
         let body: Value = serde_json::from_slice(&got[1].1).unwrap();
-        assert_eq!((body["type"].as_str(), body["data"]["environment"].as_str(), body["data"]["object"]["name"].as_str()), (Some("connection.created"), Some("DEV"), Some("Hooked")));
+        assert_eq!(
+            (body["type"].as_str(), body["data"]["environment"].as_str(), body["data"]["object"]["name"].as_str()),
+            (Some("connection.created"), Some("DEV"), Some("Hooked"))
+        );
         assert_eq!(body["data"]["actor"]["kind"], "api_key");
         assert!(!String::from_utf8_lossy(&got[1].1).contains("SECRET-marker-77"), "payloads never carry a secret");
         let (_, log, _) = api.call(Who::Key(&k), "GET", &format!("/api/v1/environments/DEV/webhooks/{id}/deliveries"), None).await;
@@ -168,8 +169,98 @@ async fn webhooks_are_signed_retried_sent_again_and_rotated() {
         // Developers read subscriptions but do not change where events go.
         let dev = session(&api.s, &format!("dev-{}@acme.com", db.kind as u8), Some(("DEV", server::users::Role::Developer)), false).await;
         assert_eq!(api.call(Who::Session(&dev), "GET", "/api/v1/environments/DEV/webhooks", None).await.0, 200);
-        assert_eq!(api.call(Who::Session(&dev), "PATCH", &format!("/api/v1/environments/DEV/webhooks/{id}"), Some(json!({"url": "https://evil.example.com/"}))).await.0, 403);
+        assert_eq!(
+            api.call(Who::Session(&dev), "PATCH", &format!("/api/v1/environments/DEV/webhooks/{id}"), Some(json!({"url": "https://evil.example.com/"})))
+                .await
+                .0,
+            403
+        );
         assert_eq!(api.call(Who::Session(&dev), "DELETE", &format!("/api/v1/environments/DEV/webhooks/{id}"), None).await.0, 403);
+    }
+}
+
+/// Deliveries are claimed and sent in batches (`Run::Many`), the attempts and outcomes written
+/// in one commit per batch: every delivery of a mixed batch still gets its own log line and the
+/// outcome it had, and a subscription disabled meanwhile sends nothing more.
+#[tokio::test]
+async fn batched_deliveries_record_each_delivery_as_it_went() {
+    let (good, good_addr) = Receiver::start().await;
+    let (bad, bad_addr) = Receiver::start().await;
+    bad.always_fail.store(true, Ordering::SeqCst);
+    for db in backends().await {
+        let api = Api::new(startup::open(db.config_with(&[("CONNVAULT_ALLOW_LOOPBACK", "1")])).await.unwrap());
+        let k = key(&api.s, &["DEV:webhooks:rw", "DEV:connections:rw"]).await;
+        let mut hooks = Vec::new();
+        for addr in [good_addr, bad_addr] {
+            let (st, hook, text) = api
+                .call(
+                    Who::Key(&k),
+                    "POST",
+                    "/api/v1/environments/DEV/webhooks",
+                    Some(json!({"url": format!("http://{addr}/hook"), "events": ["connection.created"]})),
+                )
+                .await;
+            assert_eq!(st, 201, "{text}");
+            hooks.push((hook["id"].as_i64().unwrap(), hook["secret"].as_str().unwrap().to_string()));
+        }
+        let (before_good, before_bad) = (good.got().len(), bad.got().len());
+        for i in 0..40 {
+            let (st, _, text) = api
+                .call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection(&format!("Batch{i}"), "https://api.example.com")))
+                .await;
+            assert_eq!(st, 201, "{text}");
+        }
+        // 80 jobs, more than one batch holds.
+        assert_eq!(jobs::drain(&api.s.db, &api.s, &workers::KINDS).await.unwrap(), 80);
+        let got = good.got()[before_good..].to_vec();
+        assert_eq!(got.len(), 40);
+        let ids: BTreeSet<String> = got.iter().map(|(h, _)| header(h, "webhook-id")).collect();
+        assert_eq!(ids.len(), 40, "one webhook-id per event");
+        for (h, body) in &got {
+            verify(&hooks[0].1, h, body).unwrap();
+        }
+        assert_eq!(bad.got().len() - before_bad, 40);
+
+        let log = |id: i64| {
+            let api = &api;
+            let k = &k;
+            async move { api.call(Who::Key(k), "GET", &format!("/api/v1/environments/DEV/webhooks/{id}/deliveries?limit=500"), None).await.1 }
+        };
+        let delivered = log(hooks[0].0).await;
+        assert_eq!(delivered.as_array().unwrap().len(), 40);
+        for d in delivered.as_array().unwrap() {
+            assert_eq!(
+                (d["state"].as_str(), d["attempts"].as_i64(), d["last_status"].as_i64(), d["log"].as_array().unwrap().len()),
+                (Some("delivered"), Some(1), Some(200), 1),
+                "{d}"
+            );
+        }
+        let failing = log(hooks[1].0).await;
+        for d in failing.as_array().unwrap() {
+            assert_eq!(
+                (d["state"].as_str(), d["attempts"].as_i64(), d["last_status"].as_i64(), d["log"].as_array().unwrap().len()),
+                (Some("pending"), Some(1), Some(500), 1),
+                "{d}"
+            );
+        }
+        let queued = jobs::list(&api.s.db, Some("queued"), 500).await.unwrap();
+        assert_eq!(queued.len(), 40, "each failed delivery waits for its next attempt");
+        assert!(queued.iter().all(|j| j.attempts == 1 && j.last_error.as_deref().unwrap_or("").contains("500")), "{queued:?}");
+        let (_, a, _) = api.call(Who::Key(&k), "GET", &format!("/api/v1/environments/DEV/webhooks/{}", hooks[0].0), None).await;
+        let (_, b, _) = api.call(Who::Key(&k), "GET", &format!("/api/v1/environments/DEV/webhooks/{}", hooks[1].0), None).await;
+        assert!(a["failing_since"].is_null() && b["failing_since"].is_string(), "{a} {b}");
+
+        // Disabled meanwhile: its waiting deliveries end, none is sent.
+        let (st, _, text) =
+            api.call(Who::Key(&k), "PATCH", &format!("/api/v1/environments/DEV/webhooks/{}", hooks[1].0), Some(json!({"enabled": false}))).await;
+        assert_eq!(st, 200, "{text}");
+        make_due(&db).await;
+        assert_eq!(jobs::drain(&api.s.db, &api.s, &workers::KINDS).await.unwrap(), 40);
+        assert_eq!(bad.got().len() - before_bad, 40, "nothing more was sent to a disabled subscription");
+        for d in log(hooks[1].0).await.as_array().unwrap() {
+            assert_eq!(d["state"], "failed", "{d}");
+        }
+        assert!(jobs::list(&api.s.db, Some("queued"), 500).await.unwrap().is_empty());
     }
 }
 
@@ -180,8 +271,9 @@ async fn a_subscription_failing_for_three_days_is_disabled_and_its_creator_email
     for db in backends().await {
         let api = Api::new(startup::open(db.config_with(&[("CONNVAULT_ALLOW_LOOPBACK", "1")])).await.unwrap());
         let owner = session(&api.s, "owner@acme.com", None, true).await;
-        let (st, hook, text) =
-            api.call(Who::Session(&owner), "POST", "/api/v1/environments/DEV/webhooks", Some(json!({"url": format!("http://{addr}/hook"), "events": ["*"]}))).await;
+        let (st, hook, text) = api
+            .call(Who::Session(&owner), "POST", "/api/v1/environments/DEV/webhooks", Some(json!({"url": format!("http://{addr}/hook"), "events": ["*"]})))
+            .await;
         assert_eq!(st, 201, "{text}");
         let id = hook["id"].as_i64().unwrap();
         let (st, _, _) = api.call(Who::Session(&owner), "POST", &format!("/api/v1/environments/DEV/webhooks/{id}/test"), None).await;
@@ -246,7 +338,10 @@ async fn scheduled_checks_record_transitions_not_every_check() {
         let k = key(&api.s, &["DEV:connections:rw", "DEV:audit:read"]).await;
         // The http provider's check GETs base_url: this target answers with the status set.
         let (good, good_addr) = health_target().await;
-        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection("Api", &format!("http://{good_addr}/")))).await.0, 201);
+        assert_eq!(
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection("Api", &format!("http://{good_addr}/")))).await.0,
+            201
+        );
         let id: i64 = server::connections::get(&api.s.db, "DEV", "Api").await.unwrap().id;
         let check = || async { server::checks::scheduled(api.s.signing(), id).await.unwrap().unwrap() };
         assert!(check().await.ok);
@@ -256,7 +351,13 @@ async fn scheduled_checks_record_transitions_not_every_check() {
         good.store(200, Ordering::SeqCst);
         assert!(check().await.ok);
         let (_, audit, _) = api.call(Who::Key(&k), "GET", "/api/v1/audit?environment=DEV", None).await;
-        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).filter(|a| a.starts_with("connection.f") || a.starts_with("connection.r")).collect();
+        let actions: Vec<&str> = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .filter(|a| a.starts_with("connection.f") || a.starts_with("connection.r"))
+            .collect();
         assert_eq!(actions, ["connection.recovered", "connection.failing"], "one event per change, newest first");
         let failing = audit["items"].as_array().unwrap().iter().find(|e| e["action"] == "connection.failing").unwrap();
         assert!(failing["detail"]["advice"].is_string(), "{failing}");
@@ -295,15 +396,17 @@ async fn two_servers_on_one_postgres_deliver_each_event_once() {
     let a = Api::new(startup::open(db.config_with(&vars)).await.unwrap());
     let b = Api::new(startup::open(db.config_with(&vars)).await.unwrap());
     let k = key(&a.s, &["DEV:webhooks:rw", "DEV:connections:rw"]).await;
-    let (st, _, text) =
-        a.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/webhooks", Some(json!({"url": format!("http://{addr}/hook"), "events": ["connection.created"]}))).await;
+    let (st, _, text) = a
+        .call(Who::Key(&k), "POST", "/api/v1/environments/DEV/webhooks", Some(json!({"url": format!("http://{addr}/hook"), "events": ["connection.created"]})))
+        .await;
     assert_eq!(st, 201, "{text}");
     let running_a = workers::start(&a.s).await.unwrap();
     let running_b = workers::start(&b.s).await.unwrap();
     const N: usize = 60;
     for i in 0..N {
         let api = if i % 2 == 0 { &a } else { &b };
-        let (st, _, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection(&format!("C{i}"), "https://x.example.com"))).await;
+        let (st, _, text) =
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_connection(&format!("C{i}"), "https://x.example.com"))).await;
         assert_eq!(st, 201, "{text}");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -312,8 +415,8 @@ async fn two_servers_on_one_postgres_deliver_each_event_once() {
     }
     // A moment more, for any second delivery to show.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    running_a.stop().await;
-    running_b.stop().await;
+    running_a.stop(&a.s).await;
+    running_b.stop(&b.s).await;
     let ids: Vec<String> = receiver.got().iter().map(|(h, _)| header(h, "webhook-id")).collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), unique.len()), (N, N), "every event delivered exactly once");
@@ -327,7 +430,10 @@ async fn the_home_page_lists_what_needs_attention_per_environment() {
         let envs: Vec<i64> = server::environments::list(&api.s.db).await.unwrap().iter().map(|e| e.id).collect();
         assert!(server::attention::items(&api.s.db, &envs).await.unwrap().is_empty());
         let (target, addr) = health_target().await;
-        assert_eq!(api.call(Who::Key(&k), "POST", "/api/v1/environments/QA/connections", Some(http_connection("Api", &format!("http://{addr}/")))).await.0, 201);
+        assert_eq!(
+            api.call(Who::Key(&k), "POST", "/api/v1/environments/QA/connections", Some(http_connection("Api", &format!("http://{addr}/")))).await.0,
+            201
+        );
         target.store(401, Ordering::SeqCst);
         let id = server::connections::get(&api.s.db, "QA", "Api").await.unwrap().id;
         server::checks::scheduled(api.s.signing(), id).await.unwrap();
@@ -339,5 +445,40 @@ async fn the_home_page_lists_what_needs_attention_per_environment() {
         // Only the environments asked about.
         let dev = server::environments::find(&api.s.db, "DEV").await.unwrap().id;
         assert_eq!(server::attention::items(&api.s.db, &[dev]).await.unwrap().len(), 1);
+    }
+}
+
+/// Usage counted in memory reaches the database every second (`persist_usage`), so a server
+/// that dies afterwards loses none of it; the `usage.audit` job then writes one event per
+/// caller, integration and minute with the counts of every server summed, and only for
+/// finished minutes.
+#[tokio::test]
+async fn usage_counts_are_kept_in_the_database_and_summed_over_servers() {
+    for db in backends().await {
+        let a = startup::open(db.config()).await.unwrap();
+        let b = startup::open(db.config()).await.unwrap();
+        let env = server::environments::find(&a.db, "DEV").await.unwrap();
+        let caller = server::audit::Actor { kind: server::audit::ActorKind::ApiKey, id: None, label: "api key release-bot".into(), client_addr: None };
+        for _ in 0..3 {
+            a.broker.count_call(&caller, &env, "Orders");
+        }
+        for _ in 0..2 {
+            b.broker.count_call(&caller, &env, "Orders");
+        }
+        assert_eq!(a.broker.persist_usage(&a.db).await.unwrap(), 1);
+        assert_eq!(b.broker.persist_usage(&b.db).await.unwrap(), 1);
+        assert_eq!(a.broker.persist_usage(&a.db).await.unwrap(), 0, "nothing counted twice");
+        // Both servers gone: what they counted is in the database.
+        a.db.close().await;
+        b.db.close().await;
+        let c = startup::open(db.config()).await.unwrap();
+        assert_eq!(server::broker::audit_usage(&c.db, false).await.unwrap(), 0, "this minute is not finished");
+        db.exec("UPDATE usage_counts SET minute = minute - 2").await;
+        assert!(server::broker::audit_usage(&c.db, false).await.unwrap() >= 1);
+        let events: Vec<_> = server::audit::recent(&c.db, 50).await.unwrap().into_iter().filter(|e| e.action == "proxy.use").collect();
+        let calls: i64 = events.iter().map(|e| e.detail["calls"].as_i64().unwrap()).sum();
+        assert_eq!(calls, 5, "{events:?}");
+        assert!(events.len() <= 2 && events.iter().all(|e| e.actor == "api key release-bot" && e.object_name.as_deref() == Some("Orders")), "{events:?}");
+        assert_eq!(server::broker::audit_usage(&c.db, true).await.unwrap(), 0, "written once");
     }
 }

@@ -77,9 +77,11 @@ impl Upstream {
                     body_len: body,
                 });
                 let a = this.answer.lock().unwrap().clone();
-                let chunks = futures::stream::iter((0..a.body_len).step_by(64 * 1024).map(move |at| {
-                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; (a.body_len - at).min(64 * 1024)]))
-                }));
+                let chunks = futures::stream::iter(
+                    (0..a.body_len)
+                        .step_by(64 * 1024)
+                        .map(move |at| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; (a.body_len - at).min(64 * 1024)]))),
+                );
                 let mut r = axum::response::Response::builder().status(a.status);
                 for (n, v) in &a.headers {
                     r = r.header(*n, *v);
@@ -120,7 +122,8 @@ async fn world(db: &TestDb, extra: &[(&str, &str)]) -> World {
     let api = Api::new(open(db, extra).await);
     let admin = key(&api.s, &["DEV:connections:rw", "DEV:integrations:rw", "DEV:bindings:rw", "DEV:audit:read"]).await;
     let w = World { api, admin, upstream, base };
-    let body = json!({"name": "Api", "provider": "http", "settings": {"base_url": format!("{}/api/v1", w.base), "auth": "bearer"}, "secrets": {"token": STORED}});
+    let body =
+        json!({"name": "Api", "provider": "http", "settings": {"base_url": format!("{}/api/v1", w.base), "auth": "bearer"}, "secrets": {"token": STORED}});
     w.ok("POST", "/api/v1/environments/DEV/connections", body).await;
     w.ok("PUT", "/api/v1/environments/DEV/integrations/Orders", json!({"provider": "http", "objects": ["orders"]})).await;
     w.ok("PUT", "/api/v1/environments/DEV/integrations/Orders/binding", json!({"connection": "Api"})).await;
@@ -307,12 +310,7 @@ async fn grants_decide_reads_and_writes_and_a_revoked_key_stops_at_once_on_every
             &w.api.s.db,
             &Actor::operator(),
             Creator::Operator,
-            NewApiKey {
-                name: "app".into(),
-                grants: api_keys::parse_grant("DEV:proxy:rw").unwrap(),
-                allowed_addresses: vec![],
-                expires_at: None,
-            },
+            NewApiKey { name: "app".into(), grants: api_keys::parse_grant("DEV:proxy:rw").unwrap(), allowed_addresses: vec![], expires_at: None },
         )
         .await
         .unwrap();
@@ -336,10 +334,8 @@ async fn a_repointed_connection_sends_nothing_stored_through_the_proxy() {
         let capture_url = capture.spawn().await;
         let k = key(&w.api.s, &["DEV:proxy:rw"]).await;
         let writer = key(&w.api.s, &["DEV:connections:write"]).await;
-        let (st, _, text) = w
-            .api
-            .call(Who::Key(&writer), "PATCH", "/api/v1/environments/DEV/connections/Api", Some(json!({"settings": {"base_url": capture_url}})))
-            .await;
+        let (st, _, text) =
+            w.api.call(Who::Key(&writer), "PATCH", "/api/v1/environments/DEV/connections/Api", Some(json!({"settings": {"base_url": capture_url}}))).await;
         assert!(st.is_success(), "{text}");
         let (st, _, text) = raw(&w.api, "GET", "/proxy/v1/DEV/Orders/orders", &[("authorization", &bearer(&k))], "").await;
         assert_eq!(st, 409, "{text}");
@@ -426,8 +422,12 @@ mod salesforce {
         let sf = StandIn::new();
         let base = sf.spawn().await.unwrap();
         sf.add_user(USER, true);
-        w.ok("POST", "/api/v1/environments/DEV/connections", json!({"name": "SF", "provider": "salesforce", "settings": {"login_url": base, "username": USER}}))
-            .await;
+        w.ok(
+            "POST",
+            "/api/v1/environments/DEV/connections",
+            json!({"name": "SF", "provider": "salesforce", "settings": {"login_url": base, "username": USER}}),
+        )
+        .await;
         w.ok("POST", "/api/v1/environments/DEV/connections/SF/certificate", json!({})).await;
         let (_, _, pem) = w.api.call(Who::Key(&w.admin), "GET", "/api/v1/environments/DEV/connections/SF/certificate", None).await;
         let consumer_key = "3MVG9proxy".to_string();
@@ -486,8 +486,12 @@ mod sap {
             sap.add_user("CC_PROXY", "Pa55-proxy-word", true);
             sap.add_client("sb-proxy", "xsuaa-proxy-secret", true);
             let settings = json!({"service_url": urls.service_url, "auth": "basic", "username": "CC_PROXY", "sap_client": "100"});
-            w.ok("POST", "/api/v1/environments/DEV/connections", json!({"name": "S4", "provider": "sap_odata", "settings": settings, "secrets": {"password": "Pa55-proxy-word"}}))
-                .await;
+            w.ok(
+                "POST",
+                "/api/v1/environments/DEV/connections",
+                json!({"name": "S4", "provider": "sap_odata", "settings": settings, "secrets": {"password": "Pa55-proxy-word"}}),
+            )
+            .await;
             let settings = json!({"service_url": urls.service_url, "auth": "oauth_client_credentials", "token_url": urls.token_url, "client_id": "sb-proxy"});
             w.ok(
                 "POST",
@@ -496,7 +500,12 @@ mod sap {
             )
             .await;
             for (integration, connection) in [("Partners", "S4"), ("PartnersOAuth", "S4_OAuth")] {
-                w.ok("PUT", &format!("/api/v1/environments/DEV/integrations/{integration}"), json!({"provider": "sap_odata", "objects": ["A_BusinessPartner"]})).await;
+                w.ok(
+                    "PUT",
+                    &format!("/api/v1/environments/DEV/integrations/{integration}"),
+                    json!({"provider": "sap_odata", "objects": ["A_BusinessPartner"]}),
+                )
+                .await;
                 w.ok("PUT", &format!("/api/v1/environments/DEV/integrations/{integration}/binding"), json!({"connection": connection})).await;
             }
             let k = key(&w.api.s, &["DEV:proxy:rw"]).await;

@@ -579,6 +579,107 @@ async fn certificates_expiring_within_30_days_are_flagged() {
     }
 }
 
+/// An environment that renews by itself: `renew_days_before` days before a certificate
+/// expires, the scan enqueues its renewal once, which issues a pending certificate and sends the
+/// admin request (the current one stays active); one that cannot start is recorded with what
+/// to fix and not tried again.
+#[tokio::test]
+async fn certificates_are_renewed_by_themselves_when_the_environment_says_so() {
+    for db in backends().await {
+        let (api, k, _sf, base) = setup(&db).await;
+        create(&api, &k, "Auto", &base, json!({})).await;
+        create(&api, &k, "NoAdmin", &base, json!({})).await;
+        certificate(&api, &k, "Auto").await;
+        certificate(&api, &k, "NoAdmin").await;
+        let (st, _, text) =
+            api.call(Who::Key(&k), "PATCH", "/api/v1/environments/DEV/connections/NoAdmin", Some(json!({"settings": {"admin_email": null}}))).await;
+        assert_eq!(st, 200, "{text}");
+        let in_days = |d: i64| server::db::format_time(chrono::Utc::now() + chrono::Duration::days(d));
+        db.exec(&format!("UPDATE certificates SET not_after = '{}' WHERE state = 'active'", in_days(45))).await;
+        let scan = || server::expiry::scan(&api.s.db, &api.s.vault, &api.s.mailer, &api.s.config.public_url);
+        let drain = || server::jobs::drain(&api.s.db, &api.s, &server::workers::KINDS);
+        scan().await.unwrap();
+        drain().await.unwrap();
+        let state = |name: &'static str| {
+            let db = &api.s.db;
+            async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT s.state FROM certificates s JOIN connections c ON c.id = s.connection_id WHERE c.name = '{name}' ORDER BY s.id"
+                )))
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+                rows.iter().map(|r| sqlx::Row::try_get::<String, _>(r, "state").unwrap()).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(state("Auto").await, ["active"], "the environment does not renew by itself by default");
+
+        // Bad settings say what to fix; nothing changes.
+        let op = server::audit::Actor::operator();
+        let bad = server::environments::Schedule { check_every_hours: -1, renew_days_before: 400 };
+        let err = server::environments::set_schedule(&api.s.db, &op, "DEV", bad).await.unwrap_err();
+        assert!(matches!(&err, server::Error::Validation(f) if f.len() == 2), "{err:?}");
+        let good = server::environments::Schedule { check_every_hours: 6, renew_days_before: 60 };
+        assert_eq!(server::environments::set_schedule(&api.s.db, &op, "DEV", good).await.unwrap(), good);
+        assert_eq!(server::environments::schedule(&api.s.db, "DEV").await.unwrap(), good);
+
+        scan().await.unwrap();
+        drain().await.unwrap();
+        assert_eq!(state("Auto").await, ["active", "pending"], "a pending certificate, the current one still in use");
+        let (_, status, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/DEV/connections/Auto/status", None).await;
+        assert_eq!(status["request"]["state"], "open", "{status}");
+        assert_eq!(status["request"]["admin_email"], "sf-admin@acme.com", "{status}");
+        let mails = server::mail::list(&api.s.db, &Default::default(), None).await.unwrap().items;
+        assert_eq!(mails.iter().filter(|m| m.to == "sf-admin@acme.com").count(), 1, "{mails:?}");
+        // NoAdmin: recorded with what to fix.
+        assert_eq!(state("NoAdmin").await, ["active"]);
+        let events = server::audit::recent(&api.s.db, 200).await.unwrap();
+        let failed: Vec<_> = events.iter().filter(|e| e.action == "certificate.renew" && e.object_name.as_deref() == Some("NoAdmin")).collect();
+        assert_eq!(failed.len(), 1, "{events:?}");
+        assert!(failed[0].detail["reason"].as_str().unwrap().contains("admin"), "{:?}", failed[0].detail);
+        let issued: Vec<_> = events.iter().filter(|e| e.action == "certificate.issue" && e.object_name.as_deref() == Some("Auto")).collect();
+        assert_eq!(issued[0].actor, "connvault (automatic renewal)");
+
+        // Once per certificate: scanning again renews nothing more.
+        scan().await.unwrap();
+        drain().await.unwrap();
+        assert_eq!(state("Auto").await, ["active", "pending"]);
+        let events = server::audit::recent(&api.s.db, 200).await.unwrap();
+        assert_eq!(events.iter().filter(|e| e.action == "certificate.renew").count(), 1);
+    }
+}
+
+/// A typed secret whose expiry date is known (an Entra client secret's, entered with it) is
+/// warned about as certificates are, as `secret.expiring`; one due later is not yet.
+#[tokio::test]
+async fn secrets_whose_expiry_is_known_are_warned_about() {
+    for db in backends().await {
+        let api = Api::new(open(&db).await);
+        let k = key(&api.s, &["DEV:connections:rw", "DEV:audit:read"]).await;
+        common::api::session(&api.s, "owner@acme.com", None, true).await;
+        let day = |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).format("%Y-%m-%d").to_string();
+        let soon = day(10);
+        for (name, date) in [("DV_Secret", day(10)), ("DV_Later", day(60))] {
+            let body = json!({"name": name, "provider": "dataverse", "settings": {
+                "environment_url": "https://contoso.crm4.dynamics.com", "auth": "secret", "tenant": "contoso.onmicrosoft.com",
+                "client_id": "11111111-2222-3333-4444-555555555555", "client_secret_expires_on": date}});
+            let (st, _, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(body)).await;
+            assert_eq!(st, 201, "{text}");
+        }
+        let scan = || server::expiry::scan(&api.s.db, &api.s.vault, &api.s.mailer, &api.s.config.public_url);
+        assert_eq!(scan().await.unwrap(), 1);
+        assert_eq!(scan().await.unwrap(), 0, "sent once");
+        let mails = server::mail::list(&api.s.db, &Default::default(), None).await.unwrap().items;
+        let warned: Vec<_> = mails.iter().filter(|m| m.subject.contains("client secret of DV_Secret in DEV expires in")).collect();
+        assert_eq!(warned.len(), 1, "{mails:?}");
+        assert!(!mails.iter().any(|m| m.subject.contains("DV_Later")), "{mails:?}");
+        let events = server::audit::recent(&api.s.db, 200).await.unwrap();
+        let e = events.iter().find(|e| e.action == "secret.expiring").expect("announced");
+        assert_eq!(e.object_name.as_deref(), Some("DV_Secret"));
+        assert!(e.detail["expires_at"].as_str().unwrap().starts_with(&soon), "{:?}", e.detail);
+    }
+}
+
 #[tokio::test]
 async fn the_request_email_goes_through_a_real_smtp_server_with_the_certificate_and_the_steps() {
     use mailparse::MailHeaderMap;

@@ -85,7 +85,8 @@ impl World {
     }
 
     async fn bind(&self, integration: &str, connection: &str) {
-        let (st, _, text) = self.call("PUT", &format!("integrations/{integration}"), Some(json!({"provider": "sap_odata", "objects": ["A_BusinessPartner"]}))).await;
+        let (st, _, text) =
+            self.call("PUT", &format!("integrations/{integration}"), Some(json!({"provider": "sap_odata", "objects": ["A_BusinessPartner"]}))).await;
         assert!((200..300).contains(&st), "{text}");
         let (st, _, text) = self.call("PUT", &format!("integrations/{integration}/binding"), Some(json!({"connection": connection}))).await;
         assert_eq!(st, 200, "{text}");
@@ -273,14 +274,29 @@ async fn each_failure_has_its_own_detail_and_advice() {
             (settings, secrets)
         };
         let cases: Vec<(&str, (Value, Value), &str, &str)> = vec![
-            ("WrongPassword", basic(&w.urls.service_url, USER, "not-the-password"), "SAP refused the user name or password (401 Unauthorized)", "replace the password"),
+            (
+                "WrongPassword",
+                basic(&w.urls.service_url, USER, "not-the-password"),
+                "SAP refused the user name or password (401 Unauthorized)",
+                "replace the password",
+            ),
             ("WrongKey", with_key(&w.urls.service_url, "not-the-key"), "SAP refused the API key (401 Unauthorized): Invalid ApiKey", "Show API Key"),
-            ("NoRole", basic(&w.urls.service_url, "NO_ROLE", PASSWORD), "refused access to service API_BUSINESS_PARTNER (403 Forbidden)", "communication arrangement"),
+            (
+                "NoRole",
+                basic(&w.urls.service_url, "NO_ROLE", PASSWORD),
+                "refused access to service API_BUSINESS_PARTNER (403 Forbidden)",
+                "communication arrangement",
+            ),
             ("NoService", basic(&root("API_NOPE"), USER, PASSWORD), "/sap/opu/odata/sap/API_NOPE/$metadata answered 404 Not Found", "/IWFND/MAINT_SERVICE"),
             ("Closed", with_key(&format!("http://127.0.0.1:{closed}/sap/opu/odata/sap/X/"), API_KEY), "refused the connection", "check the port"),
             ("Silent", with_key(&format!("http://{silent_addr}/sap/opu/odata/sap/X/"), API_KEY), "did not answer in time", "firewall"),
             ("NoTls", with_key(&w.urls.service_url.replace("http://", "https://"), API_KEY), "secure (TLS) connection", "certificate"),
-            ("WrongSecret", w.oauth(CLIENT, "not-the-secret"), "the token endpoint refused client sb-connvault!b1234|it!b56 or its secret (401 unauthorized: Bad credentials)", "client secret"),
+            (
+                "WrongSecret",
+                w.oauth(CLIENT, "not-the-secret"),
+                "the token endpoint refused client sb-connvault!b1234|it!b56 or its secret (401 unauthorized: Bad credentials)",
+                "client secret",
+            ),
             ("NoGrant", w.oauth("sb-no-grant", SECRET), "may not use the client credentials grant (400 unauthorized_client", "client_credentials grant"),
             ("TokenPath", oauth_at(&format!("{}/wrong/path", w.urls.base)), "did not answer like an OAuth 2.0 token endpoint", "/oauth/token"),
             ("TokenClosed", oauth_at(&format!("http://127.0.0.1:{closed}/oauth/token")), "token URL: 127.0.0.1 refused the connection", "check the port"),
@@ -392,7 +408,8 @@ async fn a_repointed_service_or_token_url_drops_the_stored_secret() {
         let (settings, secrets) = w.oauth(CLIENT, SECRET);
         w.create("MovedToken", settings, secrets).await;
         assert_eq!(w.test("MovedToken").await["ok"], true);
-        let (st, moved, text) = w.call("PATCH", "connections/MovedToken", Some(json!({"settings": {"token_url": format!("{}/other/oauth/token", w.urls.base)}}))).await;
+        let (st, moved, text) =
+            w.call("PATCH", "connections/MovedToken", Some(json!({"settings": {"token_url": format!("{}/other/oauth/token", w.urls.base)}}))).await;
         assert_eq!(st, 200, "{text}");
         assert_eq!(moved["secrets_set"], json!({}), "the client secret and the cached token went: {moved}");
         let before = w.sap.token_requests();
@@ -414,7 +431,13 @@ async fn the_token_answer_schema_names_the_csrf_fields() {
         assert!(!schema["required"].as_array().unwrap().iter().any(|r| r == field));
     }
     // The connection's own schema: the fixed field names, closed, a rule per auth value.
-    let sap = doc["components"]["schemas"]["NewConnection"]["oneOf"].as_array().unwrap().iter().find(|p| p["properties"]["provider"]["const"] == "sap_odata").cloned().unwrap();
+    let sap = doc["components"]["schemas"]["NewConnection"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["properties"]["provider"]["const"] == "sap_odata")
+        .cloned()
+        .unwrap();
     assert_eq!(sap["properties"]["settings"]["required"], json!(["service_url", "auth"]), "{sap}");
     let settings: Vec<&String> = sap["properties"]["settings"]["properties"].as_object().unwrap().keys().collect();
     assert_eq!(settings, ["auth", "client_id", "sap_client", "service_url", "token_url", "username"]);

@@ -246,7 +246,9 @@ async fn a_code_used_twice_and_a_wrong_code_verifier_are_refused() {
         let code = code_of(&url);
         assert!(redeem(code.clone(), verifier.clone()).await.is_ok());
         match redeem(code, verifier.clone()).await {
-            Err(server::oauth::Failure::Refused { error, description, .. }) => assert_eq!((error.as_str(), description.as_str()), ("invalid_grant", "authorization code has been used already")),
+            Err(server::oauth::Failure::Refused { error, description, .. }) => {
+                assert_eq!((error.as_str(), description.as_str()), ("invalid_grant", "authorization code has been used already"))
+            }
             other => panic!("{other:?}"),
         }
         match redeem(code_of(&url), server::oauth::new_verifier()).await {
@@ -329,8 +331,14 @@ async fn a_rotation_race_keeps_the_newest_refresh_token() {
         assert!(!server::connect::rotate_refresh(&s.db, vault, &env, &c, "refresh_token", &current, &blob, &late, "test").await.unwrap());
         assert_eq!(w.stored_refresh().await.unwrap(), "rotated-by-a");
         let (_, a_blob) = server::connect::open_refresh(&s.db, vault, &env, &c, "refresh_token").await.unwrap().unwrap();
-        let rewrapped = vault.seal(&server::seal::Place { table: "connection_secrets", row: c.id, field: "refresh_token", environment: env.id }, b"rotated-by-a");
-        sqlx::query("UPDATE connection_secrets SET blob = $1 WHERE connection_id = $2 AND field = 'refresh_token'").bind(rewrapped).bind(c.id).execute(s.db.pool()).await.unwrap();
+        let rewrapped =
+            vault.seal(&server::seal::Place { table: "connection_secrets", row: c.id, field: "refresh_token", environment: env.id }, b"rotated-by-a");
+        sqlx::query("UPDATE connection_secrets SET blob = $1 WHERE connection_id = $2 AND field = 'refresh_token'")
+            .bind(rewrapped)
+            .bind(c.id)
+            .execute(s.db.pool())
+            .await
+            .unwrap();
         let next = SecretString::from("rotated-after-rewrap");
         assert!(server::connect::rotate_refresh(&s.db, vault, &env, &c, "refresh_token", &a, &a_blob, &next, "test").await.unwrap());
         assert_eq!(w.stored_refresh().await.unwrap(), "rotated-after-rewrap");
@@ -479,7 +487,8 @@ async fn salesforce_web_server_flow_connects_and_refreshes() {
         // Cancelled.
         let (_, authorize, _) = get(&api, Some(&owner), "/connect/DEV/SF").await;
         let state = url::Url::parse(&authorize).unwrap().query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-        let (_, location, _) = get(&api, Some(&owner), &format!("/salesforce/callback?error=access_denied&error_description=end-user+denied+authorization&state={state}")).await;
+        let (_, location, _) =
+            get(&api, Some(&owner), &format!("/salesforce/callback?error=access_denied&error_description=end-user+denied+authorization&state={state}")).await;
         let result = outcome(&api, &owner, &location).await;
         assert!(result.advice.as_deref().unwrap().contains("cancelled"), "{result:?}");
 
@@ -494,8 +503,9 @@ async fn salesforce_web_server_flow_connects_and_refreshes() {
         assert!(status.summary.starts_with(&format!("connected to org {} as admin@acme.com", sf.org_id())), "{status:?}");
         assert!(c.secrets_set.contains_key("refresh_token"));
 
-        let (st, _, text) =
-            api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Accounts", Some(json!({"provider": "salesforce", "objects": ["Account"]}))).await;
+        let (st, _, text) = api
+            .call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Accounts", Some(json!({"provider": "salesforce", "objects": ["Account"]})))
+            .await;
         assert!(st.is_success(), "{text}");
         api.call(Who::Key(&k), "PUT", "/api/v1/environments/DEV/integrations/Accounts/binding", Some(json!({"connection": "SF"}))).await;
         let (st, t, text) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/integrations/Accounts/token?force_refresh=true", Some(json!({}))).await;
@@ -519,7 +529,8 @@ async fn keep_alive_refreshes_idle_connections_that_ask_for_it() {
         assert_eq!(server::connect::keep_alive(&w.api.s).await.unwrap(), 0);
         assert_eq!(w.auth.refreshes(), before);
         // With it, an idle one is refreshed once, and not again while it is fresh.
-        let (st, _, text) = w.api.call(Who::Key(&w.k), "PATCH", "/api/v1/environments/DEV/connections/Mail", Some(json!({"settings": {"keep_alive_days": 7}}))).await;
+        let (st, _, text) =
+            w.api.call(Who::Key(&w.k), "PATCH", "/api/v1/environments/DEV/connections/Mail", Some(json!({"settings": {"keep_alive_days": 7}}))).await;
         assert_eq!(st, 200, "{text}");
         assert!(w.stored_refresh().await.is_some(), "a shared setting keeps the sign-in");
         db.exec("UPDATE tokens SET obtained_at = '2020-01-01T00:00:00.000000Z'").await;
@@ -553,7 +564,8 @@ async fn the_rest_api_shows_the_sign_in_status_and_disconnects() {
         let (_, status, _) = w.api.call(Who::Key(&w.k), "GET", &format!("{path}/sign-in"), None).await;
         assert_eq!(status["state"], "needs_sign_in");
         // A connection of another flow: 409 naming what signs in.
-        let body = json!({"name": "Plain", "provider": "http", "settings": {"base_url": "https://api.example.com", "auth": "bearer"}, "secrets": {"token": "t"}});
+        let body =
+            json!({"name": "Plain", "provider": "http", "settings": {"base_url": "https://api.example.com", "auth": "bearer"}, "secrets": {"token": "t"}});
         w.api.call(Who::Key(&w.k), "POST", "/api/v1/environments/DEV/connections", Some(body)).await;
         let (st, err, _) = w.api.call(Who::Key(&w.k), "GET", "/api/v1/environments/DEV/connections/Plain/sign-in", None).await;
         assert_eq!(st, 409);

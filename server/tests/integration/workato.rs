@@ -116,7 +116,8 @@ async fn each_refusal_says_what_to_fix() {
 
         // Nothing listening: the outbound client's words.
         let (_reserved, port) = common::refusing_port();
-        let body = json!({"name": "Down", "provider": "workato", "settings": {"base_url": format!("http://127.0.0.1:{port}/api/")}, "secrets": {"api_token": token}});
+        let body =
+            json!({"name": "Down", "provider": "workato", "settings": {"base_url": format!("http://127.0.0.1:{port}/api/")}, "secrets": {"api_token": token}});
         assert_eq!(w.call("POST", "connections", Some(body)).await.0, 201);
         let (_, r, _) = w.call("POST", "connections/Down/test", None).await;
         assert_eq!(r["ok"], false);
@@ -129,7 +130,11 @@ async fn bad_settings_are_refused_with_what_to_fix() {
     let db = backends().await.into_iter().next().unwrap();
     let w = world(&db).await;
     let (st, err, _) = w
-        .call("POST", "connections", Some(json!({"name": "X", "provider": "workato", "settings": {"data_center": "mars", "environment": "staging"}, "secrets": {}})))
+        .call(
+            "POST",
+            "connections",
+            Some(json!({"name": "X", "provider": "workato", "settings": {"data_center": "mars", "environment": "staging"}, "secrets": {}})),
+        )
         .await;
     assert_eq!(st, 422);
     let fields: Vec<&str> = err["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
@@ -175,7 +180,8 @@ async fn the_connection_page_lists_the_workspace_collaborators_and_their_roles()
         assert!(refused.advice.unwrap().contains("Collaborators privilege"));
 
         // Each read is audited, like a test; providers without details say so.
-        let reads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'connection.details'").fetch_one(w.api.s.db.pool()).await.unwrap();
+        let reads: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'connection.details'").fetch_one(w.api.s.db.pool()).await.unwrap();
         assert_eq!(reads, 2);
         let body = json!({"name": "H", "provider": "http", "settings": {"base_url": "https://api.example.com", "auth": "bearer"}});
         assert_eq!(w.call("POST", "connections", Some(body)).await.0, 201);

@@ -6,9 +6,9 @@
 
 pub mod client;
 pub mod jwt;
-pub mod web;
 pub mod request;
 pub mod standin;
+pub mod web;
 
 use serde_json::{json, Map, Value};
 
@@ -142,6 +142,7 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     details: None,
     authorization: Some(&web::AUTHORIZATION),
     session: None,
+    secret_expiry: None,
 };
 
 static MINTING: Minting = Minting {
@@ -231,7 +232,6 @@ fn verify<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, minted: &'a M
         }
     })
 }
-
 
 /// The hosts whose token endpoint is Salesforce's own: the issuer that accepts an assertion
 /// signed with the connection's key. Production and sandbox logins, My Domain (with its

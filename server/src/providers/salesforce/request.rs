@@ -36,7 +36,6 @@ pub fn steps(f: &RequestFacts<'_>) -> Vec<String> {
     ]
 }
 
-
 pub fn email(f: &RequestFacts<'_>) -> Email {
     let steps = steps(f);
     let intro = format!(

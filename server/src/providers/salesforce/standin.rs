@@ -214,21 +214,21 @@ impl StandIn {
     /// A new, empty org with a random 18-character org id (`00D…`).
     pub fn new() -> StandIn {
         let state = Arc::new(Mutex::new(State {
-                org_id: salesforce_id("00D"),
-                base: None,
-                apps: Vec::new(),
-                users: BTreeMap::new(),
-                sessions: HashMap::new(),
-                audiences: None,
-                token_lifetime: DEFAULT_TOKEN_LIFETIME,
-                fail: None,
-                delay: None,
-                token_requests: 0,
-                userinfo_requests: 0,
-                query_requests: 0,
-                api_latency: Duration::ZERO,
-                assertions: Vec::new(),
-            }));
+            org_id: salesforce_id("00D"),
+            base: None,
+            apps: Vec::new(),
+            users: BTreeMap::new(),
+            sessions: HashMap::new(),
+            audiences: None,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            fail: None,
+            delay: None,
+            token_requests: 0,
+            userinfo_requests: 0,
+            query_requests: 0,
+            api_latency: Duration::ZERO,
+            assertions: Vec::new(),
+        }));
         let options = crate::oauth_standin::Options {
             title: "Salesforce stand-in".into(),
             unknown_client: "invalid_client_id",
@@ -678,7 +678,12 @@ pub const ACCOUNTS: &[(&str, &str, &str)] = &[
 /// `GET /services/data/vNN.N/query?q=SELECT … FROM Account [LIMIT n]`: the REST API's query,
 /// for `Account` only, with Salesforce's answer shapes (records with `attributes`, `totalSize`,
 /// `done`) and errors (`INVALID_SESSION_ID` 401, `MALFORMED_QUERY` and `INVALID_TYPE` 400).
-async fn query_endpoint(Shared(standin): Shared<StandIn>, axum::extract::Path(version): axum::extract::Path<String>, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+async fn query_endpoint(
+    Shared(standin): Shared<StandIn>,
+    axum::extract::Path(version): axum::extract::Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let latency = {
         let mut st = standin.lock();
         st.query_requests += 1;
@@ -802,7 +807,6 @@ fn take_one<T: Copy>(slot: &mut Option<(usize, T)>) -> Option<T> {
     Some(value)
 }
 
-
 /// A forced failure, shaped like what Salesforce's edge sends.
 fn failure(status: u16) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -820,8 +824,6 @@ fn failure(status: u16) -> Response {
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html;charset=UTF-8"));
     response
 }
-
-
 
 /// `exp` as seconds since the epoch: a JSON number (fractions dropped) or a string of digits,
 /// the form Salesforce's documentation shows.
@@ -873,7 +875,6 @@ fn random_secret() -> [u8; 32] {
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const TOKEN_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._";
 
-
 /// A random 18-character Salesforce id with the given key prefix (`00D` org, `005` user): the
 /// 15-character id plus its real case-safe checksum.
 fn salesforce_id(prefix: &str) -> String {
@@ -898,7 +899,6 @@ pub fn id_checksum(id15: &str) -> String {
 // ---------------------------------------------------------------- demo admin page
 
 const DEMO_TITLE: &str = "connvault Salesforce stand-in — for local demos, not Salesforce";
-
 
 async fn demo_page(Shared(standin): Shared<StandIn>, headers: HeaderMap) -> Response {
     let base = standin.base_for(&headers);
@@ -947,7 +947,6 @@ async fn demo_add_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, body
     }
 }
 
-
 /// The admin's connected app for the web server flow: its callback URL and the user who signs
 /// in (created with that password); the answer shows the consumer key and secret.
 async fn demo_add_web_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, body: Bytes) -> Response {
@@ -956,7 +955,10 @@ async fn demo_add_web_app(Shared(standin): Shared<StandIn>, headers: HeaderMap, 
     let get = |k: &str| f.get(k).cloned().unwrap_or_default();
     let (callback, username, password) = (get("callback_url"), get("username"), get("password"));
     if url::Url::parse(&callback).is_err() || username.is_empty() || password.is_empty() {
-        return html(StatusCode::BAD_REQUEST, render_demo(&standin, &base, Some(Err("Enter the callback URL (a URL), the user's username and a password.".into()))));
+        return html(
+            StatusCode::BAD_REQUEST,
+            render_demo(&standin, &base, Some(Err("Enter the callback URL (a URL), the user's username and a password.".into()))),
+        );
     }
     let (key, secret) = standin.add_web_app(&callback, &username, &password);
     let mut page = render_demo(&standin, &base, None);
@@ -1091,4 +1093,3 @@ mod tests {
         assert_eq!(take_one(&mut slot), None);
     }
 }
-

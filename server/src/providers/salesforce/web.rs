@@ -81,7 +81,10 @@ pub fn refresh<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets:
         let Some(refresh_token) = secrets.get(super::REFRESH_TOKEN) else {
             return Err(Refusal {
                 transient: false,
-                result: TestResult::failed("nobody has signed in to Salesforce for this connection yet", "choose Connect with Salesforce on the connection page"),
+                result: TestResult::failed(
+                    "nobody has signed in to Salesforce for this connection yet",
+                    "choose Connect with Salesforce on the connection page",
+                ),
             });
         };
         let client_id = s.consumer_key.clone().unwrap_or_default();
@@ -92,7 +95,14 @@ pub fn refresh<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets:
     })
 }
 
-fn redeem<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a Secrets, code: &'a str, verifier: &'a SecretString, redirect_uri: &'a str) -> MintFuture<'a> {
+fn redeem<'a>(
+    out: &'a Outbound,
+    settings: &'a Map<String, Value>,
+    secrets: &'a Secrets,
+    code: &'a str,
+    verifier: &'a SecretString,
+    redirect_uri: &'a str,
+) -> MintFuture<'a> {
     Box::pin(async move {
         let s = Settings::from_map(settings);
         let secret = consumer_secret(secrets)?;
@@ -154,7 +164,9 @@ fn revoke<'a>(out: &'a Outbound, settings: &'a Map<String, Value>, secrets: &'a 
         let s = Settings::from_map(settings);
         let client_id = s.consumer_key.clone().unwrap_or_default();
         let secret = secrets.get("consumer_secret")?;
-        Some(oauth::revoke(out, &format!("{}/services/oauth2/revoke", s.login_url), &client_id, &ClientAuth::SecretInBody(secret), token, "refresh_token").await)
+        Some(
+            oauth::revoke(out, &format!("{}/services/oauth2/revoke", s.login_url), &client_id, &ClientAuth::SecretInBody(secret), token, "refresh_token").await,
+        )
     })
 }
 
@@ -165,7 +177,9 @@ mod tests {
 
     #[test]
     fn every_refusal_says_what_to_do() {
-        let s = Settings::from_map(json!({"login_url": "https://login.salesforce.com", "username": "admin@acme.com", "consumer_key": "3MVG9abc"}).as_object().unwrap());
+        let s = Settings::from_map(
+            json!({"login_url": "https://login.salesforce.com", "username": "admin@acme.com", "consumer_key": "3MVG9abc"}).as_object().unwrap(),
+        );
         let cb = "https://vault.acme.com/oauth/callback";
         let rows = [
             ("redirect_uri_mismatch", "redirect_uri must match configuration", cb),

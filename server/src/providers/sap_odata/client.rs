@@ -207,7 +207,8 @@ pub async fn check_service(out: &Outbound, s: &Settings, credential: &Credential
         });
     };
     let at_least = if response.truncated { "at least " } else { "" };
-    let sets = if metadata.entity_sets == 1 && at_least.is_empty() { "1 entity set".to_string() } else { format!("{at_least}{} entity sets", metadata.entity_sets) };
+    let sets =
+        if metadata.entity_sets == 1 && at_least.is_empty() { "1 entity set".to_string() } else { format!("{at_least}{} entity sets", metadata.entity_sets) };
     let answers = format!("service {} answers (OData {}, {sets})", s.service_name(), metadata.version);
     Ok(match csrf_of(&response.headers) {
         (Some(_), _) => TestResult::passed(format!("{answers}; writes get a CSRF token")),
@@ -287,7 +288,9 @@ fn refused(s: &Settings, url: &str, response: &OutboundResponse, sensitive: &[&s
             "check the path of the service URL (…/sap/opu/odata/sap/SERVICE_NAME/, the name in capitals as in the API's documentation), and that the \
              basis team activated the service in transaction /IWFND/MAINT_SERVICE (on S/4HANA Cloud a communication arrangement publishes it)",
         ),
-        StatusCode::TOO_MANY_REQUESTS => Refusal { result: TestResult::failed(format!("SAP is limiting requests ({status}){quote}"), "wait a little, then test again"), transient: true },
+        StatusCode::TOO_MANY_REQUESTS => {
+            Refusal { result: TestResult::failed(format!("SAP is limiting requests ({status}){quote}"), "wait a little, then test again"), transient: true }
+        }
         code if code.is_server_error() => Refusal {
             result: TestResult::failed(
                 format!("the SAP system is failing ({status}){quote}"),

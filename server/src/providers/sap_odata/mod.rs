@@ -14,7 +14,10 @@ pub mod standin;
 
 use serde_json::{json, Map, Value};
 
-use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, OnRequest, ProviderDef, Secrets, SessionExtras, SessionFuture, TestFuture, VerifyFuture};
+use super::{
+    AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, OnRequest, ProviderDef, Secrets, SessionExtras, SessionFuture,
+    TestFuture, VerifyFuture,
+};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::Outbound;
@@ -145,6 +148,7 @@ pub static SAP_ODATA: ProviderDef = ProviderDef {
     credential: Some(credential),
     admin_help: None,
     session: Some(&SESSION),
+    secret_expiry: None,
     credential_help: Some(&CREDENTIAL_HELP),
     details: None,
     authorization: None,
@@ -395,7 +399,10 @@ fn check(settings: &Map<String, Value>) -> Vec<FieldError> {
     }
     if let Some(c) = text("sap_client") {
         if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_digit()) {
-            errors.push(FieldError::new("settings.sap_client", "the SAP client is three digits, e.g. 100 (the client you log on to); leave it out for the default"));
+            errors.push(FieldError::new(
+                "settings.sap_client",
+                "the SAP client is three digits, e.g. 100 (the client you log on to); leave it out for the default",
+            ));
         }
     }
     if text("username").is_some_and(|u| u.contains(':')) {
@@ -461,7 +468,10 @@ mod tests {
     #[test]
     fn valid_configurations() {
         assert_eq!(validate(json!({"service_url": ROOT, "auth": "basic", "username": "CC_USER", "sap_client": "100"}), &["password"]), Vec::<String>::new());
-        assert_eq!(validate(json!({"service_url": "https://sandbox.api.sap.com/s4hanacloud/sap/opu/odata/sap/API_BUSINESS_PARTNER", "auth": "api_key"}), &["api_key"]), Vec::<String>::new());
+        assert_eq!(
+            validate(json!({"service_url": "https://sandbox.api.sap.com/s4hanacloud/sap/opu/odata/sap/API_BUSINESS_PARTNER", "auth": "api_key"}), &["api_key"]),
+            Vec::<String>::new()
+        );
         let oauth = json!({"service_url": ROOT, "auth": "oauth_client_credentials", "token_url": "https://acme.authentication.eu10.hana.ondemand.com/oauth/token", "client_id": "sb-x!b1|it!b2"});
         assert_eq!(validate(oauth, &["client_secret"]), Vec::<String>::new());
         assert!(validate(json!({"service_url": "http://127.0.0.1:9/sap/opu/odata/sap/X/", "auth": "api_key"}), &["api_key"]).is_empty());
@@ -480,26 +490,54 @@ mod tests {
     fn each_mistake_names_its_field() {
         let cases: Vec<(Value, &[&str], &str)> = vec![
             (json!({"auth": "basic", "username": "u"}), &["password"], "settings.service_url: Service URL is required"),
-            (json!({"service_url": format!("{ROOT}?sap-client=100"), "auth": "api_key"}), &["api_key"], "settings.service_url: give the service root without a query"),
+            (
+                json!({"service_url": format!("{ROOT}?sap-client=100"), "auth": "api_key"}),
+                &["api_key"],
+                "settings.service_url: give the service root without a query",
+            ),
             (json!({"service_url": format!("{ROOT}#x"), "auth": "api_key"}), &["api_key"], "settings.service_url: give the service root without a query"),
-            (json!({"service_url": format!("{ROOT}$metadata"), "auth": "api_key"}), &["api_key"], "settings.service_url: give the service root without $metadata"),
+            (
+                json!({"service_url": format!("{ROOT}$metadata"), "auth": "api_key"}),
+                &["api_key"],
+                "settings.service_url: give the service root without $metadata",
+            ),
             (json!({"service_url": "https://host.example.com/", "auth": "api_key"}), &["api_key"], "settings.service_url: give the service root with its path"),
-            (json!({"service_url": "http://host.example.com/sap/opu/odata/sap/X/", "auth": "api_key"}), &["api_key"], "settings.service_url: the service root must start with https://"),
-            (json!({"service_url": "https://203.0.113.9/sap/opu/odata/sap/X/", "auth": "api_key"}), &["api_key"], "settings.service_url: give the service root with the system's host name"),
+            (
+                json!({"service_url": "http://host.example.com/sap/opu/odata/sap/X/", "auth": "api_key"}),
+                &["api_key"],
+                "settings.service_url: the service root must start with https://",
+            ),
+            (
+                json!({"service_url": "https://203.0.113.9/sap/opu/odata/sap/X/", "auth": "api_key"}),
+                &["api_key"],
+                "settings.service_url: give the service root with the system's host name",
+            ),
             (json!({"service_url": ROOT, "auth": "api_key", "sap_client": "10"}), &["api_key"], "settings.sap_client: the SAP client is three digits"),
             (json!({"service_url": ROOT, "auth": "api_key", "sap_client": "1a0"}), &["api_key"], "settings.sap_client: the SAP client is three digits"),
             (json!({"service_url": ROOT, "auth": "saml"}), &[], "settings.auth: Authentication must be one of: basic, api_key, oauth_client_credentials"),
             (json!({"service_url": ROOT}), &[], "settings.auth: Authentication is required"),
             (json!({"service_url": ROOT, "auth": "basic"}), &["password"], "settings.username: User name is required when auth is basic"),
-            (json!({"service_url": ROOT, "auth": "basic", "username": "a:b"}), &["password"], "settings.username: a user name for basic authentication cannot contain a colon"),
+            (
+                json!({"service_url": ROOT, "auth": "basic", "username": "a:b"}),
+                &["password"],
+                "settings.username: a user name for basic authentication cannot contain a colon",
+            ),
             (json!({"service_url": ROOT, "auth": "api_key"}), &["password"], "secrets.password: password only applies when auth is basic"),
-            (json!({"service_url": ROOT, "auth": "oauth_client_credentials", "client_id": "c"}), &["client_secret"], "settings.token_url: Token URL is required"),
+            (
+                json!({"service_url": ROOT, "auth": "oauth_client_credentials", "client_id": "c"}),
+                &["client_secret"],
+                "settings.token_url: Token URL is required",
+            ),
             (
                 json!({"service_url": ROOT, "auth": "oauth_client_credentials", "token_url": "http://login.example.com/oauth/token", "client_id": "c"}),
                 &["client_secret"],
                 "settings.token_url: the token URL must start with https://",
             ),
-            (json!({"service_url": ROOT, "auth": "api_key", "client_id": "c"}), &["api_key"], "settings.client_id: client_id only applies when auth is oauth_client_credentials"),
+            (
+                json!({"service_url": ROOT, "auth": "api_key", "client_id": "c"}),
+                &["api_key"],
+                "settings.client_id: client_id only applies when auth is oauth_client_credentials",
+            ),
         ];
         for (settings, secrets, expected) in cases {
             let errors = validate(settings.clone(), secrets);
@@ -509,10 +547,14 @@ mod tests {
 
     #[test]
     fn settings_read_the_service_root_with_one_trailing_slash() {
-        let s = Settings::from_map(json!({"service_url": "https://h.example.com/sap/opu/odata/sap/API_BUSINESS_PARTNER//", "auth": "api_key"}).as_object().unwrap());
+        let s = Settings::from_map(
+            json!({"service_url": "https://h.example.com/sap/opu/odata/sap/API_BUSINESS_PARTNER//", "auth": "api_key"}).as_object().unwrap(),
+        );
         assert_eq!(s.service_root, "https://h.example.com/sap/opu/odata/sap/API_BUSINESS_PARTNER/");
         assert_eq!((s.service_name(), s.auth, s.sap_client), ("API_BUSINESS_PARTNER".to_string(), Auth::ApiKey, None));
-        let v4 = Settings::from_map(json!({"service_url": "https://h.example.com/sap/opu/odata4/sap/api_business_partner/srvd_a2x/sap/businesspartner/0001"}).as_object().unwrap());
+        let v4 = Settings::from_map(
+            json!({"service_url": "https://h.example.com/sap/opu/odata4/sap/api_business_partner/srvd_a2x/sap/businesspartner/0001"}).as_object().unwrap(),
+        );
         assert_eq!(v4.service_name(), "businesspartner 0001");
         assert_eq!(auth_mode(json!({"auth": "oauth_client_credentials"}).as_object().unwrap()), AuthMode::ClientSecret);
         assert_eq!(auth_mode(json!({"auth": "basic"}).as_object().unwrap()), AuthMode::Static);

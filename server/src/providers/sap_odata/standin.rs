@@ -247,11 +247,7 @@ impl StandIn {
     }
 
     fn router(&self) -> Router {
-        Router::new()
-            .route(TOKEN_PATH, post(token_endpoint))
-            .route(EXPIRE_PATH, post(expire_endpoint))
-            .fallback(service_endpoint)
-            .with_state(self.clone())
+        Router::new().route(TOKEN_PATH, post(token_endpoint)).route(EXPIRE_PATH, post(expire_endpoint)).fallback(service_endpoint).with_state(self.clone())
     }
 
     /// Binds a port of 127.0.0.1, serves in a tokio task and returns the URLs.
@@ -424,7 +420,8 @@ async fn token_endpoint(Shared(standin): Shared<StandIn>, headers: HeaderMap, bo
     let token = format!("eyJhbGciOiJSUzI1NiJ9.{}", random_chars(200, ALPHABET));
     let lifetime = st.token_lifetime;
     st.tokens.insert(token.clone(), Issued { client_id, expires: Instant::now() + lifetime });
-    let answer = json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs(), "scope": "uaa.resource", "jti": random_chars(32, ALPHABET)});
+    let answer =
+        json!({"access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs(), "scope": "uaa.resource", "jti": random_chars(32, ALPHABET)});
     json_response(StatusCode::OK, JSON, answer.to_string())
 }
 

@@ -92,6 +92,7 @@ pub static WORKATO: ProviderDef = ProviderDef {
     details: Some(members),
     authorization: None,
     session: None,
+    secret_expiry: None,
 };
 
 /// Asking the workspace admin for an API client's token.
@@ -252,7 +253,15 @@ async fn run_test(out: &Outbound, settings: &Map<String, Value>, secrets: &Secre
 
 /// The token may be valid while its client may not read the workspace's details (the
 /// "Workspace details" privilege, or no access to the DEV environment): a folder listing says.
-async fn fallback(out: &Outbound, credential: &Credential, settings: &Map<String, Value>, base: &str, host: &str, place: &str, sensitive: &[&str]) -> TestResult {
+async fn fallback(
+    out: &Outbound,
+    credential: &Credential,
+    settings: &Map<String, Value>,
+    base: &str,
+    host: &str,
+    place: &str,
+    sensitive: &[&str],
+) -> TestResult {
     let env = environment(settings);
     let folders = match get(out, credential, &format!("{base}folders?per_page=1")).await {
         Ok(r) => r,
@@ -261,13 +270,19 @@ async fn fallback(out: &Outbound, credential: &Credential, settings: &Map<String
     let why_me = if env == "dev" {
         "the API client's role lacks the Workspace details privilege".to_string()
     } else {
-        format!("the API client (a {} environment client) may not read the workspace's details, which need the Workspace details privilege and access to DEV", env.to_uppercase())
+        format!(
+            "the API client (a {} environment client) may not read the workspace's details, which need the Workspace details privilege and access to DEV",
+            env.to_uppercase()
+        )
     };
     if folders.status.is_success() {
         return TestResult {
             ok: true,
             detail: format!("the token works on {place} ({host}): folders answer; {why_me}, so connvault cannot name the workspace"),
-            advice: Some("to see the workspace named here, add the Workspace details privilege to the API client's role (Workspace admin → API platform → Client roles)".into()),
+            advice: Some(
+                "to see the workspace named here, add the Workspace details privilege to the API client's role (Workspace admin → API platform → Client roles)"
+                    .into(),
+            ),
         };
     }
     let quote = quote(&folders, sensitive);
@@ -324,7 +339,12 @@ async fn read_members(out: &Outbound, settings: &Map<String, Value>, secrets: &S
                 "give the API client's role the Collaborators privilege (Workspace admin → API platform → Client roles) to see who works in the workspace here",
             ))
         }
-        s => return Err(TestResult::failed(format!("Workato answered {s} to members"), "test the connection: it says what is wrong with the token or the data center")),
+        s => {
+            return Err(TestResult::failed(
+                format!("Workato answered {s} to members"),
+                "test the connection: it says what is wrong with the token or the data center",
+            ))
+        }
     }
     let members = match response.json::<Members>() {
         Ok(Members::Wrapped { data }) | Ok(Members::Bare(data)) => data,

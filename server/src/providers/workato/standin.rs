@@ -70,7 +70,11 @@ impl StandIn {
                 email: "ada@acme.example".into(),
                 roles: vec![("dev".into(), "Admin".into()), ("test".into(), "Admin".into()), ("prod".into(), "Admin".into())],
             },
-            Member { name: "Obi Operator".into(), email: "obi@acme.example".into(), roles: vec![("dev".into(), "Analyst".into()), ("prod".into(), "Operator".into())] },
+            Member {
+                name: "Obi Operator".into(),
+                email: "obi@acme.example".into(),
+                roles: vec![("dev".into(), "Analyst".into()), ("prod".into(), "Operator".into())],
+            },
         ];
         StandIn { state: Arc::new(Mutex::new(State { workspace: workspace.to_string(), clients: Vec::new(), members, calls: 0 })) }
     }
@@ -106,11 +110,7 @@ impl StandIn {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/api/users/me", get(users_me))
-            .route("/api/folders", get(folders))
-            .route("/api/members", get(members))
-            .with_state(self.clone())
+        Router::new().route("/api/users/me", get(users_me)).route("/api/folders", get(folders)).route("/api/members", get(members)).with_state(self.clone())
     }
 
     /// Serves on a free port of 127.0.0.1 in a task; returns the API root (`http://…/api/`).
