@@ -20,7 +20,8 @@ const dataDir =
 process.env.CONNVAULT_E2E_DATA_DIR = dataDir;
 
 const repoRoot = path.resolve(__dirname, '..');
-const port = 3210;
+// CONNVAULT_E2E_PORT moves it (several worktrees on one machine).
+const port = Number(process.env.CONNVAULT_E2E_PORT || 3210);
 const baseURL = `http://127.0.0.1:${port}`;
 
 // A known value that must never reach the browser (or the data dir in clear);

@@ -6,7 +6,8 @@ use leptos_router::{path, SsrMode};
 
 use crate::api::{list_environments, whoami, SignOut};
 use crate::pages::auth::{AccountPage, SetupPage, SignInPage, WelcomePage};
-use crate::pages::connections::{ConnectionPage, ConnectionsPage};
+use crate::pages::connection_list::ConnectionsPage;
+use crate::pages::connections::ConnectionPage;
 use crate::pages::integrations::{IntegrationsPage, OverviewPage};
 use crate::pages::{audit::AuditPage, environments::EnvironmentsPage, home::HomePage, keys::ApiKeysPage, people::PeoplePage};
 

@@ -195,20 +195,24 @@ test('the audit trail shows who changed what, scoped by role', async ({ page }) 
   await page.goto('/env/DEV/connections');
   await page.getByRole('link', { name: 'Audit trail of DEV' }).click();
   await expect(page).toHaveURL(/\/audit\?environment=DEV$/);
-  const row = page.locator('table[data-testid="audit"] tr', { hasText: 'connection.create' });
+  const row = page.locator('table[data-testid="audit"] tr', { hasText: 'Connection created' });
   await expect(row).toHaveCount(1);
-  await expect(row).toContainText('connection Billing_API');
+  await expect(row.locator('[data-action]')).toHaveAttribute('data-action', 'connection.create');
+  await expect(row.getByRole('link', { name: 'connection Billing_API' })).toHaveAttribute('href', '/env/DEV/connections/Billing_API');
   await expect(row).toContainText('operator');
   expect(await page.content()).not.toContain(SECRET);
 
-  // All environments (and sign-ins) are for owners only; QA is not the developer's.
+  // All environments (and sign-ins) are for owners only: a developer's audit page opens on the
+  // environment they can see. QA is not the developer's.
   await page.goto('/audit');
-  await expect(page.getByRole('alert')).toContainText('for owners');
+  await expect(page.getByLabel('Environment', { exact: true })).toHaveValue('DEV');
+  await expect(page.getByRole('alert')).toHaveCount(0);
+  await expect(page.locator('table[data-testid="audit"] tr', { hasText: 'Connection created' })).toHaveCount(1);
   await page.goto('/audit?environment=QA');
   await expect(page.getByRole('alert')).toContainText('no role in QA');
 
   await signIn(page, OWNER);
   await page.goto('/audit');
-  await expect(page.locator('table[data-testid="audit"] tr', { hasText: 'auth.sign_in' }).first()).toBeVisible();
+  await expect(page.locator('table[data-testid="audit"] tr', { hasText: 'Signed in' }).first()).toBeVisible();
   expect(errors).toEqual([]);
 });

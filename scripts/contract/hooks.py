@@ -30,6 +30,7 @@ def list_rule(field, message):
 RULES = {
     # `to` must be later than `from`.
     "listAudit": lambda f, m: list_rule(f, m) or (f == "to" and "later than from" in m),
+    "exportAudit": lambda f, m: f == "to" and "later than from" in m,
     # expires_at must be in the future; a grant's environment must exist.
     "createApiKey": lambda f, m: (f == "expires_at" and "future" in m) or re.fullmatch(r"grants\[\d+\]\.environment", f) is not None,
     # Which settings and secrets a change may hold depends on the stored connection.

@@ -606,29 +606,10 @@ pub async fn create(db: &Db, actor: &Actor, creator: Creator<'_>, input: NewApiK
         }
         Creator::Operator => (None, None),
     };
-    let mut id_bytes = [0u8; 4];
-    getrandom::fill(&mut id_bytes).map_err(|e| Error::Internal(e.to_string()))?;
-    let prefix = format!("{KEY_PREFIX}{}", hex::encode(id_bytes));
-    let key = SecretString::new(format!("{prefix}_{}", tokens::generate().expose_secret()));
-    let t = now();
     let mut tx = db.begin().await?;
-    let id: i64 = sqlx::query(
-        "INSERT INTO api_keys (name, prefix, key_hash, grants, allowed_addresses, expires_at, created_by, created_by_user_id, parent_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
-    )
-    .bind(input.name.trim())
-    .bind(&prefix)
-    .bind(tokens::digest(key.expose_secret()))
-    .bind(serde_json::to_string(&grants).expect("grants serialize"))
-    .bind(serde_json::to_string(&input.allowed_addresses.iter().map(|a| a.trim()).collect::<Vec<_>>()).expect("strings serialize"))
-    .bind(expires_at.as_deref())
-    .bind(&actor.label)
-    .bind(creator_id)
-    .bind(parent_id)
-    .bind(&t)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("id")?;
+    let allowed: Vec<String> = input.allowed_addresses.iter().map(|a| a.trim().to_string()).collect();
+    let stored = Stored { name: input.name.trim(), grants: &grants, allowed_addresses: &allowed, expires_at: expires_at.as_deref(), creator_id, parent_id };
+    let (id, prefix, key) = insert(&mut tx, actor, &stored).await?;
     let mut detail = json!({"name": input.name.trim(), "grants": input.grants, "expires_at": expires_at});
     if let Some(parent) = parent_id {
         detail["parent_id"] = json!(parent);
@@ -636,6 +617,73 @@ pub async fn create(db: &Db, actor: &Actor, creator: Creator<'_>, input: NewApiK
     audit::record(&mut tx, actor, Event::new("api_key.create").object("api_key", &prefix).detail(detail)).await?;
     tx.commit().await?;
     Ok((get(db, id).await?, key))
+}
+
+/// What a new key row holds besides its value.
+struct Stored<'a> {
+    name: &'a str,
+    grants: &'a [KeyGrant],
+    allowed_addresses: &'a [String],
+    expires_at: Option<&'a str>,
+    creator_id: Option<i64>,
+    parent_id: Option<i64>,
+}
+
+/// Inserts a key with a new value: its id, its prefix and the value (shown once).
+async fn insert(tx: &mut crate::db::Tx<'_>, actor: &Actor, k: &Stored<'_>) -> Result<(i64, String, SecretString)> {
+    let mut id_bytes = [0u8; 4];
+    getrandom::fill(&mut id_bytes).map_err(|e| Error::Internal(e.to_string()))?;
+    let prefix = format!("{KEY_PREFIX}{}", hex::encode(id_bytes));
+    let key = SecretString::new(format!("{prefix}_{}", tokens::generate().expose_secret()));
+    let id: i64 = sqlx::query(
+        "INSERT INTO api_keys (name, prefix, key_hash, grants, allowed_addresses, expires_at, created_by, created_by_user_id, parent_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+    )
+    .bind(k.name)
+    .bind(&prefix)
+    .bind(tokens::digest(key.expose_secret()))
+    .bind(serde_json::to_string(k.grants).expect("grants serialize"))
+    .bind(serde_json::to_string(k.allowed_addresses).expect("strings serialize"))
+    .bind(k.expires_at)
+    .bind(&actor.label)
+    .bind(k.creator_id)
+    .bind(k.parent_id)
+    .bind(now())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    Ok((id, prefix, key))
+}
+
+/// Rotates a key: a new key with the same name, grants, address limits and expiry, made by
+/// `user` (never wider than they are now: the same check as creating it), and the old one
+/// revoked (with the keys it made) in the same transaction: both happen, or neither. The new
+/// key's value is returned once.
+pub async fn rotate(db: &Db, actor: &Actor, user: &User, id: i64) -> Result<(ApiKey, SecretString)> {
+    let old = get(db, id).await?;
+    if old.revoked_at.is_some() {
+        return Err(Error::Conflict { code: "key_revoked", message: format!("{} ({}) is revoked already: create a new key instead", old.name, old.prefix) });
+    }
+    if old.expires_at.as_deref().is_some_and(|e| parse_time(e).is_none_or(|t| t <= chrono::Utc::now())) {
+        return Err(Error::Conflict { code: "key_expired", message: format!("{} ({}) has expired: create a new key instead", old.name, old.prefix) });
+    }
+    let envs = environments::list(db).await?;
+    check_not_wider(user, &old.grants, &envs)?;
+    let mut tx = db.begin().await?;
+    let stored = Stored {
+        name: &old.name,
+        grants: &old.grants,
+        allowed_addresses: &old.allowed_addresses,
+        expires_at: old.expires_at.as_deref(),
+        creator_id: Some(user.id),
+        parent_id: None,
+    };
+    let (new_id, prefix, value) = insert(&mut tx, actor, &stored).await?;
+    revoke_in(&mut tx, actor, &old, json!({"rotated_to": prefix})).await?;
+    let detail = json!({"name": old.name, "replaces": old.prefix, "grants": old.grants.iter().map(|g| g.render(&envs)).collect::<Vec<_>>(), "expires_at": old.expires_at});
+    audit::record(&mut tx, actor, Event::new("api_key.rotate").object("api_key", &prefix).detail(detail)).await?;
+    tx.commit().await?;
+    Ok((get(db, new_id).await?, value))
 }
 
 pub async fn get(db: &Db, id: i64) -> Result<ApiKey> {
@@ -657,30 +705,39 @@ pub async fn page(db: &Db, feed: &Feed, limit: Option<i64>) -> Result<Page<ApiKe
 pub async fn revoke(db: &Db, actor: &Actor, id: i64) -> Result<()> {
     let key = get(db, id).await?;
     let mut tx = db.begin().await?;
+    revoke_in(&mut tx, actor, &key, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`revoke`] inside the caller's transaction; `extra` goes into the event's detail.
+async fn revoke_in(tx: &mut crate::db::Tx<'_>, actor: &Actor, key: &ApiKey, extra: serde_json::Value) -> Result<()> {
+    let id = key.id;
     let t = now();
     let mut descendants = Vec::new();
     let mut frontier = vec![id];
     while let Some(parent) = frontier.pop() {
-        for r in sqlx::query("SELECT id, prefix FROM api_keys WHERE parent_id = $1").bind(parent).fetch_all(&mut *tx).await? {
+        for r in sqlx::query("SELECT id, prefix FROM api_keys WHERE parent_id = $1").bind(parent).fetch_all(&mut **tx).await? {
             frontier.push(r.try_get("id")?);
             descendants.push(r.try_get::<String, _>("prefix")?);
         }
     }
-    sqlx::query("UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(&t).bind(id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(&t).bind(id).execute(&mut **tx).await?;
     for prefix in &descendants {
         sqlx::query("UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE prefix = $2 AND revoked_at IS NULL")
             .bind(&t)
             .bind(prefix)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
     let mut detail = json!({"name": key.name});
     if !descendants.is_empty() {
         detail["keys_it_made"] = json!(descendants);
     }
-    audit::record(&mut tx, actor, Event::new("api_key.revoke").object("api_key", &key.prefix).detail(detail)).await?;
-    tx.commit().await?;
-    Ok(())
+    if let (Some(d), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    audit::record(tx, actor, Event::new("api_key.revoke").object("api_key", &key.prefix).detail(detail)).await
 }
 
 /// Checks a presented key and what it may do now. The check is cheap (a digest), so it runs

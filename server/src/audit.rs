@@ -268,3 +268,216 @@ fn from_row(r: &AnyRow) -> Result<AuditEvent> {
         updated_at: r.try_get("updated_at")?,
     })
 }
+
+/// An action in words, for people: `binding.set` → "Integration bound to a connection".
+/// Actions without words of their own read as their code with spaces.
+pub fn action_label(action: &str) -> String {
+    let words = match action {
+        "admin_request.answer" => "Admin answered the request",
+        "admin_request.send" => "Admin help requested",
+        "api_key.create" => "API key created",
+        "api_key.revoke" => "API key revoked",
+        "api_key.rotate" => "API key rotated",
+        "auth.sign_in" => "Signed in",
+        "auth.sign_out" => "Signed out",
+        "backup.create" => "Backup created",
+        "backup.restore" => "Backup restored",
+        "binding.remove" => "Integration unbound",
+        "binding.set" => "Integration bound to a connection",
+        "certificate.activate" => "Certificate put in use",
+        "certificate.expiring" => "Certificate expiring",
+        "certificate.issue" => "Certificate issued",
+        "certificate.upload" => "Certificate uploaded",
+        "connection.create" => "Connection created",
+        "connection.delete" => "Connection deleted",
+        "connection.details" => "Connection details read",
+        "connection.disconnect" => "Connection disconnected",
+        "connection.failing" => "Connection started failing",
+        "connection.recovered" => "Connection works again",
+        "connection.secret_release" => "Secret used",
+        "connection.secret_replace" => "Secret replaced",
+        "connection.sign_in" => "Signed in to the connection",
+        "connection.sign_in_start" => "Sign-in to the connection started",
+        "connection.test" => "Connection tested",
+        "connection.update" => "Connection changed",
+        "credential_request.answer" => "Credentials entered by their admin",
+        "credential_request.send" => "Credentials requested",
+        "environment.create" => "Environment added",
+        "environment.rename" => "Environment renamed",
+        "environment.reorder" => "Environments reordered",
+        "environment.setting_change" => "Environment setting changed",
+        "integration.publish" => "Integration published",
+        "integration.unpublish" => "Integration unpublished",
+        "integration.update" => "Integration updated",
+        "promotion.import" => "Promotion applied",
+        "proxy.failure" => "Proxied call failed",
+        "secret.integrity_failure" => "Stored secret failed its integrity check",
+        "token.mint" => "Token issued",
+        "token.session" => "Session fetched",
+        "user.create" => "Person added",
+        "user.deactivate" => "Person deactivated",
+        "user.invite_accept" => "Invitation accepted",
+        "user.password_change" => "Password changed",
+        "user.reactivate" => "Person reactivated",
+        "user.reinvite" => "Invitation sent again",
+        "user.role_set" => "Role changed",
+        "vault.initialize" => "Vault set up",
+        "vault.rotate_master_key" => "Master key rotated",
+        "webhook.create" => "Webhook added",
+        "webhook.delete" => "Webhook deleted",
+        "webhook.disable" => "Webhook disabled",
+        "webhook.retry" => "Webhook delivery sent again",
+        "webhook.rotate_secret" => "Webhook secret rotated",
+        "webhook.update" => "Webhook changed",
+        other => {
+            let text = other.replace(['.', '_'], " ");
+            let mut chars = text.chars();
+            return chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+        }
+    };
+    words.to_string()
+}
+
+/// One value an event changed: what, before, after (in words; "none" for nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub what: String,
+    pub before: String,
+    pub after: String,
+}
+
+fn words(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "none".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// What an event changed, before → after, from its detail.
+pub fn changes(e: &AuditEvent) -> Vec<Change> {
+    let d = &e.detail;
+    let change = |what: &str, before: Option<&Value>, after: Option<&Value>| Change { what: what.into(), before: words(before), after: words(after) };
+    let mut out = Vec::new();
+    match e.action.as_str() {
+        "binding.set" => out.push(change("connection", d.get("previous"), d.get("connection"))),
+        "binding.remove" => out.push(change("connection", d.get("connection"), None)),
+        "environment.rename" => out.push(change("name", d.get("from"), d.get("to"))),
+        "environment.reorder" if d.get("from").is_some() => out.push(change("position", d.get("from"), d.get("to"))),
+        "environment.setting_change" => {
+            let after = d.get("allow_developers_to_manage_api_keys").and_then(Value::as_bool);
+            out.push(change("developers manage API keys", after.map(|a| Value::Bool(!a)).as_ref(), after.map(Value::Bool).as_ref()));
+        }
+        "user.role_set" => out.push(change(&format!("role in {}", e.environment.as_deref().unwrap_or("?")), d.get("previous"), d.get("role"))),
+        _ => {}
+    }
+    if let Some(from) = d.get("renamed_from") {
+        out.push(change("name", Some(from), e.object_name.as_ref().map(|n| Value::String(n.clone())).as_ref()));
+    }
+    if let Some(Value::Object(settings)) = d.get("settings") {
+        for (k, v) in settings {
+            out.push(change(k, v.get("before"), v.get("after")));
+        }
+    }
+    out
+}
+
+/// The page an event's object lives on, while it exists.
+pub fn object_path(e: &AuditEvent) -> Option<String> {
+    let part = crate::links::url_part;
+    let env = e.environment.as_deref().map(part);
+    let name = e.object_name.as_deref()?;
+    if e.action.ends_with(".delete") || e.action == "integration.unpublish" {
+        return None;
+    }
+    match (e.object_kind.as_deref()?, env) {
+        ("connection", Some(env)) => Some(format!("/env/{env}/connections/{}", part(name))),
+        ("integration", Some(env)) => Some(format!("/env/{env}/integrations")),
+        ("webhook", Some(env)) => Some(format!("/env/{env}/webhooks")),
+        ("api_key", _) => Some("/api-keys".into()),
+        ("user", _) => Some("/users".into()),
+        ("environment", _) => Some("/environments".into()),
+        _ => None,
+    }
+}
+
+/// One CSV field, safe in a spreadsheet: a value that a spreadsheet would run as a formula
+/// (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`; a value
+/// with a comma, a quote or a line break is quoted, its quotes doubled.
+pub fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+/// The events as CSV (RFC 4180, CRLF line ends), a header line first.
+pub fn csv(events: &[AuditEvent]) -> String {
+    let mut out = String::from("id,time_utc,actor,action,what,outcome,environment,object_kind,object,change,client_addr,detail\r\n");
+    for e in events {
+        let change = changes(e).iter().map(|c| format!("{}: {} → {}", c.what, c.before, c.after)).collect::<Vec<_>>().join("; ");
+        let fields = [
+            e.id.to_string(),
+            e.created_at.clone(),
+            e.actor.clone(),
+            e.action.clone(),
+            action_label(&e.action),
+            e.outcome.clone(),
+            e.environment.clone().unwrap_or_default(),
+            e.object_kind.clone().unwrap_or_default(),
+            e.object_name.clone().unwrap_or_default(),
+            change,
+            e.client_addr.clone().unwrap_or_default(),
+            e.detail.to_string(),
+        ];
+        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// At most this many events go into one export.
+pub const EXPORT_LIMIT: usize = 100_000;
+
+/// Every event matching `q` (its feed and limit aside), newest first, up to [`EXPORT_LIMIT`].
+pub async fn export(db: &Db, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+    let mut all = Vec::new();
+    let mut feed = Feed::default();
+    loop {
+        let page = search(db, &AuditQuery { feed: feed.clone(), limit: Some(feed::MAX_LIMIT), ..q.clone() }).await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(c) if all.len() < EXPORT_LIMIT => feed = feed.with_cursor(Some(c)),
+            _ => {
+                all.truncate(EXPORT_LIMIT);
+                return Ok(all);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_safe_in_a_spreadsheet() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2"), "'-2");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("\tx"), "'\tx");
+    }
+
+    #[test]
+    fn actions_read_as_words() {
+        assert_eq!(action_label("binding.set"), "Integration bound to a connection");
+        assert_eq!(action_label("something.new_here"), "Something new here");
+    }
+}

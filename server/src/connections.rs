@@ -333,6 +333,13 @@ pub async fn get(db: &Db, env_name: &str, name: &str) -> Result<Connection> {
     fold(rows, &env.name)?.into_iter().next().ok_or_else(|| Error::NotFound(format!("No connection named {name} in {}", env.name)))
 }
 
+/// The connections with these ids (`list`: integers read from the database, comma-separated),
+/// in id order, as of `env`.
+async fn by_ids(db: &Db, list: &str, env: &str) -> Result<Vec<Connection>> {
+    let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.id, s.field"))).fetch_all(db.pool()).await?;
+    fold(rows, env)
+}
+
 /// Connections in the order the list pages over them.
 const LISTING: Listing =
     Listing { name: "connections", columns: "id, name_key, updated_at", table: "connections", order: SortKey::Text("name_key"), descending: false };
@@ -350,10 +357,169 @@ pub async fn list(db: &Db, env_name: &str, q: &ListQuery) -> Result<Page<Connect
     }
     // Page over connection ids first (so LIMIT counts connections, not joined rows).
     feed::page_then_load(db, &LISTING, filter, &q.feed, q.limit, |list| async move {
-        let rows = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE c.id IN ({list}) ORDER BY c.id, s.field"))).fetch_all(db.pool()).await?;
-        Ok(fold(rows, &env.name)?.into_iter().map(|c| (c.id, c)).collect())
+        Ok(by_ids(db, &list, &env.name).await?.into_iter().map(|c| (c.id, c)).collect())
     })
     .await
+}
+
+/// Where a connection stands before it can be used, from its settings and which secrets are
+/// set; `None` once it is set up (it may still never have been checked):
+/// `not_set_up` (a required setting is missing, as in a promotion's placeholder, or none of
+/// the secrets a person types is set), `no_certificate` / `waiting_for_admin` (it signs with a
+/// key connvault keeps: none issued yet / the system's admin has not answered),
+/// `needs_sign_in` (it connects by signing in, and nobody has).
+pub fn setup_stage(c: &Connection) -> Option<&'static str> {
+    let def = providers::get(&c.provider)?;
+    let set: BTreeSet<String> = c.secrets_set.keys().cloned().collect();
+    if !def.setup_missing(&c.settings, &set).is_empty() {
+        return Some("not_set_up");
+    }
+    if let Some(m) = def.signing(&c.settings) {
+        return if !set.contains(m.key_field) && !set.contains(m.pending_key_field) {
+            Some("no_certificate")
+        } else {
+            (m.not_ready)(&c.settings).map(|_| "waiting_for_admin")
+        };
+    }
+    if let Some(a) = def.authorization.filter(|_| (def.auth_mode)(&c.settings).signs_in()) {
+        return (!set.contains(a.refresh_field)).then_some("needs_sign_in");
+    }
+    let typed = def.typed_secrets(&c.settings);
+    (!typed.is_empty() && !typed.iter().any(|f| set.contains(f.name))).then_some("not_set_up")
+}
+
+/// [`setup_stage`] of these connections (ids the caller read from the database), by id; those
+/// that are set up are absent.
+pub async fn stages_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, &'static str>> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // The environment's name plays no part in the stage.
+    Ok(by_ids(db, &list, "").await?.iter().filter_map(|c| setup_stage(c).map(|s| (c.id, s))).collect())
+}
+
+/// How the connections page sorts: by name, by status (failing, then not tested, then
+/// working), or by last change (newest first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    #[default]
+    Name,
+    Status,
+    Changed,
+}
+
+impl Sort {
+    pub fn parse(text: &str) -> Result<Sort> {
+        match text {
+            "" | "name" => Ok(Sort::Name),
+            "status" => Ok(Sort::Status),
+            "changed" => Ok(Sort::Changed),
+            other => Err(Error::field("sort", format!("sort by name, status or changed, not {other:?}"))),
+        }
+    }
+}
+
+/// Which connections by their latest check: failing, never checked, or working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFilter {
+    Failing,
+    NotTested,
+    Works,
+}
+
+impl CheckFilter {
+    pub fn parse(text: &str) -> Result<Option<CheckFilter>> {
+        match text {
+            "" | "all" => Ok(None),
+            "failing" => Ok(Some(CheckFilter::Failing)),
+            "not_tested" => Ok(Some(CheckFilter::NotTested)),
+            "works" => Ok(Some(CheckFilter::Works)),
+            other => Err(Error::field("status", format!("status is failing, not_tested or works, not {other:?}"))),
+        }
+    }
+}
+
+/// A page of the connections page: filters, a sort and a page number (from 1).
+#[derive(Debug, Clone, Default)]
+pub struct BrowseQuery {
+    pub provider: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    pub check: Option<CheckFilter>,
+    pub sort: Sort,
+    /// From 1; past the last page means the last page.
+    pub page: i64,
+    /// Rows per page (1..=1000).
+    pub per_page: i64,
+}
+
+/// One page of connections with how many match in all.
+#[derive(Debug, Clone)]
+pub struct Browse {
+    pub items: Vec<Connection>,
+    /// Connections matching the filters, on every page.
+    pub total: i64,
+    /// The page shown (from 1) and how many there are (at least 1).
+    pub page: i64,
+    pub pages: i64,
+    pub per_page: i64,
+}
+
+/// An environment's connections for the connections page: filtered, sorted, a numbered page
+/// at a time, with the total.
+pub async fn browse(db: &Db, env_name: &str, q: &BrowseQuery) -> Result<Browse> {
+    let per_page = q.per_page;
+    if !(1..=feed::MAX_LIMIT).contains(&per_page) {
+        return Err(Error::field("per_page", format!("per_page is 1 to {}", feed::MAX_LIMIT)));
+    }
+    let env = environments::find(db, env_name).await?;
+    // Constant SQL with numbered placeholders; every value is bound.
+    let mut clauses = vec!["c.environment_id = $1".to_string()];
+    let mut binds: Vec<String> = Vec::new();
+    if let Some(p) = q.provider.as_deref().filter(|p| !p.is_empty()) {
+        binds.push(p.to_string());
+        clauses.push(format!("c.provider = ${}", binds.len() + 1));
+    }
+    if let Some(s) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        binds.push(contains_pattern(s));
+        clauses.push(format!("c.name_key LIKE ${} ESCAPE '\\'", binds.len() + 1));
+    }
+    match q.check {
+        Some(CheckFilter::Failing) => clauses.push("h.ok = 0".into()),
+        Some(CheckFilter::NotTested) => clauses.push("h.connection_id IS NULL".into()),
+        Some(CheckFilter::Works) => clauses.push("h.ok <> 0".into()),
+        None => {}
+    }
+    let from = format!("FROM connections c LEFT JOIN connection_health h ON h.connection_id = c.id WHERE {}", clauses.join(" AND "));
+    let order = match q.sort {
+        Sort::Name => "c.name_key, c.id",
+        Sort::Status => "CASE WHEN h.ok = 0 THEN 0 WHEN h.ok IS NULL THEN 1 ELSE 2 END, c.name_key, c.id",
+        Sort::Changed => "c.updated_at DESC, c.id DESC",
+    };
+    let bound = |sql: String| {
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(env.id);
+        for b in &binds {
+            query = query.bind(b.clone());
+        }
+        query
+    };
+    let total: i64 = bound(format!("SELECT COUNT(*) AS n {from}")).fetch_one(db.pool()).await?.try_get("n")?;
+    let pages = ((total + per_page - 1) / per_page).max(1);
+    let page = q.page.clamp(1, pages);
+    let ids: Vec<i64> = bound(format!("SELECT c.id {from} ORDER BY {order} LIMIT {per_page} OFFSET {}", (page - 1) * per_page))
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+    let mut items = Vec::with_capacity(ids.len());
+    if !ids.is_empty() {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let mut by_id: BTreeMap<i64, Connection> = by_ids(db, &list, &env.name).await?.into_iter().map(|c| (c.id, c)).collect();
+        items.extend(ids.iter().filter_map(|id| by_id.remove(id)));
+    }
+    Ok(Browse { items, total, page, pages, per_page })
 }
 
 struct Stored {
@@ -450,6 +616,11 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         }
     }
     let t = now();
+    // Settings are never secret: the audit keeps what each was and is now.
+    let settings_change: Map<String, Value> = changed_settings
+        .iter()
+        .map(|k| (k.clone(), json!({"before": stored.settings.get(k), "after": settings.get(k)})))
+        .collect();
     sqlx::query("UPDATE connections SET name = $1, name_key = $2, settings = $3, updated_by = $4, updated_at = $5 WHERE id = $6")
         .bind(&new_name)
         .bind(new_name.to_lowercase())
@@ -478,7 +649,7 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
         store_secret(&mut tx, vault, &env, stored.id, field, value, &Stamp { by: &actor.label, at: &t }).await?;
     }
     let replaced: Vec<&String> = patch.secrets.keys().collect();
-    let mut detail = json!({"changed_settings": changed_settings, "replaced_secrets": replaced, "removed_secrets": obsolete});
+    let mut detail = json!({"changed_settings": changed_settings, "settings": settings_change, "replaced_secrets": replaced, "removed_secrets": obsolete});
     if new_name != stored.name {
         detail["renamed_from"] = json!(stored.name);
     }

@@ -4,7 +4,10 @@
 //!
 //! Status, as the pages and the API show it: `bound` (bound, and the connection's latest live
 //! check worked or none ran yet), `failing` (bound, and the latest check failed: the reason is
-//! given), `needs_connection` (not bound).
+//! given), `needs_connection` (not bound). Beside it, `connection_state` says how far the bound
+//! connection is: `not_set_up` (a setting, its secret, a certificate or a sign-in is still
+//! missing: a promotion's placeholder), `not_tested`, `works` (its latest check passed) or
+//! `failing`. Only `works` is good to go.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -116,12 +119,23 @@ pub struct Integration {
     pub status: String,
     /// Why it is failing, or what it needs, in plain words.
     pub status_reason: Option<String>,
+    /// How far the bound connection is (null when not bound): `not_set_up`, `not_tested`,
+    /// `works` (its latest check passed) or `failing`.
+    #[schema(schema_with = connection_state_schema)]
+    pub connection_state: Option<String>,
+    /// Since when the bound connection's checks fail (null unless failing).
+    #[schema(schema_with = crate::schema::fields::optional_date_time)]
+    pub failing_since: Option<String>,
     pub published_by: String,
     pub updated_by: String,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+fn connection_state_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    crate::schema::json_schema(serde_json::json!({"type": ["string", "null"], "enum": ["not_set_up", "not_tested", "works", "failing", null]}))
 }
 
 fn status_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -189,14 +203,32 @@ pub(crate) fn normalize(input: &Publish) -> Result<(Vec<ObjectUse>, Option<Strin
 
 const SELECT: &str =
     "SELECT i.id, i.environment_id, i.name, i.provider, i.objects, i.description, i.version, i.bound_by, i.bound_at, i.created_by, i.updated_by, \
-                      i.created_at, i.updated_at, c.name AS connection, h.ok AS health_ok, h.detail AS health_detail, h.advice AS health_advice \
+                      i.created_at, i.updated_at, i.connection_id, c.name AS connection, h.ok AS health_ok, h.detail AS health_detail, \
+                      h.advice AS health_advice, h.failing_since AS health_since \
                       FROM integrations i LEFT JOIN connections c ON c.id = i.connection_id \
                       LEFT JOIN connection_health h ON h.connection_id = i.connection_id";
 
-fn from_row(r: &AnyRow, env: &str) -> Result<Integration> {
+/// The set-up stage of the connections these rows are bound to (see `connections::setup_stage`).
+async fn stages(db: &Db, rows: &[AnyRow]) -> Result<std::collections::BTreeMap<i64, &'static str>> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.try_get::<Option<i64>, _>("connection_id")).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+    crate::connections::stages_of(db, &ids).await
+}
+
+/// What the bound connection still needs, in words, by its set-up stage.
+fn stage_words(stage: &str) -> &'static str {
+    match stage {
+        "no_certificate" => "has no certificate yet",
+        "waiting_for_admin" => "waits for its admin's answer",
+        "needs_sign_in" => "needs someone to sign in",
+        _ => "is not set up yet (a setting or its secret is missing)",
+    }
+}
+
+fn from_row(r: &AnyRow, env: &str, stages: &std::collections::BTreeMap<i64, &'static str>) -> Result<Integration> {
     let objects: String = r.try_get("objects")?;
     let connection: Option<String> = r.try_get("connection")?;
     let health: Option<i64> = r.try_get("health_ok")?;
+    let stage = r.try_get::<Option<i64>, _>("connection_id")?.and_then(|id| stages.get(&id).copied());
     let (status, status_reason) = match (&connection, health) {
         (None, _) => ("needs_connection", Some(format!("bind a connection of provider {} in {env}", r.try_get::<String, _>("provider")?))),
         (Some(_), Some(0)) => {
@@ -204,8 +236,20 @@ fn from_row(r: &AnyRow, env: &str) -> Result<Integration> {
             let advice: Option<String> = r.try_get("health_advice")?;
             ("failing", Some(advice.map(|a| format!("{detail} {a}")).unwrap_or(detail)))
         }
-        (Some(_), _) => ("bound", None),
+        (Some(c), _) => match (stage, health) {
+            (Some(stage), _) => ("bound", Some(format!("{c} {}: set it up before apps use it", stage_words(stage)))),
+            (None, None) => ("bound", Some(format!("{c} has not been checked yet: test it"))),
+            (None, Some(_)) => ("bound", None),
+        },
     };
+    let connection_state = match (&connection, stage, health) {
+        (None, _, _) => None,
+        (Some(_), Some(_), _) => Some("not_set_up"),
+        (Some(_), None, Some(0)) => Some("failing"),
+        (Some(_), None, Some(_)) => Some("works"),
+        (Some(_), None, None) => Some("not_tested"),
+    };
+    let failing_since = if health == Some(0) { r.try_get("health_since")? } else { None };
     Ok(Integration {
         id: r.try_get("id")?,
         environment: env.to_string(),
@@ -219,6 +263,8 @@ fn from_row(r: &AnyRow, env: &str) -> Result<Integration> {
         bound_at: r.try_get("bound_at")?,
         status: status.into(),
         status_reason,
+        connection_state: connection_state.map(str::to_string),
+        failing_since,
         published_by: r.try_get("created_by")?,
         updated_by: r.try_get("updated_by")?,
         created_at: r.try_get("created_at")?,
@@ -234,7 +280,8 @@ pub async fn get(db: &Db, env_name: &str, name: &str) -> Result<Integration> {
         .fetch_optional(db.pool())
         .await?
         .ok_or_else(|| not_found(name, &env))?;
-    from_row(&row, &env.name)
+    let stages = stages(db, std::slice::from_ref(&row)).await?;
+    from_row(&row, &env.name, &stages)
 }
 
 /// The connection an integration is bound to, as the token broker's hot path needs it.
@@ -309,7 +356,8 @@ pub async fn list(db: &Db, env_name: &str, feed: &Feed, limit: Option<i64>) -> R
     filter.and("environment_id = ?", [env.id.into()]);
     feed::page_then_load(db, &LISTING, filter, feed, limit, |list| async move {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id IN ({list})"))).fetch_all(db.pool()).await?;
-        rows.iter().map(|r| from_row(r, &env.name).map(|i| (i.id, i))).collect()
+        let stages = stages(db, &rows).await?;
+        rows.iter().map(|r| from_row(r, &env.name, &stages).map(|i| (i.id, i))).collect()
     })
     .await
 }
@@ -413,6 +461,12 @@ async fn load(tx: &mut Tx<'_>, env: &Environment, name: &str) -> Result<(i64, St
     Ok((row.try_get("id")?, row.try_get("name")?, row.try_get("provider")?))
 }
 
+/// The name of the connection integration `id` is bound to now, if any.
+async fn bound_name(tx: &mut Tx<'_>, id: i64) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT c.name FROM integrations i JOIN connections c ON c.id = i.connection_id WHERE i.id = $1").bind(id).fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get("name")).transpose()?)
+}
+
 /// Binds an integration to a connection of the same environment and provider (else 422).
 pub async fn bind(db: &Db, actor: &Actor, env_name: &str, name: &str, connection: &str) -> Result<Integration> {
     let mut tx = db.begin().await?;
@@ -430,6 +484,7 @@ pub async fn bind(db: &Db, actor: &Actor, env_name: &str, name: &str, connection
         ));
     };
     let (cid, cname, cprovider): (i64, String, String) = (row.try_get("id")?, row.try_get("name")?, row.try_get("provider")?);
+    let previous = bound_name(&mut tx, id).await?;
     if cprovider != provider {
         return Err(Error::field("connection", format!("{cname} is a {cprovider} connection; {stored_name} needs a {provider} connection")));
     }
@@ -442,7 +497,7 @@ pub async fn bind(db: &Db, actor: &Actor, env_name: &str, name: &str, connection
         .execute(&mut *tx)
         .await?;
     let event = Event::new("binding.set").environment(env.id, &env.name).object("integration", &stored_name);
-    audit::record(&mut tx, actor, event.detail(json!({"connection": cname}))).await?;
+    audit::record(&mut tx, actor, event.detail(json!({"connection": cname, "previous": previous}))).await?;
     tx.commit().await?;
     get(db, &env.name, &stored_name).await
 }
@@ -452,6 +507,7 @@ pub async fn unbind(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Resul
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, env_name).await?;
     let (id, stored_name, _) = load(&mut tx, &env, name).await?;
+    let previous = bound_name(&mut tx, id).await?;
     let t = now();
     let done = sqlx::query(
         "UPDATE integrations SET connection_id = NULL, bound_by = NULL, bound_at = NULL, updated_by = $1, updated_at = $2 WHERE id = $3 AND connection_id IS NOT NULL",
@@ -462,10 +518,21 @@ pub async fn unbind(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Resul
     .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 1 {
-        audit::record(&mut tx, actor, Event::new("binding.remove").environment(env.id, &env.name).object("integration", &stored_name)).await?;
+        let event = Event::new("binding.remove").environment(env.id, &env.name).object("integration", &stored_name);
+        audit::record(&mut tx, actor, event.detail(json!({"connection": previous}))).await?;
     }
     tx.commit().await?;
     get(db, &env.name, &stored_name).await
+}
+
+/// One integration in one environment of the overview grid.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverviewCell {
+    pub status: String,
+    pub connection_state: Option<String>,
+    pub reason: Option<String>,
+    pub connection: Option<String>,
+    pub failing_since: Option<String>,
 }
 
 /// One row of the overview grid: an integration name and its status in each environment
@@ -474,17 +541,18 @@ pub async fn unbind(db: &Db, actor: &Actor, env_name: &str, name: &str) -> Resul
 pub struct OverviewRow {
     pub name: String,
     pub provider: String,
-    pub cells: Vec<Option<(String, Option<String>)>>,
+    pub cells: Vec<Option<OverviewCell>>,
 }
 
 /// Integrations × environments (in promotion order), each cell the binding status there.
 pub async fn overview(db: &Db, envs: &[Environment]) -> Result<Vec<OverviewRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY i.name_key"))).fetch_all(db.pool()).await?;
+    let stages = stages(db, &rows).await?;
     let mut out: Vec<OverviewRow> = Vec::new();
     for r in &rows {
         let env_id: i64 = r.try_get("environment_id")?;
         let Some(col) = envs.iter().position(|e| e.id == env_id) else { continue };
-        let i = from_row(r, &envs[col].name)?;
+        let i = from_row(r, &envs[col].name, &stages)?;
         let key = i.name.to_lowercase();
         let row = match out.iter_mut().find(|o| o.name.to_lowercase() == key) {
             Some(row) => row,
@@ -493,7 +561,13 @@ pub async fn overview(db: &Db, envs: &[Environment]) -> Result<Vec<OverviewRow>>
                 out.last_mut().expect("just pushed")
             }
         };
-        row.cells[col] = Some((i.status, i.status_reason));
+        row.cells[col] = Some(OverviewCell {
+            status: i.status,
+            connection_state: i.connection_state,
+            reason: i.status_reason,
+            connection: i.connection,
+            failing_since: i.failing_since,
+        });
     }
     Ok(out)
 }

@@ -245,6 +245,8 @@ pub async fn set_role(db: &Db, actor: &Actor, user_id: i64, environment: &str, r
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, environment).await?;
     let email = email_of(&mut tx, user_id).await?;
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 AND environment_id = $2").bind(user_id).bind(env.id).fetch_optional(&mut *tx).await?;
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND environment_id = $2").bind(user_id).bind(env.id).execute(&mut *tx).await?;
     if let Some(role) = role {
         let t = now();
@@ -261,7 +263,7 @@ pub async fn set_role(db: &Db, actor: &Actor, user_id: i64, environment: &str, r
     audit::record(
         &mut tx,
         actor,
-        Event::new("user.role_set").environment(env.id, &env.name).object("user", &email).detail(json!({"role": role.map(Role::as_str)})),
+        Event::new("user.role_set").environment(env.id, &env.name).object("user", &email).detail(json!({"role": role.map(Role::as_str), "previous": previous})),
     )
     .await?;
     tx.commit().await?;

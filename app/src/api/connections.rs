@@ -26,8 +26,14 @@ pub struct ConnectionItem {
     pub secrets: Vec<SecretState>,
     pub updated_at: String,
     pub updated_by: String,
+    /// "1 secret · set 3 days ago" (the secrets' details are in `secrets`).
+    pub secrets_summary: String,
+    /// "3 days ago": when the connection last changed.
+    pub updated_ago: String,
     /// The latest live check: (worked, what happened, when); `None` if never tested.
     pub check: Option<(bool, String, String)>,
+    /// Since when its checks fail (when failing).
+    pub failing_since: Option<String>,
     /// Where the connection stands before its first test: `not_set_up` (any provider: a
     /// placeholder promotion created), or for a connection that signs waiting_for_admin, ….
     pub stage: Option<String>,
@@ -39,8 +45,11 @@ pub struct ConnectionItem {
 pub struct ConnectionList {
     pub environment: String,
     pub items: Vec<ConnectionItem>,
-    /// Pass as `cursor` for the next page.
-    pub next_cursor: Option<String>,
+    /// Connections matching the filters on every page; the page shown (from 1) of `pages`.
+    pub total: i64,
+    pub page: i64,
+    pub pages: i64,
+    pub per_page: i64,
     pub providers: Vec<(String, String)>,
     pub can_write: bool,
 }
@@ -152,24 +161,48 @@ fn provider_forms() -> Vec<ProviderForm> {
         .collect()
 }
 
-/// One page of an environment's connections; secrets appear only as "set on DATE by WHO".
+/// "3 days ago", "2 hours ago", "just now" from a stored RFC 3339 time.
+#[cfg(feature = "ssr")]
+fn ago(t: &str) -> String {
+    let Ok(then) = chrono::DateTime::parse_from_rfc3339(t) else { return t.to_string() };
+    let secs = (chrono::Utc::now() - then.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let (n, unit) = match secs {
+        0..60 => return "just now".into(),
+        60..3600 => (secs / 60, "minute"),
+        3600..86400 => (secs / 3600, "hour"),
+        86400..2_592_000 => (secs / 86400, "day"),
+        2_592_000..31_536_000 => (secs / 2_592_000, "month"),
+        _ => (secs / 31_536_000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// Rows per page of the connections page.
+pub const CONNECTIONS_PER_PAGE: i64 = 50;
+
+/// One page of an environment's connections, filtered (name, provider, latest check), sorted
+/// (`name`, `status`, `changed`), `page` from 1; secrets appear only as "set on DATE by WHO".
 #[server(prefix = "/rpc", endpoint = "list_connections")]
 pub async fn list_connections(
     environment: String,
     #[server(default)] search: String,
     #[server(default)] provider: String,
-    #[server(default)] cursor: String,
+    #[server(default)] status: String,
+    #[server(default)] sort: String,
+    #[server(default)] page: String,
 ) -> Fallible<ConnectionList> {
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
-    let query = server::connections::ListQuery {
+    let query = server::connections::BrowseQuery {
         search: Some(search),
         provider: Some(provider).filter(|p| !p.is_empty()),
-        feed: server::feed::Feed::Default { cursor: Some(cursor).filter(|c| !c.is_empty()) },
-        limit: Some(50),
+        check: server::connections::CheckFilter::parse(status.trim()).map_err(fail)?,
+        sort: server::connections::Sort::parse(sort.trim()).map_err(fail)?,
+        page: page.trim().parse().unwrap_or(1),
+        per_page: CONNECTIONS_PER_PAGE,
     };
-    let page = server::connections::list(&s.db, &env.name, &query).await.map_err(fail)?;
+    let page = server::connections::browse(&s.db, &env.name, &query).await.map_err(fail)?;
     let ids: Vec<i64> = page.items.iter().map(|c| c.id).collect();
     let mut health = server::connections::health_of(&s.db, &ids).await.map_err(fail)?;
     let mut briefs = server::signing::briefs(&s.db, &page.items).await.map_err(fail)?;
@@ -178,14 +211,16 @@ pub async fn list_connections(
         .into_iter()
         .map(|c| {
             let brief = briefs.remove(&c.id);
-            let set_up = server::providers::get(&c.provider).is_none_or(|d| d.setup_missing(&c.settings, &c.secrets_set.keys().cloned().collect()).is_empty());
+            let check = health.remove(&c.id);
+            let latest = c.secrets_set.values().max().map(|t| format!(" · set {}", ago(t))).unwrap_or_default();
+            let n = c.secrets_set.len();
             ConnectionItem {
-                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| (!set_up).then(|| "not_set_up".to_string())).or_else(|| {
-                    // Signs in, and nobody has yet.
-                    server::connect::authorization_of(&c).ok().filter(|(_, a)| !c.secrets_set.contains_key(a.refresh_field)).map(|_| "needs_sign_in".to_string())
-                }),
+                stage: brief.as_ref().map(|b| b.state.clone()).or_else(|| server::connections::setup_stage(&c).map(str::to_string)),
                 certificate_expires: brief.and_then(|b| b.certificate_expires),
-                check: health.remove(&c.id).map(|h| (h.ok, h.detail, h.checked_at)),
+                secrets_summary: if n == 0 { "no secret set".into() } else { format!("{n} secret{}{latest}", if n == 1 { "" } else { "s" }) },
+                updated_ago: ago(&c.updated_at),
+                failing_since: check.as_ref().and_then(|h| h.failing_since.clone()),
+                check: check.map(|h| (h.ok, h.detail, h.checked_at)),
                 // Where the credential goes: the provider's first destination setting.
                 target: server::providers::get(&c.provider)
                     .and_then(|d| d.destination_settings.first())
@@ -204,7 +239,10 @@ pub async fn list_connections(
         can_write: server::access::user_allows(&user, &env.name, env.allow_dev_api_keys, Resource::Connections, Access::Write),
         environment: env.name,
         items,
-        next_cursor: page.next_cursor,
+        total: page.total,
+        page: page.page,
+        pages: page.pages,
+        per_page: page.per_page,
         providers: server::providers::REGISTRY.iter().map(|p| (p.id.to_string(), p.label.to_string())).collect(),
     })
 }
@@ -221,8 +259,7 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
         let def = server::providers::get(&c.provider);
         let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
-        let credential_admin =
-            def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
+        let credential_admin = def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
         let sign_in = server::connect::authorization_of(&c).ok().map(|(_, a)| a.button.to_string());
         Some(ConnectionDetail {
             sign_in,

@@ -19,6 +19,9 @@ pub struct IntegrationRow {
     pub connection: Option<String>,
     /// `bound`, `failing` or `needs_connection`.
     pub status: String,
+    /// How far the bound connection is: `not_set_up`, `not_tested`, `works` or `failing`.
+    pub connection_state: Option<String>,
+    pub failing_since: Option<String>,
     pub reason: Option<String>,
     /// The environment's connections of the same provider: the only ones it can bind to.
     pub candidates: Vec<String>,
@@ -31,14 +34,22 @@ pub struct IntegrationList {
     pub can_bind: bool,
 }
 
-/// One integration in one environment: (status, reason), or `None` when not published there.
-pub type Cell = Option<(String, Option<String>)>;
+/// One integration in one environment of the overview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    pub status: String,
+    pub connection_state: Option<String>,
+    pub reason: Option<String>,
+    pub connection: Option<String>,
+    pub failing_since: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overview {
-    pub environments: Vec<String>,
-    /// Integration name, provider, and a cell per environment.
-    pub rows: Vec<(String, String, Vec<Cell>)>,
+    /// Each environment and how many things need attention there (the start page lists them).
+    pub environments: Vec<(String, usize)>,
+    /// Integration name, provider, and a cell per environment (`None`: not published there).
+    pub rows: Vec<(String, String, Vec<Option<Cell>>)>,
 }
 
 #[server(prefix = "/rpc", endpoint = "list_integrations")]
@@ -77,6 +88,8 @@ pub async fn list_integrations(environment: String) -> Fallible<IntegrationList>
             description: i.description,
             connection: i.connection,
             status: i.status,
+            connection_state: i.connection_state,
+            failing_since: i.failing_since,
             reason: i.status_reason,
         })
         .collect();
@@ -103,6 +116,24 @@ pub async fn bind_integration(environment: String, name: String, #[server(defaul
 pub async fn integrations_overview() -> Fallible<Overview> {
     let (s, user) = require_user().await?;
     let envs: Vec<_> = server::environments::list(&s.db).await.map_err(fail)?.into_iter().filter(|e| user.role_in(&e.name).is_some()).collect();
-    let rows = server::integrations::overview(&s.db, &envs).await.map_err(fail)?.into_iter().map(|r| (r.name, r.provider, r.cells)).collect();
-    Ok(Overview { environments: envs.into_iter().map(|e| e.name).collect(), rows })
+    let rows = server::integrations::overview(&s.db, &envs)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|r| {
+            let cells = r
+                .cells
+                .into_iter()
+                .map(|c| {
+                    c.map(|c| Cell { status: c.status, connection_state: c.connection_state, reason: c.reason, connection: c.connection, failing_since: c.failing_since })
+                })
+                .collect();
+            (r.name, r.provider, cells)
+        })
+        .collect();
+    // The same count as the start page's "What needs attention" for each environment.
+    let ids: Vec<i64> = envs.iter().map(|e| e.id).collect();
+    let items = server::attention::items(&s.db, &ids).await.map_err(fail)?;
+    let environments = envs.into_iter().map(|e| (items.iter().filter(|i| i.environment == e.name).count(), e.name)).map(|(n, e)| (e, n)).collect();
+    Ok(Overview { environments, rows })
 }

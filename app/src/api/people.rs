@@ -286,15 +286,39 @@ pub async fn create_key(
     Ok(CreatedKey { name: key.name, key: value.expose_secret().to_string() })
 }
 
-/// Revokes a key at once.
-#[server(prefix = "/rpc", endpoint = "revoke_key")]
-pub async fn revoke_key(id: i64) -> Fallible<()> {
-    let (s, user) = require_user().await?;
+/// The key `id` once the signed-in person may end it (revoke or rotate).
+#[cfg(feature = "ssr")]
+async fn key_to_end(s: &server::Services, user: &server::users::User, id: i64) -> Fallible<server::api_keys::ApiKey> {
     let key = server::api_keys::get(&s.db, id).await.map_err(fail)?;
     let envs = server::environments::list(&s.db).await.map_err(fail)?;
-    if !server::api_keys::user_may_revoke(&user, &key, &envs) {
+    if !server::api_keys::user_may_revoke(user, &key, &envs) {
         return Err(fail(server::Error::Forbidden("you may revoke keys you created, or keys whose environments you manage API keys in".into())));
+    }
+    Ok(key)
+}
+
+/// Revokes a key at once, once `confirm` is its name as typed by the person (it cannot be
+/// undone).
+#[server(prefix = "/rpc", endpoint = "revoke_key")]
+pub async fn revoke_key(id: i64, #[server(default)] confirm: String) -> Fallible<()> {
+    let (s, user) = require_user().await?;
+    let key = key_to_end(&s, &user, id).await?;
+    if confirm.trim() != key.name.trim() {
+        return Err(fail(server::Error::field("confirm", format!("type the key's name, {}, to revoke it: revoking cannot be undone", key.name))));
     }
     server::api_keys::revoke(&s.db, &actor_of(&user).await, id).await.map_err(fail)?;
     Ok(())
+}
+
+/// Rotates a key: a new one with the same name, grants, addresses and expiry, the old one
+/// revoked in the same transaction. The new value appears here once.
+#[server(prefix = "/rpc", endpoint = "rotate_key")]
+pub async fn rotate_key(id: i64) -> Fallible<CreatedKey> {
+    let (s, user) = require_user().await?;
+    key_to_end(&s, &user, id).await?;
+    let (key, value) = server::api_keys::rotate(&s.db, &actor_of(&user).await, &user, id).await.map_err(fail)?;
+    if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
+        r.insert_header(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    }
+    Ok(CreatedKey { name: key.name, key: value.expose_secret().to_string() })
 }

@@ -27,7 +27,9 @@ pub fn AuditPage() -> impl IntoView {
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             let owner = me.await.ok().flatten().is_some_and(|m| m.owner);
-                            let current = env();
+                            // The environment shown: the one asked for, or the first one a
+                            // person who is not an owner may read.
+                            let current = events.await.map(|p| p.environment).unwrap_or_else(|_| env());
                             view! {
                                 {owner.then(|| view! { <option value="" selected=current.is_empty()>"All (and sign-ins)"</option> })}
                                 {envs.await.unwrap_or_default().into_iter().map(|e| {
@@ -47,10 +49,9 @@ pub fn AuditPage() -> impl IntoView {
                     <Transition fallback=|| ()>
                         {move || Suspend::new(async move {
                             let current = action();
-                            events.await.map(|p| p.actions).unwrap_or_default().into_iter().map(|a| {
+                            events.await.map(|p| p.actions).unwrap_or_default().into_iter().map(|(a, label)| {
                                 let selected = a == current;
-                                let value = a.clone();
-                                view! { <option value=value selected=selected>{a}</option> }
+                                view! { <option value=a selected=selected>{label}</option> }
                             }).collect_view()
                         })}
                     </Transition>
@@ -73,6 +74,7 @@ pub fn AuditPage() -> impl IntoView {
                                 )
                             });
                             view! {
+                                <p><a href=page.csv.clone() download data-testid="csv">"Download these events as CSV"</a></p>
                                 <AuditTable items=page.items/>
                                 <nav class="pager" aria-label="Pages">{older.map(|href| view! { <a href=href rel="next">"Older events"</a> })}</nav>
                             }.into_any()
@@ -90,7 +92,7 @@ fn AuditTable(items: Vec<AuditItem>) -> impl IntoView {
     view! {
         <div class="table-wrap">
             <table data-testid="audit">
-                <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"What"</th><th scope="col">"Environment"</th><th scope="col">"Object"</th><th scope="col">"From"</th></tr></thead>
+                <thead><tr><th scope="col">"When (UTC)"</th><th scope="col">"Who"</th><th scope="col">"What"</th><th scope="col">"Environment"</th><th scope="col">"Object"</th><th scope="col">"Change"</th><th scope="col">"From"</th></tr></thead>
                 <tbody>
                     {items.into_iter().map(|e| {
                         let failed = !matches!(e.outcome.as_str(), "success" | "ok");
@@ -98,9 +100,15 @@ fn AuditTable(items: Vec<AuditItem>) -> impl IntoView {
                             <tr class:failed=failed>
                                 <td><time datetime=e.at.clone()>{e.at.get(..19).map(|t| t.replace('T', " ")).unwrap_or_else(|| short_time(&e.at))}</time></td>
                                 <td>{e.actor}</td>
-                                <td class="mono">{e.action}{(e.outcome != "success").then(|| format!(" ({})", e.outcome))}</td>
+                                <td data-action=e.action.clone() title=e.action.clone()>{e.label}{failed.then(|| format!(" ({})", e.outcome))}</td>
                                 <td>{e.environment.unwrap_or_default()}</td>
-                                <td>{e.object.unwrap_or_default()}</td>
+                                <td>{match (e.object, e.path) {
+                                    (Some(object), Some(path)) => view! { <a href=path>{object}</a> }.into_any(),
+                                    (object, _) => object.unwrap_or_default().into_any(),
+                                }}</td>
+                                <td data-testid="change">{e.changes.into_iter().map(|(what, before, after)| view! {
+                                    <div class="change">{what} ": " <span class="before">{before}</span> " → " <span class="after">{after}</span></div>
+                                }).collect_view()}</td>
                                 <td class="mono">{e.client_addr.unwrap_or_default()}</td>
                             </tr>
                         }

@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 
-use crate::api::{list_keys, CreateKey, KeyItem, KeysPage, RevokeKey};
+use crate::api::{list_keys, CreateKey, KeyItem, KeysPage, RevokeKey, RotateKey};
 use crate::pages::auth::{action_error, error_view};
 use crate::pages::people::OnceDialog;
 use crate::pages::{hydrated, short_time};
@@ -10,7 +10,14 @@ use crate::pages::{hydrated, short_time};
 pub fn ApiKeysPage() -> impl IntoView {
     let create = ServerAction::<CreateKey>::new();
     let revoke = ServerAction::<RevokeKey>::new();
-    let page = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_keys());
+    let rotate = ServerAction::<RotateKey>::new();
+    let page = Resource::new(move || (create.version().get(), revoke.version().get(), rotate.version().get()), |_| list_keys());
+    // A rotation's new key replaces whatever key was shown before (it may be the one revoked).
+    Effect::new(move |_| {
+        if rotate.version().get() > 0 {
+            create.value().set(None);
+        }
+    });
     view! {
         <section class="panel">
             <h1>"API keys"</h1>
@@ -20,13 +27,17 @@ pub fn ApiKeysPage() -> impl IntoView {
                     match page.await {
                         Ok(p) => view! {
                             <CreateKeyForm action=create page=p.clone()/>
-                            <KeyTable keys=p.keys revoke=revoke/>
+                            <KeyTable keys=p.keys revoke=revoke rotate=rotate/>
                         }.into_any(),
                         Err(e) => error_view(&e),
                     }
                 })}
             </Suspense>
             {action_error(revoke.value())}
+            {action_error(rotate.value())}
+            {move || rotate.value().get().and_then(|r| r.ok()).map(|k| view! {
+                <OnceDialog title=format!("The new key \u{201c}{}\u{201d}", k.name) value=k.key note="The old key stopped working. Copy the new one now and put it where the old one was: connvault keeps only a hash, so it cannot show this key again."/>
+            })}
         </section>
     }
 }
@@ -96,7 +107,8 @@ fn CreateKeyForm(action: ServerAction<CreateKey>, page: KeysPage) -> impl IntoVi
 }
 
 #[component]
-fn KeyTable(keys: Vec<KeyItem>, revoke: ServerAction<RevokeKey>) -> impl IntoView {
+fn KeyTable(keys: Vec<KeyItem>, revoke: ServerAction<RevokeKey>, rotate: ServerAction<RotateKey>) -> impl IntoView {
+    let hydrated = hydrated();
     if keys.is_empty() {
         return view! { <p class="empty">"No keys yet."</p> }.into_any();
     }
@@ -121,12 +133,26 @@ fn KeyTable(keys: Vec<KeyItem>, revoke: ServerAction<RevokeKey>) -> impl IntoVie
                                 <td class="actions">
                                     {match (&k.revoked_at, k.may_revoke) {
                                         (Some(at), _) => view! { <span class="tag muted-tag">"revoked " {short_time(at)}</span> }.into_any(),
-                                        (None, true) => view! {
-                                            <ActionForm action=revoke>
-                                                <input type="hidden" name="id" value=k.id/>
-                                                <button type="submit" class="danger">"Revoke"</button>
-                                            </ActionForm>
-                                        }.into_any(),
+                                        (None, true) => {
+                                            let confirm_id = format!("confirm-{}", k.id);
+                                            view! {
+                                                // The new value is shown once in the answer: rotating needs the page to be live.
+                                                <ActionForm action=rotate>
+                                                    <input type="hidden" name="id" value=k.id/>
+                                                    <button type="submit" class="secondary" disabled=move || !hydrated.get() || rotate.pending().get()
+                                                        title="A new key with the same name, grants and limits; this one stops working at once">"Rotate"</button>
+                                                </ActionForm>
+                                                <details class="revoke">
+                                                    <summary>"Revoke…"</summary>
+                                                    <ActionForm action=revoke attr:class="stack">
+                                                        <input type="hidden" name="id" value=k.id/>
+                                                        <label for=confirm_id.clone()>"Type " <strong>{k.name.clone()}</strong> " to revoke it; it stops working at once, for good"</label>
+                                                        <input id=confirm_id name="confirm" autocomplete="off" required/>
+                                                        <button type="submit" class="danger">"Revoke"</button>
+                                                    </ActionForm>
+                                                </details>
+                                            }.into_any()
+                                        }
                                         (None, false) => ().into_any(),
                                     }}
                                 </td>

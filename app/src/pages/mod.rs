@@ -3,6 +3,7 @@ use leptos::prelude::*;
 pub mod audit;
 pub mod auth;
 pub mod certificates;
+pub mod connection_list;
 pub mod connections;
 pub mod credentials;
 pub mod environments;

@@ -102,7 +102,6 @@ fn PeopleTable(
                         <th scope="col">"Person"</th>
                         {envs.iter().map(|e| view! { <th scope="col">{e.clone()}</th> }).collect_view()}
                         <th scope="col">"Last sign-in"</th>
-                        <th scope="col"><span class="sr-only">"Actions"</span></th>
                     </tr>
                 </thead>
                 <tbody>
@@ -138,24 +137,8 @@ fn PersonRow(
                 {person.email.clone()}
                 {person.owner.then(|| view! { " " <span class="tag">"owner"</span> })}
                 {(!status.is_empty()).then(|| view! { " " <span class="tag muted-tag">{status}</span> })}
-            </th>
-            {envs.iter().map(|env| {
-                let id = format!("role-{}-{}", person.id, env);
-                view! {
-                    <td>
-                        <label for=id.clone() class="sr-only">{format!("Role of {} in {}", person.email, env)}</label>
-                        <select id=id name=format!("roles[{env}]") form=form_id.clone() disabled=!active>
-                            <option value="none" selected=person.role_in(env).is_empty()>"—"</option>
-                            {ROLES.iter().map(|r| {
-                                let label = format!("{}{}", r[..1].to_uppercase(), &r[1..]);
-                                view! { <option value=*r selected=person.role_in(env) == *r>{label}</option> }
-                            }).collect_view()}
-                        </select>
-                    </td>
-                }
-            }).collect_view()}
-            <td>{person.last_sign_in_at.as_deref().map(short_time).unwrap_or_else(|| "never".into())}</td>
-            <td class="actions">
+                // Actions sit with the person, so that no number of environments pushes them out of sight.
+                <div class="action-stack">
                 <ActionForm action=set_roles attr:id=form_id.clone()>
                     <input type="hidden" name="id" value=person.id/>
                     <button type="submit" disabled=!active>"Save roles"</button>
@@ -173,7 +156,26 @@ fn PersonRow(
                         <button type="submit" class=if active { "danger" } else { "secondary" }>{if active { "Deactivate" } else { "Reactivate" }}</button>
                     </ActionForm>
                 })}
-            </td>
+                </div>
+            </th>
+            {envs.iter().map(|env| {
+                let id = format!("role-{}-{}", person.id, env);
+                view! {
+                    <td data-env=env.clone()>
+                        // The column's name, shown where the header row is hidden (a phone's cards).
+                        <span class="cell-label" aria-hidden="true">{format!("{env}: ")}</span>
+                        <label for=id.clone() class="sr-only">{format!("Role of {} in {}", person.email, env)}</label>
+                        <select id=id name=format!("roles[{env}]") form=form_id.clone() disabled=!active>
+                            <option value="none" selected=person.role_in(env).is_empty()>"—"</option>
+                            {ROLES.iter().map(|r| {
+                                let label = format!("{}{}", r[..1].to_uppercase(), &r[1..]);
+                                view! { <option value=*r selected=person.role_in(env) == *r>{label}</option> }
+                            }).collect_view()}
+                        </select>
+                    </td>
+                }
+            }).collect_view()}
+            <td><span class="cell-label" aria-hidden="true">"Last sign-in: "</span>{person.last_sign_in_at.as_deref().map(short_time).unwrap_or_else(|| "never".into())}</td>
         </tr>
     }
 }

@@ -137,7 +137,7 @@ async fn bindings_join_one_environment_and_one_provider_and_report_status() {
         let envs = server::environments::list(&api.s.db).await.unwrap();
         let grid = server::integrations::overview(&api.s.db, &envs).await.unwrap();
         assert_eq!(grid.len(), 1);
-        let cells: Vec<Option<&str>> = grid[0].cells.iter().map(|c| c.as_ref().map(|(s, _)| s.as_str())).collect();
+        let cells: Vec<Option<&str>> = grid[0].cells.iter().map(|c| c.as_ref().map(|c| c.status.as_str())).collect();
         assert_eq!(cells, [Some("needs_connection"), Some("needs_connection"), None]);
     }
 }
@@ -222,5 +222,148 @@ async fn the_broker_answers_a_generic_connection_with_its_credential() {
         server::api_keys::revoke(&api.s.db, &server::audit::Actor::operator(), id).await.unwrap();
         let (st, _, _) = api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/integrations/A/token", None).await;
         assert_eq!(st, 401, "a revoked key stops at once");
+    }
+}
+
+/// Writes a connection's latest check as `connections::record_health` would (ok, and since when
+/// it fails).
+async fn set_health(db: &common::TestDb, env: &str, connection: &str, ok: bool, failing_since: Option<&str>) {
+    let since = failing_since.map(|s| format!("'{s}'")).unwrap_or_else(|| "NULL".into());
+    db.exec(&format!(
+        "INSERT INTO connection_health (connection_id, ok, detail, advice, source, checked_at, failing_since) \
+         SELECT c.id, {}, 'the service answered 401', NULL, 'test', '2026-12-01T10:00:00.000000Z', {since} FROM connections c \
+         JOIN environments e ON e.id = c.environment_id WHERE e.name = '{env}' AND c.name = '{connection}'",
+        ok as i64
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_binding_is_good_only_when_its_connection_is_set_up_and_its_latest_check_passed() {
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let k = key(&api.s, &["QA:connections:rw", "QA:integrations:rw", "QA:bindings:rw"]).await;
+        let post = |body: Value| {
+            let (api, k) = (&api, k.clone());
+            async move { api.call(Who::Key(&k), "POST", "/api/v1/environments/QA/connections", Some(body)).await.0 }
+        };
+        // A placeholder as promotion makes it (no secret), one with its token, a Salesforce
+        // connection without a certificate.
+        assert_eq!(post(json!({"name": "Placeholder", "provider": "http", "settings": {"base_url": "https://p.example.com", "auth": "bearer"}})).await, 201);
+        assert_eq!(post(http_conn("Ready", "https://r.example.com")).await, 201);
+        let sf = json!({"name": "SF", "provider": "salesforce", "settings": {"login_url": "https://login.salesforce.com", "username": "svc@example.com", "consumer_key": "3MVG9abc"}});
+        let sf_status = post(sf).await;
+        for (integration, provider, connection) in [("A", "http", "Placeholder"), ("B", "http", "Ready"), ("C", "http", "Ready"), ("D", "salesforce", "SF")] {
+            let path = format!("/api/v1/environments/QA/integrations/{integration}");
+            assert!(api.call(Who::Key(&k), "PUT", &path, Some(json!({"provider": provider}))).await.0.is_success());
+            if provider == "salesforce" && sf_status != 201 {
+                continue;
+            }
+            let (st, _, text) = api.call(Who::Key(&k), "PUT", &format!("{path}/binding"), Some(json!({"connection": connection}))).await;
+            assert_eq!(st, 200, "{text}");
+        }
+        assert!(api.call(Who::Key(&k), "PUT", "/api/v1/environments/QA/integrations/E", Some(json!({"provider": "http"}))).await.0.is_success());
+        let states = |list: &Value| -> Vec<(String, String, Option<String>)> {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["name"].as_str().unwrap().into(), i["status"].as_str().unwrap().into(), i["connection_state"].as_str().map(str::to_string)))
+                .collect()
+        };
+        let (_, list, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations", None).await;
+        let s = |a: &str, b: &str, c: Option<&str>| (a.to_string(), b.to_string(), c.map(str::to_string));
+        let mut expected = vec![s("A", "bound", Some("not_set_up")), s("B", "bound", Some("not_tested")), s("C", "bound", Some("not_tested"))];
+        if sf_status == 201 {
+            expected.push(s("D", "bound", Some("not_set_up")));
+        } else {
+            expected.push(s("D", "needs_connection", None));
+        }
+        expected.push(s("E", "needs_connection", None));
+        assert_eq!(states(&list), expected, "{list}");
+        assert!(list["items"][0]["status_reason"].as_str().unwrap().contains("Placeholder is not set up yet"), "{list}");
+        if sf_status == 201 {
+            assert!(list["items"][3]["status_reason"].as_str().unwrap().contains("SF has no certificate yet"), "{list}");
+        }
+
+        // A passing check makes it good; a failing one says since when.
+        set_health(&db, "QA", "Ready", true, None).await;
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/B", None).await;
+        assert_eq!((one["status"].as_str(), one["connection_state"].as_str(), one["failing_since"].as_str()), (Some("bound"), Some("works"), None), "{one}");
+        db.exec("UPDATE connection_health SET ok = 0, failing_since = '2026-11-30T08:00:00.000000Z'").await;
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/C", None).await;
+        assert_eq!(
+            (one["status"].as_str(), one["connection_state"].as_str(), one["failing_since"].as_str()),
+            (Some("failing"), Some("failing"), Some("2026-11-30T08:00:00.000000Z")),
+            "{one}"
+        );
+        // A health row does not make a placeholder good: it is still not set up.
+        set_health(&db, "QA", "Placeholder", true, None).await;
+        let (_, one, _) = api.call(Who::Key(&k), "GET", "/api/v1/environments/QA/integrations/A", None).await;
+        assert_eq!(one["connection_state"].as_str(), Some("not_set_up"), "{one}");
+
+        // The grid shows the same, cell by cell.
+        let envs = server::environments::list(&api.s.db).await.unwrap();
+        let grid = server::integrations::overview(&api.s.db, &envs).await.unwrap();
+        let qa = envs.iter().position(|e| e.name == "QA").unwrap();
+        let cell = |name: &str| grid.iter().find(|r| r.name == name).unwrap().cells[qa].clone().unwrap();
+        assert_eq!((cell("A").connection_state.as_deref(), cell("A").connection.as_deref()), (Some("not_set_up"), Some("Placeholder")));
+        assert_eq!((cell("C").status.as_str(), cell("C").failing_since.as_deref()), ("failing", Some("2026-11-30T08:00:00.000000Z")));
+        assert_eq!(cell("E").connection_state, None);
+    }
+}
+
+#[tokio::test]
+async fn the_connections_page_sorts_filters_and_counts_its_pages() {
+    use server::connections::{browse, BrowseQuery, CheckFilter, Sort};
+    for db in backends().await {
+        let api = Api::new(db.open().await);
+        let k = key(&api.s, &["DEV:connections:rw"]).await;
+        for i in 0..23 {
+            let (st, _, text) =
+                api.call(Who::Key(&k), "POST", "/api/v1/environments/DEV/connections", Some(http_conn(&format!("Conn_{i:02}"), "https://x.example.com"))).await;
+            assert_eq!(st, 201, "{text}");
+        }
+        // Two failing, three working; the rest never checked. Conn_05 changed last.
+        for (name, ok) in [("Conn_20", false), ("Conn_03", false), ("Conn_01", true), ("Conn_02", true), ("Conn_04", true)] {
+            set_health(&db, "DEV", name, ok, (!ok).then_some("2026-12-01T09:00:00.000000Z")).await;
+        }
+        db.exec("UPDATE connections SET updated_at = '2027-01-01T00:00:00.000000Z' WHERE name = 'Conn_05'").await;
+        let q = |check: Option<CheckFilter>, sort: Sort, page: i64| BrowseQuery { check, sort, page, per_page: 10, ..Default::default() };
+        let names = |b: &server::connections::Browse| b.items.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+
+        let p1 = browse(&api.s.db, "DEV", &q(None, Sort::Name, 1)).await.unwrap();
+        assert_eq!((p1.total, p1.page, p1.pages, p1.items.len()), (23, 1, 3, 10));
+        assert_eq!(names(&p1)[..2], ["Conn_00", "Conn_01"]);
+        let p3 = browse(&api.s.db, "DEV", &q(None, Sort::Name, 3)).await.unwrap();
+        assert_eq!((p3.page, names(&p3)), (3, vec!["Conn_20".to_string(), "Conn_21".into(), "Conn_22".into()]));
+        // Past the end is the last page; before the start the first.
+        assert_eq!(browse(&api.s.db, "DEV", &q(None, Sort::Name, 9)).await.unwrap().page, 3);
+        assert_eq!(browse(&api.s.db, "DEV", &q(None, Sort::Name, 0)).await.unwrap().page, 1);
+
+        let by_status = browse(&api.s.db, "DEV", &q(None, Sort::Status, 1)).await.unwrap();
+        assert_eq!(names(&by_status)[..3], ["Conn_03", "Conn_20", "Conn_00"], "failing first, then not tested");
+        let last = browse(&api.s.db, "DEV", &q(None, Sort::Status, 3)).await.unwrap();
+        assert_eq!(names(&last), ["Conn_01", "Conn_02", "Conn_04"], "working last");
+        let changed = browse(&api.s.db, "DEV", &q(None, Sort::Changed, 1)).await.unwrap();
+        assert_eq!(names(&changed)[0], "Conn_05");
+
+        let failing = browse(&api.s.db, "DEV", &q(Some(CheckFilter::Failing), Sort::Name, 1)).await.unwrap();
+        assert_eq!((failing.total, failing.pages, names(&failing)), (2, 1, vec!["Conn_03".to_string(), "Conn_20".into()]));
+        let untested = browse(&api.s.db, "DEV", &q(Some(CheckFilter::NotTested), Sort::Name, 2)).await.unwrap();
+        assert_eq!((untested.total, untested.pages, untested.items.len()), (18, 2, 8));
+        let works = browse(&api.s.db, "DEV", &q(Some(CheckFilter::Works), Sort::Name, 1)).await.unwrap();
+        assert_eq!(works.total, 3);
+        // Filters combine with the search; secrets come along (set, never their values).
+        let mut search = q(Some(CheckFilter::Failing), Sort::Name, 1);
+        search.search = Some("_2".into());
+        let found = browse(&api.s.db, "DEV", &search).await.unwrap();
+        assert_eq!((found.total, names(&found)), (1, vec!["Conn_20".to_string()]));
+        assert!(found.items[0].secrets_set.contains_key("token"));
+        // An empty environment is one empty page.
+        let empty = browse(&api.s.db, "QA", &q(None, Sort::Name, 1)).await.unwrap();
+        assert_eq!((empty.total, empty.page, empty.pages, empty.items.len()), (0, 1, 1, 0));
+        assert!(browse(&api.s.db, "DEV", &BrowseQuery { per_page: 0, ..Default::default() }).await.is_err());
+        assert!(Sort::parse("size").is_err() && CheckFilter::parse("broken").is_err());
     }
 }

@@ -9,6 +9,7 @@ mod common;
 
 mod access;
 mod api;
+mod audit_trail;
 mod backup;
 mod bundle_props;
 mod contract;
@@ -17,6 +18,7 @@ mod entra;
 mod feeds;
 mod integrations;
 mod jobs;
+mod key_rotation;
 mod limits;
 mod mail;
 mod microsoft;
