@@ -40,6 +40,7 @@ async function createConnection(page: Page, name: string) {
   await hydrated(page);
   await page.locator('#f-name').fill(name);
   await page.locator('#f-provider').selectOption('salesforce');
+  await page.locator('#f-login_url-choice').selectOption({ label: 'My Domain or another URL…' });
   await page.locator('#f-login_url').fill(SF);
   await page.locator('#f-username').fill(USER);
   await page.locator('#f-admin_email').fill('sf-admin@acme.example');
@@ -65,10 +66,12 @@ async function createConnectedApp(browser: Browser, certificate: string, permitt
 test('a developer requests admin help; the email waits in the outbox with the certificate', async ({ browser }) => {
   const page = await ownerPage(browser);
   await createConnection(page, 'SF_Main');
-  await expect(page.getByTestId('cert-status')).toContainText('No certificate yet');
-  await expect(page.locator('#cert-admin')).toHaveValue('sf-admin@acme.example');
+  await expect(page.getByTestId('connection-status')).toContainText('No certificate yet');
+  // The admin's address was asked once, with the settings.
+  await expect(page.getByTestId('step-certificate').getByTestId('request-to').first()).toContainText('sf-admin@acme.example');
   await page.getByRole('button', { name: 'Request admin help' }).click();
-  await expect(page.getByTestId('cert-status')).toContainText('Waiting for admin');
+  // No mail server in these tests: the request is not sent, and the page says so.
+  await expect(page.getByTestId('connection-status')).toContainText('Not sent: no mail server is configured');
   await expect(page.getByRole('link', { name: 'Download certificate (.crt)' })).toBeVisible();
 
   await page.goto('/outbox');
@@ -112,7 +115,7 @@ test('the admin creates the app and answers through the link; the connection wor
 
   await owner.goto('/env/DEV/connections/SF_Main');
   await hydrated(owner);
-  await expect(owner.getByTestId('cert-status')).toContainText('Connected');
+  await expect(owner.getByTestId('connection-status')).toContainText('Works');
   await owner.getByRole('button', { name: 'Test connection' }).click();
   await expect(owner.getByTestId('test-result')).toContainText('Works');
   await expect(owner.getByTestId('test-result')).toContainText('connected to org 00D');
@@ -125,7 +128,7 @@ test('a connected app set to self-authorize gets advice that names the policy to
   const page = await ownerPage(browser);
   await createConnection(page, 'SF_Bad');
   await page.getByRole('button', { name: 'Request admin help' }).click();
-  await expect(page.getByTestId('cert-status')).toContainText('Waiting for admin');
+  await expect(page.getByTestId('connection-status')).toContainText('Not sent: no mail server is configured');
   const certificate = await (await page.request.get('/api/v1/environments/DEV/connections/SF_Bad/certificate')).text();
   const consumerKey = await createConnectedApp(browser, certificate, 'self_authorize');
 
@@ -137,8 +140,10 @@ test('a connected app set to self-authorize gets advice that names the policy to
   await expect(result).toContainText('Does not work');
   await expect(result).toContainText("user hasn't approved this consumer");
   await expect(result).toContainText('Admin approved users are pre-authorized');
-  // Reloaded, so the status is the stored one rather than the page's own state.
+  // The status above says the same at once, and so does the stored one after a reload.
+  await expect(page.getByTestId('connection-status')).toContainText('Does not work');
   await page.reload();
   await hydrated(page);
-  await expect(page.getByTestId('cert-status')).toContainText('Failing');
+  await expect(page.getByTestId('connection-status')).toContainText('Does not work');
+  await expect(page.getByTestId('step-test')).toHaveAttribute('data-state', 'failed');
 });

@@ -75,6 +75,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    form: microsoft::FORM,
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];

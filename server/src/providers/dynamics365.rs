@@ -27,6 +27,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    form: microsoft::FORM,
 };
 
 static MINTING: Minting = microsoft::minting::<R>();

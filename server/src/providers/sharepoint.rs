@@ -41,6 +41,7 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     details: None,
     authorization: None,
     session: None,
+    form: microsoft::FORM,
 };
 
 /// Always a certificate.
