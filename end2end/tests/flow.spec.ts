@@ -1,6 +1,6 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
 import { spawnSync, type ChildProcess } from 'child_process';
-import { binary, hydrated, repoRoot, signedIn, spawnPrinting, startVault, stopAll, type Vault } from './support';
+import { binary, createSalesforce, hydrated, repoRoot, signedIn, spawnPrinting, startVault, stopAll, type Vault } from './support';
 
 // The connection page as a guided flow, on a vault of its own without a mail server, with the
 // Salesforce stand-in (`connvault dev-salesforce`) playing Salesforce:
@@ -173,15 +173,7 @@ let adminLink = '';
 
 test('a Salesforce connection goes through its steps; without a mail server the requester passes the request on', async ({ browser }) => {
   const page = await newConnection(browser);
-  await page.locator('#f-name').fill('SF_Flow');
-  await page.locator('#f-provider').selectOption('salesforce');
-  await page.locator('#f-login_url-choice').selectOption({ label: 'My Domain or another URL…' });
-  await page.locator('#f-login_url').fill(SF);
-  await page.locator('#f-username').fill(USER);
-  await page.locator('#f-admin_email').fill('sf-admin@acme.example');
-  await page.getByRole('button', { name: 'Create connection' }).click();
-  await expect(page).toHaveURL(/\/env\/DEV\/connections\/SF_Flow/);
-  await hydrated(page);
+  await createSalesforce(page, 'SF_Flow', SF, USER, 'sf-admin@acme.example');
 
   const status = page.getByTestId('connection-status');
   const step = (id: string) => page.getByTestId(`step-${id}`);

@@ -1,6 +1,6 @@
 import { test, expect, type Browser, type Page } from '@playwright/test';
 import { spawn, type ChildProcess } from 'child_process';
-import { binary, healthy, hydrated, repoRoot, signedIn, startVault, stopAll } from './support';
+import { binary, createSalesforce, healthy, hydrated, repoRoot, signedIn, startVault, stopAll } from './support';
 
 // The Salesforce connected-app flow in the browser, on a vault of its own with the Salesforce
 // stand-in (`connvault dev-salesforce`) playing Salesforce: create a connection in DEV →
@@ -38,15 +38,7 @@ function ownerPage(browser: Browser): Promise<Page> {
 async function createConnection(page: Page, name: string) {
   await page.goto('/env/DEV/connections/new');
   await hydrated(page);
-  await page.locator('#f-name').fill(name);
-  await page.locator('#f-provider').selectOption('salesforce');
-  await page.locator('#f-login_url-choice').selectOption({ label: 'My Domain or another URL…' });
-  await page.locator('#f-login_url').fill(SF);
-  await page.locator('#f-username').fill(USER);
-  await page.locator('#f-admin_email').fill('sf-admin@acme.example');
-  await page.getByRole('button', { name: 'Create connection' }).click();
-  await expect(page).toHaveURL(new RegExp(`/env/DEV/connections/${name}`));
-  await hydrated(page);
+  await createSalesforce(page, name, SF, USER, 'sf-admin@acme.example');
 }
 
 /// Plays the Salesforce admin on the stand-in's page: a connected app for `certificate`.

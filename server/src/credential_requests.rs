@@ -276,14 +276,5 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Cr
     )
     .await?;
     tx.commit().await?;
-    Ok(signing::Taken {
-        actor,
-        environment: env.name,
-        connection: c.name,
-        request_id: request.id,
-        environment_id: env.id,
-        provider: c.provider,
-        kind: &CREDENTIAL_REQUEST,
-        admin: help.admin,
-    })
+    Ok(signing::Taken::new(actor, env, c, request.id, &CREDENTIAL_REQUEST, help.admin))
 }

@@ -359,6 +359,10 @@ pub async fn history(db: &Db, environment_id: i64, name: &str, limit: i64) -> Re
         let outcome: String = r.try_get("outcome")?;
         let detail: serde_json::Value = serde_json::from_str(&r.try_get::<String, _>("detail")?).unwrap_or_default();
         let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        // A test's own change of state is the test itself: only the schedule's are told apart.
+        if matches!(action.as_str(), "connection.failing" | "connection.recovered") && text("source") != "schedule" {
+            continue;
+        }
         let (kind, ok, words) = match action.as_str() {
             "connection.test" => ("test", outcome == "ok", text("detail")),
             "connection.failing" => ("test", false, format!("a scheduled check found it stopped working: {}", text("reason"))),

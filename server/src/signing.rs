@@ -991,16 +991,7 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Ad
     }
     audit::record(&mut tx, &actor, Event::new("admin_request.answer").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
     tx.commit().await?;
-    Ok(Taken {
-        actor,
-        environment: env.name,
-        connection: c.name,
-        request_id: request.id,
-        environment_id: env.id,
-        provider: c.provider,
-        kind: &CERTIFICATE_REQUEST,
-        admin: help.admin,
-    })
+    Ok(Taken::new(actor, env, c, request.id, &CERTIFICATE_REQUEST, help.admin))
 }
 
 /// An admin's answer taken (stored, its link not used yet): who gave it, for which connection
@@ -1015,6 +1006,13 @@ pub struct Taken {
     pub(crate) kind: &'static RequestKind,
     /// Who was asked, e.g. "Salesforce admin".
     pub(crate) admin: &'static str,
+}
+
+impl Taken {
+    /// The answer of `actor` to request `request_id` of `kind` (to `admin`) for `c` in `env`.
+    pub(crate) fn new(actor: Actor, env: Environment, c: Connection, request_id: i64, kind: &'static RequestKind, admin: &'static str) -> Taken {
+        Taken { actor, environment: env.name, connection: c.name, request_id, environment_id: env.id, provider: c.provider, kind, admin }
+    }
 }
 
 /// After the test of an admin's answer (promise 16): one that works uses the link up and

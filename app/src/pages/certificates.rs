@@ -9,7 +9,7 @@ use crate::api::{
     urlencode, AdminRequestAgain, AnswerAdminRequest, AppError, CertificateView, RequestAdminHelp, SigningView, UndeliveredRequest, UploadCertificate,
 };
 use crate::pages::auth::error_view;
-use crate::pages::connections::{is_current, summary_lines, ErrorSummary, Live, ResultBox};
+use crate::pages::connections::{is_current, summary_lines, ErrorSummary, Live, ResultBox, SummaryLine};
 use crate::pages::{copy_to_clipboard, short_time};
 
 fn certificate_line(c: &CertificateView) -> String {
@@ -100,7 +100,8 @@ pub fn CertificatePanel(environment: String, name: String, admin: String, can_wr
     view! {
         <section class="certificate" aria-label="Certificate and request">
             {move || signing().map(|st| view! { <CertificateLines st=st download=download.clone()/> })}
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e.field("admin_email").or(e.field("certificate")).or(e.field("private_key")).unwrap_or(e.message)}</p> })}
+            <ErrorSummary id="certificate-errors" lines=Signal::derive(move || error.get().map(|e| panel_lines(&e)).unwrap_or_default())
+                message=Signal::derive(move || error.get().filter(|e| e.fields.is_empty()).map(|e| e.message))/>
             {can_write.then(|| view! {
                 // No certificate yet: make one and send the request.
                 <div class:hidden=move || has_certificate()>
@@ -204,6 +205,23 @@ pub fn AdminEmail(id: &'static str, admin: String, known: Signal<Option<String>>
             }.into_any(),
         }}
     }
+}
+
+/// The certificate panel's mistakes, for its error summary: each with its field's name, linked
+/// to the field where it has one of its own (the upload's certificate and key).
+fn panel_lines(e: &AppError) -> Vec<SummaryLine> {
+    e.fields
+        .iter()
+        .map(|f| {
+            let (label, target) = match f.field.as_str() {
+                "certificate" => ("Certificate (PEM)", Some("cert-pem")),
+                "private_key" => ("Private key", Some("cert-key")),
+                "admin_email" => ("The admin's email", None),
+                other => (other, None),
+            };
+            SummaryLine { text: format!("{label}: {}", f.message), target: target.map(str::to_string), href: None }
+        })
+        .collect()
 }
 
 fn upper_first(text: &str) -> String {

@@ -428,7 +428,7 @@ pub fn RequestOutcome(
             view! {
                 <p class="muted" data-testid="request-line">
                     "Request to " {r.admin_email.clone()} " on " {short_time(&r.requested_at)} " by " {r.requested_by.clone()} ": " {r.state.clone()}
-                    {(!not_sent).then(|| r.delivery_words().map(|w| format!(" · {w}")))}
+                    {(!not_sent && r.last_answer.is_none()).then(|| r.delivery_words().map(|w| format!(" · {w}")))}
                 </p>
                 {not_sent.then(|| view! {
                     <div class="notice" data-testid="not-sent">
@@ -521,8 +521,15 @@ pub struct SummaryLine {
 /// Every mistake of a refused form at once, above it: focus moves here when it appears, and
 /// each line links to its field (the link opens a folded part and focuses the field).
 #[component]
-pub fn ErrorSummary(lines: Signal<Vec<SummaryLine>>, message: Signal<Option<String>>) -> impl IntoView {
+pub fn ErrorSummary(
+    lines: Signal<Vec<SummaryLine>>,
+    message: Signal<Option<String>>,
+    /// Tells one summary from another on the page (`data-testid` and the heading's id).
+    #[prop(default = "error-summary")]
+    id: &'static str,
+) -> impl IntoView {
     let node = NodeRef::<leptos::html::Div>::new();
+    let (title, labelledby) = (format!("{id}-title"), format!("{id}-title"));
     let shown = move || !lines.with(Vec::is_empty) || message.with(Option::is_some);
     Effect::new(move |_| {
         if shown() {
@@ -534,8 +541,8 @@ pub fn ErrorSummary(lines: Signal<Vec<SummaryLine>>, message: Signal<Option<Stri
         }
     });
     view! {
-        <div class="error-summary" class:hidden=move || !shown() tabindex="-1" node_ref=node role="alert" aria-labelledby="error-summary-title" data-testid="error-summary">
-            <h2 id="error-summary-title">{move || match lines.with(Vec::len) {
+        <div class="error-summary" class:hidden=move || !shown() tabindex="-1" node_ref=node role="alert" aria-labelledby=labelledby data-testid=id>
+            <h2 id=title>{move || match lines.with(Vec::len) {
                 0 | 1 => "There is a problem".to_string(),
                 n => format!("There are {n} problems"),
             }}</h2>

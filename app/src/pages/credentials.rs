@@ -8,7 +8,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::api::{credential_link_view, AnswerCredentialRequest, RequestCredentials};
 use crate::pages::auth::error_view;
 use crate::pages::certificates::{latest_error, AdminEmail};
-use crate::pages::connections::{is_current, summary_lines, ErrorSummary, Live, RequestOutcome, ResultBox};
+use crate::pages::connections::{is_current, summary_lines, ErrorSummary, Live, RequestOutcome, ResultBox, SummaryLine};
 use crate::pages::short_time;
 
 /// What the credential panel changes. Created with the connection page, outside its Suspense,
@@ -65,7 +65,12 @@ pub fn CredentialPanel(environment: String, name: String, admin: String, can_wri
                     </ActionForm>
                 </div>
             })}
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e.field("admin_email").unwrap_or(e.message)}</p> })}
+            <ErrorSummary id="credential-errors" lines=Signal::derive(move || error.get().map(|e| e.fields.iter().map(|f| SummaryLine {
+                    text: format!("{}: {}", if f.field == "admin_email" { "The admin's email" } else { f.field.as_str() }, f.message),
+                    target: (f.field == "admin_email").then(|| "cred-admin".to_string()),
+                    href: None,
+                }).collect()).unwrap_or_default())
+                message=Signal::derive(move || error.get().filter(|e| e.fields.is_empty()).map(|e| e.message))/>
         </section>
     }
     .into_any()
