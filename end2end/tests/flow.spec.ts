@@ -115,6 +115,31 @@ test('a refused generic HTTP connection comes back as typed, every mistake liste
   await page.context().close();
 });
 
+test('before the page hydrates a refused form comes back filled in as it was sent, the summary listing every mistake', async ({ browser }) => {
+  const context = await browser.newContext({ baseURL: BASE, javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto('/sign-in');
+  await page.getByLabel('Email').fill(DEV.email);
+  await page.getByLabel('Password').fill(DEV.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.goto('/env/DEV/connections/new');
+  await page.locator('#f-name').fill('Billing');
+  await page.locator('#f-base_url').fill('ftp://files.example.com');
+  await page.locator('#f-auth').selectOption('basic');
+  await page.locator('#f-username').fill('svc-user');
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  const summary = page.getByTestId('error-summary');
+  await expect(summary).toBeVisible();
+  await expect(summary).toContainText('Name: DEV already has a connection named Billing');
+  await expect(summary).toContainText('Base URL: must start with https://');
+  await expect(summary.getByRole('link', { name: 'Open the existing connection' })).toHaveAttribute('href', '/env/DEV/connections/Billing');
+  await expect(page.locator('#f-name')).toHaveValue('Billing');
+  await expect(page.locator('#f-base_url')).toHaveValue('ftp://files.example.com');
+  await expect(page.locator('#f-auth')).toHaveValue('basic');
+  await expect(page.locator('#f-username')).toHaveValue('svc-user');
+  await context.close();
+});
+
 test('a refused Salesforce connection keeps every field, its login URL choice and its advanced settings', async ({ browser }) => {
   const page = await newConnection(browser);
   await page.locator('#f-name').fill('SF Bad name');
