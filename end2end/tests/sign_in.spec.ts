@@ -51,6 +51,7 @@ test('Connect with Salesforce signs in at the stand-in, and the broker hands out
   await page.locator('#f-name').fill('SF_Web');
   await page.locator('#f-provider').selectOption('salesforce');
   await page.locator('#f-auth').selectOption('web_server');
+  await page.locator('#f-login_url-choice').selectOption({ label: 'My Domain or another URL…' });
   await page.locator('#f-login_url').fill(SF);
   await page.locator('#f-username').fill(ADMIN);
   await page.locator('#f-consumer_key').fill(consumerKey);

@@ -81,6 +81,22 @@ export async function spawnPrinting(args: string[], env: NodeJS.ProcessEnv, chil
   });
 }
 
+/**
+ * Fills in the new-connection form for a Salesforce connection (JWT flow) whose login URL is
+ * `loginUrl` (a stand-in: "My Domain or another URL…"), and creates it.
+ */
+export async function createSalesforce(page: Page, name: string, loginUrl: string, username: string, adminEmail: string) {
+  await page.locator('#f-name').fill(name);
+  await page.locator('#f-provider').selectOption('salesforce');
+  await page.locator('#f-login_url-choice').selectOption({ label: 'My Domain or another URL…' });
+  await page.locator('#f-login_url').fill(loginUrl);
+  await page.locator('#f-username').fill(username);
+  await page.locator('#f-admin_email').fill(adminEmail);
+  await page.getByRole('button', { name: 'Create connection' }).click();
+  await expect(page).toHaveURL(new RegExp(`/env/[^/]+/connections/${name}`));
+  await hydrated(page);
+}
+
 /** A phone's width, as the browser-experience checks use it. */
 export const PHONE = { width: 375, height: 812 };
 

@@ -48,6 +48,8 @@ test('a developer creates a Workato connection without its token and asks the wo
   await hydrated(page);
   await page.locator('#f-name').fill('WK_Main');
   await page.locator('#f-provider').selectOption('workato');
+  // The API base URL is an override: an advanced setting, folded away until opened.
+  await page.getByText('Advanced settings').click();
   await page.locator('#f-base_url').fill(API);
   await page.getByRole('button', { name: 'Create connection' }).click();
   await expect(page).toHaveURL(/\/env\/DEV\/connections\/WK_Main/);
@@ -56,10 +58,11 @@ test('a developer creates a Workato connection without its token and asks the wo
   await expect(page.getByTestId('credential-request')).toContainText('No request yet');
   await page.locator('#cred-admin').fill(ADMIN);
   await page.getByRole('button', { name: 'Request credentials' }).click();
-  await expect(page.getByTestId('credential-request')).toContainText(`Request to ${ADMIN}`);
-  await expect(page.getByTestId('credential-request')).toContainText('open');
-  // No mail server in these tests: the page says the email waits in the outbox.
-  await expect(page.getByTestId('credential-request')).toContainText('Email not sent: no mail server is configured');
+  await expect(page.getByTestId('request-line')).toContainText(`Request to ${ADMIN}`);
+  await expect(page.getByTestId('request-line')).toContainText('open');
+  // No mail server in these tests: the page says the email was not sent.
+  await expect(page.getByTestId('connection-status')).toContainText('Not sent: no mail server is configured');
+  await expect(page.getByTestId('not-sent')).toContainText('Not sent: no mail server is configured');
   await expect(page.getByRole('button', { name: 'Send the request again' })).toBeVisible();
 
   await page.goto('/outbox');
@@ -93,7 +96,8 @@ test('the admin enters the token through the link; the developer sees who set it
   await hydrated(owner);
   await expect(owner.getByTestId('secret-state').first()).toContainText(`by the admin (${ADMIN})`);
   expect(await owner.content()).not.toContain(apiToken);
-  await expect(owner.getByTestId('credential-request')).toContainText('answered');
+  await expect(owner.getByTestId('request-line')).toContainText('answered');
+  await expect(owner.getByTestId('step-credentials')).toHaveAttribute('data-state', 'done');
   await owner.getByRole('button', { name: 'Test connection' }).click();
   await expect(owner.getByTestId('test-result')).toContainText('Works');
   await expect(owner.getByTestId('test-result')).toContainText('workspace Acme Automation');

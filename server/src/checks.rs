@@ -90,7 +90,7 @@ async fn run(s: Handles<'_>, actor: &Actor, env: &environments::Environment, c: 
 pub async fn answer(s: Handles<'_>, env_name: &str, name: &str, answer: &AdminAnswer, addr: Option<std::net::IpAddr>) -> Result<TestResult> {
     let taken = signing::take_answer(s, env_name, name, answer, addr).await?;
     let result = test(s, &taken.actor, &taken.environment, &taken.connection).await?;
-    signing::settle(s.db, &taken, &answer.token, result).await
+    signing::settle(s, &taken, &answer.token, result).await
 }
 
 /// The admin's credentials through the one-time link (see
@@ -105,7 +105,7 @@ pub async fn answer_credentials(
 ) -> Result<TestResult> {
     let taken = crate::credential_requests::take_answer(s, env_name, name, answer, addr).await?;
     let result = test(s, &taken.actor, &taken.environment, &taken.connection).await?;
-    signing::settle(s.db, &taken, &answer.token, result).await
+    signing::settle(s, &taken, &answer.token, result).await
 }
 
 /// What the provider shows about the other side (`ProviderDef::details`: Workato's

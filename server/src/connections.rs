@@ -225,10 +225,21 @@ fn unique_conflict(env: &str, name: &str) -> Error {
 }
 
 pub async fn create(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, mut input: NewConnection) -> Result<Connection> {
-    validate_name(&input.name)?;
-    let def = provider(&input.provider)?;
+    // Every mistake at once: the name's with the settings' and secrets'.
+    let mut errors: Vec<FieldError> = match validate_name(&input.name) {
+        Err(Error::Validation(e)) => e,
+        _ => Vec::new(),
+    };
+    let def = match provider(&input.provider) {
+        Ok(def) => def,
+        Err(Error::Validation(e)) => {
+            errors.extend(e);
+            return Err(Error::Validation(errors));
+        }
+        Err(e) => return Err(e),
+    };
     def.normalize(&mut input.settings);
-    let mut errors = def.validate(&input.settings, &providers::names(&input.secrets));
+    errors.extend(def.validate(&input.settings, &providers::names(&input.secrets)));
     errors.extend(def.refuse_managed(&input.secrets));
     errors.extend(check_secret_values(&input.secrets));
     if !errors.is_empty() {
@@ -556,9 +567,11 @@ async fn load_for_change(tx: &mut Tx<'_>, env: &Environment, name: &str) -> Resu
 }
 
 pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name: &str, patch: ConnectionPatch) -> Result<Connection> {
-    if let Some(new_name) = &patch.name {
-        validate_name(new_name)?;
-    }
+    // A bad new name is reported with the settings' mistakes, all at once.
+    let name_errors = match patch.name.as_deref().map(validate_name) {
+        Some(Err(Error::Validation(e))) => e,
+        _ => Vec::new(),
+    };
     let mut tx = db.begin().await?;
     let env = environments::find_in(&mut tx, env_name).await?;
     let stored = load_for_change(&mut tx, &env, name).await?;
@@ -598,7 +611,8 @@ pub async fn update(db: &Db, vault: &Vault, actor: &Actor, env_name: &str, name:
     let mut judged = will_have.clone();
     judged.extend(dropped.iter().cloned());
     judged.extend(def.fields.iter().filter(|f| f.secret && f.required && f.applies(&stored.settings) && f.applies(&settings)).map(|f| f.name.to_string()));
-    let mut errors = def.validate(&settings, &judged);
+    let mut errors = name_errors;
+    errors.extend(def.validate(&settings, &judged));
     errors.extend(def.refuse_managed(&patch.secrets));
     errors.extend(check_secret_values(&patch.secrets));
     if !errors.is_empty() {

@@ -51,6 +51,8 @@ pub struct CredentialLinkView {
     pub admin: String,
     pub requested_by: String,
     #[schema(format = DateTime)]
+    pub requested_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
     /// What to create, in order.
     pub steps: Vec<String>,
@@ -117,7 +119,7 @@ fn fields(def: &ProviderDef, help: &CredentialHelp, settings: &Map<String, Value
 /// provider's steps and a one-time link. An open request (of either kind) is replaced.
 pub async fn request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, admin_email: Option<&str>) -> Result<AdminRequest> {
     let (env, c, def, help) = load(s.db, env_name, name).await?;
-    let to = signing::resolve_admin_email(&c, help.admin, admin_email, true)?.expect("needed");
+    let to = signing::request_address(s.db, &c, help.admin, admin_email, &CREDENTIAL_REQUEST).await?;
     if def.typed_secrets(&c.settings).is_empty() {
         return Err(Error::Conflict {
             code: "no_typed_secret",
@@ -186,6 +188,7 @@ pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Resu
         provider_label: def.label.to_string(),
         admin: help.admin.to_string(),
         requested_by: request.as_ref().map(|r| r.requested_by.clone()).unwrap_or_default(),
+        requested_at: request.as_ref().map(|r| r.requested_at.clone()).unwrap_or_default(),
         expires_at: request.map(|r| r.expires_at).unwrap_or_default(),
         steps: (help.steps)(&c.settings),
         fields: fields(def, help, &c.settings),
@@ -273,13 +276,5 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Cr
     )
     .await?;
     tx.commit().await?;
-    Ok(signing::Taken {
-        actor,
-        environment: env.name,
-        connection: c.name,
-        request_id: request.id,
-        environment_id: env.id,
-        provider: c.provider,
-        kind: &CREDENTIAL_REQUEST,
-    })
+    Ok(signing::Taken::new(actor, env, c, request.id, &CREDENTIAL_REQUEST, help.admin))
 }

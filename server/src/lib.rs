@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod feed;
+pub mod flow;
 pub mod integrations;
 pub mod jobs;
 pub mod keyring;

@@ -128,6 +128,23 @@ pub struct AdminRequest {
     /// The kept message (in the outbox).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox_id: Option<i64>,
+    /// The latest answer through the link and its test, for the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_answer: Option<AnswerOutcome>,
+}
+
+/// What became of an answer to a request: when it came, whether the test that followed worked,
+/// what it said, and how many more answers the link takes (0: used, by this answer or by too
+/// many that failed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct AnswerOutcome {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub ok: bool,
+    pub detail: String,
+    #[schema(required = true)]
+    pub advice: Option<String>,
+    pub tries_left: i64,
 }
 
 /// Who the last good token acts as.
@@ -277,8 +294,13 @@ pub struct LinkView {
     pub facts: Vec<Fact>,
     /// What the admin sends back.
     pub answer_fields: Vec<AnswerField>,
+    /// Who asked, and when.
     pub requested_by: String,
+    #[schema(format = DateTime)]
+    pub requested_at: String,
     pub expires_at: String,
+    /// The name to save the certificate under, e.g. `SF_Main-DEV.crt`.
+    pub certificate_file: String,
     /// The certificate the admin registers (public), and its thumbprint.
     #[schema(required = true)]
     pub certificate_pem: Option<String>,
@@ -463,7 +485,11 @@ pub async fn issue_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, na
     let bits = input.key_bits.unwrap_or(2048);
     let admin_email = if input.send_request || input.admin_email.as_deref().is_some_and(|e| !e.trim().is_empty()) {
         let help = help_of(def)?;
-        resolve_admin_email(&c, help.admin, input.admin_email.as_deref(), input.send_request)?
+        if input.send_request {
+            Some(request_address(s.db, &c, help.admin, input.admin_email.as_deref(), &CERTIFICATE_REQUEST).await?)
+        } else {
+            resolve_admin_email(&c, help.admin, input.admin_email.as_deref(), false)?
+        }
     } else {
         None
     };
@@ -506,6 +532,18 @@ pub(crate) fn resolve_admin_email(c: &Connection, admin: &str, given: Option<&st
     }
 }
 
+/// Where a request goes: the address given, else the connection's `admin_email` setting, else
+/// where the latest request of `kind` went (the admin's address is asked once).
+pub(crate) async fn request_address(db: &Db, c: &Connection, admin: &str, given: Option<&str>, kind: &RequestKind) -> Result<String> {
+    let given = given.map(str::trim).filter(|e| !e.is_empty());
+    if given.is_none() && c.settings.get("admin_email").and_then(|v| v.as_str()).is_none() {
+        if let Some(r) = latest_of_kind(db, c.id, kind).await? {
+            return Ok(r.admin_email);
+        }
+    }
+    Ok(resolve_admin_email(c, admin, given, true)?.expect("needed"))
+}
+
 /// `PUT …/certificate`: the admin's own certificate and key, checked, instead of an issued one.
 pub async fn upload_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str, upload: &Upload) -> Result<CertificateInfo> {
     let (env, c, _, minting) = load(&s.db, env_name, name).await?;
@@ -518,7 +556,18 @@ pub async fn upload_certificate(s: Handles<'_>, actor: &Actor, env_name: &str, n
 }
 
 fn request_from_row(r: &sqlx::any::AnyRow) -> Result<AdminRequest> {
+    let last_answer = match (r.try_get::<Option<String>, _>("answer_at")?, r.try_get::<Option<String>, _>("answer_outcome")?) {
+        (Some(at), Some(outcome)) => Some(AnswerOutcome {
+            at,
+            ok: outcome == "ok",
+            detail: r.try_get::<Option<String>, _>("answer_detail")?.unwrap_or_default(),
+            advice: r.try_get("answer_advice")?,
+            tries_left: r.try_get::<Option<i64>, _>("answer_tries_left")?.unwrap_or(0),
+        }),
+        _ => None,
+    };
     Ok(AdminRequest {
+        last_answer,
         id: r.try_get("id")?,
         admin_email: r.try_get("admin_email")?,
         state: r.try_get("state")?,
@@ -540,8 +589,8 @@ async fn latest_request(db: &Db, connection_id: i64) -> Result<Option<AdminReque
 /// The latest request of `kind` for a connection.
 pub(crate) async fn latest_of_kind(db: &Db, connection_id: i64, kind: &RequestKind) -> Result<Option<AdminRequest>> {
     let row = sqlx::query(
-        "SELECT r.id, r.admin_email, r.state, r.requested_by, r.created_at, r.expires_at, r.answered_at, r.outbox_id, o.delivery, o.last_error AS delivery_error \
-         FROM admin_requests r LEFT JOIN outbox o ON o.id = r.outbox_id WHERE r.connection_id = $1 AND r.kind = $2 ORDER BY r.id DESC LIMIT 1",
+        "SELECT r.id, r.admin_email, r.state, r.requested_by, r.created_at, r.expires_at, r.answered_at, r.outbox_id, o.delivery, o.last_error AS delivery_error, \
+         r.answer_at, r.answer_outcome, r.answer_detail, r.answer_advice, r.answer_tries_left FROM admin_requests r LEFT JOIN outbox o ON o.id = r.outbox_id WHERE r.connection_id = $1 AND r.kind = $2 ORDER BY r.id DESC LIMIT 1",
     )
     .bind(connection_id)
     .bind(kind.kind)
@@ -600,7 +649,7 @@ pub async fn request_admin_help(s: Handles<'_>, actor: &Actor, env_name: &str, n
     let (env, c, def, _) = load(&s.db, env_name, name).await?;
     let help = help_of(def)?;
     ensure_set_up(&c, def)?;
-    let to = resolve_admin_email(&c, help.admin, admin_email, true)?.expect("needed");
+    let to = request_address(s.db, &c, help.admin, admin_email, &CERTIFICATE_REQUEST).await?;
     let (pem, file) = current_pem(&s.db, &env, &c).await.map_err(|_| Error::Conflict {
         code: "no_certificate",
         message: format!("{} has no certificate to send; issue one first (POST …/certificate) or upload your own", c.name),
@@ -733,9 +782,73 @@ pub(crate) async fn send_request(
         delivery: Some(queued.delivery.into()),
         delivery_error: None,
         outbox_id: Some(queued.id),
+        last_answer: None,
     })
 }
 
+
+/// The email of a connection's open request that no mail server took (none is configured, or
+/// every attempt failed), for the requester to pass on themselves: to whom, its subject, its
+/// text, the whole message (`.eml`) and the one-time link in it. The caller lets only people
+/// who may change the connection see it; each reading is audited (`{event}.message_read`),
+/// without the link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Undelivered {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    /// The whole message, base64 (standard alphabet).
+    pub eml_base64: String,
+    /// `CONNECTION-ENV-request.eml`.
+    pub file_name: String,
+    /// The one-time link the message carries.
+    pub link: String,
+    /// `outbox` (no mail server is configured) or `failed` (every attempt failed).
+    pub delivery: String,
+}
+
+/// The undelivered email of `name`'s open request (409 `no_undelivered_request` when there is
+/// none: no open request, or its email went to the mail server).
+pub async fn undelivered(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<Undelivered> {
+    let env = environments::find(s.db, env_name).await?;
+    let c = connections::get(s.db, &env.name, name).await?;
+    let none = |why: &str| Error::Conflict { code: "no_undelivered_request", message: format!("{} has no request to pass on: {why}", c.name) };
+    let row = sqlx::query("SELECT kind FROM admin_requests WHERE connection_id = $1 AND state = 'open' ORDER BY id DESC LIMIT 1")
+        .bind(c.id)
+        .fetch_optional(s.db.pool())
+        .await?
+        .ok_or_else(|| none("no request is open"))?;
+    let kind_name: String = row.try_get("kind")?;
+    let kind = if kind_name == CREDENTIAL_REQUEST.kind { &CREDENTIAL_REQUEST } else { &CERTIFICATE_REQUEST };
+    let request = latest_of_kind(s.db, c.id, kind).await?.filter(|r| r.state == "open").ok_or_else(|| none("no request is open"))?;
+    let delivery = request.delivery.clone().unwrap_or_default();
+    if !matches!(delivery.as_str(), "outbox" | "failed") {
+        return Err(none("its email went to the mail server"));
+    }
+    let id = request.outbox_id.ok_or_else(|| none("its email is not kept"))?;
+    let (item, text) = crate::mail::text(s.db, s.vault, id).await?;
+    let (_, eml) = crate::mail::eml(s.db, s.vault, id).await?;
+    let start = format!("{}/{}/", s.config.public_url.trim_end_matches('/'), kind.page);
+    let link = text.find(&start).map(|i| text[i..].chars().take_while(|c| !c.is_whitespace()).collect::<String>()).unwrap_or_default();
+    audit::record_alone(
+        s.db,
+        actor,
+        Event::new(&format!("{}.message_read", kind.event))
+            .environment(env.id, &env.name)
+            .object("connection", &c.name)
+            .detail(json!({"provider": c.provider, "to": item.to, "delivery": delivery})),
+    )
+    .await?;
+    Ok(Undelivered {
+        to: item.to,
+        subject: item.subject,
+        text,
+        eml_base64: STANDARD.encode(&eml),
+        file_name: format!("{}-{}-request.eml", c.name, env.name),
+        link,
+        delivery,
+    })
+}
 
 /// Cancels the open request: its link stops working.
 pub async fn cancel_request(s: Handles<'_>, actor: &Actor, env_name: &str, name: &str) -> Result<()> {
@@ -775,6 +888,7 @@ pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Resu
     links::peek_link(db, LINK_PURPOSE, token, ("connection", c.id)).await?;
     let request = latest_request(db, c.id).await?;
     let pem = current_pem(db, &env, &c).await.ok().map(|(pem, _)| pem);
+    let certificate_file = certificate_file_name(&c.name, &env.name);
     Ok(LinkView {
         environment: env.name,
         connection: c.name,
@@ -795,7 +909,9 @@ pub async fn link_view(db: &Db, env_name: &str, name: &str, token: &str) -> Resu
             })
             .collect(),
         requested_by: request.as_ref().map(|r| r.requested_by.clone()).unwrap_or_default(),
+        requested_at: request.as_ref().map(|r| r.requested_at.clone()).unwrap_or_default(),
         expires_at: request.map(|r| r.expires_at).unwrap_or_default(),
+        certificate_file,
         thumbprint_sha1: pem.as_deref().map(|p| certs::thumbprint_sha1(&certs::der_of(p))),
         certificate_pem: pem,
     })
@@ -875,7 +991,7 @@ pub async fn take_answer(s: Handles<'_>, env_name: &str, name: &str, answer: &Ad
     }
     audit::record(&mut tx, &actor, Event::new("admin_request.answer").environment(env.id, &env.name).object("connection", &c.name).detail(detail)).await?;
     tx.commit().await?;
-    Ok(Taken { actor, environment: env.name, connection: c.name, request_id: request.id, environment_id: env.id, provider: c.provider, kind: &CERTIFICATE_REQUEST })
+    Ok(Taken::new(actor, env, c, request.id, &CERTIFICATE_REQUEST, help.admin))
 }
 
 /// An admin's answer taken (stored, its link not used yet): who gave it, for which connection
@@ -888,28 +1004,33 @@ pub struct Taken {
     pub(crate) environment_id: i64,
     pub(crate) provider: String,
     pub(crate) kind: &'static RequestKind,
+    /// Who was asked, e.g. "Salesforce admin".
+    pub(crate) admin: &'static str,
+}
+
+impl Taken {
+    /// The answer of `actor` to request `request_id` of `kind` (to `admin`) for `c` in `env`.
+    pub(crate) fn new(actor: Actor, env: Environment, c: Connection, request_id: i64, kind: &'static RequestKind, admin: &'static str) -> Taken {
+        Taken { actor, environment: env.name, connection: c.name, request_id, environment_id: env.id, provider: c.provider, kind, admin }
+    }
 }
 
 /// After the test of an admin's answer (promise 16): one that works uses the link up and
 /// answers the request; one that fails leaves the link usable, up to
 /// `links::MAX_FAILED_ANSWERS` failed answers, and the result says how many tries are left (or
-/// that the link is used up, and whom to ask for a new one). Audited (`{event}.settle`).
-pub async fn settle(db: &Db, taken: &Taken, token: &SecretString, result: TestResult) -> Result<TestResult> {
-    let answered = "UPDATE admin_requests SET state = 'answered', answered_at = $1, updated_at = $1 WHERE id = $2";
+/// that the link is used up, and whom to ask for a new one). The outcome is kept with the
+/// request (the connection page shows it), and the requester, when they are a person with an
+/// account, is emailed it in the same transaction (never the link). Audited (`{event}.settle`).
+pub async fn settle(s: Handles<'_>, taken: &Taken, token: &SecretString, result: TestResult) -> Result<TestResult> {
+    let requester = sqlx::query_scalar::<_, String>("SELECT requested_by FROM admin_requests WHERE id = $1").bind(taken.request_id).fetch_one(s.db.pool()).await?;
+    let tested = result.clone();
     let (result, used_up, left) = if result.ok {
-        let mut tx = db.begin().await?;
-        // A concurrent answer may have used it first: the connection works either way.
-        let _ = links::consume_link(&mut tx, taken.kind.purpose, token.expose_secret(), None).await;
-        sqlx::query(answered).bind(now()).bind(taken.request_id).execute(&mut *tx).await?;
-        tx.commit().await?;
         (result, true, 0)
     } else {
-        let left = links::fail_answer(db, taken.kind.purpose, token.expose_secret()).await?;
-        let requester = sqlx::query_scalar::<_, String>("SELECT requested_by FROM admin_requests WHERE id = $1").bind(taken.request_id).fetch_one(db.pool()).await?;
+        let left = links::fail_answer(s.db, taken.kind.purpose, token.expose_secret()).await?;
         let note = if left > 0 {
             format!("correct it and send again on this page ({left} more {} with this link)", if left == 1 { "try" } else { "tries" })
         } else {
-            sqlx::query(answered).bind(now()).bind(taken.request_id).execute(db.pool()).await?;
             format!("this link is used up after {} answers that did not work: ask {requester} for a new one", links::MAX_FAILED_ANSWERS)
         };
         let advice = match result.advice {
@@ -918,17 +1039,96 @@ pub async fn settle(db: &Db, taken: &Taken, token: &SecretString, result: TestRe
         };
         (TestResult { advice: Some(advice), ..result }, left == 0, left)
     };
-    audit::record_alone(
-        db,
+    let t = now();
+    let mut tx = s.db.begin().await?;
+    if result.ok {
+        // A concurrent answer may have used it first: the connection works either way.
+        let _ = links::consume_link(&mut tx, taken.kind.purpose, token.expose_secret(), None).await;
+    }
+    sqlx::query(
+        "UPDATE admin_requests SET answer_at = $1, answer_outcome = $2, answer_detail = $3, answer_advice = $4, answer_tries_left = $5, updated_at = $1 \
+         WHERE id = $6",
+    )
+    .bind(&t)
+    .bind(if tested.ok { "ok" } else { "failed" })
+    .bind(&tested.detail)
+    .bind(&tested.advice)
+    .bind(left)
+    .bind(taken.request_id)
+    .execute(&mut *tx)
+    .await?;
+    if used_up {
+        sqlx::query("UPDATE admin_requests SET state = 'answered', answered_at = $1 WHERE id = $2 AND state = 'open'")
+            .bind(&t)
+            .bind(taken.request_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let to = requester_address(&mut tx, &requester).await?;
+    if let Some(to) = &to {
+        let email = outcome_email(s, taken, to, &tested, left);
+        s.mailer.queue(&mut tx, s.vault, &email).await?;
+    }
+    audit::record(
+        &mut tx,
         &taken.actor,
         Event::new(&format!("{}.settle", taken.kind.event))
             .outcome(if result.ok { "ok" } else { "failed" })
             .environment(taken.environment_id, &taken.environment)
             .object("connection", &taken.connection)
-            .detail(json!({"provider": taken.provider, "link_used": used_up, "tries_left": left})),
+            .detail(json!({"provider": taken.provider, "link_used": used_up, "tries_left": left, "requester_emailed": to.is_some()})),
     )
     .await?;
+    tx.commit().await?;
+    if to.is_some() {
+        crate::jobs::wake(crate::mail::MAIL_JOB);
+    }
     Ok(result)
+}
+
+/// The address to tell `requester` (a request's `requested_by`) at: theirs, when it is a
+/// person with an active account (an API key or the command line has none).
+async fn requester_address(tx: &mut Tx<'_>, requester: &str) -> Result<Option<String>> {
+    if !providers::looks_like_email(requester) {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT email FROM users WHERE email_key = $1 AND status = 'active'").bind(requester.to_lowercase()).fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get("email")).transpose()?)
+}
+
+/// The email that tells the requester what became of the admin's answer: the test's outcome,
+/// what to do, and the connection's page (never the one-time link, which is the admin's).
+fn outcome_email(s: Handles<'_>, taken: &Taken, to: &str, tested: &TestResult, left: i64) -> crate::mail::Email {
+    use crate::mail::escape_html;
+    let label = providers::get(&taken.provider).map(|d| d.label).unwrap_or("");
+    let (admin, name, env) = (taken.admin, &taken.connection, &taken.environment);
+    let page = format!("{}/env/{}/connections/{}", s.config.public_url.trim_end_matches('/'), links::url_part(env), links::url_part(name));
+    let what = format!("The {admin} answered your request for the {label} connection {name} in {env}");
+    let (subject, lines) = if tested.ok {
+        (format!("{name} in {env} works: the {admin} answered your request"), vec![format!("{what}, and connvault tested it at once: it works ({}).", tested.detail)])
+    } else {
+        let mut lines = vec![format!("{what}, but the test that followed did not work: {}.", tested.detail)];
+        if let Some(a) = &tested.advice {
+            lines.push(format!("What to do: {a}."));
+        }
+        lines.push(if left > 0 {
+            format!("The link you sent takes {left} more {}: the {admin} can correct the answer and send it again.", if left == 1 { "answer" } else { "answers" })
+        } else {
+            format!(
+                "The link is used up after {} answers that did not work: send the request again from the connection's page.",
+                links::MAX_FAILED_ANSWERS
+            )
+        });
+        (format!("{name} in {env}: the {admin}'s answer does not work yet"), lines)
+    };
+    let mut text = lines.join("\n\n");
+    text.push_str(&format!("\n\nThe connection: {page}\n"));
+    let mut html = String::from("<!doctype html><html><body>");
+    for l in &lines {
+        html.push_str(&format!("<p>{}</p>", escape_html(l)));
+    }
+    html.push_str(&format!("<p><a href=\"{}\">Open {} in {}</a></p></body></html>", escape_html(&page), escape_html(name), escape_html(env)));
+    crate::mail::Email { to: to.to_string(), subject, text, html, attachments: Vec::new() }
 }
 
 /// A managed private key (`field`), opened and parsed once for signing, with the DER of the
@@ -1102,6 +1302,9 @@ pub async fn live_check(s: Handles<'_>, actor: &Actor, env: &Environment, c: &Co
     }
     if let Some((detail, advice)) = (minting.not_ready)(&c.settings) {
         let waiting = match latest_request(&s.db, c.id).await? {
+            Some(r) if r.state == "open" && r.delivery.as_deref() == Some("outbox") => {
+                format!("; the request to {} of {} was not sent (no mail server is configured)", r.admin_email, &r.requested_at[..10.min(r.requested_at.len())])
+            }
             Some(r) if r.state == "open" => format!("; the request to {} was sent on {}", r.admin_email, &r.requested_at[..10.min(r.requested_at.len())]),
             _ => String::new(),
         };
@@ -1206,11 +1409,10 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
             (answered, format!("{} received; not tested yet", what.unwrap_or_else(|| "settings".into())), Some("choose Test connection".to_string()))
         }
         _ => match open {
-            Some(r) => (
-                "waiting_for_admin",
-                format!("waiting for the admin: requested on {} to {}", &r.requested_at[..10.min(r.requested_at.len())], r.admin_email),
-                None,
-            ),
+            Some(r) => {
+                let (summary, advice) = waiting_words(r, admin);
+                ("waiting_for_admin", summary, advice)
+            }
             None => (
                 "waiting_for_admin",
                 "certificate ready; no open request to an admin".to_string(),
@@ -1228,6 +1430,40 @@ pub async fn status(db: &Db, c: &Connection) -> Result<Status> {
         connected: if state == "connected" { session } else { None },
         checked_at: health.map(|h| h.checked_at),
     })
+}
+
+/// An open request in words, as `(summary, advice)`: waiting for the admin, or not sent
+/// because no mail server is configured (then the requester passes it on), or not delivered;
+/// and what became of the admin's latest answer, if it did not work.
+pub(crate) fn waiting_words(r: &AdminRequest, admin: &str) -> (String, Option<String>) {
+    let day = &r.requested_at[..10.min(r.requested_at.len())];
+    // An answer came through the link: the request reached the admin, however it went.
+    let (mut summary, mut advice) = match r.delivery.as_deref().filter(|_| r.last_answer.is_none()) {
+        Some("outbox") => (
+            format!("the request to {} ({day}) was not sent: no mail server is configured", r.admin_email),
+            Some("pass it on yourself: its text, its .eml and the link are on the connection's page (an owner also finds it in the outbox)".to_string()),
+        ),
+        Some("failed") => (
+            format!(
+                "the request to {} ({day}) was not delivered: every attempt failed{}",
+                r.admin_email,
+                r.delivery_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            ),
+            Some("check the mail server, then send the request again; or pass it on yourself from the connection's page".to_string()),
+        ),
+        _ => (format!("waiting for the {admin}: requested on {day} to {}", r.admin_email), None),
+    };
+    if let Some(a) = r.last_answer.as_ref().filter(|a| !a.ok) {
+        summary.push_str(&format!(
+            "; the answer of {} did not work ({}; {} more {} with the link)",
+            &a.at[..10.min(a.at.len())],
+            a.detail,
+            a.tries_left,
+            if a.tries_left == 1 { "try" } else { "tries" }
+        ));
+        advice = advice.or_else(|| a.advice.clone());
+    }
+    (summary, advice)
 }
 
 /// What the connections list shows of each signing connection (one query for a page).

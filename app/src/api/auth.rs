@@ -69,7 +69,8 @@ fn same_twice(password: &str, confirm: &str) -> Fallible<()> {
     } else {
         Err(super::AppError {
             message: "the two passwords differ".into(),
-            fields: vec![super::FieldMessage { field: "confirm".into(), message: "type the same password twice".into() }],
+            fields: vec![super::FieldMessage { field: "confirm".into(), message: "type the same password twice".into(), href: None }],
+            values: Vec::new(),
         })
     }
 }

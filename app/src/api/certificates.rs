@@ -40,6 +40,31 @@ pub struct RequestView {
     pub delivery: Option<String>,
     #[serde(default)]
     pub delivery_error: Option<String>,
+    /// The latest answer through the link and its test.
+    #[serde(default)]
+    pub last_answer: Option<AnswerOutcomeView>,
+}
+
+/// `server::signing::AnswerOutcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerOutcomeView {
+    pub at: String,
+    pub ok: bool,
+    pub detail: String,
+    pub advice: Option<String>,
+    pub tries_left: i64,
+}
+
+/// A request's email that no mail server took, to pass on by hand (`server::signing::Undelivered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeliveredView {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub eml_base64: String,
+    pub file_name: String,
+    pub link: String,
+    pub delivery: String,
 }
 
 impl RequestView {
@@ -99,7 +124,11 @@ pub struct LinkView {
     pub facts: Vec<Fact>,
     pub answer_fields: Vec<AnswerField>,
     pub requested_by: String,
+    #[serde(default)]
+    pub requested_at: String,
     pub expires_at: String,
+    #[serde(default)]
+    pub certificate_file: String,
     pub certificate_pem: Option<String>,
     pub thumbprint_sha1: Option<String>,
 }
@@ -128,9 +157,10 @@ pub async fn request_admin_help(environment: String, name: String, admin_email: 
     Ok(())
 }
 
-/// Sends the request again (the old link stops working), or cancels it.
+/// Sends the request (again: the old link stops working) to `admin_email`, else to the
+/// connection's setting, else where the latest request went; or cancels it.
 #[server(prefix = "/rpc", endpoint = "admin_request_again")]
-pub async fn admin_request_again(environment: String, name: String, cancel: bool) -> Fallible<()> {
+pub async fn admin_request_again(environment: String, name: String, cancel: bool, #[server(default)] admin_email: String) -> Fallible<()> {
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
@@ -138,7 +168,8 @@ pub async fn admin_request_again(environment: String, name: String, cancel: bool
     if cancel {
         server::signing::cancel_request(s.signing(), &actor, &env.name, &name).await.map_err(fail)?;
     } else {
-        server::signing::request_admin_help(s.signing(), &actor, &env.name, &name, None).await.map_err(fail)?;
+        let to = Some(admin_email.as_str()).filter(|e| !e.trim().is_empty());
+        server::signing::request_admin_help(s.signing(), &actor, &env.name, &name, to).await.map_err(fail)?;
     }
     Ok(())
 }
@@ -181,4 +212,16 @@ pub async fn answer_admin_request(
     };
     let r = server::checks::answer(s.signing(), &environment, &name, &answer, client_addr().await).await.map_err(fail)?;
     Ok(TestOutcome { ok: r.ok, detail: r.detail, advice: r.advice })
+}
+
+/// The open request's email that no mail server took (none is configured, or every attempt
+/// failed), to pass on by hand: its text, the `.eml` and the one-time link. Only for people who
+/// may change the connection (the requester among them); each reading is audited, never the
+/// link. Read on demand (a button), so the link is never in a page's HTML.
+#[server(prefix = "/rpc", endpoint = "undelivered_request")]
+pub async fn undelivered_request(environment: String, name: String) -> Fallible<UndeliveredView> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
+    mirror(&server::signing::undelivered(s.signing(), &actor_of(&user).await, &env.name, &name).await.map_err(fail)?)
 }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use super::ssr::*;
 use super::Fallible;
+#[cfg(feature = "ssr")]
+use super::FieldMessage;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretState {
@@ -67,6 +69,15 @@ pub struct FormField {
     /// The field applies only when setting `.0` is one of `.1`.
     pub when: Option<(String, Vec<String>)>,
     pub required: bool,
+    /// Folded away under "Advanced settings".
+    #[serde(default)]
+    pub advanced: bool,
+    /// A URL offered as a choice of named values, `(label, URL)`, before `other` ("My Domain or
+    /// another URL…"), which asks for the URL itself.
+    #[serde(default)]
+    pub presets: Vec<(String, String)>,
+    #[serde(default)]
+    pub other: String,
 }
 
 impl FormField {
@@ -117,6 +128,89 @@ pub struct ConnectionFormData {
     pub can_write: bool,
     pub providers: Vec<ProviderForm>,
     pub connection: Option<ConnectionDetail>,
+    /// Where the connection stands (for an existing one).
+    #[serde(default)]
+    pub flow: Option<FlowView>,
+}
+
+/// One step of a connection's flow (`server::flow::Step`): `state` is `done`, `next`,
+/// `waiting`, `failed` or `todo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepView {
+    pub id: String,
+    pub title: String,
+    pub state: String,
+    pub summary: String,
+}
+
+/// The status the connection page shows first (`server::flow::Status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowStatusView {
+    pub state: String,
+    pub label: String,
+    pub summary: String,
+    pub advice: Option<String>,
+    pub checked_at: Option<String>,
+}
+
+/// A test, token mint or admin's answer (`server::flow::HistoryItem`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryView {
+    pub at: String,
+    pub kind: String,
+    pub ok: bool,
+    pub actor: String,
+    pub detail: String,
+}
+
+/// Where a connection stands, as its page guides people (`server::flow::Flow`), with its
+/// history when the person may read the environment's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowView {
+    pub status: FlowStatusView,
+    pub steps: Vec<StepView>,
+    pub used_by: Vec<String>,
+    pub signing: Option<super::SigningView>,
+    pub credential_request: Option<super::RequestView>,
+    pub admin: Option<String>,
+    pub admin_email: Option<String>,
+    #[serde(default)]
+    pub history: Option<Vec<HistoryView>>,
+}
+
+impl FlowView {
+    pub fn step(&self, id: &str) -> Option<&StepView> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// The step whose action is next: the first one not done that is not waiting for an
+    /// earlier one.
+    pub fn current(&self) -> Option<&StepView> {
+        self.steps.iter().find(|s| s.state != "done").filter(|s| s.state != "todo")
+    }
+}
+
+/// The flow of connection `c` for `user` (the history only for those who may read the audit
+/// trail).
+#[cfg(feature = "ssr")]
+async fn flow_of(s: &server::Services, user: &server::users::User, env: &server::environments::Environment, c: &server::connections::Connection) -> Fallible<FlowView> {
+    use server::access::{Access, Resource};
+    let flow = server::flow::of(&s.db, c).await.map_err(fail)?;
+    let mut view: FlowView = super::certificates::mirror(&flow)?;
+    if server::access::user_allows(user, &env.name, env.allow_dev_api_keys, Resource::Audit, Access::Read) {
+        view.history = Some(super::certificates::mirror(&server::flow::history(&s.db, env.id, &c.name, 20).await.map_err(fail)?)?);
+    }
+    Ok(view)
+}
+
+/// Where a connection stands now (read again after each action on its page).
+#[server(prefix = "/rpc", endpoint = "connection_flow")]
+pub async fn connection_flow(environment: String, name: String) -> Fallible<FlowView> {
+    use server::access::{Access, Resource};
+    let (s, user) = require_user().await?;
+    let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
+    let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
+    flow_of(&s, &user, &env, &c).await
 }
 
 #[cfg(feature = "ssr")]
@@ -138,7 +232,12 @@ fn provider_forms() -> Vec<ProviderForm> {
             fields: p
                 .fields
                 .iter()
-                .map(|f| FormField {
+                .map(|f| {
+                    let presets = p.form.presets.iter().find(|x| x.field == f.name);
+                    FormField {
+                    advanced: p.form.advanced.contains(&f.name),
+                    presets: presets.map(|x| x.values.iter().map(|(l, v)| (l.to_string(), v.to_string())).collect()).unwrap_or_default(),
+                    other: presets.map(|x| x.other.to_string()).unwrap_or_default(),
                     name: f.name.into(),
                     label: f.label.into(),
                     help: f.help.into(),
@@ -155,7 +254,7 @@ fn provider_forms() -> Vec<ProviderForm> {
                     secret: f.secret,
                     when: f.when.map(|(s, v)| (s.to_string(), v.iter().map(|x| x.to_string()).collect())),
                     required: f.required,
-                })
+                }})
                 .collect(),
         })
         .collect()
@@ -253,10 +352,12 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
     use server::access::{Access, Resource};
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Read).await?;
+    let mut flow = None;
     let connection = if name.is_empty() {
         None
     } else {
         let c = server::connections::get(&s.db, &env.name, &name).await.map_err(fail)?;
+        flow = Some(flow_of(&s, &user, &env, &c).await?);
         let def = server::providers::get(&c.provider);
         let signing_admin = def.filter(|d| d.signing(&c.settings).is_some()).map(|d| d.admin_help.map(|h| h.admin).unwrap_or("system's admin").to_string());
         let credential_admin = def.and_then(|d| d.credential_help.filter(|_| !d.typed_secrets(&c.settings).is_empty())).map(|h| h.admin.to_string());
@@ -281,12 +382,16 @@ pub async fn connection_form(environment: String, #[server(default)] name: Strin
         environment: env.name,
         providers: provider_forms(),
         connection,
+        flow,
     })
 }
 
 /// Creates (`original` empty) or changes a connection. Settings that do not apply to the chosen
 /// options are dropped (the form shows every field before it hydrates); an empty secret field
-/// keeps the stored secret. On success the browser goes to the connection's page.
+/// keeps the stored secret; `presets[FIELD]`, when not empty, is the named URL chosen for that
+/// setting (its text field is then not sent). On success the browser goes to the connection's
+/// page. A refusal names every field to fix at once (a name already taken with a link to that
+/// connection), and carries what was sent, secrets left out, so the form comes back as it was.
 #[server(prefix = "/rpc", endpoint = "save_connection")]
 pub async fn save_connection(
     environment: String,
@@ -295,14 +400,78 @@ pub async fn save_connection(
     provider: String,
     #[server(default)] settings: HashMap<String, String>,
     #[server(default)] secrets: HashMap<String, String>,
+    #[server(default)] presets: HashMap<String, String>,
 ) -> Fallible<()> {
-    use serde_json::{Map, Value};
     use server::access::{Access, Resource};
-    use server::secret::SecretString;
     let (s, user) = require_user().await?;
     let env = require_in(&s, &user, &environment, Resource::Connections, Access::Write).await?;
-    let def = server::providers::get(&provider)
-        .ok_or_else(|| fail(server::Error::field("provider", format!("choose a provider: {}", server::providers::ids().join(", ")))))?;
+    let mut settings = settings;
+    for (k, v) in &presets {
+        if !v.trim().is_empty() {
+            settings.insert(k.clone(), v.clone());
+        }
+    }
+    let mut values: Vec<(String, String)> = vec![("name".into(), name.clone()), ("provider".into(), provider.clone())];
+    values.extend(settings.iter().map(|(k, v)| (format!("settings.{k}"), v.clone())));
+    values.extend(presets.iter().map(|(k, v)| (format!("presets.{k}"), v.clone())));
+    let actor = actor_of(&user).await;
+    let created = original.is_empty();
+    let outcome = save(&s, &actor, &env.name, &original, &name, &provider, settings, secrets).await;
+    let saved = match outcome {
+        Ok(saved) => saved,
+        Err(e) => {
+            let wanted = name.trim();
+            // Whether the name is another connection's: said with the other mistakes, with a link.
+            let taken = if server::connections::is_valid_name(wanted) && (created || !wanted.eq_ignore_ascii_case(&original)) {
+                server::connections::get(&s.db, &env.name, wanted).await.ok()
+            } else {
+                None
+            };
+            let name_taken = matches!(e, server::Error::Conflict { code: "connection_exists", .. });
+            let mut app = fail(e);
+            if let Some(other) = taken {
+                if name_taken {
+                    app.message = "fix the fields marked".into();
+                }
+                app.fields.retain(|f| f.field != "name");
+                app.fields.insert(
+                    0,
+                    FieldMessage {
+                        field: "name".into(),
+                        message: format!("{} already has a connection named {}; choose another name, or open that one", env.name, other.name),
+                        href: Some(format!("/env/{}/connections/{}", env.name, urlencode(&other.name))),
+                    },
+                );
+            }
+            app.values = values;
+            return Err(app);
+        }
+    };
+    // A new or renamed connection lives at a new address; otherwise the page stays where it is
+    // (a redirect to the same page would only add a history entry and race the next click).
+    if created || saved.name != original {
+        leptos_axum::redirect(&format!("/env/{}/connections/{}?saved=1", saved.environment, urlencode(&saved.name)));
+    }
+    Ok(())
+}
+
+/// The change `save_connection` makes, in the server's terms.
+#[cfg(feature = "ssr")]
+#[allow(clippy::too_many_arguments)]
+async fn save(
+    s: &server::Services,
+    actor: &server::audit::Actor,
+    environment: &str,
+    original: &str,
+    name: &str,
+    provider: &str,
+    settings: HashMap<String, String>,
+    secrets: HashMap<String, String>,
+) -> server::error::Result<server::connections::Connection> {
+    use serde_json::{Map, Value};
+    use server::secret::SecretString;
+    let def = server::providers::get(provider)
+        .ok_or_else(|| server::Error::field("provider", format!("choose a provider: {}", server::providers::ids().join(", "))))?;
     let mut given = Map::new();
     for (k, v) in &settings {
         let v = v.trim();
@@ -316,31 +485,22 @@ pub async fn save_connection(
     let kept: Map<String, Value> = given.iter().filter(|(k, _)| applies(k, &given)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let secrets: std::collections::BTreeMap<String, SecretString> =
         secrets.into_iter().filter(|(k, v)| !v.is_empty() && applies(k, &kept)).map(|(k, v)| (k, SecretString::new(v))).collect();
-    let actor = actor_of(&user).await;
-    let created = original.is_empty();
-    let saved = if created {
-        let input = server::connections::NewConnection { name: name.trim().to_string(), provider, settings: kept, secrets };
-        server::connections::create(&s.db, &s.vault, &actor, &env.name, input).await.map_err(fail)?
-    } else {
-        let current = server::connections::get(&s.db, &env.name, &original).await.map_err(fail)?;
-        if current.provider != provider {
-            return Err(fail(server::Error::field("provider", "a connection's provider cannot change; create a new connection instead")));
-        }
-        // Settings left empty are removed; the others replace the stored ones.
-        let mut patch_settings = kept;
-        for k in current.settings.keys() {
-            patch_settings.entry(k.clone()).or_insert(Value::Null);
-        }
-        let rename = Some(name.trim().to_string()).filter(|n| *n != current.name);
-        let patch = server::connections::ConnectionPatch { name: rename, settings: patch_settings, secrets };
-        server::connections::update(&s.db, &s.vault, &actor, &env.name, &original, patch).await.map_err(fail)?
-    };
-    // A new or renamed connection lives at a new address; otherwise the page stays where it is
-    // (a redirect to the same page would only add a history entry and race the next click).
-    if created || saved.name != original {
-        leptos_axum::redirect(&format!("/env/{}/connections/{}?saved=1", saved.environment, urlencode(&saved.name)));
+    if original.is_empty() {
+        let input = server::connections::NewConnection { name: name.trim().to_string(), provider: provider.to_string(), settings: kept, secrets };
+        return server::connections::create(&s.db, &s.vault, actor, environment, input).await;
     }
-    Ok(())
+    let current = server::connections::get(&s.db, environment, original).await?;
+    if current.provider != provider {
+        return Err(server::Error::field("provider", "a connection's provider cannot change; create a new connection instead"));
+    }
+    // Settings left empty are removed; the others replace the stored ones.
+    let mut patch_settings = kept;
+    for k in current.settings.keys() {
+        patch_settings.entry(k.clone()).or_insert(Value::Null);
+    }
+    let rename = Some(name.trim().to_string()).filter(|n| *n != current.name);
+    let patch = server::connections::ConnectionPatch { name: rename, settings: patch_settings, secrets };
+    server::connections::update(&s.db, &s.vault, actor, environment, original, patch).await
 }
 
 /// Deletes a connection; while integrations are bound to it, only with `force` = "yes".

@@ -33,6 +33,8 @@ pub struct CredentialLinkData {
     pub provider_label: String,
     pub admin: String,
     pub requested_by: String,
+    #[serde(default)]
+    pub requested_at: String,
     pub expires_at: String,
     pub steps: Vec<String>,
     pub fields: Vec<CredentialFieldView>,

@@ -43,6 +43,9 @@ pub struct EnvironmentItem {
 pub struct FieldMessage {
     pub field: String,
     pub message: String,
+    /// A page the message points to (the connection that already has the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
 }
 
 /// What a server function says when it fails: a sentence, and the fields to fix. It travels as
@@ -53,11 +56,20 @@ pub struct AppError {
     pub message: String,
     #[serde(default)]
     pub fields: Vec<FieldMessage>,
+    /// What the form sent, secrets left out: a form posted before the page hydrated comes back
+    /// with the error in the URL, and with these it comes back filled in as it was sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(String, String)>,
 }
 
 impl AppError {
     pub fn new(message: impl Into<String>) -> Self {
-        AppError { message: message.into(), fields: Vec::new() }
+        AppError { message: message.into(), fields: Vec::new(), values: Vec::new() }
+    }
+
+    /// A value the form sent (see `values`).
+    pub fn value(&self, name: &str) -> Option<String> {
+        self.values.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     /// The message for one field, if any.
@@ -125,8 +137,8 @@ mod ssr {
         if e.status().is_server_error() {
             tracing::error!(error = %e, "server function failed");
         }
-        let fields = e.details().into_iter().map(|d| FieldMessage { field: d.field, message: d.message }).collect();
-        AppError { message: e.public_message(), fields }
+        let fields = e.details().into_iter().map(|d| FieldMessage { field: d.field, message: d.message, href: None }).collect();
+        AppError { message: e.public_message(), fields, values: Vec::new() }
     }
 
     /// The client's address: the peer's, or `X-Forwarded-For`'s when the peer is a trusted

@@ -76,6 +76,7 @@ pub static DATAVERSE: ProviderDef = ProviderDef {
     authorization: None,
     session: None,
     secret_expiry: Some("client_secret_expires_on"),
+    form: microsoft::FORM,
 };
 
 pub const DESTINATIONS: &[&str] = &["environment_url", "authority_url"];

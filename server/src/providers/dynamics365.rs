@@ -28,6 +28,7 @@ pub static DYNAMICS365: ProviderDef = ProviderDef {
     authorization: None,
     session: None,
     secret_expiry: Some("client_secret_expires_on"),
+    form: microsoft::FORM,
 };
 
 static MINTING: Minting = microsoft::minting::<R>();

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
+use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, FormHints, ProviderDef, Secrets, TestFuture, TestResult};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::{self, Outbound, OutboundResponse};
@@ -95,6 +95,7 @@ pub static HTTP: ProviderDef = ProviderDef {
     authorization: None,
     session: None,
     secret_expiry: None,
+    form: FormHints::NONE,
 };
 
 /// Asking the API's admin for the credential: what to create for this base URL and scheme.

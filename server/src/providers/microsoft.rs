@@ -8,7 +8,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{AdminHelp, AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture};
+use super::{AdminHelp, AuthMode, CredentialHelp, FieldKind, FieldSpec, FormHints, Identity, Key, MintFuture, Minted, Minting, Refusal, RequestFacts, Secrets, VerifyFuture};
 use crate::entra::{self, ClientAuth};
 use crate::error::FieldError;
 use crate::mail::{Attachment, Email};
@@ -156,6 +156,9 @@ pub const ADMIN_EMAIL: FieldSpec = FieldSpec {
     when: None,
     required: false,
 };
+
+/// The connection form of every Entra provider: the authority folds away.
+pub const FORM: FormHints = FormHints { presets: &[], advanced: &["authority_url"] };
 
 pub const AUTHORITY_URL: FieldSpec = FieldSpec {
     name: "authority_url",

@@ -191,6 +191,35 @@ pub struct ProviderDef {
     /// whose secret's expiry is known (an Entra client secret): while the connection's auth mode
     /// uses a typed secret, connvault warns before that date (`crate::expiry`).
     pub secret_expiry: Option<&'static str>,
+    /// How the connection form offers some of the fields (named URLs, advanced fields folded
+    /// away); the rules stay the field specs'.
+    pub form: FormHints,
+}
+
+/// How the connection form shows some of a provider's fields. Only the form reads it: the
+/// settings and their rules are the field specs', whatever the form offers.
+#[derive(Debug, Clone, Copy)]
+pub struct FormHints {
+    /// URL settings offered as a choice of named values before "another URL" (Salesforce's
+    /// login URL: Production, Sandbox, My Domain…).
+    pub presets: &'static [Presets],
+    /// Settings that fold away under "Advanced settings" (open when one of them has a value).
+    pub advanced: &'static [&'static str],
+}
+
+impl FormHints {
+    /// Every field shown as it is.
+    pub const NONE: FormHints = FormHints { presets: &[], advanced: &[] };
+}
+
+/// The named values of one URL setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Presets {
+    pub field: &'static str,
+    /// `(label, URL)`, the first one the default of a new connection.
+    pub values: &'static [(&'static str, &'static str)],
+    /// The choice that asks for the URL itself, e.g. "My Domain or another URL…".
+    pub other: &'static str,
 }
 
 /// Connecting by signing in: where the person is sent, how the code that comes back is
@@ -518,9 +547,10 @@ impl ProviderDef {
                 }
             }
         }
-        if errors.is_empty() {
-            errors = (self.check)(settings);
-        }
+        // The provider's own checks too, at once, for the fields that have no mistake yet (they
+        // read what they can and leave the rest to the checks above).
+        let more: Vec<FieldError> = (self.check)(settings).into_iter().filter(|e| !errors.iter().any(|x| x.field == e.field)).collect();
+        errors.extend(more);
         errors
     }
 

@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    AuthMode, Authorization, AuthorizeRequest, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Refusal, RevokeFuture, Secrets,
+    AuthMode, Authorization, AuthorizeRequest, FieldKind, FieldSpec, FormHints, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Refusal, RevokeFuture, Secrets,
     TestResult, VerifyFuture,
 };
 use crate::error::FieldError;
@@ -83,6 +83,7 @@ pub static OAUTH2: ProviderDef = ProviderDef {
     session: None,
     secret_expiry: None,
     authorization: Some(&AUTHORIZATION),
+    form: FormHints { presets: &[], advanced: &["token_auth", "authorize_params", "keep_alive_days"] },
 };
 
 static MINTING: Minting = Minting {

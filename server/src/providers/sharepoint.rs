@@ -42,6 +42,7 @@ pub static SHAREPOINT: ProviderDef = ProviderDef {
     authorization: None,
     session: None,
     secret_expiry: None,
+    form: microsoft::FORM,
 };
 
 /// Always a certificate.

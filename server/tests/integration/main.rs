@@ -16,6 +16,7 @@ mod contract;
 mod credential_requests;
 mod entra;
 mod feeds;
+mod flow;
 mod integrations;
 mod jobs;
 mod key_rotation;

@@ -12,7 +12,7 @@ pub mod standin;
 
 use serde_json::{json, Map, Value};
 
-use super::{AdminHelp, AuthMode, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, ProviderDef, Refusal, Secrets, VerifyFuture};
+use super::{AdminHelp, AuthMode, FieldKind, FieldSpec, FormHints, Identity, Key, MintFuture, Minted, Minting, Presets, ProviderDef, Refusal, Secrets, VerifyFuture};
 use crate::error::FieldError;
 use crate::outbound::Outbound;
 
@@ -143,6 +143,14 @@ pub static SALESFORCE: ProviderDef = ProviderDef {
     authorization: Some(&web::AUTHORIZATION),
     session: None,
     secret_expiry: None,
+    form: FormHints {
+        presets: &[Presets {
+            field: "login_url",
+            values: &[("Production", "https://login.salesforce.com"), ("Sandbox", "https://test.salesforce.com")],
+            other: "My Domain or another URL…",
+        }],
+        advanced: &["audience", "session_lifetime_minutes"],
+    },
 };
 
 static MINTING: Minting = Minting {

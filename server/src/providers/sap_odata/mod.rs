@@ -14,7 +14,7 @@ pub mod standin;
 
 use serde_json::{json, Map, Value};
 
-use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, Identity, Key, MintFuture, Minted, Minting, OnRequest, ProviderDef, Secrets, SessionExtras, SessionFuture, TestFuture, VerifyFuture};
+use super::{AuthMode, CredentialHelp, FieldKind, FieldSpec, FormHints, Identity, Key, MintFuture, Minted, Minting, OnRequest, ProviderDef, Secrets, SessionExtras, SessionFuture, TestFuture, VerifyFuture};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::Outbound;
@@ -149,6 +149,7 @@ pub static SAP_ODATA: ProviderDef = ProviderDef {
     credential_help: Some(&CREDENTIAL_HELP),
     details: None,
     authorization: None,
+    form: FormHints::NONE,
 };
 
 /// Asking the SAP system's administrator for the communication user's password, the API key or

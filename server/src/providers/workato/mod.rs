@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{AuthMode, CredentialHelp, Details, DetailsFuture, FieldKind, FieldSpec, ProviderDef, Secrets, TestFuture, TestResult};
+use super::{AuthMode, CredentialHelp, Details, DetailsFuture, FieldKind, FieldSpec, FormHints, ProviderDef, Secrets, TestFuture, TestResult};
 use crate::credential::{Credential, Unusable};
 use crate::error::FieldError;
 use crate::outbound::{self, Outbound, OutboundResponse};
@@ -93,6 +93,7 @@ pub static WORKATO: ProviderDef = ProviderDef {
     authorization: None,
     session: None,
     secret_expiry: None,
+    form: FormHints { presets: &[], advanced: &["base_url"] },
 };
 
 /// Asking the workspace admin for an API client's token.
