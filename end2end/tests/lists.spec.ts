@@ -1,7 +1,7 @@
 import { test, expect, type Page } from '@playwright/test';
 import { spawnSync, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
-import { binary, hydrated, PHONE, repoRoot, signedIn, startVault, stopAll, type Vault } from './support';
+import { binary, hydrated, PHONE, repoRoot, restClient, signedIn, startVault, stopAll, type Vault } from './support';
 
 // Status that tells the truth and lists that scale, on a vault of this file's own: a promoted
 // placeholder is amber "Bound · not set up", green only after a passing check; the grid's cells
@@ -20,16 +20,7 @@ let key = '';
 
 test.describe.configure({ mode: 'serial' });
 
-async function api(method: string, p: string, body?: unknown): Promise<any> {
-  const r = await fetch(`${BASE}/api/v1${p}`, {
-    method,
-    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  expect(r.status, `${method} ${p}: ${text}`).toBeLessThan(300);
-  return text ? JSON.parse(text) : null;
-}
+const api = restClient(BASE, () => key);
 
 function http(name: string, baseUrl: string) {
   return { name, provider: 'http', settings: { base_url: baseUrl, auth: 'bearer' }, secrets: { token: `token-of-${name}` } };

@@ -1,6 +1,6 @@
 import { test, expect } from '@playwright/test';
 import { spawnSync, type ChildProcess } from 'child_process';
-import { binary, hydrated, repoRoot, signedIn, startVault, stopAll } from './support';
+import { binary, hydrated, repoRoot, restClient, signedIn, startVault, stopAll } from './support';
 
 // Promotion leaves each environment's settings alone, in the browser: DEV's Salesforce
 // connection reaches QA as a placeholder (a name and a provider, nothing of DEV's login URL,
@@ -15,16 +15,7 @@ let key = '';
 
 test.describe.configure({ mode: 'serial' });
 
-async function api(method: string, p: string, body?: unknown): Promise<any> {
-  const r = await fetch(`${BASE}/api/v1${p}`, {
-    method,
-    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  expect(r.status, `${method} ${p}: ${text}`).toBeLessThan(300);
-  return text ? JSON.parse(text) : null;
-}
+const api = restClient(BASE, () => key);
 
 test.beforeAll(async () => {
   await startVault('promotion', PORT, OWNER, children, async (env) => {

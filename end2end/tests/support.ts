@@ -174,3 +174,20 @@ export async function fitsWidth(page: Page) {
   expect(wide, `elements reaching past the ${width}px viewport`).toEqual([]);
   expect(scroll, 'the page scrolls sideways').toBeLessThanOrEqual(width);
 }
+
+/**
+ * A caller of the REST API (`/api/v1`) with the API key `key()` gives (read when called, so a
+ * key made in `beforeAll` works): `(method, path, body?)` expects a 2xx and returns the JSON.
+ */
+export function restClient(base: string, key: () => string) {
+  return async (method: string, p: string, body?: unknown): Promise<any> => {
+    const r = await fetch(`${base}/api/v1${p}`, {
+      method,
+      headers: { Authorization: `Bearer ${key()}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    expect(r.status, `${method} ${p}: ${text}`).toBeLessThan(300);
+    return text ? JSON.parse(text) : null;
+  };
+}

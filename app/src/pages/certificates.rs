@@ -21,7 +21,7 @@ fn certificate_line(c: &CertificateView) -> String {
         c.thumbprint_sha1,
         &c.fingerprint_sha256[..16.min(c.fingerprint_sha256.len())],
         short_time(&c.not_after),
-        if c.expires_soon { " — expires within 30 days: rotate it" } else { "" }
+        if c.expires_soon { " — expires within 30 days: renew it (below)" } else { "" }
     )
 }
 
@@ -68,6 +68,7 @@ pub fn CertificatePanel(environment: String, name: String, admin: String, can_wr
     let SigningState { request, again, upload } = state;
     let signing = move || live.with(|f| f.as_ref().and_then(|f| f.signing.clone()));
     let has_certificate = move || signing().is_some_and(|st| st.certificate.is_some() || st.pending_certificate.is_some());
+    let expiring = move || signing().is_some_and(|st| st.pending_certificate.is_none() && st.certificate.as_ref().is_some_and(|c| c.expires_soon));
     let latest = move || signing().and_then(|st| st.request);
     let open = move || latest().is_some_and(|r| r.state == "open");
     let answered = move || live.with(|f| f.as_ref().and_then(|f| f.step("answer")).is_some_and(|s| s.state == "done"));
@@ -150,8 +151,9 @@ pub fn CertificatePanel(environment: String, name: String, admin: String, can_wr
                     </ActionForm>
                     </span>
                 </div>
-                <details class:hidden=move || !has_certificate()>
-                    <summary>"Replace the certificate"</summary>
+                // A certificate that expires soon: the renewal is open and says so.
+                <details class:hidden=move || !has_certificate() prop:open=expiring>
+                    <summary>{move || if expiring() { "Renew the certificate (it expires within 30 days)" } else { "Replace the certificate" }}</summary>
                     <ActionForm action=request attr:class="stack form">
                         <input type="hidden" name="environment" value=env_rot.clone()/>
                         <input type="hidden" name="name" value=name_rot.clone()/>
@@ -161,7 +163,9 @@ pub fn CertificatePanel(environment: String, name: String, admin: String, can_wr
                             <option value="2048" selected>"RSA 2048 (recommended)"</option>
                             <option value="4096">"RSA 4096"</option>
                         </select>
-                        <button type="submit" class="secondary" disabled=move || request.pending().get()>"Rotate certificate and request admin help"</button>
+                        <button type="submit" class="secondary" disabled=move || request.pending().get()>
+                            {move || if expiring() { "Renew: new certificate and admin request" } else { "Rotate certificate and request admin help" }}
+                        </button>
                         <p class="muted">"A new key pair and certificate; the current one stays in use until the new one works."</p>
                     </ActionForm>
                 </details>
