@@ -34,7 +34,7 @@ pub async fn items(db: &Db, environment_ids: &[i64]) -> Result<Vec<Item>> {
         return Ok(Vec::new());
     }
     // `list` is integers the caller read from the database.
-    let list = environment_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = crate::db::id_list(environment_ids.iter().copied());
     let mut out = Vec::new();
     let q = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
 

@@ -405,7 +405,7 @@ pub async fn stages_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, &'static st
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = crate::db::id_list(ids.iter().copied());
     // The environment's name plays no part in the stage.
     Ok(by_ids(db, &list, "").await?.iter().filter_map(|c| setup_stage(c).map(|s| (c.id, s))).collect())
 }
@@ -526,7 +526,7 @@ pub async fn browse(db: &Db, env_name: &str, q: &BrowseQuery) -> Result<Browse> 
         .collect::<Result<_, _>>()?;
     let mut items = Vec::with_capacity(ids.len());
     if !ids.is_empty() {
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = crate::db::id_list(ids.iter().copied());
         let mut by_id: BTreeMap<i64, Connection> = by_ids(db, &list, &env.name).await?.into_iter().map(|c| (c.id, c)).collect();
         items.extend(ids.iter().filter_map(|id| by_id.remove(id)));
     }
@@ -906,7 +906,7 @@ pub async fn health_of(db: &Db, ids: &[i64]) -> Result<BTreeMap<i64, Health>> {
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = crate::db::id_list(ids.iter().copied());
     // `list` is integers the caller read from the database.
     let rows =
         sqlx::query(AssertSqlSafe(format!("SELECT connection_id, ok, detail, advice, checked_at, failing_since FROM connection_health WHERE connection_id IN ({list})")))

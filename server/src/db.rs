@@ -39,6 +39,12 @@ pub struct Db {
 /// (SQLite 32,766, PostgreSQL 65,535) for tables of up to 100 columns.
 pub const INSERT_BATCH: usize = 300;
 
+/// `1,2,3` for an `IN (…)` list. Only integers can be in it, so the text is safe to put in SQL
+/// (`AssertSqlSafe`) whatever they came from.
+pub fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
+    ids.into_iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",")
+}
+
 /// `INSERT INTO table (columns) VALUES ($1, …), ($k, …), …` for `rows` rows, parameters
 /// numbered row by row: one statement for many rows, in the SQL both backends speak.
 pub fn multi_row_insert(table: &str, columns: &[&str], rows: usize) -> String {

@@ -477,7 +477,7 @@ where
     if ids.is_empty() {
         return Ok(Page { items: Vec::new(), next_cursor: page.next_cursor });
     }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = crate::db::id_list(ids.iter().copied());
     let mut by_id: std::collections::BTreeMap<i64, T> = load(list).await?.into_iter().collect();
     Ok(Page { items: ids.iter().filter_map(|id| by_id.remove(id)).collect(), next_cursor: page.next_cursor })
 }

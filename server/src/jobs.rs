@@ -262,28 +262,24 @@ impl Batch {
         // Every job that worked in one statement; the others row by row.
         let mut done = Vec::new();
         for job in &self.jobs {
-            let outcome = outcomes.remove(&job.id).unwrap_or_else(|| Err(JobError::Retry("the handler gave no outcome".into())));
-            if outcome.is_ok() {
-                done.push(job.id.to_string());
+            let Err(error) = outcomes.remove(&job.id).unwrap_or_else(|| Err(JobError::Retry("the handler gave no outcome".into()))) else {
+                done.push(job.id);
                 continue;
-            }
-            if let Err(e) = &outcome {
-                tracing::info!(job = job.id, attempt = job.attempts + 1, error = ?e, "job run failed");
-            }
-            let (state, run_at, error) = outcome_row(job.attempts, outcome, self.backoff);
+            };
+            tracing::info!(job = job.id, attempt = job.attempts + 1, error = ?error, "job run failed");
+            let (state, run_at, error) = failed_row(job.attempts, error, self.backoff);
             sqlx::query("UPDATE jobs SET state = $1, attempts = $2, run_at = $3, last_error = $4, updated_at = $5 WHERE id = $6")
                 .bind(state)
                 .bind(job.attempts + 1)
                 .bind(&run_at)
-                .bind(error.as_deref().map(|e| truncate(e, 2000)))
+                .bind(truncate(&error, 2000))
                 .bind(now())
                 .bind(job.id)
                 .execute(&mut *tx)
                 .await?;
         }
         if !done.is_empty() {
-            // `done` is integers.
-            let sql = format!("UPDATE jobs SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = $1 WHERE id IN ({})", done.join(","));
+            let sql = format!("UPDATE jobs SET state = 'done', attempts = attempts + 1, last_error = NULL, updated_at = $1 WHERE id IN ({})", crate::db::id_list(done));
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now()).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -311,15 +307,13 @@ impl Batch {
     }
 }
 
-/// The state, due time and error a run's outcome leaves a job in.
-fn outcome_row(attempts: i64, outcome: std::result::Result<(), JobError>, backoff: &[Duration]) -> (&'static str, String, Option<String>) {
-    let t = now();
-    match outcome {
-        Ok(()) => ("done", t, None),
-        Err(JobError::Fatal(e)) => ("failed", t, Some(e)),
-        Err(JobError::Retry(e)) => match backoff.get(attempts as usize) {
-            Some(pause) => ("queued", format_time(chrono::Utc::now() + chrono::Duration::from_std(*pause).unwrap_or_default()), Some(e)),
-            None => ("failed", t, Some(e)),
+/// The state, due time and error a failed run leaves a job in.
+fn failed_row(attempts: i64, error: JobError, backoff: &[Duration]) -> (&'static str, String, String) {
+    match error {
+        JobError::Fatal(e) => ("failed", now(), e),
+        JobError::Retry(e) => match backoff.get(attempts as usize) {
+            Some(pause) => ("queued", format_time(chrono::Utc::now() + chrono::Duration::from_std(*pause).unwrap_or_default()), e),
+            None => ("failed", now(), e),
         },
     }
 }

@@ -59,7 +59,7 @@ pub async fn renew(s: Handles<'_>, certificate_id: i64) -> Result<Renewed> {
             .map(|_| Renewed::Started),
     };
     if let Err(e) = &done {
-        if !matches!(e, Error::Limited { .. } | Error::Database(_) | Error::Internal(_)) {
+        if !transient(e) {
             let mut tx = s.db.begin().await?;
             audit::record(
                 &mut tx,
@@ -75,4 +75,10 @@ pub async fn renew(s: Handles<'_>, certificate_id: i64) -> Result<Renewed> {
         }
     }
     done
+}
+
+/// Whether trying the renewal again later can help (a mail limit, a database that was busy), as
+/// opposed to a setting people must fix (recorded by [`renew`]).
+pub fn transient(e: &Error) -> bool {
+    matches!(e, Error::Limited { .. } | Error::Database(_) | Error::Internal(_))
 }

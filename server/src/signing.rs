@@ -1482,7 +1482,7 @@ pub async fn briefs(db: &Db, list: &[Connection]) -> Result<std::collections::BT
     if signing.is_empty() {
         return Ok(out);
     }
-    let in_list = signing.iter().map(|(c, _, _)| c.id.to_string()).collect::<Vec<_>>().join(",");
+    let in_list = crate::db::id_list(signing.iter().map(|(c, _, _)| c.id));
     // `in_list` is integers read from the database.
     let certs =
         sqlx::query(sqlx::AssertSqlSafe(format!("SELECT connection_id, not_after FROM certificates WHERE state = 'active' AND connection_id IN ({in_list})")))
@@ -1524,7 +1524,7 @@ pub async fn expiring(db: &Db, environment_ids: &[i64]) -> Result<Vec<Expiring>>
     if environment_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let in_list = environment_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let in_list = crate::db::id_list(environment_ids.iter().copied());
     let soon = format_time(chrono::Utc::now() + chrono::Duration::days(EXPIRY_WARNING_DAYS));
     // `in_list` is integers read from the database.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -602,8 +602,7 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
             }
         }
     }
-    // `in_list` is integers.
-    let in_list = wanted.keys().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let in_list = crate::db::id_list(wanted.keys().copied());
     let rows = if wanted.is_empty() {
         Vec::new()
     } else {
@@ -665,8 +664,7 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
 
     let tx = batch.transaction().await?;
     if !disabled.is_empty() {
-        // `disabled` is integers.
-        let list = disabled.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = crate::db::id_list(disabled.iter().copied());
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE webhook_deliveries SET state = 'failed', last_error = $1, updated_at = $2 WHERE id IN ({list})")))
             .bind("not sent: the subscription is disabled")
             .bind(now())
@@ -708,8 +706,7 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
     }
     let t = now();
     for (status, ids) in &delivered {
-        // `ids` are integers.
-        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = crate::db::id_list(ids.iter().copied());
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $1, last_error = NULL, delivered_at = $2, updated_at = $2 \
              WHERE id IN ({list})"
@@ -720,7 +717,7 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
         .await?;
     }
     if !working_hooks.is_empty() {
-        let list = working_hooks.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = crate::db::id_list(working_hooks.iter().copied());
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE webhooks SET failing_since = NULL WHERE id IN ({list}) AND failing_since IS NOT NULL")))
             .execute(&mut **tx)
             .await?;
@@ -741,9 +738,13 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
             .bind(delivery)
             .execute(&mut **tx)
             .await?;
-        // One that worked in this batch shows the receiver is up.
-        if stopped.contains(&hook) || working_hooks.contains(&hook) {
-            outcomes.insert(job, if stopped.contains(&hook) { Ok(()) } else { Err(JobError::Retry(format!("{url}: {error}"))) });
+        if stopped.contains(&hook) {
+            outcomes.insert(job, Ok(()));
+            continue;
+        }
+        // One that worked in this batch shows the receiver is up: not failing, try again.
+        if working_hooks.contains(&hook) {
+            outcomes.insert(job, Err(JobError::Retry(format!("{url}: {error}"))));
             continue;
         }
         sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL").bind(&t).bind(hook).execute(&mut **tx).await?;

@@ -60,9 +60,7 @@ fn renew_certificate<'a>(s: &'a Services, payload: &'a Value) -> JobFuture<'a> {
         let id = id_of(payload, "certificate_id")?;
         match crate::renewal::renew(s.signing(), id).await {
             Ok(_) => Ok(()),
-            // Trying again helps with a mail limit or a database that was busy, not with a
-            // missing setting (recorded for people to fix).
-            Err(e @ (crate::Error::Limited { .. } | crate::Error::Database(_) | crate::Error::Internal(_))) => Err(JobError::Retry(e.public_message())),
+            Err(e) if crate::renewal::transient(&e) => Err(JobError::Retry(e.public_message())),
             Err(e) => Err(JobError::Fatal(e.public_message())),
         }
     })
@@ -148,11 +146,11 @@ pub async fn start(s: &Services) -> Result<Running> {
             }
             if expiry_scanned.is_none_or(|at| at.elapsed() >= EXPIRY_EVERY) {
                 expiry_scanned = Some(std::time::Instant::now());
-                if let Err(e) = enqueue_expiry_scan(&services.db).await {
+                if let Err(e) = enqueue_once(&services.db, crate::expiry::SCAN_JOB).await {
                     tracing::warn!(error = %e, "enqueuing the expiry scan failed");
                 }
             }
-            if let Err(e) = enqueue_once(&services.db, USAGE_JOB).await {
+            if let Err(e) = enqueue_usage_audit(&services.db).await {
                 tracing::warn!(error = %e, "enqueuing the usage audit failed");
             }
             if let Err(e) = schedule(&services.db).await {
@@ -163,9 +161,13 @@ pub async fn start(s: &Services) -> Result<Running> {
     Ok(Running { workers, scheduler, usage })
 }
 
-/// Enqueues the expiry scan unless one is already waiting or running.
-pub async fn enqueue_expiry_scan(db: &Db) -> Result<bool> {
-    enqueue_once(db, crate::expiry::SCAN_JOB).await
+/// Enqueues the usage audit while there are counts to audit (an idle server writes nothing).
+async fn enqueue_usage_audit(db: &Db) -> Result<bool> {
+    let pending: Option<i64> = sqlx::query_scalar("SELECT minute FROM usage_counts LIMIT 1").fetch_optional(db.pool()).await?;
+    if pending.is_none() {
+        return Ok(false);
+    }
+    enqueue_once(db, USAGE_JOB).await
 }
 
 /// Enqueues a job of `kind` (no payload, due now) unless one is already waiting or running.
