@@ -869,12 +869,27 @@ fn refused(s: Handles<'_>, addr: Option<IpAddr>, why: &str) -> Error {
 pub fn verify(s: Handles<'_>, presented: &str, addr: Option<IpAddr>, row: Option<&AnyRow>) -> Result<ApiKey> {
     let row = row.ok_or_else(|| refused(s, addr, "unknown key"))?;
     let stored: String = row.try_get("key_hash")?;
-    if !bool::from(stored.as_bytes().ct_eq(tokens::digest(presented).as_bytes())) {
+    if !digest_matches(presented, &stored) {
         return Err(refused(s, addr, "unknown key"));
     }
     let key = from_row(row)?;
     usable(s, &key, addr)?;
     Ok(key)
+}
+
+/// The same check for a key read earlier (the broker keeps what it read while the database is
+/// unchanged): digest against `stored_hash`, then revocation, expiry (against the time now) and
+/// address limits, with the same failure counting.
+pub fn check(s: Handles<'_>, presented: &str, addr: Option<IpAddr>, stored_hash: &str, key: &ApiKey) -> Result<()> {
+    if !digest_matches(presented, stored_hash) {
+        return Err(refused(s, addr, "unknown key"));
+    }
+    usable(s, key, addr)
+}
+
+/// Whether `presented` digests to `stored`, compared in constant time.
+fn digest_matches(presented: &str, stored: &str) -> bool {
+    bool::from(stored.as_bytes().ct_eq(tokens::digest(presented).as_bytes()))
 }
 
 /// Revocation, expiry and address limits of one key. An expiry that does not read as a time

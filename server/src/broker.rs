@@ -2,10 +2,12 @@
 //!
 //! - A minted token (a Salesforce session, an Entra access token) is served from memory until
 //!   shortly before it expires: its `expires_in`, or the connection's session lifetime for
-//!   Salesforce, less a safety margin. That path reads the binding and writes nothing: it
-//!   neither touches the database nor calls out. Hits are counted per API key and minute in
-//!   memory, added to the `usage_counts` table every second ([`Broker::persist_usage`]) and
-//!   written to the audit trail per finished minute by a job ([`audit_usage`]).
+//!   Salesforce, less a safety margin. That path reads the key and the binding in one query
+//!   (on SQLite, while none of what it read has changed, not even that: see `Routes`) and
+//!   writes nothing: it neither touches the database nor calls out. Hits are counted per API
+//!   key and minute in memory, added to the `usage_counts` table every second
+//!   ([`Broker::persist_usage`]) and written to the audit trail per finished minute by a job
+//!   ([`audit_usage`]).
 //! - A stale (or `force_refresh`ed) session is minted once per connection at a time: callers in
 //!   this process wait on the same lock and then find the new token in the cache; on PostgreSQL
 //!   the mint also holds a transaction-scoped advisory lock, so several `connvault serve`
@@ -244,6 +246,59 @@ struct Inner {
     /// One session fetch per connection at a time (apart from the mint's, which it follows).
     session_flights: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     usage: Mutex<HashMap<UsageKey, u64>>,
+    routes: Mutex<Routes>,
+}
+
+/// At most this many routes are kept; beyond it they are all dropped and read again.
+const MAX_ROUTES: usize = 4096;
+
+/// What [`Broker::for_key`] read for a key, an environment and an integration, kept while the
+/// database says the same about them ([`Db::route_epoch`], SQLite only): any change to a key,
+/// an account or its roles, an environment, an integration or a connection, by this server or
+/// another on the same file (a revoked key, a deactivated creator, a new binding), drops them all
+/// before the next call is answered. The key itself is checked on every
+/// call (digest, expiry, addresses), and so is its grant.
+#[derive(Default)]
+struct Routes {
+    version: i64,
+    map: HashMap<RouteKey, Arc<Route>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RouteKey {
+    prefix: String,
+    /// Lower case, as the names are matched.
+    env: String,
+    integration: String,
+}
+
+struct Route {
+    key_hash: String,
+    key: api_keys::Effective,
+    env: Environment,
+    integration: String,
+    bound: Option<Bound>,
+}
+
+impl Routes {
+    /// The route kept for `key`, if the epoch is still `version` (else all are dropped).
+    fn get(&mut self, version: i64, key: &RouteKey) -> Option<Arc<Route>> {
+        if self.version != version {
+            self.map.clear();
+            self.version = version;
+            return None;
+        }
+        self.map.get(key).cloned()
+    }
+
+    /// Keeps a route read at `version` (dropping the others if that is not the one kept).
+    fn keep(&mut self, version: i64, key: RouteKey, route: Arc<Route>) {
+        if self.version != version || self.map.len() >= MAX_ROUTES {
+            self.map.clear();
+            self.version = version;
+        }
+        self.map.insert(key, route);
+    }
 }
 
 /// Cached hits and proxied calls are counted per kind, caller, environment, integration and
@@ -286,7 +341,8 @@ impl Broker {
         self.serve(s, actor, env, &integration, bound, refresh, Use::Token).await
     }
 
-    /// The same for an API key, in one database round trip on the cached path: the key, the
+    /// The same for an API key, in one database round trip on the cached path (none on SQLite
+    /// while nothing it read has changed): the key, the
     /// environment, the integration and its connection are read by a single query; the key is
     /// then checked exactly as [`api_keys::authenticate`] checks it, and must hold the grant of
     /// `purpose` on the environment (`tokens:read` for the token answer, `proxy` for a call).
@@ -303,6 +359,21 @@ impl Broker {
         purpose: Use,
     ) -> Result<Served> {
         let (resource, access) = purpose.grant();
+        // Read before anything else: a route kept under this version was read no earlier.
+        let version = s.db.route_epoch();
+        let route_key = api_keys::key_prefix(presented).map(|prefix| RouteKey {
+            prefix: prefix.to_string(),
+            env: env_name.to_lowercase(),
+            integration: integration.to_lowercase(),
+        });
+        if let (Some(version), Some(route_key)) = (version, route_key.as_ref()) {
+            let kept = self.inner.routes.lock().unwrap_or_else(|e| e.into_inner()).get(version, route_key);
+            if let Some(route) = kept {
+                api_keys::check(keys, presented, addr, &route.key_hash, &route.key.key)?;
+                let binding = Ok((route.integration.clone(), route.bound.clone()));
+                return self.finish(keys, s, addr, &route.key, route.env.clone(), binding, refresh, purpose).await;
+            }
+        }
         // The statement, made once (it is the same for every call).
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
@@ -315,12 +386,12 @@ impl Broker {
                 integrations::BINDING_COLUMNS
             )
         });
-        let row = match api_keys::key_prefix(presented) {
-            Some(prefix) => {
+        let row = match &route_key {
+            Some(route_key) => {
                 sqlx::query(AssertSqlSafe(SQL.as_str()))
-                    .bind(prefix)
-                    .bind(env_name.to_lowercase())
-                    .bind(integration.to_lowercase())
+                    .bind(route_key.prefix.as_str())
+                    .bind(route_key.env.as_str())
+                    .bind(route_key.integration.as_str())
                     .fetch_optional(s.db.pool())
                     .await?
             }
@@ -347,8 +418,38 @@ impl Broker {
             updated_at: row.try_get("env_updated_at")?,
         };
         // Limited by the creator's current rights (read in the same query); a key made by a key
-        // is checked with its whole chain.
+        // is checked with its whole chain (and not kept: its chain is read every time).
         let key = if key.parent_id.is_some() { api_keys::effective(keys, key, addr).await? } else { api_keys::effective_from_row(key, &row, &env)? };
+        let binding = integrations::binding_from_row(&row, &env, integration);
+        if let (Some(version), Some(route_key), Ok((name, bound))) = (version, route_key, binding.as_ref()) {
+            if key.key.parent_id.is_none() {
+                let route = Route { key_hash: row.try_get("key_hash")?, key: key.clone(), env: env.clone(), integration: name.clone(), bound: bound.clone() };
+                self.inner.routes.lock().unwrap_or_else(|e| e.into_inner()).keep(version, route_key, Arc::new(route));
+            }
+        }
+        self.finish(keys, s, addr, &key, env, binding, refresh, purpose).await
+    }
+
+    /// How many routes (key, environment, integration → binding) this process keeps now.
+    pub fn kept_routes(&self) -> usize {
+        self.inner.routes.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+    }
+
+    /// The rest of [`Broker::for_key`] once the key is verified and the binding read: the grant
+    /// (before anything about the integration is told), the key's use, and the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        keys: api_keys::Handles<'_>,
+        s: Handles<'_>,
+        addr: Option<IpAddr>,
+        key: &api_keys::Effective,
+        env: Environment,
+        binding: Result<(String, Option<Bound>)>,
+        refresh: Refresh,
+        purpose: Use,
+    ) -> Result<Served> {
+        let (resource, access) = purpose.grant();
         if !key.allows(&env, resource, access) {
             return Err(Error::Forbidden(match purpose {
                 Use::Token => format!("you may not read tokens in {}", env.name),
@@ -362,7 +463,7 @@ impl Broker {
             }));
         }
         api_keys::touch(keys, &key.key).await?;
-        let (name, bound) = integrations::binding_from_row(&row, &env, integration)?;
+        let (name, bound) = binding?;
         let actor = key.actor(addr);
         let token = self.serve(s, &actor, &env, &name, bound, refresh, purpose).await?;
         Ok(Served { token, actor, env, integration: name })

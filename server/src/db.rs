@@ -2,7 +2,7 @@
 //! (shared by several instances), through sqlx's `Any` driver. Queries are written once, in the
 //! SQL both backends speak (`$N` parameters, `RETURNING`, text timestamps).
 
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -32,6 +32,51 @@ impl Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    watch: Watch,
+}
+
+/// A read-only connection of its own to an SQLite file, watching `route_epoch` (see its
+/// migration): `PRAGMA data_version` tells in about a microsecond, without a trip through the
+/// pool, whether anything at all was committed since the last look (by any connection of any
+/// process); only then is the epoch itself read again.
+#[derive(Clone, Default)]
+struct Watch(Option<Arc<Mutex<Watched>>>);
+
+struct Watched {
+    conn: rusqlite::Connection,
+    /// `data_version` when `epoch` was read.
+    data_version: i64,
+    epoch: i64,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Watch").field(&self.0.is_some()).finish()
+    }
+}
+
+impl Watch {
+    fn open(path: &std::path::Path) -> Result<Watch> {
+        use rusqlite::OpenFlags;
+        let failed = |e: rusqlite::Error| Error::Internal(format!("cannot watch {} for changes: {e}", path.display()));
+        let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(failed)?;
+        conn.busy_timeout(Duration::from_millis(200)).map_err(failed)?;
+        let data_version = conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(failed)?;
+        let epoch = conn.query_row("SELECT version FROM route_epoch WHERE id = 1", [], |row| row.get(0)).map_err(failed)?;
+        Ok(Watch(Some(Arc::new(Mutex::new(Watched { conn, data_version, epoch })))))
+    }
+
+    fn epoch(&self) -> Option<i64> {
+        let mut w = self.0.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
+        let data_version: i64 = w.conn.prepare_cached("PRAGMA data_version").ok()?.query_row([], |row| row.get(0)).ok()?;
+        if data_version != w.data_version {
+            // Read after data_version: a commit in between only makes the epoch newer than the
+            // version it is filed under, and the next look reads it again.
+            let epoch = w.conn.prepare_cached("SELECT version FROM route_epoch WHERE id = 1").ok()?.query_row([], |row| row.get(0)).ok()?;
+            (w.data_version, w.epoch) = (data_version, epoch);
+        }
+        Some(w.epoch)
+    }
 }
 
 /// The current time as stored: RFC 3339, UTC, microseconds, `Z` (fixed width, so it sorts).
@@ -187,8 +232,11 @@ impl Db {
             })
             .connect(&url)
             .await?;
-        let db = Db { pool, backend };
+        let mut db = Db { pool, backend, watch: Watch::default() };
         db.migrate().await?;
+        if let Some(path) = sqlite_path(&url).filter(|_| backend == Backend::Sqlite) {
+            db.watch = Watch::open(&path)?;
+        }
         Ok(db)
     }
 
@@ -206,6 +254,15 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A number that changes whenever what decides an API key's route changes (keys, accounts
+    /// and roles, environments, integrations, connections: the `route_epoch` migration), by this
+    /// process or another sharing the file. `None` on PostgreSQL (and for an in-memory SQLite
+    /// database), where nothing may be kept on it and every call reads the database; a failed
+    /// read is `None` too, so whatever is kept on it fails closed.
+    pub fn route_epoch(&self) -> Option<i64> {
+        self.watch.epoch()
     }
 
     pub async fn begin(&self) -> Result<Tx<'static>> {

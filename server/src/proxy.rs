@@ -5,8 +5,9 @@
 //! an `http` connection's base URL), so the app never holds the secret or even a token.
 //!
 //! - **Who may call**: an API key with the grant `proxy:read` (GET, HEAD) or `proxy:write`
-//!   (every other method) on the environment, checked on every call by the broker's one-query
-//!   path (a revoked key stops at once, on every instance).
+//!   (every other method) on the environment, checked on every call by the broker: one query,
+//!   or on SQLite none while the database is unchanged (a revoked key stops at once, on every
+//!   instance).
 //! - **Where it goes**: only to the connection's origin and under its base path. The path is
 //!   checked as it arrived, before anything is sent: empty, `.` and `..` segments, backslashes,
 //!   `@`, and escapes of `/ \ . % @` or control characters are refused with 400 ([`check_path`]);

@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode};
-use common::{backends, key, Api, TestDb, Who};
+use common::{backends, key, Api, Kind, TestDb, Who};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use server::api_keys::{self, Creator, NewApiKey};
 use server::audit::Actor;
+use server::secret::SecretString;
+use server::users::{self, Role};
 use server::startup::{self, Services};
 use tower::ServiceExt;
 
@@ -325,6 +327,95 @@ async fn grants_decide_reads_and_writes_and_a_revoked_key_stops_at_once_on_every
         let (st, _, text) = raw(&other, "GET", target, &[("authorization", &app)], "").await;
         assert_eq!(st, 401, "{text}");
         assert_eq!(raw(&w.api, "GET", target, &[("authorization", &app)], "").await.0, 401);
+    }
+}
+
+/// On SQLite a server keeps what it read for a key, an environment and an integration while the
+/// database is unchanged, and answers from it without a query; whatever another server commits
+/// (a new binding, a changed role, a deactivated creator, an unpublished integration) is seen by
+/// the very next call. The key itself is checked every time: a forged one with the kept key's
+/// prefix is refused.
+#[tokio::test]
+async fn a_kept_route_gives_way_at_once_to_changes_made_by_another_server() {
+    for db in backends().await {
+        let w = world(&db, &[]).await;
+        let second = Upstream::default();
+        let second_base = second.spawn().await;
+        let api2 = json!({"name": "Api2", "provider": "http", "settings": {"base_url": format!("{second_base}/v2"), "auth": "bearer"}, "secrets": {"token": "second-token-81c3"}});
+        w.ok("POST", "/api/v1/environments/DEV/connections", api2).await;
+        let (s, operator) = (&w.api.s, Actor::operator());
+        let user = users::create(&s.db, &operator, "dev@example.com", &SecretString::from("a long enough password 1"), false).await.unwrap();
+        let user = users::set_role(&s.db, &operator, user.id, "DEV", Some(Role::Administrator)).await.unwrap();
+        let grants = api_keys::parse_grant("DEV:proxy:rw").unwrap();
+        let new = NewApiKey { name: "app".into(), grants, allowed_addresses: vec![], expires_at: None };
+        let (_, value) = api_keys::create(&s.db, &operator, Creator::User(&user), new).await.unwrap();
+        let app = bearer(value.expose_secret());
+        // The epoch moves with what decides a route, and only with it.
+        let before = s.db.route_epoch();
+        let unrelated = "INSERT INTO usage_counts (kind, caller, environment_id, environment, integration, minute, n) VALUES ('token.use', 'x', 1, 'DEV', 'Orders', 1, 1)";
+        sqlx::query(unrelated).execute(s.db.pool()).await.unwrap();
+        sqlx::query("UPDATE api_keys SET last_used_at = $1").bind("2026-12-01T00:00:00.000000Z").execute(s.db.pool()).await.unwrap();
+        match db.kind {
+            Kind::Sqlite => {
+                assert!(before.is_some(), "SQLite keeps an epoch");
+                assert_eq!(s.db.route_epoch(), before, "usage counts and a key's last use decide nothing");
+            }
+            Kind::Postgres => assert_eq!(before, None, "PostgreSQL keeps no epoch"),
+        }
+        let other = Api::new(open(&db, &[]).await);
+        let target = "/proxy/v1/DEV/Orders/orders";
+        let call = |auth: String| {
+            let other = &other;
+            async move { raw(other, "GET", target, &[("authorization", &auth)], "").await }
+        };
+        for _ in 0..3 {
+            assert_eq!(call(app.clone()).await.0, 200);
+        }
+        let kept = other.s.broker.kept_routes();
+        match db.kind {
+            Kind::Sqlite => assert_eq!(kept, 1, "the route is kept on SQLite"),
+            Kind::Postgres => assert_eq!(kept, 0, "nothing is kept on PostgreSQL: every call reads the database"),
+        }
+        // The kept route does not vouch for the key: the digest is checked on every call.
+        let forged = format!("{}{}", &app[..bearer("").len() + 12], "x".repeat(app.len() - bearer("").len() - 12));
+        assert_ne!(forged, app);
+        let (st, _, text) = call(forged).await;
+        assert_eq!(st, 401, "{text}");
+
+        // Re-bound on the first server: the next call on the other goes to the new connection.
+        w.ok("PUT", "/api/v1/environments/DEV/integrations/Orders/binding", json!({"connection": "Api2"})).await;
+        if matches!(db.kind, Kind::Sqlite) {
+            assert!(before.is_some() && s.db.route_epoch() > before, "a new binding moves the epoch");
+        }
+        assert_eq!(call(app.clone()).await.0, 200);
+        let seen = second.seen();
+        assert_eq!(seen.len(), 1, "the call went to the new connection");
+        assert_eq!(seen[0].target, "/v2/orders");
+        assert_eq!(seen[0].headers["authorization"], "Bearer second-token-81c3");
+
+        // The creator's role, then the creator's account.
+        users::set_role(&s.db, &operator, user.id, "DEV", Some(Role::Viewer)).await.unwrap();
+        let (st, _, text) = call(app.clone()).await;
+        assert_eq!(st, 403, "a viewer's key may not call through the proxy: {text}");
+        users::set_role(&s.db, &operator, user.id, "DEV", Some(Role::Administrator)).await.unwrap();
+        assert_eq!(call(app.clone()).await.0, 200);
+        users::deactivate(&s.db, &operator, user.id).await.unwrap();
+        let (st, _, text) = call(app.clone()).await;
+        assert_eq!(st, 401, "{text}");
+        assert!(text.contains("deactivated"), "{text}");
+
+        // Unbound, then unpublished.
+        let reader = bearer(&key(s, &["DEV:proxy:read"]).await);
+        assert_eq!(call(reader.clone()).await.0, 200);
+        let (st, _, text) = w.api.call(Who::Key(&w.admin), "DELETE", "/api/v1/environments/DEV/integrations/Orders/binding", None).await;
+        assert!(st.is_success(), "{text}");
+        let (st, _, text) = call(reader.clone()).await;
+        assert_eq!(st, 409, "an unbound integration: {text}");
+        let (st, _, text) = w.api.call(Who::Key(&w.admin), "DELETE", "/api/v1/environments/DEV/integrations/Orders", None).await;
+        assert!(st.is_success(), "{text}");
+        let (st, _, text) = call(reader).await;
+        assert_eq!(st, 404, "an unpublished integration: {text}");
+        assert_eq!(second.seen().len(), 3, "nothing was sent after the binding went");
     }
 }
 
