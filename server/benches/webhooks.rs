@@ -113,6 +113,10 @@ async fn broker_load(s: &Services, key: &str, stop: Arc<AtomicBool>) -> f64 {
             while !stop.load(Ordering::Relaxed) {
                 fetch(&s, &key).await;
                 count.fetch_add(1, Ordering::Relaxed);
+                // A kept route answers without awaiting anything: give the worker thread back
+                // after each call, as a request does when it ends (a loop that never yields
+                // would starve the timers, the workers and the events of the runtime).
+                tokio::task::yield_now().await;
             }
         }));
     }
