@@ -877,8 +877,8 @@ pub fn verify(s: Handles<'_>, presented: &str, addr: Option<IpAddr>, row: Option
     Ok(key)
 }
 
-/// The same check for a key read earlier (the broker keeps what it read while the database is
-/// unchanged): digest against `stored_hash`, then revocation, expiry (against the time now) and
+/// The same check for a key read earlier (the broker keeps what it read while none of it has
+/// changed): digest against `stored_hash`, then revocation, expiry (against the time now) and
 /// address limits, with the same failure counting.
 pub fn check(s: Handles<'_>, presented: &str, addr: Option<IpAddr>, stored_hash: &str, key: &ApiKey) -> Result<()> {
     if !digest_matches(presented, stored_hash) {

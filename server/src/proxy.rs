@@ -6,8 +6,8 @@
 //!
 //! - **Who may call**: an API key with the grant `proxy:read` (GET, HEAD) or `proxy:write`
 //!   (every other method) on the environment, checked on every call by the broker: one query,
-//!   or on SQLite none while the database is unchanged (a revoked key stops at once, on every
-//!   instance).
+//!   or on SQLite none while nothing that query read has changed (a revoked key stops at once,
+//!   on every instance).
 //! - **Where it goes**: only to the connection's origin and under its base path. The path is
 //!   checked as it arrived, before anything is sent: empty, `.` and `..` segments, backslashes,
 //!   `@`, and escapes of `/ \ . % @` or control characters are refused with 400 ([`check_path`]);

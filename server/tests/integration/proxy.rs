@@ -330,8 +330,8 @@ async fn grants_decide_reads_and_writes_and_a_revoked_key_stops_at_once_on_every
     }
 }
 
-/// On SQLite a server keeps what it read for a key, an environment and an integration while the
-/// database is unchanged, and answers from it without a query; whatever another server commits
+/// On SQLite a server keeps what it read for a key, an environment and an integration while none
+/// of it has changed, and answers from it without a query; whatever another server commits
 /// (a new binding, a changed role, a deactivated creator, an unpublished integration) is seen by
 /// the very next call. The key itself is checked every time: a forged one with the kept key's
 /// prefix is refused.
