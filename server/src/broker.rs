@@ -253,10 +253,10 @@ struct Inner {
 const MAX_ROUTES: usize = 4096;
 
 /// What [`Broker::for_key`] read for a key, an environment and an integration, kept while the
-/// database says the same about them ([`Db::route_epoch`], SQLite only): any change to a key,
-/// an account or its roles, an environment, an integration or a connection, by this server or
-/// another on the same file (a revoked key, a deactivated creator, a new binding), drops them all
-/// before the next call is answered. The key itself is checked on every call (digest, expiry,
+/// database says the same about them ([`Db::route_epoch`], read for every call on both
+/// backends): any change to a key, an account or its roles, an environment, an integration or a
+/// connection, by this server or another on the same database (a revoked key, a deactivated
+/// creator, a new binding), drops them all before the next call is answered. The key itself is checked on every call (digest, expiry,
 /// addresses), and so is its grant.
 #[derive(Default)]
 struct Routes {
@@ -341,8 +341,9 @@ impl Broker {
         self.serve(s, actor, env, &integration, bound, refresh, Use::Token).await
     }
 
-    /// The same for an API key, in one database round trip on the cached path (none on SQLite
-    /// while nothing it read has changed): the key, the
+    /// The same for an API key, without a statement of its own while nothing it read has
+    /// changed (on SQLite a look at the file's version; on PostgreSQL a share of one read of
+    /// `route_epoch` that began after the call), else in one round trip: the key, the
     /// environment, the integration and its connection are read by a single query; the key is
     /// then checked exactly as [`api_keys::authenticate`] checks it, and must hold the grant of
     /// `purpose` on the environment (`tokens:read` for the token answer, `proxy` for a call).
@@ -360,7 +361,7 @@ impl Broker {
     ) -> Result<Served> {
         let (resource, access) = purpose.grant();
         // Read before anything else: a route kept under this version was read no earlier.
-        let version = s.db.route_epoch();
+        let version = s.db.route_epoch().await;
         let route_key = api_keys::key_prefix(presented).map(|prefix| RouteKey {
             prefix: prefix.to_string(),
             env: env_name.to_lowercase(),

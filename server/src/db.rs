@@ -35,13 +35,20 @@ pub struct Db {
     watch: Watch,
 }
 
-/// A read-only connection of its own to an SQLite file, watching `route_epoch` (see its
-/// migration): `PRAGMA data_version` tells in about a microsecond, without a trip through the
-/// pool, whether anything at all was committed since the last look (by any connection of any
-/// process); only then is the epoch itself read again.
+/// How the broker learns that what it keeps (`route_epoch`, see its migrations) may be stale.
 #[derive(Clone, Default)]
-struct Watch(Option<Arc<Mutex<Watched>>>);
+enum Watch {
+    /// Nothing may be kept (an in-memory SQLite database).
+    #[default]
+    None,
+    Sqlite(Arc<Mutex<Watched>>),
+    Postgres(Arc<Rounds>),
+}
 
+/// A read-only connection of its own to an SQLite file, watching `route_epoch`: `PRAGMA
+/// data_version` tells in about a microsecond, without a trip through the pool, whether
+/// anything at all was committed since the last look (by any connection of any process); only
+/// then is the epoch itself read again.
 struct Watched {
     conn: rusqlite::Connection,
     /// `data_version` when `epoch` was read.
@@ -51,31 +58,184 @@ struct Watched {
 
 impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Watch").field(&self.0.is_some()).finish()
+        f.write_str(match self {
+            Watch::None => "Watch::None",
+            Watch::Sqlite(_) => "Watch::Sqlite",
+            Watch::Postgres(_) => "Watch::Postgres",
+        })
     }
 }
 
 impl Watch {
-    fn open(path: &std::path::Path) -> Result<Watch> {
+    fn open_sqlite(path: &std::path::Path) -> Result<Watch> {
         use rusqlite::OpenFlags;
         let failed = |e: rusqlite::Error| Error::Internal(format!("cannot watch {} for changes: {e}", path.display()));
         let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(failed)?;
         conn.busy_timeout(Duration::from_millis(200)).map_err(failed)?;
         let data_version = conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(failed)?;
         let epoch = conn.query_row("SELECT version FROM route_epoch WHERE id = 1", [], |row| row.get(0)).map_err(failed)?;
-        Ok(Watch(Some(Arc::new(Mutex::new(Watched { conn, data_version, epoch })))))
+        Ok(Watch::Sqlite(Arc::new(Mutex::new(Watched { conn, data_version, epoch }))))
     }
 
-    fn epoch(&self) -> Option<i64> {
-        let mut w = self.0.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
-        let data_version: i64 = w.conn.prepare_cached("PRAGMA data_version").ok()?.query_row([], |row| row.get(0)).ok()?;
-        if data_version != w.data_version {
-            // Read after data_version: a commit in between only makes the epoch newer than the
-            // version it is filed under, and the next look reads it again.
-            let epoch = w.conn.prepare_cached("SELECT version FROM route_epoch WHERE id = 1").ok()?.query_row([], |row| row.get(0)).ok()?;
-            (w.data_version, w.epoch) = (data_version, epoch);
+    async fn epoch(&self) -> Option<i64> {
+        match self {
+            Watch::None => None,
+            Watch::Sqlite(w) => sqlite_epoch(w),
+            Watch::Postgres(rounds) => rounds.epoch().await,
         }
-        Some(w.epoch)
+    }
+}
+
+fn sqlite_epoch(w: &Mutex<Watched>) -> Option<i64> {
+    let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+    let data_version: i64 = w.conn.prepare_cached("PRAGMA data_version").ok()?.query_row([], |row| row.get(0)).ok()?;
+    if data_version != w.data_version {
+        // Read after data_version: a commit in between only makes the epoch newer than the
+        // version it is filed under, and the next look reads it again.
+        let epoch = w.conn.prepare_cached("SELECT version FROM route_epoch WHERE id = 1").ok()?.query_row([], |row| row.get(0)).ok()?;
+        (w.data_version, w.epoch) = (data_version, epoch);
+    }
+    Some(w.epoch)
+}
+
+/// PostgreSQL: another server's change is seen only by asking the database, so every caller
+/// waits for a read of `route_epoch` that *began after it asked* (it sees every commit made
+/// before the call arrived: a revoked key is refused at once, on every server). One read
+/// answers all the callers waiting when it begins: under load the rounds run back to back on
+/// a connection of their own (not the pool's, which background jobs may hold), one trivial
+/// query each, however many calls they answer. Idle for a second, the reader stops and closes
+/// its connection; the next caller starts it again. A failed read answers `None` (nothing kept
+/// is used: the caller reads everything through the pool).
+struct Rounds {
+    url: String,
+    state: Mutex<RoundState>,
+    /// A caller asked for a round.
+    asked: tokio::sync::Notify,
+    /// The last round done: its number and what it read.
+    done: tokio::sync::watch::Sender<(u64, Option<i64>)>,
+}
+
+#[derive(Default)]
+struct RoundState {
+    /// Rounds begun (a round's number is the count when it began).
+    begun: u64,
+    /// A caller waits for a round not yet begun.
+    wanted: bool,
+    /// Callers that asked since the last round began.
+    asking: usize,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    closed: bool,
+}
+
+/// How long the reader waits for a caller before it stops; and how long a read may take
+/// before its callers give up on it (`None`).
+const ROUND_IDLE: Duration = Duration::from_secs(1);
+const ROUND_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Rounds {
+    fn new(url: &str) -> Arc<Rounds> {
+        Arc::new(Rounds { url: url.to_string(), state: Mutex::default(), asked: tokio::sync::Notify::new(), done: tokio::sync::watch::channel((0, None)).0 })
+    }
+
+    async fn epoch(self: &Arc<Self>) -> Option<i64> {
+        let mut rx = self.done.subscribe();
+        let target = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.closed {
+                return None;
+            }
+            st.wanted = true;
+            st.asking += 1;
+            // A reader that ended with its runtime (a test's) is started again.
+            if st.reader.as_ref().is_none_or(|t| t.is_finished()) {
+                st.reader = Some(tokio::spawn(self.clone().read_rounds()));
+            }
+            st.begun + 1
+        };
+        self.asked.notify_one();
+        let seen = tokio::time::timeout(ROUND_TIMEOUT, rx.wait_for(|(round, _)| *round >= target)).await.ok()?.ok()?;
+        seen.1
+    }
+
+    async fn read_rounds(self: Arc<Self>) {
+        let mut conn: Option<AnyConnection> = None;
+        loop {
+            // Before a round begins, the callers the last one woke get to ask again (they run
+            // on the other worker threads or after a yield), so that one read answers them all
+            // rather than every other one: half the reads under load, a yield's delay alone.
+            let mut asking = self.state.lock().unwrap_or_else(|e| e.into_inner()).asking;
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+                let now = self.state.lock().unwrap_or_else(|e| e.into_inner()).asking;
+                if now == asking {
+                    break;
+                }
+                asking = now;
+            }
+            let round = {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.closed {
+                    break;
+                }
+                if st.wanted {
+                    st.wanted = false;
+                    st.asking = 0;
+                    st.begun += 1;
+                    Some(st.begun)
+                } else {
+                    None
+                }
+            };
+            let Some(round) = round else {
+                if tokio::time::timeout(ROUND_IDLE, self.asked.notified()).await.is_err() {
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if !st.wanted {
+                        st.reader = None;
+                        break;
+                    }
+                }
+                continue;
+            };
+            let read = tokio::time::timeout(ROUND_TIMEOUT, Self::read(&mut conn, &self.url)).await;
+            let epoch = match read {
+                Ok(Ok(epoch)) => Some(epoch),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading route_epoch failed; the broker reads every route until it works again");
+                    conn = None;
+                    None
+                }
+                Err(_) => {
+                    conn = None;
+                    None
+                }
+            };
+            self.done.send_replace((round, epoch));
+        }
+        if let Some(c) = conn {
+            let _ = c.close().await;
+        }
+    }
+
+    async fn read(conn: &mut Option<AnyConnection>, url: &str) -> std::result::Result<i64, sqlx::Error> {
+        if conn.is_none() {
+            *conn = Some(AnyConnection::connect(url).await?);
+        }
+        let c = conn.as_mut().expect("just connected");
+        sqlx::query_scalar("SELECT version FROM route_epoch WHERE id = 1").fetch_one(c).await
+    }
+
+    /// Stops the reader and closes its connection; callers waiting get `None`.
+    async fn close(&self) {
+        let reader = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.closed = true;
+            st.reader.take()
+        };
+        self.asked.notify_one();
+        self.done.send_replace((u64::MAX, None));
+        if let Some(t) = reader {
+            let _ = t.await;
+        }
     }
 }
 
@@ -234,9 +394,13 @@ impl Db {
             .await?;
         let mut db = Db { pool, backend, watch: Watch::default() };
         db.migrate().await?;
-        if let Some(path) = sqlite_path(&url).filter(|_| backend == Backend::Sqlite) {
-            db.watch = Watch::open(&path)?;
-        }
+        db.watch = match backend {
+            Backend::Sqlite => match sqlite_path(&url) {
+                Some(path) => Watch::open_sqlite(&path)?,
+                None => Watch::None,
+            },
+            Backend::Postgres => Watch::Postgres(Rounds::new(&url)),
+        };
         Ok(db)
     }
 
@@ -257,12 +421,13 @@ impl Db {
     }
 
     /// A number that changes whenever what decides an API key's route changes (keys, accounts
-    /// and roles, environments, integrations, connections: the `route_epoch` migration), by this
-    /// process or another sharing the file. `None` on PostgreSQL (and for an in-memory SQLite
-    /// database), where nothing may be kept on it and every call reads the database; a failed
-    /// read is `None` too, so whatever is kept on it fails closed.
-    pub fn route_epoch(&self) -> Option<i64> {
-        self.watch.epoch()
+    /// and roles, environments, integrations, connections: the `route_epoch` migrations), by
+    /// this process or another sharing the database, read no earlier than this call began (on
+    /// PostgreSQL a round trip shared by the calls waiting, see [`Rounds`]). `None` for an
+    /// in-memory SQLite database, where nothing may be kept; a failed read is `None` too, so
+    /// whatever is kept on it fails closed.
+    pub async fn route_epoch(&self) -> Option<i64> {
+        self.watch.epoch().await
     }
 
     pub async fn begin(&self) -> Result<Tx<'static>> {
@@ -283,6 +448,9 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Watch::Postgres(rounds) = &self.watch {
+            rounds.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -676,6 +676,7 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
     let mut attempts_log = Vec::new();
     let mut delivered: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut working_hooks: Vec<i64> = Vec::new();
+    let mut recovered_hooks: Vec<i64> = Vec::new();
     let mut failures = Vec::new();
     for (row, job, delivery, started_at, latency_ms, outcome) in sent {
         let (status, error, body) = match outcome {
@@ -690,6 +691,11 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
                 let hook: i64 = row.try_get("hook")?;
                 if !working_hooks.contains(&hook) {
                     working_hooks.push(hook);
+                    // Only one marked failing when the batch read it needs the mark cleared (one
+                    // marked since is cleared by its next delivery that works).
+                    if row.try_get::<Option<String>, _>("failing_since")?.is_some() {
+                        recovered_hooks.push(hook);
+                    }
                 }
                 outcomes.insert(job, Ok(()));
             }
@@ -716,8 +722,8 @@ pub async fn deliver(s: Handles<'_>, batch: &mut jobs::Batch) -> Result<()> {
         .execute(&mut **tx)
         .await?;
     }
-    if !working_hooks.is_empty() {
-        let list = crate::db::id_list(working_hooks.iter().copied());
+    if !recovered_hooks.is_empty() {
+        let list = crate::db::id_list(recovered_hooks.iter().copied());
         sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE webhooks SET failing_since = NULL WHERE id IN ({list}) AND failing_since IS NOT NULL")))
             .execute(&mut **tx)
             .await?;

@@ -330,8 +330,9 @@ async fn grants_decide_reads_and_writes_and_a_revoked_key_stops_at_once_on_every
     }
 }
 
-/// On SQLite a server keeps what it read for a key, an environment and an integration while none
-/// of it has changed, and answers from it without a query; whatever another server commits
+/// A server keeps what it read for a key, an environment and an integration while none of it
+/// has changed, and answers from it without a query of its own (on PostgreSQL after a shared
+/// read of the epoch that began after the call); whatever another server commits
 /// (a new binding, a changed role, a deactivated creator, an unpublished integration) is seen by
 /// the very next call. The key itself is checked every time: a forged one with the kept key's
 /// prefix is refused.
@@ -351,17 +352,12 @@ async fn a_kept_route_gives_way_at_once_to_changes_made_by_another_server() {
         let (_, value) = api_keys::create(&s.db, &operator, Creator::User(&user), new).await.unwrap();
         let app = bearer(value.expose_secret());
         // The epoch moves with what decides a route, and only with it.
-        let before = s.db.route_epoch();
+        let before = s.db.route_epoch().await;
         let unrelated = "INSERT INTO usage_counts (kind, caller, environment_id, environment, integration, minute, n) VALUES ('token.use', 'x', 1, 'DEV', 'Orders', 1, 1)";
         sqlx::query(unrelated).execute(s.db.pool()).await.unwrap();
         sqlx::query("UPDATE api_keys SET last_used_at = $1").bind("2026-12-01T00:00:00.000000Z").execute(s.db.pool()).await.unwrap();
-        match db.kind {
-            Kind::Sqlite => {
-                assert!(before.is_some(), "SQLite keeps an epoch");
-                assert_eq!(s.db.route_epoch(), before, "usage counts and a key's last use decide nothing");
-            }
-            Kind::Postgres => assert_eq!(before, None, "PostgreSQL keeps no epoch"),
-        }
+        assert!(before.is_some(), "both backends keep an epoch");
+        assert_eq!(s.db.route_epoch().await, before, "usage counts and a key's last use decide nothing");
         let other = Api::new(open(&db, &[]).await);
         let target = "/proxy/v1/DEV/Orders/orders";
         let call = |auth: String| {
@@ -371,11 +367,7 @@ async fn a_kept_route_gives_way_at_once_to_changes_made_by_another_server() {
         for _ in 0..3 {
             assert_eq!(call(app.clone()).await.0, 200);
         }
-        let kept = other.s.broker.kept_routes();
-        match db.kind {
-            Kind::Sqlite => assert_eq!(kept, 1, "the route is kept on SQLite"),
-            Kind::Postgres => assert_eq!(kept, 0, "nothing is kept on PostgreSQL: every call reads the database"),
-        }
+        assert_eq!(other.s.broker.kept_routes(), 1, "the route is kept");
         // The kept route does not vouch for the key: the digest is checked on every call.
         let forged = format!("{}{}", &app[..bearer("").len() + 12], "x".repeat(app.len() - bearer("").len() - 12));
         assert_ne!(forged, app);
@@ -384,9 +376,7 @@ async fn a_kept_route_gives_way_at_once_to_changes_made_by_another_server() {
 
         // Re-bound on the first server: the next call on the other goes to the new connection.
         w.ok("PUT", "/api/v1/environments/DEV/integrations/Orders/binding", json!({"connection": "Api2"})).await;
-        if matches!(db.kind, Kind::Sqlite) {
-            assert!(before.is_some() && s.db.route_epoch() > before, "a new binding moves the epoch");
-        }
+        assert!(s.db.route_epoch().await > before, "a new binding moves the epoch");
         assert_eq!(call(app.clone()).await.0, 200);
         let seen = second.seen();
         assert_eq!(seen.len(), 1, "the call went to the new connection");
@@ -416,6 +406,38 @@ async fn a_kept_route_gives_way_at_once_to_changes_made_by_another_server() {
         let (st, _, text) = call(reader).await;
         assert_eq!(st, 404, "an unpublished integration: {text}");
         assert_eq!(second.seen().len(), 3, "nothing was sent after the binding went");
+    }
+}
+
+/// The epoch moves with each committed transaction that changes what decides a route (on
+/// PostgreSQL once however many rows and statements it took), and not for one rolled back; a
+/// read that begins after a commit on another connection sees it.
+#[tokio::test]
+async fn the_route_epoch_moves_once_per_committed_change() {
+    for db in backends().await {
+        let w = world(&db, &[]).await;
+        let s = &w.api.s;
+        let before = s.db.route_epoch().await.expect("an epoch");
+        let mut tx = s.db.begin().await.unwrap();
+        for _ in 0..3 {
+            sqlx::query("UPDATE connections SET updated_at = $1").bind(server::db::now()).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let after = s.db.route_epoch().await.expect("an epoch");
+        assert!(after > before, "a committed change moves the epoch");
+        if db.kind == Kind::Postgres {
+            assert_eq!(after, before + 1, "one transaction, one step");
+        }
+        let mut tx = s.db.begin().await.unwrap();
+        sqlx::query("UPDATE integrations SET updated_at = $1").bind(server::db::now()).execute(&mut *tx).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(s.db.route_epoch().await, Some(after), "a rolled-back change moves nothing");
+        sqlx::query("UPDATE environments SET updated_at = $1").bind(server::db::now()).execute(s.db.pool()).await.unwrap();
+        let last = s.db.route_epoch().await.expect("an epoch");
+        assert!(last > after, "a statement of its own is a transaction");
+        // Many callers at once share reads, and each sees what was committed before it asked.
+        let reads = futures::future::join_all((0..50).map(|_| s.db.route_epoch())).await;
+        assert!(reads.iter().all(|r| *r == Some(last)), "{reads:?}");
     }
 }
 
