@@ -256,8 +256,8 @@ const MAX_ROUTES: usize = 4096;
 /// database says the same about them ([`Db::route_epoch`], read for every call on both
 /// backends): any change to a key, an account or its roles, an environment, an integration or a
 /// connection, by this server or another on the same database (a revoked key, a deactivated
-/// creator, a new binding), drops them all before the next call is answered. The key itself is checked on every call (digest, expiry,
-/// addresses), and so is its grant.
+/// creator, a new binding), drops them all before the next call is answered. The key itself is
+/// checked on every call (digest, expiry, addresses), and so is its grant.
 #[derive(Default)]
 struct Routes {
     version: i64,

@@ -35,6 +35,9 @@ pub struct Db {
     watch: Watch,
 }
 
+/// The one statement that reads the epoch, on both backends.
+const EPOCH_SQL: &str = "SELECT version FROM route_epoch WHERE id = 1";
+
 /// How the broker learns that what it keeps (`route_epoch`, see its migrations) may be stale.
 #[derive(Clone, Default)]
 enum Watch {
@@ -73,7 +76,7 @@ impl Watch {
         let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(failed)?;
         conn.busy_timeout(Duration::from_millis(200)).map_err(failed)?;
         let data_version = conn.query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(failed)?;
-        let epoch = conn.query_row("SELECT version FROM route_epoch WHERE id = 1", [], |row| row.get(0)).map_err(failed)?;
+        let epoch = conn.query_row(EPOCH_SQL, [], |row| row.get(0)).map_err(failed)?;
         Ok(Watch::Sqlite(Arc::new(Mutex::new(Watched { conn, data_version, epoch }))))
     }
 
@@ -92,7 +95,7 @@ fn sqlite_epoch(w: &Mutex<Watched>) -> Option<i64> {
     if data_version != w.data_version {
         // Read after data_version: a commit in between only makes the epoch newer than the
         // version it is filed under, and the next look reads it again.
-        let epoch = w.conn.prepare_cached("SELECT version FROM route_epoch WHERE id = 1").ok()?.query_row([], |row| row.get(0)).ok()?;
+        let epoch = w.conn.prepare_cached(EPOCH_SQL).ok()?.query_row([], |row| row.get(0)).ok()?;
         (w.data_version, w.epoch) = (data_version, epoch);
     }
     Some(w.epoch)
@@ -119,9 +122,7 @@ struct Rounds {
 struct RoundState {
     /// Rounds begun (a round's number is the count when it began).
     begun: u64,
-    /// A caller waits for a round not yet begun.
-    wanted: bool,
-    /// Callers that asked since the last round began.
+    /// Callers that asked since the last round began (they wait for the next one).
     asking: usize,
     reader: Option<tokio::task::JoinHandle<()>>,
     closed: bool,
@@ -144,7 +145,6 @@ impl Rounds {
             if st.closed {
                 return None;
             }
-            st.wanted = true;
             st.asking += 1;
             // A reader that ended with its runtime (a test's) is started again.
             if st.reader.as_ref().is_none_or(|t| t.is_finished()) {
@@ -177,8 +177,7 @@ impl Rounds {
                 if st.closed {
                     break;
                 }
-                if st.wanted {
-                    st.wanted = false;
+                if st.asking > 0 {
                     st.asking = 0;
                     st.begun += 1;
                     Some(st.begun)
@@ -189,22 +188,21 @@ impl Rounds {
             let Some(round) = round else {
                 if tokio::time::timeout(ROUND_IDLE, self.asked.notified()).await.is_err() {
                     let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if !st.wanted {
+                    if st.asking == 0 {
                         st.reader = None;
                         break;
                     }
                 }
                 continue;
             };
-            let read = tokio::time::timeout(ROUND_TIMEOUT, Self::read(&mut conn, &self.url)).await;
+            let read = tokio::time::timeout(ROUND_TIMEOUT, Self::read(&mut conn, &self.url))
+                .await
+                .map_err(|_| format!("no answer within {} s", ROUND_TIMEOUT.as_secs()))
+                .and_then(|r| r.map_err(|e| e.to_string()));
             let epoch = match read {
-                Ok(Ok(epoch)) => Some(epoch),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading route_epoch failed; the broker reads every route until it works again");
-                    conn = None;
-                    None
-                }
-                Err(_) => {
+                Ok(epoch) => Some(epoch),
+                Err(error) => {
+                    tracing::warn!(%error, "reading route_epoch failed; the broker reads every route until it works again");
                     conn = None;
                     None
                 }
@@ -221,7 +219,7 @@ impl Rounds {
             *conn = Some(AnyConnection::connect(url).await?);
         }
         let c = conn.as_mut().expect("just connected");
-        sqlx::query_scalar("SELECT version FROM route_epoch WHERE id = 1").fetch_one(c).await
+        sqlx::query_scalar(EPOCH_SQL).fetch_one(c).await
     }
 
     /// Stops the reader and closes its connection; callers waiting get `None`.
